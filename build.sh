@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# r2mae — the one entry point.
+#
+#   ./build.sh                      setup (if needed) + data + every notebook at `quick` + report
+#   ./build.sh test                 setup (if needed) + data + the whole test suite (unit, notebooks via nbval)
+#   ./build.sh setup                create .venv from environment.yml (skipped when up to date)
+#   ./build.sh data [NAME ...]      install the dataset packages (apt/npm) and prepare data/
+#   ./build.sh run [--profile smoke|quick|full] [NN_slug ...]
+#                                   execute notebooks with papermill into results/<profile>/
+#   ./build.sh report [--profile P] results/<profile>/CLAIMS.md and index.html
+#   ./build.sh pair [NN_slug ...]   re-execute the committed notebooks/*.ipynb at smoke scale (stored outputs)
+#   ./build.sh bench                the benchmarks under tests/benchmarks/ (not part of `test`)
+#   ./build.sh lab                  JupyterLab on notebooks/
+#
+# With a conda env named r2mae active (conda env create -f environment.yml), that env is used instead
+# of .venv.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+STAMP_NAME=".r2mae-setup"
+
+die() { echo "build.sh: $*" >&2; exit 2; }
+log() { echo "==> $*"; }
+
+env_hash() { cat environment.yml pyproject.toml | sha256sum | cut -c1-16; }
+
+# The `pip:` list of environment.yml, one requirement per line.
+pip_requirements() {
+  awk '/^[[:space:]]*- pip:[[:space:]]*$/ {inpip=1; next}
+       inpip && /^[[:space:]]*- / {sub(/^[[:space:]]*- /, ""); sub(/[[:space:]]+#.*$/, ""); print; next}
+       inpip && /^[^[:space:]]/ {inpip=0}' environment.yml
+}
+
+use_env() {
+  if [[ "${CONDA_DEFAULT_ENV:-}" == "r2mae" && -n "${CONDA_PREFIX:-}" ]]; then
+    PY="$CONDA_PREFIX/bin/python"; PREFIX="$CONDA_PREFIX"
+  else
+    PY="$VENV/bin/python"; PREFIX="$VENV"
+  fi
+  export PATH="$PREFIX/bin:$PATH"
+  export PYTHONHASHSEED=0
+}
+
+cmd_setup() {
+  use_env
+  local want; want="$(env_hash)"
+  if [[ -x "$PY" && -f "$PREFIX/$STAMP_NAME" && "$(cat "$PREFIX/$STAMP_NAME")" == "$want" ]]; then
+    log "setup: environment up to date ($PREFIX)"; return 0
+  fi
+  if [[ "$PREFIX" == "$VENV" ]]; then
+    local base="${PYTHON:-python3.11}"
+    command -v "$base" >/dev/null 2>&1 || base=python3
+    "$base" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+      || die "setup needs Python 3.11 (found $("$base" --version 2>&1)); set PYTHON=/path/to/python3.11"
+    [[ -x "$PY" ]] || { log "setup: creating $VENV"; "$base" -m venv "$VENV"; }
+  fi
+  local req; req="$(mktemp)"; pip_requirements > "$req"
+  grep -qx 'torch==2.13.0' "$req" || die "environment.yml must pin torch==2.13.0 in its pip list"
+  log "setup: installing $(wc -l < "$req") requirements from environment.yml (one pip call, torch pinned)"
+  # One call: torch==2.13.0 is resolved together with everything that depends on it, so no CUDA build.
+  local pip_log="$PREFIX/pip-install.log" rc=0
+  "$PY" -m pip install --disable-pip-version-check -q -r "$req" > "$pip_log" 2>&1 || rc=$?
+  grep -v "is ignored: it is neither" "$pip_log" || true
+  rm -f "$req"
+  [[ $rc -eq 0 ]] || die "setup: pip install failed (exit $rc; log: $pip_log)"
+  "$PY" -c 'import torch, r2mae_core' || die "setup: torch or r2mae_core does not import after install"
+  "$PY" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (r2mae)" >/dev/null
+  echo "$want" > "$PREFIX/$STAMP_NAME"
+  log "setup: done ($(du -sh "$PREFIX" | cut -f1) in $PREFIX)"
+}
+
+cmd_data() {
+  cmd_setup
+  log "data: installing dataset packages and preparing data/"
+  "$PY" -m r2mae_core.data install "$@"
+  "$PY" -m r2mae_core.data prepare "$@"
+}
+
+cmd_run() {
+  cmd_setup
+  "$PY" -m r2mae_core.pipeline run "$@"
+}
+
+cmd_report() {
+  cmd_setup
+  "$PY" -m r2mae_core.report "$@"
+}
+
+cmd_test() {
+  cmd_data
+  log "test: pytest (unit, property, theory-vs-simulation, notebook conventions) + nbval (notebooks, smoke)"
+  local rc=0
+  "$PY" -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider "$@" || rc=$?
+  if [[ $rc -eq 5 ]]; then
+    echo "build.sh test: pytest collected no tests: the suite is missing, which is a failure" >&2; exit 1
+  fi
+  exit $rc
+}
+
+cmd_default() {
+  cmd_data
+  local rc=0
+  "$PY" -m r2mae_core.pipeline run --profile quick || rc=$?
+  "$PY" -m r2mae_core.report --profile quick || rc=$?
+  exit $rc
+}
+
+main() {
+  local sub="${1:-}"; [[ $# -gt 0 ]] && shift
+  case "$sub" in
+    "")      cmd_default ;;
+    setup)   cmd_setup ;;
+    data)    cmd_data "$@" ;;
+    run)     cmd_run "$@" ;;
+    report)  cmd_report "$@" ;;
+    test)    cmd_test "$@" ;;
+    pair)    cmd_setup; "$PY" -m r2mae_core.pipeline pair "$@" ;;
+    bench)   cmd_setup; "$PY" -m pytest tests/benchmarks -p no:cacheprovider --benchmark-only \
+               -o python_files='bench_*.py' "$@" ;;
+    lab)     cmd_setup; exec "$PY" -m jupyter lab --notebook-dir="$ROOT/notebooks" "$@" ;;
+    -h|--help|help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *)       die "unknown command '$sub': use setup | data | run | report | test | pair | bench | lab (see ./build.sh help)" ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,97 @@
+"""On-disk cache of expensive results (a pretraining run, a Monte Carlo grid).
+
+An expensive computation is a pure function of its config. Its result is stored under a key derived
+from ``(namespace, config, data checksum, package version)``, so an interrupted build resumes where it
+stopped and a re-run only re-plots. Entries are pickles written atomically beside a JSON copy of the
+config they came from (to see what a key means: ``cat results/cache/<namespace>/<key>.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import pickle
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from . import __version__
+from .io import atomic_write_bytes, atomic_write_text
+from .paths import cache_root
+
+__all__ = ["cache_key", "cached", "cache_path", "canonical"]
+
+T = TypeVar("T")
+
+
+def canonical(obj):
+    """A JSON-ready canonical form of a config: dataclasses/mappings/sequences/numpy scalars/paths."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {"__class__": type(obj).__name__,
+                **{f.name: canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+    if isinstance(obj, Mapping):
+        return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, list | tuple):
+        return [canonical(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return canonical(obj.tolist())
+    if isinstance(obj, np.generic):
+        return canonical(obj.item())
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float):
+        if math.isnan(obj) or math.isinf(obj):
+            return repr(obj)
+        return int(obj) if obj.is_integer() else obj  # 1.0 and 1 hash alike (YAML writes either)
+    if isinstance(obj, str | int | bool) or obj is None:
+        return obj
+    # Objects with a stable description (e.g. ratio samplers are frozen dataclasses, handled above).
+    raise ValueError(f"config value of type {type(obj).__name__} cannot be part of a cache key: {obj!r}")
+
+
+def cache_key(namespace: str, config, *, data_checksum: str = "") -> str:
+    """SHA-256 (hex, 24 chars) of the canonical JSON of namespace, config, data checksum, version."""
+    payload = {"namespace": namespace, "config": canonical(config), "data": data_checksum,
+               "version": __version__}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def cache_path(namespace: str, config, *, data_checksum: str = "") -> Path:
+    """Where :func:`cached` stores the entry for this config."""
+    if not namespace or "/" in namespace or namespace.startswith("."):
+        raise ValueError(f"namespace={namespace!r} is not allowed: use a plain name like 'linear_theory_mc'")
+    return cache_root() / namespace / f"{cache_key(namespace, config, data_checksum=data_checksum)}.pkl"
+
+
+def cached(namespace: str, config, compute: Callable[[], T], *, data_checksum: str = "") -> T:
+    """Return the cached result for ``config``, computing and storing it on a miss.
+
+    Set ``R2MAE_NO_CACHE=1`` to recompute (and overwrite) every entry.
+
+    Parameters
+    ----------
+    namespace
+        One name per kind of computation (e.g. ``"linear_theory_mc"``).
+    config
+        Everything the result depends on (dataclass or mapping of plain values).
+    compute
+        Zero-argument function producing the result (picklable).
+    data_checksum
+        Checksum of the data the computation reads (from the data registry's manifest).
+    """
+    path = cache_path(namespace, config, data_checksum=data_checksum)
+    if path.exists() and os.environ.get("R2MAE_NO_CACHE", "") not in ("1", "true", "yes"):
+        with path.open("rb") as fh:
+            return pickle.load(fh)
+    result = compute()
+    atomic_write_text(path.with_suffix(".json"),
+                      json.dumps({"namespace": namespace, "config": canonical(config),
+                                  "data": data_checksum, "version": __version__}, indent=2, sort_keys=True))
+    atomic_write_bytes(path, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    return result

@@ -1,0 +1,206 @@
+"""00_masking_tour: what every ratio sampler and mask generator of :mod:`r2mae_core.masking` does.
+
+The tour draws ratios from each sampler, masks real Fashion-MNIST test images with each generator, and
+checks the realised statistics against the specification (the checks the property tests make, here at
+a size a person can look at). Two ledger rows are implementation checks, not paper claims:
+
+- M1: the realised ratio moments of every sampler match its quadrature expectation (|z| < 4 for all).
+- M2: R²MAE per sample spreads ratios within a batch (sd ≈ (b−a)/√12); per batch does not (sd < 1/L).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import masking
+from .._rng import check_seed, child_seeds, torch_generator
+from ..claims import Claim, verdict_from_bool
+
+__all__ = ["Config", "run", "claims", "key_numbers", "SAMPLER_SPECS"]
+
+#: The samplers of the tour, as YAML-style specs (see :func:`r2mae_core.masking.make_sampler`).
+SAMPLER_SPECS: tuple[dict, ...] = (
+    {"kind": "fixed", "ratio": 0.75},
+    {"kind": "r2mae", "low": 0.5, "high": 0.9, "per": "batch"},
+    {"kind": "r2mae", "low": 0.5, "high": 0.9, "per": "sample"},
+    {"kind": "maskgit"},
+    {"kind": "truncnorm", "mean": 0.55, "std": 0.25, "low": 0.5, "high": 0.99},
+    {"kind": "choice", "values": [0.25, 0.5, 0.75]},
+    {"kind": "scheduled", "start": 0.9, "end": 0.5, "shape": "cosine"},
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes of the tour (smoke defaults; the YAML profiles scale them).
+
+    Attributes
+    ----------
+    seed
+        Master seed; every sampler/generator gets a child seed.
+    n_batches
+        Calls to each sampler (one training step each, progress t = i / (n_batches − 1)).
+    batch_size
+        Rows per call.
+    patch
+        Patch size on 28×28 images: 28 / patch tokens per side (4 → 7×7 = 49 tokens).
+    n_images
+        Fashion-MNIST test images shown masked.
+    mean_span
+        Mean span length (tokens) of the span generator.
+    samplers
+        Sampler specs (see :data:`SAMPLER_SPECS`).
+    """
+
+    seed: int = 0
+    n_batches: int = 400
+    batch_size: int = 64
+    patch: int = 4
+    n_images: int = 6
+    mean_span: float = 3.0
+    samplers: tuple[dict, ...] = field(default_factory=lambda: SAMPLER_SPECS)
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
+        for name in ("n_batches", "batch_size", "n_images"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise ValueError(f"{name}={value!r} is not allowed: use an integer >= 2")
+        if self.patch not in (1, 2, 4, 7, 14):
+            raise ValueError(f"patch={self.patch!r} is not allowed: use a divisor of 28 (1, 2, 4, 7, 14)")
+        if not self.mean_span >= 1:
+            raise ValueError(f"mean_span={self.mean_span!r} is not allowed: use a number >= 1")
+        for spec in self.samplers:
+            masking.make_sampler(spec)  # fails early, with the sampler's own message
+
+    @property
+    def n_tokens(self) -> int:
+        return (28 // self.patch) ** 2
+
+
+def _draw_ratios(config: Config) -> pd.DataFrame:
+    """Ratios from every sampler over a simulated training run: one row per (sampler, step, row)."""
+    frames = []
+    for spec, seed in zip(config.samplers, child_seeds(config.seed, len(config.samplers)), strict=True):
+        sampler = masking.make_sampler(spec)
+        gen = torch_generator(seed)
+        progress = np.linspace(0.0, 1.0, config.n_batches)
+        ratios = torch.stack([sampler.sample(config.batch_size, generator=gen, progress=float(t))
+                              for t in progress])  # (n_batches, batch_size)
+        frames.append(pd.DataFrame({
+            "sampler": sampler.describe(),
+            "step": np.repeat(np.arange(config.n_batches), config.batch_size),
+            "progress": np.repeat(progress, config.batch_size),
+            "ratio": ratios.double().numpy().ravel(),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _moment_checks(config: Config, draws: pd.DataFrame) -> pd.DataFrame:
+    """Monte Carlo vs quadrature for E[m], E[m(1−m)²], E[m²(1−m)] of each sampler, with z-scores.
+
+    The standard error uses per-step means (rows of one per-batch call are not independent).
+    """
+    moments = {"E[m]": lambda m: m, "E[m(1-m)^2]": lambda m: m * (1 - m) ** 2,
+               "E[m^2(1-m)]": lambda m: m**2 * (1 - m)}
+    rows = []
+    for spec in config.samplers:
+        sampler = masking.make_sampler(spec)
+        sub = draws[draws["sampler"] == sampler.describe()]
+        for name, fn in moments.items():
+            per_step = sub.assign(v=fn(sub["ratio"].to_numpy())).groupby("step")["v"].mean().to_numpy()
+            mc = float(per_step.mean())
+            se = float(per_step.std(ddof=1) / np.sqrt(per_step.size))
+            expected = float(sampler.expect(fn))
+            z = (mc - expected) / se if se > 0 else (0.0 if abs(mc - expected) < 1e-9 else np.inf)
+            rows.append({"sampler": sampler.describe(), "moment": name, "expected": expected, "monte_carlo": mc,
+                         "se": se, "z": z})
+    return pd.DataFrame(rows)
+
+
+def _within_batch_spread(config: Config, draws: pd.DataFrame) -> pd.DataFrame:
+    """Standard deviation of the *realised* masked fraction within a batch of exact-count masks."""
+    rows = []
+    gen = torch_generator(child_seeds(config.seed, len(config.samplers) + 1)[-1])
+    for spec in config.samplers:
+        if spec.get("kind") != "r2mae":
+            continue
+        sampler = masking.make_sampler(spec)
+        sub = draws[draws["sampler"] == sampler.describe()]
+        sds = []
+        for _, group in sub.groupby("step"):
+            ratios = torch.as_tensor(group["ratio"].to_numpy(), dtype=torch.float32)
+            subset = masking.random_subset_mask(ratios, config.n_tokens, generator=gen)
+            sds.append(float(subset.mask.double().mean(dim=1).std()))
+        rows.append({"sampler": sampler.describe(), "per": spec.get("per", "batch"),
+                     "mean_within_batch_sd": float(np.mean(sds)),
+                     "uniform_sd": (spec["high"] - spec["low"]) / np.sqrt(12.0), "n_tokens": config.n_tokens})
+    return pd.DataFrame(rows)
+
+
+def _image_masks(config: Config) -> dict[str, np.ndarray]:
+    """Real Fashion-MNIST test images and one mask per generator, as (n_images, 28, 28) arrays."""
+    from ..data import load
+
+    images = load("fashion_mnist").test_images[: config.n_images].astype(np.float32) / 255.0
+    side = 28 // config.patch
+    gens = [torch_generator(s) for s in child_seeds(config.seed + 1, 4)]
+    n = config.n_images
+    r2 = masking.make_sampler({"kind": "r2mae", "low": 0.5, "high": 0.9, "per": "sample"})
+    token_masks = {
+        "fixed 0.75, exact count": masking.random_subset_mask(torch.full((n,), 0.75), config.n_tokens,
+                                                              generator=gens[0]).mask,
+        "R²MAE U[0.5, 0.9] per sample": masking.random_subset_mask(r2.sample(n, generator=gens[1]),
+                                                                    config.n_tokens, generator=gens[1]).mask,
+        "Bernoulli 0.75": masking.bernoulli_mask(torch.full((n,), 0.75), config.n_tokens, generator=gens[2]),
+        f"spans (mean {config.mean_span:g}) 0.5": masking.span_mask(torch.full((n,), 0.5), config.n_tokens,
+                                                                   mean_span=config.mean_span,
+                                                                   generator=gens[3]),
+    }
+    out = {"image": images}
+    for name, mask in token_masks.items():
+        grid = mask.reshape(n, side, side).numpy()  # (n, side, side), True = masked
+        out[name] = np.kron(grid, np.ones((config.patch, config.patch), dtype=bool))  # (n, 28, 28)
+    return out
+
+
+def run(config: Config) -> dict[str, pd.DataFrame | dict]:
+    """Run the tour: ``ratios`` (tidy draws), ``moments`` (MC vs quadrature), ``spread``, ``images``."""
+    draws = _draw_ratios(config)
+    return {"ratios": draws, "moments": _moment_checks(config, draws),
+            "spread": _within_batch_spread(config, draws), "images": _image_masks(config)}
+
+
+def claims(results: dict, profile: str) -> list[Claim]:
+    """The two implementation checks M1 and M2 (rules in the module docstring)."""
+    moments = results["moments"]
+    worst = float(np.abs(moments["z"]).max())
+    spread = results["spread"].set_index("per")
+    per_sample, per_batch = spread.loc["sample"], spread.loc["batch"]
+    ratio = float(per_sample["mean_within_batch_sd"] / per_sample["uniform_sd"])
+    m2_ok = bool(0.8 < ratio < 1.2 and per_batch["mean_within_batch_sd"] < 1.0 / per_batch["n_tokens"])
+    n_steps = int(results["ratios"]["step"].nunique())
+    return [
+        Claim("M1", "Realised ratio moments of every sampler match the quadrature expectation (max |z| < 4)",
+              "r2mae_core.masking specification", "max |z| over samplers x moments", worst, float("nan"),
+              float("nan"), n_steps, verdict_from_bool(worst < 4.0), profile),
+        Claim("M2", "R²MAE per sample spreads realised ratios within a batch like U[a,b] (sd ratio in "
+              "(0.8, 1.2)); per batch keeps them equal (sd < 1/L)", "r2mae_core.masking specification",
+              "within-batch sd / ((b-a)/sqrt 12), per sample", ratio, float("nan"), float("nan"), n_steps,
+              verdict_from_bool(m2_ok), profile),
+    ]
+
+
+def key_numbers(results: dict) -> dict[str, float]:
+    """The numbers the notebook prints (and nbval compares), rounded to 4 significant digits."""
+    moments = results["moments"]
+    spread = results["spread"].set_index("per")
+    return {
+        "max_abs_z": float(f"{np.abs(moments['z']).max():.4g}"),
+        "within_batch_sd_per_sample": float(f"{spread.loc['sample', 'mean_within_batch_sd']:.4g}"),
+        "within_batch_sd_per_batch": float(f"{spread.loc['batch', 'mean_within_batch_sd']:.4g}"),
+    }

@@ -1,0 +1,137 @@
+"""The parameters cell of a notebook and the profile YAML that overrides it.
+
+A notebook declares its parameters in exactly one cell tagged ``parameters``: one typed assignment of a
+literal per line, each with a trailing comment (the smoke defaults). A profile YAML
+(``parameters/<profile>/NN_slug.yaml``) may only set declared parameters, with values of the declared
+type. Papermill would only warn about an unknown key; here it is an error, caught before any work.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .paths import REPO_ROOT, check_notebook, check_profile
+
+__all__ = ["Parameter", "read_parameters", "profile_yaml_path", "load_profile_parameters", "ParameterError"]
+
+
+class ParameterError(ValueError):
+    """A notebook's parameters cell or a profile YAML is malformed."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One declared notebook parameter: its name, default (smoke) value, annotation and comment."""
+
+    name: str
+    default: Any
+    annotation: str | None
+    comment: str
+
+
+def _notebook_source(notebook: str) -> Path:
+    return REPO_ROOT / "notebooks" / f"{check_notebook(notebook)}.py"
+
+
+def _parameters_cells(path: Path) -> list[str]:
+    import jupytext  # heavy import, only when needed
+
+    nb = jupytext.read(path)
+    return [c.source for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+
+
+def read_parameters(notebook: str, *, path: Path | None = None) -> dict[str, Parameter]:
+    """Parse the ``parameters`` cell of ``notebooks/<notebook>.py``.
+
+    Raises
+    ------
+    ParameterError
+        No or several parameters cells; a statement that is not ``name[: type] = literal  # comment``.
+    """
+    path = path or _notebook_source(notebook)
+    cells = _parameters_cells(path)
+    if len(cells) != 1:
+        raise ParameterError(f"{path.name}: needs exactly one cell tagged 'parameters', found {len(cells)}")
+    source = cells[0]
+    lines = source.splitlines()
+    params: dict[str, Parameter] = {}
+    for stmt in ast.parse(source).body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            name, value_node, annotation = stmt.targets[0].id, stmt.value, None
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+            name, value_node, annotation = stmt.target.id, stmt.value, ast.unparse(stmt.annotation)
+        else:
+            raise ParameterError(f"{path.name}: parameters cell line {stmt.lineno}: only 'name: type = literal' "
+                                 "assignments are allowed")
+        try:
+            value = ast.literal_eval(value_node)
+        except ValueError as err:
+            raise ParameterError(f"{path.name}: parameter {name!r} is not a literal ({err})") from None
+        line = lines[stmt.end_lineno - 1]
+        comment = line.split("#", 1)[1].strip() if "#" in line else ""
+        if name in params:
+            raise ParameterError(f"{path.name}: parameter {name!r} is declared twice")
+        params[name] = Parameter(name, value, annotation, comment)
+    return params
+
+
+def profile_yaml_path(profile: str, notebook: str) -> Path:
+    """``parameters/<profile>/<notebook>.yaml`` (smoke has none: it is the notebook's own defaults)."""
+    return REPO_ROOT / "parameters" / check_profile(profile) / f"{notebook}.yaml"
+
+
+def _type_ok(default: Any, value: Any) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    if isinstance(default, list | tuple):
+        return isinstance(value, list | tuple)
+    return isinstance(value, type(default))
+
+
+def load_profile_parameters(profile: str, notebook: str) -> dict[str, Any]:
+    """The validated parameter overrides of ``notebook`` at ``profile`` (``{}`` for smoke).
+
+    Every key must be a declared parameter (other than ``profile``, which the runner sets), and every
+    value must have the declared default's type (an int is accepted where a float is declared).
+
+    Raises
+    ------
+    ParameterError
+        Missing YAML for quick/full, a YAML that is not a mapping, an unknown key, a wrong type.
+    """
+    check_profile(profile)
+    check_notebook(notebook)
+    if profile == "smoke":
+        return {}
+    path = profile_yaml_path(profile, notebook)
+    if not path.exists():
+        raise ParameterError(f"{path.relative_to(REPO_ROOT)} is missing: every notebook needs quick and full YAML")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ParameterError(f"{path.relative_to(REPO_ROOT)} is not valid YAML: {str(err).splitlines()[0]}") \
+            from None
+    if not isinstance(values, dict):
+        raise ParameterError(f"{path.relative_to(REPO_ROOT)} must be a mapping of parameter: value")
+    declared = read_parameters(notebook)
+    for key, value in values.items():
+        if key == "profile":
+            raise ParameterError(f"{path.relative_to(REPO_ROOT)}: key 'profile' is set by the runner, remove it")
+        if key not in declared:
+            raise ParameterError(f"{path.relative_to(REPO_ROOT)}: key {key!r} is not a parameter of {notebook} "
+                                 f"(declared: {', '.join(sorted(declared))})")
+        default = declared[key].default
+        if not _type_ok(default, value):
+            raise ParameterError(f"{path.relative_to(REPO_ROOT)}: {key}={value!r} has type "
+                                 f"{type(value).__name__}, the notebook declares {type(default).__name__}")
+    return {k: (float(v) if isinstance(declared[k].default, float) and isinstance(v, int) else v)
+            for k, v in values.items()}

@@ -1,0 +1,196 @@
+"""Run the notebooks headlessly: ``python -m r2mae_core.pipeline run --profile quick [NN_slug ...]``.
+
+``build.sh run`` calls this. For each notebook it
+
+1. updates the paired ``.ipynb`` from its jupytext source ``notebooks/NN_slug.py`` (the source of truth),
+2. validates the profile YAML against the notebook's parameters cell (unknown key or wrong type: error),
+3. clears ``results/<profile>/NN_slug/`` and marks it ``.incomplete``,
+4. executes the notebook with papermill (cwd ``notebooks/``, parameters from the YAML plus ``profile``)
+   into ``NN_slug.partial.ipynb`` and renames it to ``NN_slug.ipynb`` on success, removing the mark.
+
+A failed notebook keeps its ``.incomplete`` mark and its partial notebook (so nothing failed looks
+complete), the others still run, and the exit status is non-zero with one summary line per notebook.
+
+``pair`` re-executes the committed ``notebooks/*.ipynb`` in place at smoke scale (their stored outputs are
+what nbval compares), ``check`` validates every notebook's YAML of every profile without running anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .notebook_params import ParameterError, load_profile_parameters, read_parameters
+from .paths import PROFILES, REPO_ROOT, check_notebook, check_profile, notebook_names, results_root
+
+__all__ = ["NotebookResult", "sync_pair", "run_notebook", "run_notebooks", "pair_notebook", "main"]
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+INCOMPLETE = ".incomplete"
+KERNEL = "python3"
+
+
+@dataclass(frozen=True)
+class NotebookResult:
+    """Outcome of one notebook run."""
+
+    notebook: str
+    ok: bool
+    minutes: float
+    error: str = ""
+
+    def line(self) -> str:
+        status = "ok    " if self.ok else "FAILED"
+        tail = f"  {self.error}" if self.error else ""
+        return f"{status} {self.notebook:<28} {self.minutes:6.2f} min{tail}"
+
+
+def sync_pair(notebook: str) -> Path:
+    """Bring ``notebooks/<notebook>.ipynb`` in line with its source ``.py`` (inputs from the ``.py``,
+    stored outputs kept where cells are unchanged). Returns the ``.ipynb`` path."""
+    import jupytext
+
+    source = NOTEBOOK_DIR / f"{notebook}.py"
+    target = source.with_suffix(".ipynb")
+    text_nb = jupytext.read(source)
+    if target.exists():
+        from jupytext.combine import combine_inputs_with_outputs
+
+        stored = jupytext.read(target)
+        if _inputs(stored) == _inputs(text_nb):
+            return target
+        text_nb = combine_inputs_with_outputs(text_nb, stored)
+    jupytext.write(text_nb, target)
+    return target
+
+
+def _inputs(nb) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", []))) for c in nb.cells]
+
+
+def _first_error_line(err: BaseException) -> str:
+    name = getattr(err, "ename", type(err).__name__)
+    value = str(getattr(err, "evalue", err)).strip().splitlines()
+    return f"{name}: {value[0] if value else ''}"[:200]
+
+
+def run_notebook(notebook: str, profile: str) -> NotebookResult:
+    """Execute one notebook at ``profile`` (see the module docstring for the steps)."""
+    import papermill
+
+    start = time.monotonic()
+    try:
+        parameters = load_profile_parameters(profile, notebook)
+        read_parameters(notebook)  # a malformed parameters cell fails here, before any output is touched
+        ipynb = sync_pair(notebook)
+    except (ParameterError, ValueError) as err:
+        return NotebookResult(notebook, False, 0.0, str(err))
+    out_dir = results_root() / profile / notebook
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    (out_dir / INCOMPLETE).write_text(f"started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    partial = out_dir / f"{notebook}.partial.ipynb"
+    try:
+        papermill.execute_notebook(str(ipynb), str(partial), parameters={**parameters, "profile": profile},
+                                   cwd=str(NOTEBOOK_DIR), kernel_name=KERNEL, progress_bar=True,
+                                   log_output=False)
+    except Exception as err:  # noqa: BLE001 - any failure of a notebook is reported, and the next one runs
+        return NotebookResult(notebook, False, (time.monotonic() - start) / 60, _first_error_line(err))
+    partial.replace(out_dir / f"{notebook}.ipynb")
+    (out_dir / INCOMPLETE).unlink()
+    return NotebookResult(notebook, True, (time.monotonic() - start) / 60)
+
+
+def run_notebooks(notebooks: list[str], profile: str) -> list[NotebookResult]:
+    """Run ``notebooks`` in order at ``profile``, printing progress; every one runs even if one fails."""
+    results = []
+    for i, notebook in enumerate(notebooks, 1):
+        print(f"[{i}/{len(notebooks)}] {notebook} at profile {profile} ...", flush=True)
+        result = run_notebook(notebook, profile)
+        print(f"[{i}/{len(notebooks)}] {result.line()}", flush=True)
+        results.append(result)
+    return results
+
+
+def pair_notebook(notebook: str, timeout: int = 900) -> Path:
+    """Re-execute ``notebooks/<notebook>.ipynb`` in place with its own (smoke) defaults.
+
+    The stored outputs of cells tagged ``nbval-check-output`` are what ``pytest --nbval-lax`` compares,
+    which makes nbval a determinism check. Timing metadata is dropped so that a re-run with the same
+    numbers gives the same file.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    ipynb = sync_pair(notebook)
+    nb = nbformat.read(ipynb, as_version=4)
+    NotebookClient(nb, timeout=timeout, kernel_name=KERNEL,
+                   resources={"metadata": {"path": str(NOTEBOOK_DIR)}}).execute()
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+    nbformat.write(nb, ipynb)
+    return ipynb
+
+
+def _resolve(names: list[str]) -> list[str]:
+    if not names:
+        found = notebook_names()
+        if not found:
+            raise ValueError("no notebooks found under notebooks/ (expected NN_slug.py files)")
+        return found
+    return [check_notebook(n) for n in names]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m r2mae_core.pipeline", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="execute notebooks at a profile into results/<profile>/")
+    p_run.add_argument("--profile", default="quick", help="smoke | quick | full (default quick)")
+    p_run.add_argument("notebooks", nargs="*", help="NN_slug names (default: all)")
+    p_pair = sub.add_parser("pair", help="re-execute the committed notebooks/*.ipynb in place at smoke scale")
+    p_pair.add_argument("notebooks", nargs="*")
+    sub.add_parser("check", help="validate every profile YAML against its notebook's parameters")
+    sub.add_parser("list", help="list the notebooks")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "list":
+            print("\n".join(notebook_names()))
+            return 0
+        if args.command == "check":
+            for notebook in _resolve([]):
+                read_parameters(notebook)
+                for profile in PROFILES:
+                    load_profile_parameters(profile, notebook)
+            print(f"parameters ok for {len(notebook_names())} notebooks x {len(PROFILES)} profiles")
+            return 0
+        if args.command == "pair":
+            for notebook in _resolve(args.notebooks):
+                start = time.monotonic()
+                pair_notebook(notebook)
+                print(f"paired {notebook} ({(time.monotonic() - start) / 60:.2f} min)", flush=True)
+            return 0
+        profile = check_profile(args.profile)
+        notebooks = _resolve(args.notebooks)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    results = run_notebooks(notebooks, profile)
+    print(f"\nsummary (profile {profile}):")
+    for result in results:
+        print("  " + result.line())
+    failed = [r.notebook for r in results if not r.ok]
+    if failed:
+        print(f"{len(failed)} of {len(results)} notebooks failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

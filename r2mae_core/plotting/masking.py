@@ -1,0 +1,67 @@
+"""Figures of 00_masking_tour: ratio distributions, schedules, masks on real images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from .style import new_figure
+
+__all__ = ["ratio_distributions", "ratio_over_training", "masked_images"]
+
+
+def ratio_distributions(draws: pd.DataFrame) -> Figure:
+    """Histogram (density) of the drawn ratios, one panel per sampler; tidy columns ``sampler, ratio``."""
+    samplers = list(dict.fromkeys(draws["sampler"]))
+    ncols = min(4, len(samplers))
+    nrows = int(np.ceil(len(samplers) / ncols))
+    fig, axes = new_figure(ncols, nrows, width=2.4, height=1.9, sharex=True)
+    for ax, name in zip(axes.flat, samplers, strict=False):
+        sns.histplot(draws.loc[draws["sampler"] == name, "ratio"], bins=np.linspace(0, 1, 41), stat="density",
+                     ax=ax, element="step")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("mask ratio")
+        ax.set_xlim(0, 1)
+    for ax in axes.flat[len(samplers):]:
+        ax.set_visible(False)
+    return fig
+
+
+def ratio_over_training(draws: pd.DataFrame) -> Figure:
+    """Mean drawn ratio (and 5–95% band) against training progress, per sampler."""
+    fig, axes = new_figure(1, 1, width=4.2, height=2.8)
+    ax = axes[0, 0]
+    grouped = draws.groupby(["sampler", "progress"])["ratio"]
+    stats = pd.DataFrame({"mean": grouped.mean(), "lo": grouped.quantile(0.05), "hi": grouped.quantile(0.95)})
+    for name, sub in stats.groupby(level="sampler", sort=False):
+        t = sub.index.get_level_values("progress")
+        (line,) = ax.plot(t, sub["mean"], label=name)
+        ax.fill_between(t, sub["lo"], sub["hi"], color=line.get_color(), alpha=0.15, linewidth=0)
+    ax.set_xlabel("training progress t")
+    ax.set_ylabel("mask ratio (mean, 5–95%)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
+def masked_images(images: dict[str, np.ndarray]) -> Figure:
+    """Rows: the original images then one row per mask generator (masked patches shown grey)."""
+    originals = images["image"]
+    masks = {k: v for k, v in images.items() if k != "image"}
+    n = originals.shape[0]
+    fig, axes = new_figure(n, 1 + len(masks), width=1.0, height=1.05)
+    for j in range(n):
+        axes[0, j].imshow(originals[j], cmap="gray_r", vmin=0, vmax=1)
+        for i, (name, mask) in enumerate(masks.items(), start=1):
+            shown = np.where(mask[j], 0.35, originals[j])
+            axes[i, j].imshow(shown, cmap="gray_r", vmin=0, vmax=1)
+            if j == 0:
+                axes[i, j].set_ylabel(name, fontsize=6, rotation=0, ha="right", va="center")
+    axes[0, 0].set_ylabel("original", fontsize=6, rotation=0, ha="right", va="center")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    return fig

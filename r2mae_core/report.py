@@ -1,0 +1,122 @@
+"""The report of a profile: ``python -m r2mae_core.report --profile quick``.
+
+Merges every notebook's ``claims.json`` into ``results/<profile>/CLAIMS.md``, converts each executed
+notebook to HTML (nbconvert) and writes ``results/<profile>/index.html``: per notebook its status, the
+claims, figure thumbnails and table links. All links are relative, so the folder opens from disk.
+A notebook still marked ``.incomplete`` (failed or interrupted) is listed as such, never as a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+from pathlib import Path
+
+from .claims import Claim, claims_to_markdown
+from .io import atomic_write_text, load_claims
+from .paths import check_profile, results_root
+
+__all__ = ["collect", "write_report", "main"]
+
+INCOMPLETE = ".incomplete"
+
+
+def collect(profile: str) -> dict[str, dict]:
+    """Per notebook directory of ``results/<profile>/``: status, claims, figures, tables, notebook path."""
+    root = results_root() / check_profile(profile)
+    runs: dict[str, dict] = {}
+    if not root.exists():
+        return runs
+    for run in sorted(p for p in root.iterdir() if p.is_dir() and p.name[:2].isdigit()):
+        incomplete = (run / INCOMPLETE).exists()
+        claims_file = run / "claims.json"
+        runs[run.name] = {
+            "path": run,
+            "complete": not incomplete,
+            "claims": load_claims(claims_file) if claims_file.exists() and not incomplete else [],
+            "figures": sorted((run / "figures").glob("*.png")) if (run / "figures").exists() else [],
+            "tables": sorted((run / "tables").glob("*.csv")) if (run / "tables").exists() else [],
+            "notebook": run / f"{run.name}.ipynb",
+        }
+    return runs
+
+
+def _notebook_html(ipynb: Path, *, exclude_input: bool) -> Path | None:
+    if not ipynb.exists():
+        return None
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input = exclude_input
+    body, _ = exporter.from_notebook_node(nbformat.read(ipynb, as_version=4))
+    return atomic_write_text(ipynb.with_suffix(".html"), body)
+
+
+def _claims_rows(claims: list[Claim]) -> str:
+    rows = []
+    for c in claims:
+        ci = "–" if c.ci_low != c.ci_low else f"[{c.ci_low:.4g}, {c.ci_high:.4g}]"
+        value = "–" if c.value != c.value else f"{c.value:.4g}"
+        rows.append(f"<tr><td>{html.escape(c.id)}</td><td>{html.escape(c.claim)}</td><td>{value}</td>"
+                    f"<td>{ci}</td><td>{c.n_seeds}</td><td class='{c.verdict}'>{c.verdict}</td></tr>")
+    return ("<table><tr><th>id</th><th>claim</th><th>value</th><th>95% CI</th><th>seeds</th><th>verdict</th>"
+            "</tr>" + "".join(rows) + "</table>") if rows else "<p>No claims recorded.</p>"
+
+
+def write_report(profile: str, *, exclude_input: bool = False, notebooks_html: bool = True) -> Path:
+    """Write ``CLAIMS.md``, per-notebook HTML and ``index.html`` for ``profile``; return the index path."""
+    root = results_root() / check_profile(profile)
+    runs = collect(profile)
+    claims_md = claims_to_markdown({name: r["claims"] for name, r in runs.items() if r["complete"]}, profile)
+    atomic_write_text(root / "CLAIMS.md", claims_md)
+    parts = [f"<h1>r2mae results — profile <code>{profile}</code></h1>",
+             "<p>Claims ledger: <a href='CLAIMS.md'>CLAIMS.md</a></p>"]
+    for name, run in runs.items():
+        status = "complete" if run["complete"] else "INCOMPLETE (failed or interrupted: not a result)"
+        parts.append(f"<h2 id='{name}'>{name} <small>{status}</small></h2>")
+        if not run["complete"]:
+            continue
+        page = _notebook_html(run["notebook"], exclude_input=exclude_input) if notebooks_html else None
+        if page is not None:
+            parts.append(f"<p><a href='{name}/{page.name}'>executed notebook</a></p>")
+        parts.append(_claims_rows(run["claims"]))
+        parts.append("<div class='figs'>" + "".join(
+            f"<figure><a href='{name}/figures/{f.name}'><img src='{name}/figures/{f.name}'></a>"
+            f"<figcaption>{f.stem}</figcaption></figure>" for f in run["figures"]) + "</div>")
+        if run["tables"]:
+            parts.append("<p>Tables: " + ", ".join(f"<a href='{name}/tables/{t.name}'>{t.stem}</a>"
+                                                  for t in run["tables"]) + "</p>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:90%}.supported{color:#1a7f37}"
+             ".contradicted{color:#cf222e}.inconclusive{color:#9a6700}figure{display:inline-block;margin:6px}"
+             "img{max-width:360px;max-height:300px}small{color:#777}")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>r2mae {profile}</title><style>{style}"
+            f"</style></head><body>{''.join(parts)}</body></html>\n")
+    return atomic_write_text(root / "index.html", page)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m r2mae_core.report", description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="quick", help="smoke | quick | full (default quick)")
+    parser.add_argument("--no-input", action="store_true", help="hide code cells in the notebook HTML")
+    args = parser.parse_args(argv)
+    try:
+        check_profile(args.profile)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not (results_root() / args.profile).exists():
+        print(f"error: results/{args.profile}/ does not exist: run ./build.sh run --profile {args.profile} first",
+              file=sys.stderr)
+        return 2
+    index = write_report(args.profile, exclude_input=args.no_input)
+    runs = collect(args.profile)
+    n_claims = sum(len(r["claims"]) for r in runs.values())
+    print(f"report: {index} ({len(runs)} notebooks, {n_claims} claims; CLAIMS.md beside it)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

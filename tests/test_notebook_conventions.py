@@ -1,0 +1,98 @@
+"""Notebook conventions (DESIGN §4): thin notebooks, one parameters cell, YAML = declared keys, pairs in sync."""
+
+import ast
+import re
+
+import jupytext
+import nbformat
+import pytest
+
+from r2mae_core.notebook_params import load_profile_parameters, read_parameters
+from r2mae_core.paths import PROFILES, REPO_ROOT, notebook_names
+from r2mae_core.pipeline import _inputs
+
+NOTEBOOKS = notebook_names()
+FORBIDDEN = {
+    "plt.show": re.compile(r"plt\.show\("),
+    "savefig": re.compile(r"\.savefig\("),
+    "pip install": re.compile(r"pip install"),
+    "absolute path": re.compile(r"[\"'](/[A-Za-z0-9_.-]+){2,}"),
+    "training loop (backward/step)": re.compile(r"\.backward\(|optimizer\.step\("),
+    "plt.savefig / os.chdir": re.compile(r"os\.chdir\("),
+}
+MAX_IPYNB_BYTES = 2_000_000
+
+
+def test_there_are_notebooks():
+    assert "00_masking_tour" in NOTEBOOKS
+
+
+def _code_cells(name):
+    return [c for c in jupytext.read(REPO_ROOT / "notebooks" / f"{name}.py").cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_parameters_cell_is_typed_commented_and_has_profile_and_seed(name):
+    params = read_parameters(name)
+    assert "profile" in params and params["profile"].default == "smoke"
+    assert "seed" in params
+    for p in params.values():
+        assert p.annotation, f"{name}: parameter {p.name} has no type annotation"
+        assert p.comment, f"{name}: parameter {p.name} has no comment"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profile_yaml_exists_and_only_sets_declared_parameters(name, profile):
+    load_profile_parameters(profile, name)  # raises on a missing file, unknown key or wrong type
+
+
+def test_no_orphan_yaml():
+    for profile in ("quick", "full"):
+        for path in (REPO_ROOT / "parameters" / profile).glob("*.yaml"):
+            assert path.stem in NOTEBOOKS, f"parameters/{profile}/{path.name} has no notebook"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_code_is_thin(name):
+    for cell in _code_cells(name):
+        tree = ast.parse(cell.source)
+        for node in ast.walk(tree):
+            assert not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda), \
+                f"{name}: define functions/classes in r2mae_core, not in the notebook"
+        for label, pattern in FORBIDDEN.items():
+            assert not pattern.search(cell.source), f"{name}: {label} in a notebook cell"
+        logic_lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        assert len(logic_lines) <= 15, f"{name}: a cell of {len(logic_lines)} lines belongs in the library"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_last_cell_checks_key_numbers_and_writes_claims(name):
+    last = _code_cells(name)[-1]
+    assert "nbval-check-output" in last.metadata.get("tags", [])
+    assert "save_claims(" in last.source
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_pair_in_sync_and_stored_outputs_present(name):
+    ipynb = REPO_ROOT / "notebooks" / f"{name}.ipynb"
+    assert ipynb.exists(), f"{name}.ipynb missing: run ./build.sh pair {name}"
+    assert ipynb.stat().st_size <= MAX_IPYNB_BYTES, f"{name}.ipynb is too large: keep figure outputs small"
+    stored = nbformat.read(ipynb, as_version=4)
+    source = jupytext.read(REPO_ROOT / "notebooks" / f"{name}.py")
+    assert _inputs(stored) == _inputs(source), f"{name}: .py and .ipynb differ: run ./build.sh pair {name}"
+    checked = [c for c in stored.cells if "nbval-check-output" in c.metadata.get("tags", [])]
+    assert checked and all(c.get("outputs") for c in checked), \
+        f"{name}.ipynb has no stored key-number outputs for nbval: run ./build.sh pair {name}"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_readme_indexes_the_notebook(name):
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"notebooks/{name}.py" in readme, f"README has no row for {name}"
+
+
+def test_build_sh_runs_every_notebook_via_pipeline():
+    build = (REPO_ROOT / "build.sh").read_text()
+    assert "r2mae_core.pipeline run --profile quick" in build  # no list to forget: all notebooks are found
+    assert "tests notebooks --nbval-lax" in build

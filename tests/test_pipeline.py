@@ -1,0 +1,145 @@
+"""The notebook runner, the parameter checks and the report, on throw-away notebooks in a temp repo."""
+
+import json
+import textwrap
+
+import pytest
+
+from r2mae_core import notebook_params, paths, pipeline, report
+from r2mae_core.claims import Claim
+from r2mae_core.io import save_claims
+from r2mae_core.notebook_params import ParameterError, load_profile_parameters, read_parameters
+
+HEADER = textwrap.dedent("""\
+    # ---
+    # jupyter:
+    #   kernelspec:
+    #     display_name: Python 3
+    #     language: python
+    #     name: python3
+    # ---
+    """)
+
+
+def _notebook(body_params: str, body: str) -> str:
+    return (HEADER + '\n# %% tags=["parameters"]\n' + textwrap.dedent(body_params) + "\n# %%\n"
+            + textwrap.dedent(body))
+
+
+@pytest.fixture()
+def repo(tmp_path, monkeypatch):
+    """A minimal repo: notebooks/, parameters/{quick,full}/, results/ (all in tmp)."""
+    for sub in ("notebooks", "parameters/quick", "parameters/full"):
+        (tmp_path / sub).mkdir(parents=True)
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(notebook_params, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", tmp_path / "notebooks")
+    monkeypatch.setenv("R2MAE_RESULTS_DIR", str(tmp_path / "results"))
+    return tmp_path
+
+
+PARAMS = """\
+    profile: str = "smoke"  # where results go
+    steps: int = 3  # steps
+    lr: float = 0.1  # learning rate
+    name: str = "a"  # a label
+    """
+
+
+def test_read_parameters_parses_types_defaults_and_comments(repo):
+    (repo / "notebooks" / "01_ok.py").write_text(_notebook(PARAMS, "x = 1\n"))
+    params = read_parameters("01_ok")
+    assert list(params) == ["profile", "steps", "lr", "name"]
+    assert params["lr"].default == 0.1 and params["lr"].annotation == "float"
+    assert params["steps"].comment == "steps"
+
+
+@pytest.mark.parametrize("bad_cell,match", [
+    ("x = compute()  # no\n", "not a literal"),
+    ("a, b = 1, 2  # no\n", "only 'name: type = literal'"),
+    ("steps = 1  # a\nsteps = 2  # b\n", "declared twice"),
+])
+def test_read_parameters_rejects_malformed_cells(repo, bad_cell, match):
+    (repo / "notebooks" / "01_bad.py").write_text(_notebook(bad_cell, "x = 1\n"))
+    with pytest.raises(ParameterError, match=match):
+        read_parameters("01_bad")
+
+
+def test_read_parameters_needs_exactly_one_cell(repo):
+    (repo / "notebooks" / "01_none.py").write_text(HEADER + "\n# %%\nx = 1\n")
+    with pytest.raises(ParameterError, match="exactly one cell tagged 'parameters', found 0"):
+        read_parameters("01_none")
+
+
+@pytest.mark.parametrize("yaml_text,match", [
+    ("stepz: 4\n", "key 'stepz' is not a parameter of 01_ok"),
+    ("steps: 'four'\n", "steps='four' has type str, the notebook declares int"),
+    ("steps: 1.5\n", "has type float, the notebook declares int"),
+    ("profile: full\n", "key 'profile' is set by the runner"),
+    ("- 1\n- 2\n", "must be a mapping"),
+    ("steps: [1\n", "not valid YAML"),
+])
+def test_profile_yaml_errors_name_the_problem(repo, yaml_text, match):
+    (repo / "notebooks" / "01_ok.py").write_text(_notebook(PARAMS, "x = 1\n"))
+    (repo / "parameters" / "quick" / "01_ok.yaml").write_text(yaml_text)
+    with pytest.raises(ParameterError, match=match):
+        load_profile_parameters("quick", "01_ok")
+
+
+def test_profile_yaml_accepts_int_for_float_and_smoke_is_defaults(repo):
+    (repo / "notebooks" / "01_ok.py").write_text(_notebook(PARAMS, "x = 1\n"))
+    (repo / "parameters" / "quick" / "01_ok.yaml").write_text("lr: 1\nsteps: 10\n")
+    values = load_profile_parameters("quick", "01_ok")
+    assert values == {"lr": 1.0, "steps": 10} and isinstance(values["lr"], float)
+    assert load_profile_parameters("smoke", "01_ok") == {}
+    with pytest.raises(ParameterError, match="full/01_ok.yaml is missing"):
+        load_profile_parameters("full", "01_ok")
+
+
+def test_unknown_notebook_and_profile_fail_with_one_line(repo, capsys):
+    (repo / "notebooks" / "01_ok.py").write_text(_notebook(PARAMS, "x = 1\n"))
+    assert pipeline.main(["run", "--profile", "quick", "07_nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: notebook='07_nope' does not exist: use one of 01_ok"
+    assert pipeline.main(["run", "--profile", "huge"]) == 2
+    assert "profile='huge' is not allowed" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_marks_failures_incomplete_and_keeps_going(repo, capsys):
+    ok_body = """\
+        from r2mae_core.io import RunOutputs
+        print("steps", steps, "lr", lr)
+        RunOutputs(profile, "01_ok").save_metrics({"steps": steps})
+        """
+    (repo / "notebooks" / "01_ok.py").write_text(_notebook(PARAMS, ok_body))
+    (repo / "notebooks" / "02_fail.py").write_text(_notebook(PARAMS, "raise RuntimeError('boom')\n"))
+    (repo / "parameters" / "quick" / "01_ok.yaml").write_text("steps: 7\n")
+    (repo / "parameters" / "quick" / "02_fail.yaml").write_text("steps: 7\n")
+    assert pipeline.main(["run", "--profile", "quick"]) == 1
+    out = capsys.readouterr()
+    assert "ok     01_ok" in out.out and "FAILED 02_fail" in out.out and "RuntimeError: boom" in out.out
+    good, bad = repo / "results" / "quick" / "01_ok", repo / "results" / "quick" / "02_fail"
+    assert (good / "01_ok.ipynb").exists() and not (good / ".incomplete").exists()
+    assert json.loads((good / "metrics.json").read_text()) == {"steps": 7}  # the YAML reached the notebook
+    assert (bad / ".incomplete").exists() and not (bad / "02_fail.ipynb").exists()
+    assert (bad / "02_fail.partial.ipynb").exists()
+    assert (repo / "notebooks" / "01_ok.ipynb").exists()  # the pair was created from the .py source
+
+
+def test_report_merges_claims_and_skips_incomplete_runs(repo):
+    claim = Claim("C1", "x > y", "paper", "diff", 0.2, 0.1, 0.3, 3, "supported", "quick")
+    save_claims([claim], profile="quick", notebook="01_ok")
+    save_claims([Claim("D1", "stale", "p", "m", 1.0, 0.5, 1.5, 3, "supported", "quick")], profile="quick",
+                notebook="02_fail")
+    (repo / "results" / "quick" / "02_fail" / ".incomplete").write_text("started")
+    index = report.write_report("quick", notebooks_html=False)
+    claims_md = (repo / "results" / "quick" / "CLAIMS.md").read_text()
+    assert "| C1 |" in claims_md and "D1" not in claims_md
+    page = index.read_text()
+    assert "01_ok" in page and "INCOMPLETE" in page and "stale" not in page
+
+
+def test_report_cli_on_missing_profile_dir(repo, capsys):
+    assert report.main(["--profile", "full"]) == 2
+    assert "results/full/ does not exist" in capsys.readouterr().err
