@@ -1,0 +1,42 @@
+"""Mask-ratio samplers and mask generators (``True`` = masked, everywhere).
+
+A *ratio sampler* (:mod:`.samplers`) answers "which mask ratio(s) for this step": :class:`Fixed`,
+:class:`R2MAE` (the main paper, Dong, Wang & Kluger, NeurIPS 2025: the ratio is drawn from U[low, high]
+during pretraining), :class:`Scheduled` and :func:`masking_ratio_decay` (Yang et al. 2023),
+:class:`MaskGITCosine` (Chang et al. 2022), :class:`TruncatedGaussian` (MAGE, Li et al. 2023) and
+:class:`Choice` (scGPT); build them from YAML specs with :func:`make_sampler`.
+
+A *mask generator* (:mod:`.generators`) answers "which positions": :func:`random_subset_mask` (exact count,
+MAE argsort trick, He et al. 2022) with :func:`gather_visible` and :func:`restore`, :func:`bernoulli_mask`,
+:func:`span_mask` (exact count, SpanBERT/T5 spans) and :func:`bert_corruption` (80/10/10, Devlin et al. 2019).
+
+Every random function takes an explicit generator and never touches global RNG state: the same generator
+state gives the same output bit for bit.
+"""
+
+from .generators import (
+    IGNORE_INDEX,
+    SubsetMask,
+    bernoulli_mask,
+    bert_corruption,
+    gather_visible,
+    random_subset_mask,
+    restore,
+    span_mask,
+)
+from .samplers import (
+    R2MAE,
+    SAMPLER_REGISTRY,
+    Choice,
+    Fixed,
+    MaskGITCosine,
+    RatioSampler,
+    Scheduled,
+    TruncatedGaussian,
+    make_sampler,
+    masking_ratio_decay,
+)
+
+__all__ = ["RatioSampler", "Fixed", "R2MAE", "Scheduled", "MaskGITCosine", "TruncatedGaussian", "Choice",
+           "masking_ratio_decay", "make_sampler", "SAMPLER_REGISTRY", "SubsetMask", "random_subset_mask",
+           "gather_visible", "restore", "bernoulli_mask", "span_mask", "bert_corruption", "IGNORE_INDEX"]

@@ -1,0 +1,370 @@
+"""Mask generators: which positions to hide, given per-row ratios (``True`` = masked).
+
+All functions are batched, torch-only and take an explicit ``torch.Generator`` (outputs live on its device).
+Exact-count generators mask ``n_mask = clamp(round(ratio·n), 1, n − 1)`` of the ``n`` eligible tokens of a
+row (at least one visible and one masked token; ``round`` is round-half-to-even, ``torch.round``); a row with
+fewer than 2 eligible tokens gets no masked token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._checks import is_int, is_real, torch_generator
+
+__all__ = ["SubsetMask", "random_subset_mask", "gather_visible", "restore", "bernoulli_mask", "span_mask",
+           "bert_corruption", "IGNORE_INDEX"]
+
+#: Label of unmasked positions in :func:`bert_corruption` (PyTorch's cross-entropy ``ignore_index``).
+IGNORE_INDEX = -100
+
+
+def _ratios_and_eligible(owner: str, ratios: torch.Tensor | np.ndarray | float, n_tokens: int,
+                         batch_size: int | None, eligible: torch.Tensor | None,
+                         gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate; return ratios as float64 (B,) on the generator's device and eligible (B, L) or None."""
+    if not is_int(n_tokens) or n_tokens < 2:
+        raise ValueError(f"{owner}: n_tokens={n_tokens!r} is not allowed: use an integer >= 2")
+    if is_real(ratios):
+        if not is_int(batch_size) or batch_size < 1:
+            raise ValueError(f"{owner}: batch_size={batch_size!r} is not allowed: a scalar ratio needs an "
+                             "integer batch_size >= 1")
+        ratios = torch.full((int(batch_size),), float(ratios), dtype=torch.float64)
+    elif isinstance(ratios, torch.Tensor | np.ndarray):
+        ratios = torch.as_tensor(ratios)
+        if ratios.ndim != 1 or ratios.numel() == 0 or not ratios.is_floating_point():
+            raise ValueError(f"{owner}: ratios of shape {tuple(ratios.shape)} and dtype {ratios.dtype} is "
+                             "not allowed: use a non-empty 1-D float tensor (B,) or a float with batch_size")
+        if batch_size is not None and batch_size != ratios.numel():
+            raise ValueError(f"{owner}: batch_size={batch_size!r} is not allowed: it must equal len(ratios)="
+                             f"{ratios.numel()} (or be omitted)")
+    else:
+        raise ValueError(f"{owner}: ratios={ratios!r} is not allowed: use a 1-D float tensor (B,) or a float")
+    ratios = ratios.to(device=gen.device, dtype=torch.float64 if gen.device.type != "mps" else torch.float32)
+    bad = ~((ratios > 0) & (ratios < 1))  # also catches NaN
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f"{owner}: ratios[{i}]={float(ratios[i])!r} is not allowed: use mask ratios in the "
+                         "open interval (0, 1)")
+    if eligible is not None:
+        if not isinstance(eligible, torch.Tensor) or eligible.dtype != torch.bool \
+                or tuple(eligible.shape) != (ratios.numel(), n_tokens):
+            got = tuple(eligible.shape) if isinstance(eligible, torch.Tensor) else type(eligible).__name__
+            raise ValueError(f"{owner}: eligible={got} is not allowed: use a bool tensor of shape "
+                             f"(B, n_tokens)=({ratios.numel()}, {n_tokens}), False = never masked")
+        eligible = eligible.to(gen.device)
+    return ratios, eligible
+
+
+def _mask_counts(ratios: torch.Tensor, n_tokens: int, eligible: torch.Tensor | None) -> torch.Tensor:
+    """n_mask = clamp(round(ratio·n), 1, n − 1) per row, n = eligible count (0 when n < 2). Long (B,)."""
+    n = eligible.sum(1) if eligible is not None else torch.full_like(ratios, n_tokens, dtype=torch.long)
+    counts = torch.round(ratios * n).long()
+    return torch.where(n >= 2, torch.minimum(counts.clamp(min=1), n - 1), torch.zeros_like(n))
+
+
+@dataclass(frozen=True, eq=False)
+class SubsetMask:
+    """An exact-count random subset mask and the MAE keep/restore indices (He et al. 2022).
+
+    Attributes
+    ----------
+    mask
+        (B, L) bool, True = masked.
+    ids_keep
+        (B, K_max) long, visible positions in shuffled order; entries where ``keep_valid`` is False are
+        padding (valid but masked positions), present only when rows keep different counts.
+    keep_valid
+        (B, K_max) bool, ``arange(K_max) < n_keep[:, None]``.
+    ids_restore
+        (B, L) long, inverse permutation of the shuffle: ``x_full = x_shuffled.gather(1, ids_restore)``.
+    n_keep
+        (B,) long, visible tokens per row.
+    """
+
+    mask: torch.Tensor
+    ids_keep: torch.Tensor
+    keep_valid: torch.Tensor
+    ids_restore: torch.Tensor
+    n_keep: torch.Tensor
+
+    def gather_visible(self, x: torch.Tensor) -> torch.Tensor:
+        """See :func:`gather_visible`."""
+        return gather_visible(x, self)
+
+    def restore(self, x: torch.Tensor, *, mask_token: torch.Tensor | None = None) -> torch.Tensor:
+        """See :func:`restore`."""
+        return restore(x, self, mask_token=mask_token)
+
+
+def random_subset_mask(ratios: torch.Tensor | np.ndarray | float, n_tokens: int, *,
+                       generator: torch.Generator, batch_size: int | None = None,
+                       eligible: torch.Tensor | None = None) -> SubsetMask:
+    """Exact-count random subset mask per row by the MAE argsort trick (He et al. 2022, Alg. 1).
+
+    noise ~ U(0, 1) of shape (B, L); ids_shuffle = argsort(noise); ids_restore = argsort(ids_shuffle); the
+    first n_keep = L − n_mask of ids_shuffle are visible, n_mask = clamp(round(ratio·L), 1, L − 1). With
+    ``eligible`` (False for padding/special tokens) the ineligible tokens are sorted first, so they are always
+    kept (and appear in ``ids_keep``), and n_mask uses the eligible count (module docstring).
+
+    Parameters
+    ----------
+    ratios
+        (B,) float tensor (or array) of mask ratios in (0, 1), or one float together with ``batch_size``.
+    n_tokens
+        Sequence length L >= 2.
+    generator
+        ``torch.Generator``; outputs live on its device; consumes one (B, L) ``torch.rand`` draw.
+    batch_size
+        B, only with a float ``ratios``.
+    eligible
+        Optional (B, L) bool, False where a token must never be masked (padding, special tokens).
+
+    Returns
+    -------
+    SubsetMask
+        ``mask`` (B, L) bool (True = masked), ``ids_keep``/``keep_valid`` (B, K_max), ``ids_restore`` (B, L),
+        ``n_keep`` (B,). With one count for all rows (e.g. a per-batch ratio), K_max = n_keep, no padding.
+    """
+    gen = torch_generator("random_subset_mask", generator)
+    ratios, eligible = _ratios_and_eligible("random_subset_mask", ratios, n_tokens, batch_size, eligible, gen)
+    n_keep = n_tokens - _mask_counts(ratios, n_tokens, eligible)  # (B,)
+    noise = torch.rand((ratios.numel(), n_tokens), generator=gen, device=gen.device)  # (B, L)
+    if eligible is not None:
+        noise = torch.where(eligible, noise, noise - 2.0)  # ineligible first: always kept
+    ids_shuffle = torch.argsort(noise, dim=1, stable=True)  # (B, L)
+    positions = torch.arange(n_tokens, device=gen.device).expand_as(ids_shuffle)
+    ids_restore = torch.empty_like(ids_shuffle).scatter_(1, ids_shuffle, positions)  # inverse permutation
+    k_max = int(n_keep.max())
+    return SubsetMask(mask=ids_restore >= n_keep[:, None], ids_keep=ids_shuffle[:, :k_max].contiguous(),
+                      keep_valid=positions[:, :k_max] < n_keep[:, None], ids_restore=ids_restore,
+                      n_keep=n_keep)
+
+
+def _index_like(ids: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return ids.reshape(*ids.shape, *([1] * (x.ndim - 2))).expand(*ids.shape, *x.shape[2:])
+
+
+def gather_visible(x: torch.Tensor, subset: SubsetMask) -> torch.Tensor:
+    """Visible tokens ``out[b, k] = x[b, ids_keep[b, k]]``, in shuffled order (MAE encoder input).
+
+    Parameters
+    ----------
+    x
+        (B, L, *D) tokens (or (B, L)).
+    subset
+        The :class:`SubsetMask` of the step.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, K_max, *D); rows with fewer visible tokens carry padding where ``subset.keep_valid`` is False
+        (mask it out in attention, or replace it).
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim < 2 or tuple(x.shape[:2]) != tuple(subset.mask.shape):
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"gather_visible: x of shape {got} is not allowed: use shape (B, L, ...) = "
+                         f"{tuple(subset.mask.shape)} + (...)")
+    return x.gather(1, _index_like(subset.ids_keep, x))
+
+
+def restore(x: torch.Tensor, subset: SubsetMask, *, mask_token: torch.Tensor | None = None) -> torch.Tensor:
+    """Unshuffle back to the original token order: ``out[b, i] = x[b, ids_restore[b, i]]`` (MAE decoder).
+
+    Parameters
+    ----------
+    x
+        Either the full shuffled sequence (B, L, *D) (visible tokens then mask tokens, as in the MAE decoder)
+        or the visible tokens only (B, K_max, *D), which needs ``mask_token`` to fill the rest.
+    subset
+        The :class:`SubsetMask` that made the shuffle.
+    mask_token
+        Optional token broadcastable to ``x.shape[2:]`` (e.g. (D,) or (1, 1, D)); when given, every masked
+        position of the output holds it (the padding of ragged rows included). Gradients flow to it.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, L, *D) in the original order.
+    """
+    b, n_tokens = subset.mask.shape
+    if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.shape[0] != b \
+            or x.shape[1] not in (n_tokens, subset.ids_keep.shape[1]):
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"restore: x of shape {got} is not allowed: use (B, L, ...) with L={n_tokens} or "
+                         f"(B, K_max, ...) with K_max={subset.ids_keep.shape[1]} and a mask_token")
+    if x.shape[1] != n_tokens:
+        if mask_token is None:
+            raise ValueError(f"restore: mask_token=None is not allowed with visible-only x of length "
+                             f"{x.shape[1]}: give the mask token (shape x.shape[2:])")
+        pad = mask_token.to(x).expand(b, n_tokens - x.shape[1], *x.shape[2:])
+        x = torch.cat([x, pad], dim=1)  # (B, L, *D) in shuffled order
+    out = x.gather(1, _index_like(subset.ids_restore, x))  # (B, L, *D)
+    if mask_token is not None:
+        hide = subset.mask.reshape(*subset.mask.shape, *([1] * (x.ndim - 2)))
+        out = torch.where(hide, mask_token.to(out), out)
+    return out
+
+
+def bernoulli_mask(ratios: torch.Tensor | np.ndarray | float, n_tokens: int, *, generator: torch.Generator,
+                   batch_size: int | None = None, eligible: torch.Tensor | None = None) -> torch.Tensor:
+    """Independent masking: ``mask[b, i] ~ Bernoulli(ratio_b)`` (BERT-style, Devlin et al. 2019).
+
+    The count is random (Binomial(n, ratio)): a row may have no masked or no visible token. Parameters as in
+    :func:`random_subset_mask`; ineligible tokens are never masked. Consumes one (B, L) ``torch.rand`` draw.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, L) bool, True = masked.
+    """
+    gen = torch_generator("bernoulli_mask", generator)
+    ratios, eligible = _ratios_and_eligible("bernoulli_mask", ratios, n_tokens, batch_size, eligible, gen)
+    mask = torch.rand((ratios.numel(), n_tokens), generator=gen, device=gen.device, dtype=ratios.dtype) \
+        < ratios[:, None]  # (B, L)
+    return mask if eligible is None else mask & eligible
+
+
+def _random_cuts(n_candidates: torch.Tensor, n_cuts: torch.Tensor, width: int,
+                 gen: torch.Generator) -> torch.Tensor:
+    """(B, width) bool: ``n_cuts[b]`` distinct positions chosen uniformly from {1, ..., n_candidates[b]}."""
+    pos = torch.arange(width, device=gen.device)
+    valid = (pos >= 1) & (pos <= n_candidates[:, None])  # (B, width)
+    noise = torch.where(valid, torch.rand((n_cuts.numel(), width), generator=gen, device=gen.device), 2.0)
+    rank = torch.empty_like(pos.expand_as(noise)).scatter_(1, torch.argsort(noise, dim=1, stable=True),
+                                                          pos.expand_as(noise))
+    return valid & (rank < n_cuts[:, None])
+
+
+def span_mask(ratios: torch.Tensor | np.ndarray | float, n_tokens: int, *, mean_span: float,
+              generator: torch.Generator, batch_size: int | None = None,
+              eligible: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact-count contiguous-span mask (SpanBERT, Joshi et al. 2020; T5 span corruption, Raffel et al. 2020).
+
+    Each row masks exactly n_mask of its n eligible tokens (module docstring) in
+    k = clamp(round(n_mask / mean_span), 1, min(n_mask, n − n_mask)) spans. The row is laid out as a circle of
+    alternating spans and gaps: span lengths are a uniform random composition of n_mask into k positive parts
+    (mean n_mask / k ≈ ``mean_span``; P(length = 1) = (k − 1)/(n_mask − 1), close to geometric), gap lengths a
+    uniform composition of n − n_mask into k positive parts (so spans never touch); masked token j of span s
+    sits at j + c_s, with c_s the total gap before span s. The circle is then rotated by a uniform offset, so
+    every eligible position is masked with probability exactly n_mask / n (no edge effect); a span crossing
+    the end continues at the start (two runs). Spans live on the eligible positions in order (an ineligible
+    token inside a span splits it; padding at the ends does not). Vectorised: three (B, L) sorts.
+
+    Parameters
+    ----------
+    ratios, n_tokens, generator, batch_size, eligible
+        As in :func:`random_subset_mask` (consumes two (B, L) and one (B,) ``torch.rand`` draws).
+    mean_span
+        Target mean span length in tokens, >= 1.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, L) bool, True = masked.
+    """
+    gen = torch_generator("span_mask", generator)
+    if not is_real(mean_span) or not mean_span >= 1:
+        raise ValueError(f"span_mask: mean_span={mean_span!r} is not allowed: use a number >= 1 (tokens)")
+    ratios, eligible = _ratios_and_eligible("span_mask", ratios, n_tokens, batch_size, eligible, gen)
+    b, dev = ratios.numel(), gen.device
+    n_elig = eligible.sum(1) if eligible is not None else torch.full((b,), n_tokens, device=dev)  # (B,)
+    n_mask = _mask_counts(ratios, n_tokens, eligible)  # (B,)
+    n_vis = n_elig - n_mask
+    k = torch.round(n_mask / float(mean_span)).long().clamp(min=1)
+    k = torch.where(n_mask > 0, torch.minimum(torch.minimum(k, n_mask), n_vis), 0)  # (B,) spans
+    # span starts among the masked tokens: token 0 and k - 1 distinct cuts in {1, ..., n_mask - 1}
+    starts = _random_cuts(n_mask - 1, k - 1, n_tokens, gen)  # (B, L)
+    starts[:, 0] = True
+    span_id = starts.long().cumsum(1) - 1  # (B, L), span index s of masked token j
+    # gap composition: k - 1 distinct cuts c_1 < ... < c_{k-1} in {1, ..., n_vis - 1}, c_0 = 0
+    cuts = _random_cuts(n_vis - 1, k - 1, n_tokens, gen)  # (B, L)
+    slots = torch.arange(n_tokens, device=dev).expand_as(cuts)
+    c = torch.where(cuts, slots, n_tokens).sort(dim=1).values  # (B, L), first k - 1 are the cuts
+    c = torch.cat([torch.zeros_like(c[:, :1]), c], dim=1)  # (B, L + 1), c[:, s] = gap before span s
+    offset = (torch.rand(b, generator=gen, device=dev, dtype=ratios.dtype) * n_elig).long()  # (B,) rotation
+    j = torch.arange(n_tokens, device=dev).expand(b, n_tokens)
+    pos = (j + c.gather(1, span_id.clamp(max=n_tokens)) + offset[:, None]) % n_elig.clamp(min=1)[:, None]
+    pos = torch.where(j < n_mask[:, None], pos, n_tokens)  # (B, L) among eligible; unused j -> dummy column
+    if eligible is not None:  # eligible slot -> real position (eligible positions in order first)
+        order = torch.argsort((~eligible).to(torch.uint8), dim=1, stable=True)  # (B, L)
+        pos = torch.where(pos < n_tokens, order.gather(1, pos.clamp(max=n_tokens - 1)), n_tokens)
+    mask = torch.zeros((b, n_tokens + 1), dtype=torch.bool, device=dev)
+    mask.scatter_(1, pos, True)
+    return mask[:, :n_tokens]
+
+
+def bert_corruption(tokens: torch.Tensor, mask: torch.Tensor, *, mask_token_id: int, vocab_size: int,
+                    generator: torch.Generator, replace_probs: Sequence[float] = (0.8, 0.1, 0.1),
+                    random_token_low: int = 0, special_token_ids: Sequence[int] = ()) -> tuple[torch.Tensor,
+                                                                                              torch.Tensor]:
+    """BERT 80/10/10 corruption of masked positions (Devlin et al. 2019, §3.1).
+
+    Of the masked positions, a fraction p_mask becomes ``mask_token_id``, p_random a token drawn uniformly
+    from [random_token_low, vocab_size) minus ``special_token_ids``, and p_keep stays unchanged
+    (``replace_probs = (p_mask, p_random, p_keep)``, summing to 1). Returns ``(corrupted, labels)``, both
+    (B, L) long; ``labels`` is the original token where masked and ``IGNORE_INDEX`` (−100) elsewhere.
+
+    Parameters
+    ----------
+    tokens
+        (B, L) integer token ids.
+    mask
+        (B, L) bool, True = masked (from any mask generator).
+    mask_token_id, vocab_size
+        The [MASK] id and the vocabulary size.
+    generator
+        ``torch.Generator``; consumes one (B, L) ``torch.rand`` and one (B, L) ``torch.randint`` draw.
+    replace_probs
+        (p_mask, p_random, p_keep), default BERT's (0.8, 0.1, 0.1).
+    random_token_low, special_token_ids
+        Random replacements are drawn from [random_token_low, vocab_size) without ``special_token_ids``.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(corrupted, labels)``, both (B, L) with the dtype of ``tokens``.
+    """
+    gen = torch_generator("bert_corruption", generator)
+    if not isinstance(tokens, torch.Tensor) or tokens.dtype.is_floating_point or tokens.dtype == torch.bool \
+            or tokens.is_complex():
+        got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+        raise ValueError(f"bert_corruption: tokens of dtype {got} is not allowed: use an integer tensor of "
+                         "token ids")
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != tokens.shape:
+        got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"bert_corruption: mask={got} is not allowed: use a bool tensor of shape "
+                         f"{tuple(tokens.shape)} (tokens.shape)")
+    if not is_int(vocab_size) or vocab_size < 1:
+        raise ValueError(f"bert_corruption: vocab_size={vocab_size!r} is not allowed: use an integer >= 1")
+    if not is_int(mask_token_id) or mask_token_id < 0:
+        raise ValueError(f"bert_corruption: mask_token_id={mask_token_id!r} is not allowed: use an "
+                         "integer >= 0")
+    if not is_int(random_token_low) or not 0 <= random_token_low < vocab_size:
+        raise ValueError(f"bert_corruption: random_token_low={random_token_low!r} is not allowed: use an "
+                         f"integer in [0, vocab_size={vocab_size})")
+    probs = tuple(replace_probs) if isinstance(replace_probs, Sequence) else ()
+    if len(probs) != 3 or not all(is_real(p) and p >= 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
+        raise ValueError(f"bert_corruption: replace_probs={replace_probs!r} is not allowed: use 3 numbers "
+                         ">= 0 (mask, random, keep) summing to 1")
+    if isinstance(special_token_ids, str | bytes) or not all(is_int(s) for s in special_token_ids):
+        raise ValueError(f"bert_corruption: special_token_ids={special_token_ids!r} is not allowed: use a "
+                         "sequence of integer token ids")
+    pool = torch.arange(random_token_low, vocab_size, device=gen.device)
+    pool = pool[~torch.isin(pool, torch.tensor([int(s) for s in special_token_ids], dtype=torch.long,
+                                                device=gen.device))]
+    if pool.numel() == 0:
+        raise ValueError(f"bert_corruption: special_token_ids={special_token_ids!r} is not allowed: it "
+                         f"removes every token of [{random_token_low}, {vocab_size}) from the random pool")
+    tokens, mask = tokens.to(gen.device), mask.to(gen.device)
+    u = torch.rand(tokens.shape, generator=gen, device=gen.device, dtype=torch.float64)  # (B, L)
+    random_tokens = pool[torch.randint(pool.numel(), tokens.shape, generator=gen, device=gen.device)]
+    use_mask, use_random = mask & (u < probs[0]), mask & (u >= probs[0]) & (u < probs[0] + probs[1])
+    corrupted = torch.where(use_mask, torch.full_like(tokens, int(mask_token_id)), tokens)
+    corrupted = torch.where(use_random, random_tokens.to(tokens.dtype), corrupted)
+    labels = torch.where(mask, tokens, torch.full_like(tokens, IGNORE_INDEX))
+    return corrupted, labels
