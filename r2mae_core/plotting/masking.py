@@ -29,16 +29,20 @@ def ratio_distributions(draws: pd.DataFrame) -> Figure:
     return fig
 
 
-def ratio_over_training(draws: pd.DataFrame) -> Figure:
-    """Mean drawn ratio (and 5–95% band) against training progress, per sampler."""
+def ratio_over_training(draws: pd.DataFrame, n_bins: int = 20) -> Figure:
+    """Drawn ratios against training progress: per sampler, the mean and the 5–95% range of all ratios
+    drawn within each of ``n_bins`` progress bins (tidy columns ``sampler, progress, ratio``)."""
     fig, axes = new_figure(1, 1, width=4.2, height=2.8)
     ax = axes[0, 0]
-    grouped = draws.groupby(["sampler", "progress"])["ratio"]
+    binned = draws.assign(bin=pd.cut(draws["progress"], np.linspace(0, 1, n_bins + 1), include_lowest=True,
+                                     labels=False))
+    grouped = binned.groupby(["sampler", "bin"], sort=False)["ratio"]
     stats = pd.DataFrame({"mean": grouped.mean(), "lo": grouped.quantile(0.05), "hi": grouped.quantile(0.95)})
+    centres = (np.arange(n_bins) + 0.5) / n_bins
     for name, sub in stats.groupby(level="sampler", sort=False):
-        t = sub.index.get_level_values("progress")
+        t = centres[sub.index.get_level_values("bin").to_numpy()]
         (line,) = ax.plot(t, sub["mean"], label=name)
-        ax.fill_between(t, sub["lo"], sub["hi"], color=line.get_color(), alpha=0.15, linewidth=0)
+        ax.fill_between(t, sub["lo"], sub["hi"], color=line.get_color(), alpha=0.12, linewidth=0)
     ax.set_xlabel("training progress t")
     ax.set_ylabel("mask ratio (mean, 5–95%)")
     ax.set_ylim(0, 1)
