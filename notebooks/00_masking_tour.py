@@ -36,9 +36,9 @@
 # %% tags=["parameters"]
 profile: str = "smoke"  # which results/<profile>/ to write; build.sh sets it
 seed: int = 0  # master seed; every sampler and generator gets a child seed
-n_batches: int = 400  # training steps simulated per sampler (progress t = step / (n_batches - 1))
+n_batches: int = 400  # training steps simulated per sampler; progress t runs from 0 to 1 over them
 batch_size: int = 64  # rows per step
-patch: int = 4  # patch size on 28x28 images (4 gives 7x7 = 49 tokens)
+patch: int = 4  # patch size on 28x28 images (4 gives 7x7, i.e. 49 tokens)
 n_images: int = 6  # Fashion-MNIST test images shown masked
 mean_span: float = 3.0  # mean span length, in tokens, of the span generator
 

@@ -113,8 +113,8 @@ def claims_to_markdown(claims_by_notebook: dict[str, Iterable[Claim]], profile: 
         for c in claims:
             counts[c.verdict] += 1
             ci = f"[{_fmt(c.ci_low)}, {_fmt(c.ci_high)}]"
-            claim = c.claim.replace("|", "\\|")
-            lines.append(f"| {c.id} | {claim} | {c.metric} | {_fmt(c.value)} | {ci} | {c.n_seeds} | "
+            claim, metric = (text.replace("|", "\\|") for text in (c.claim, c.metric))
+            lines.append(f"| {c.id} | {claim} | {metric} | {_fmt(c.value)} | {ci} | {c.n_seeds} | "
                          f"**{c.verdict}** |")
         lines.append("")
     lines.append("Totals: " + ", ".join(f"{v}: {n}" for v, n in counts.items()))

@@ -5,6 +5,7 @@ import re
 
 import jupytext
 import nbformat
+import papermill
 import pytest
 
 from r2mae_core.notebook_params import load_profile_parameters, read_parameters
@@ -39,6 +40,13 @@ def test_parameters_cell_is_typed_commented_and_has_profile_and_seed(name):
     for p in params.values():
         assert p.annotation, f"{name}: parameter {p.name} has no type annotation"
         assert p.comment, f"{name}: parameter {p.name} has no comment"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_papermill_sees_every_declared_parameter(name):
+    # papermill parses the cell with its own regexes (an '=' in a comment breaks it, with only a warning)
+    found = papermill.inspect_notebook(str(REPO_ROOT / "notebooks" / f"{name}.ipynb"))
+    assert set(found) == set(read_parameters(name))
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
