@@ -24,6 +24,7 @@ def ratio_distributions(draws: pd.DataFrame) -> Figure:
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("mask ratio")
         ax.set_xlim(0, 1)
+        ax.tick_params(labelbottom=True)  # a panel above an empty slot keeps its axis labels
     for ax in axes.flat[len(samplers):]:
         ax.set_visible(False)
     return fig
