@@ -1,0 +1,130 @@
+"""Probes and metrics: LP (C chosen on training data only), BN+LP, fine-tuning, k-NN, effective rank."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from r2mae_core.evaluate import (
+    bn_linear_probe,
+    effective_rank,
+    extract_features,
+    finetune,
+    knn_accuracy,
+    linear_probe,
+    reconstruction_loss,
+    singular_values,
+)
+from r2mae_core.models import build_model
+
+VIT = dict(img_size=8, patch=2, dim=32, depth=2, heads=4, dec_dim=16, dec_depth=1, dec_heads=2)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """Real 8×8 digits: uint8 images, labels, flattened pixel features; split 1200 / rest."""
+    d = load_digits()
+    images = (d.images / 16.0 * 255.0).round().astype(np.uint8)
+    x = d.data.astype(np.float64)
+    return {"tr_img": images[:1200], "te_img": images[1200:], "tr_x": x[:1200], "te_x": x[1200:],
+            "tr_y": d.target[:1200], "te_y": d.target[1200:]}
+
+
+# ---------------------------------------------------------------------------------------------- spectra
+def test_effective_rank_known_values():
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((50, 50)))
+    # exactly r equal singular values after centring -> erank r
+    for r in (1, 3, 7):
+        z = q[:, :r] * 5.0
+        z = z - z.mean(0)
+        u, s, vt = np.linalg.svd(z, full_matrices=False)
+        assert effective_rank((u[:, :r] * 2.0) @ vt[:r]) == pytest.approx(r, rel=1e-6)
+    # two singular values 3:1 -> exp(H(3/4, 1/4))
+    z = np.zeros((4, 2))
+    z[:, 0] = [3, -3, 3, -3]
+    z[:, 1] = [1, 1, -1, -1]
+    p = np.array([0.75, 0.25])
+    assert effective_rank(z) == pytest.approx(math.exp(-(p * np.log(p)).sum()))
+    assert effective_rank(z * 10) == pytest.approx(effective_rank(z))  # scale invariant
+    assert effective_rank(np.ones((5, 3))) == 0.0  # centred: zero matrix
+    assert effective_rank(np.ones((5, 3)), center=False) == pytest.approx(1.0)
+
+
+def test_singular_values():
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((40, 6)) + 100.0
+    s = singular_values(z)
+    assert np.all(np.diff(s) <= 0) and s[0] < 100  # centred: the mean offset is gone
+    assert singular_values(z, center=False)[0] > 1000
+    assert singular_values(z, normalize=True).sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        singular_values(np.zeros(5))
+
+
+# ---------------------------------------------------------------------------------------------- probes
+def test_linear_probe_chooses_C_on_training_split(digits):
+    d = digits
+    cs = (1e-4, 1e-2, 1.0)
+    res = linear_probe(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], Cs=cs, seed=0, max_iter=300)
+    assert res.method == "lp" and res.C in cs and res.C > 1e-4 and res.converged
+    assert res.test_acc > 0.88 and res.val_acc > 0.9 and res.train_acc >= res.val_acc - 0.05
+    # the test labels never influence the choice: scrambled test labels give the same C and val accuracy
+    scrambled = np.random.default_rng(0).permutation(d["te_y"])
+    res2 = linear_probe(d["tr_x"], d["tr_y"], d["te_x"], scrambled, Cs=cs, seed=0, max_iter=300)
+    assert (res2.C, res2.val_acc) == (res.C, res.val_acc) and res2.test_acc < 0.3
+    with pytest.raises(ValueError):
+        linear_probe(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], val_fraction=0.0)
+
+
+def test_knn_and_bn_probe(digits):
+    d = digits
+    assert knn_accuracy(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], k=5) > 0.9
+    # random labels: chance level
+    noise = np.random.default_rng(0).integers(0, 10, len(d["tr_y"]))
+    assert knn_accuracy(d["tr_x"], noise, d["te_x"], d["te_y"]) < 0.25
+    with pytest.raises(ValueError):
+        knn_accuracy(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], k=0)
+    a = bn_linear_probe(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], epochs=10, lr=1e-2, seed=3)
+    b = bn_linear_probe(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], epochs=10, lr=1e-2, seed=3)
+    assert a == b and a.method == "bn_lp" and a.test_acc > 0.85 and math.isnan(a.val_acc)
+
+
+def test_features_and_reconstruction_loss(digits):
+    model = build_model("vit", **VIT)
+    f = extract_features(model, digits["te_img"][:50], batch_size=16)
+    assert f.shape == (50, 32) and f.dtype == np.float32
+    with torch.no_grad():
+        x = torch.as_tensor(digits["te_img"][:50]).float().div(255).unsqueeze(1)
+        assert np.allclose(f, model.encode(x).numpy(), atol=1e-5)
+    assert extract_features(model, digits["te_img"][:5], tokens=True).shape == (5, 16, 32)
+    imgs = digits["te_img"][:64]
+    a = reconstruction_loss(model, imgs, 0.75, seed=1, batch_size=20)
+    assert a == reconstruction_loss(model, imgs, 0.75, seed=1, batch_size=20)
+    assert a != reconstruction_loss(model, imgs, 0.75, seed=2, batch_size=20)
+    assert a > 0 and model.training  # mode restored
+    with pytest.raises(ValueError):
+        reconstruction_loss(model, imgs, 1.0)
+
+
+def test_finetune_partial_trains_only_head_and_last_qkv(digits):
+    d = digits
+    model = build_model("vit", **VIT)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res, tuned = finetune(model, d["tr_img"][:600], d["tr_y"][:600], d["te_img"][:300], d["te_y"][:300],
+                          mode="partial", epochs=3, lr=1e-2, batch_size=64, return_model=True)
+    assert res.method == "partial_ft" and res.test_acc > 0.3  # 10 classes: chance is 0.1
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # input untouched
+    changed = {k for k, v in tuned.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"blocks.1.attn.qkv.weight", "blocks.1.attn.qkv.bias"}
+    full, tuned_full = finetune(model, d["tr_img"][:300], d["tr_y"][:300], d["te_img"][:100], d["te_y"][:100],
+                                mode="full", epochs=1, batch_size=64, return_model=True)
+    assert full.method == "full_ft"
+    assert not torch.equal(tuned_full.patch_embed.weight, model.patch_embed.weight)
+    with pytest.raises(ValueError):
+        finetune(model, d["tr_img"][:10], d["tr_y"][:10], d["te_img"][:10], d["te_y"][:10], mode="head")
+    with pytest.raises(ValueError, match="last_qkv"):
+        finetune(build_model("mlp", img_size=8, patch=2, width=16), d["tr_img"][:10], d["tr_y"][:10],
+                 d["te_img"][:10], d["te_y"][:10])
