@@ -23,10 +23,34 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "MAEOutput", "TokenMask", "as_token_mask", "as_bool_mask", "images_to_tensor", "patchify", "unpatchify",
+    "PatchGrid", "MAEOutput", "TokenMask", "as_token_mask", "as_bool_mask", "images_to_tensor", "patchify",
+    "unpatchify",
     "token_mask_to_pixels", "sincos_pos_embed_1d", "sincos_pos_embed_2d", "Attention", "Mlp", "Block",
     "gather_tokens", "init_weights_", "seeded_init",
 ]
+
+
+class PatchGrid:
+    """Mixin for image-model configs with ``img_size`` and ``patch`` fields: the patch grid and its checks."""
+
+    img_size: int
+    patch: int
+
+    def check_patch_grid(self) -> None:
+        """Raise a one-line ValueError unless ``patch`` divides ``img_size``."""
+        if self.img_size % self.patch:
+            raise ValueError(f"patch={self.patch} is not allowed: img_size={self.img_size} "
+                             "must be divisible by it")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patch grid ``(h, w)``."""
+        return self.img_size // self.patch, self.img_size // self.patch
+
+    @property
+    def num_patches(self) -> int:
+        """Tokens per image ``L``."""
+        return self.grid[0] * self.grid[1]
 
 
 class MAEOutput(NamedTuple):

@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..losses import mae_loss
-from .blocks import MAEOutput, as_bool_mask, init_weights_, patchify, token_mask_to_pixels, unpatchify
+from .blocks import MAEOutput, PatchGrid, as_bool_mask, init_weights_, patchify, token_mask_to_pixels, unpatchify
 from .mlp_mae import ACTIVATIONS
 
 __all__ = ["CNNMAEConfig", "CNNMAE"]
 
 
 @dataclass(frozen=True)
-class CNNMAEConfig:
+class CNNMAEConfig(PatchGrid):
     """Sizes of a CNN-MAE.
 
     Attributes
@@ -62,21 +62,9 @@ class CNNMAEConfig:
                              "use a non-empty list of positive integers")
         if self.kernel % 2 == 0:
             raise ValueError(f"kernel={self.kernel} is not allowed: use an odd kernel side")
-        if self.img_size % self.patch:
-            raise ValueError(f"patch={self.patch} is not allowed: img_size={self.img_size} "
-                             "must be divisible by it")
+        self.check_patch_grid()
         if self.act not in ACTIVATIONS:
             raise ValueError(f"act={self.act!r} is not allowed: use one of {sorted(ACTIVATIONS)}")
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        """Patch grid ``(h, w)``."""
-        return self.img_size // self.patch, self.img_size // self.patch
-
-    @property
-    def num_patches(self) -> int:
-        """Tokens per image ``L``."""
-        return self.grid[0] * self.grid[1]
 
 
 class CNNMAE(nn.Module):

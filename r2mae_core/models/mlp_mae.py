@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..losses import mae_loss
-from .blocks import MAEOutput, as_bool_mask, init_weights_, patchify, token_mask_to_pixels, unpatchify
+from .blocks import MAEOutput, PatchGrid, as_bool_mask, init_weights_, patchify, token_mask_to_pixels, unpatchify
 
 __all__ = ["MLPMAEConfig", "MLPMAE", "ACTIVATIONS"]
 
@@ -23,7 +23,7 @@ ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn
 
 
 @dataclass(frozen=True)
-class MLPMAEConfig:
+class MLPMAEConfig(PatchGrid):
     """Sizes of an MLP-MAE.
 
     Attributes
@@ -54,21 +54,9 @@ class MLPMAEConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}={v!r} is not allowed: use a positive integer")
-        if self.img_size % self.patch:
-            raise ValueError(f"patch={self.patch} is not allowed: img_size={self.img_size} "
-                             "must be divisible by it")
+        self.check_patch_grid()
         if self.act not in ACTIVATIONS:
             raise ValueError(f"act={self.act!r} is not allowed: use one of {sorted(ACTIVATIONS)}")
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        """Patch grid ``(h, w)``."""
-        return self.img_size // self.patch, self.img_size // self.patch
-
-    @property
-    def num_patches(self) -> int:
-        """Tokens per image ``L``."""
-        return self.grid[0] * self.grid[1]
 
 
 class MLPMAE(nn.Module):

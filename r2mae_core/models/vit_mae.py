@@ -21,6 +21,7 @@ from ..losses import mae_loss
 from .blocks import (
     Block,
     MAEOutput,
+    PatchGrid,
     TokenMask,
     as_token_mask,
     gather_tokens,
@@ -34,7 +35,7 @@ __all__ = ["ViTMAEConfig", "ViTMAE"]
 
 
 @dataclass(frozen=True)
-class ViTMAEConfig:
+class ViTMAEConfig(PatchGrid):
     """Sizes of a ViT-MAE.
 
     Attributes
@@ -71,9 +72,7 @@ class ViTMAEConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}={v!r} is not allowed: use a positive integer")
-        if self.img_size % self.patch:
-            raise ValueError(f"patch={self.patch} is not allowed: img_size={self.img_size} "
-                             "must be divisible by it")
+        self.check_patch_grid()
         for d, h, tag in ((self.dim, self.heads, ""), (self.dec_dim, self.dec_heads, "dec_")):
             if d % h:
                 raise ValueError(f"{tag}heads={h} is not allowed: {tag}dim={d} must be divisible by it")
@@ -84,16 +83,6 @@ class ViTMAEConfig:
             raise ValueError(f"mlp_ratio={self.mlp_ratio!r} is not allowed: use a positive number")
         if self.pool not in ("cls", "mean"):
             raise ValueError(f"pool={self.pool!r} is not allowed: use 'cls' or 'mean'")
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        """Patch grid ``(h, w)``."""
-        return self.img_size // self.patch, self.img_size // self.patch
-
-    @property
-    def num_patches(self) -> int:
-        """Tokens per image ``L``."""
-        return self.grid[0] * self.grid[1]
 
     @property
     def patch_dim(self) -> int:
