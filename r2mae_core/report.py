@@ -15,11 +15,13 @@ from pathlib import Path
 
 from .claims import Claim, claims_to_markdown
 from .io import atomic_write_text, load_claims
-from .paths import check_profile, results_root
+from .paths import REPO_ROOT, check_profile, results_root
 
-__all__ = ["collect", "write_report", "main"]
+__all__ = ["collect", "write_report", "readme_ledger", "update_readme", "main"]
 
 INCOMPLETE = ".incomplete"
+#: The README block between these markers is the ledger of the committed ``full`` run, written by the report.
+README_MARKERS = ("<!-- ledger:full:start -->", "<!-- ledger:full:end -->")
 
 
 def collect(profile: str) -> dict[str, dict]:
@@ -97,6 +99,26 @@ def write_report(profile: str, *, exclude_input: bool = False, notebooks_html: b
     return atomic_write_text(root / "index.html", page)
 
 
+def readme_ledger(profile: str = "full") -> str:
+    """The README's ledger block: the CLAIMS.md tables of ``profile`` with their headings one level down."""
+    runs = collect(profile)
+    md = claims_to_markdown({name: r["claims"] for name, r in runs.items() if r["complete"]}, profile)
+    lines = md.splitlines()[4:]  # drop the page title and the generated-by paragraph
+    return "\n".join(f"#{line}" if line.startswith("## ") else line for line in lines) + "\n"
+
+
+def update_readme(readme: Path, profile: str = "full") -> bool:
+    """Replace the README block between :data:`README_MARKERS` by :func:`readme_ledger`; False if no markers."""
+    text = readme.read_text(encoding="utf-8")
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(readme, f"{head}{start}\n{readme_ledger(profile)}{end}{tail}")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m r2mae_core.report", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="quick", help="smoke | quick | full (default quick)")
@@ -115,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = collect(args.profile)
     n_claims = sum(len(r["claims"]) for r in runs.values())
     print(f"report: {index} ({len(runs)} notebooks, {n_claims} claims; CLAIMS.md beside it)")
+    if args.profile == "full" and update_readme(REPO_ROOT / "README.md"):
+        print("report: README.md ledger block updated from results/full")
     return 0
 
 

@@ -143,3 +143,25 @@ def test_report_merges_claims_and_skips_incomplete_runs(repo):
 def test_report_cli_on_missing_profile_dir(repo, capsys):
     assert report.main(["--profile", "full"]) == 2
     assert "results/full/ does not exist" in capsys.readouterr().err
+
+
+def test_update_readme_rewrites_only_the_marked_ledger_block(repo):
+    save_claims([Claim("C1", "x > y", "paper", "diff", 0.2, 0.1, 0.3, 5, "supported", "full")], profile="full",
+                notebook="01_ok")
+    start, end = report.README_MARKERS
+    readme = repo / "README.md"
+    readme.write_text(f"intro\n{start}\nstale table\n{end}\noutro\n")
+    assert report.update_readme(readme, "full")
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{end}\noutro\n") and "stale table" not in text
+    assert "### 01_ok" in text and "| C1 | x > y |" in text and "Totals: supported: 1" in text
+    readme.write_text("no markers here\n")
+    assert not report.update_readme(readme, "full") and readme.read_text() == "no markers here\n"
+
+
+def test_readme_ledger_block_matches_the_committed_full_results():
+    """The README quotes results/full/ (what `./build.sh report --profile full` writes), never typed numbers."""
+    readme = (paths.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    start, end = report.README_MARKERS
+    block = readme.split(start, 1)[1].split(end, 1)[0]
+    assert block == "\n" + report.readme_ledger("full"), "README ledger is stale: run ./build.sh report --profile full"

@@ -96,6 +96,27 @@ class RatioSampler(ABC):
         float
             The expectation (weights are normalised, so ``expect(lambda m: 1.0) == 1``).
         """
+        m, w = self.quadrature(progress=progress, n_points=n_points)
+        values = np.broadcast_to(np.asarray(fn(m), dtype=np.float64), m.shape)
+        return float(np.sum(w * values))
+
+    def quadrature(self, *, progress: float | None = None, n_points: int = 2001) -> Nodes:
+        """Nodes and weights of the ratio law: E[fn(m)] ≈ Σ_k w_k fn(m_k) (what :meth:`expect` sums).
+
+        The linear theory (:mod:`r2mae_core.theory`) treats a random ratio as a finite mixture over these nodes.
+
+        Parameters
+        ----------
+        progress
+            Training progress t; ``None`` averages over t ~ U[0, 1] too (schedules only).
+        n_points
+            Gauss-Legendre nodes per smooth piece (atoms such as a fixed ratio give one node).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            (ratios, weights), weights positive and summing to 1; nodes with zero weight are dropped.
+        """
         if not is_int(n_points) or n_points < 2:
             raise ValueError(f"n_points={n_points!r} is not allowed: use an integer >= 2")
         if progress is not None or not self.time_dependent:
@@ -105,8 +126,10 @@ class RatioSampler(ABC):
             parts = [self._nodes(float(t), int(n_points)) for t in ts]
             m = np.concatenate([p[0] for p in parts])
             w = np.concatenate([p[1] * wi for p, wi in zip(parts, wt, strict=True)])
-        values = np.broadcast_to(np.asarray(fn(m), dtype=np.float64), m.shape)
-        return float(np.sum(w * values) / np.sum(w))
+        m = np.asarray(m, dtype=np.float64).ravel()
+        w = np.broadcast_to(np.asarray(w, dtype=np.float64), m.shape)
+        keep = w > 0
+        return m[keep], w[keep] / np.sum(w[keep])
 
     def mean(self, progress: float | None = None) -> float:
         """E[m] (:meth:`expect` of the identity)."""

@@ -1,0 +1,204 @@
+"""01_linear_theory: theory-vs-simulation error table, the claims C1–C4 and the notebook's key numbers.
+
+Decision rules (fixed before any run; ``claims`` implements exactly these):
+
+- **C1** theory predicts simulation: over Monte Carlo risk points with |γ_eff − 1| > 0.2, median |relative
+  error| ≤ 5% and every point ≤ 15% → supported; otherwise contradicted. Needs p ≥ 400 (smaller p:
+  inconclusive, the acceptance is stated at p ≥ 400).
+- **C2** an interior optimal ratio exists: at (focus family, focus γ) the theory's best ratio among the MC
+  ratios is interior; the MC paired differences risk(smallest ratio) − risk(best) and risk(largest) − risk(best)
+  both have 95% intervals above 0 → supported; an interval below 0 → contradicted; else inconclusive.
+- **C3a** the optimal ratio grows with model size: bootstrap (over reps) the MC argmin ratio at the largest and
+  smallest γ of the focus family; 95% percentile interval of the difference above 0 → supported, below 0 →
+  contradicted, else inconclusive.
+- **C3b** the best ratio depends on the task: the two tasks whose *theory* argmins differ most; bootstrap
+  interval of the difference of their MC (test split) argmins excludes 0 → supported, else inconclusive.
+- **C4** R²MAE beats the best fixed ratio: the best fixed ratio and the best R²MAE interval (every [a, b] of the
+  MC ratios) are each chosen on validation repetitions; on the test repetitions the paired difference
+  risk(best fixed) − risk(R²MAE) with a 95% interval above 0 → supported, below 0 → contradicted, else
+  inconclusive. C4 is the declared primary criterion with the tuned interval; rows C4-<criterion>-<tuned|default>
+  report the other criteria and the declared default interval (downstream: default only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .._rng import numpy_generator
+from ..claims import Claim, verdict_from_interval
+from ..stats import mean_ci, paired_difference
+from .linear_theory import Config
+
+__all__ = ["error_table", "error_summary", "claims", "key_numbers", "SOURCE"]
+
+SOURCE = "Dong, Wang & Kluger (NeurIPS 2025), linear theory; our formulation"
+_NAN = float("nan")
+
+
+def error_table(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Theory vs MC for every plotted Monte Carlo point: mean, SE, relative error, γ_eff, included.
+
+    ``included`` marks the risk points of the acceptance (|γ_eff − 1| > 0.2); per-scale gains are listed but
+    not included (they are not risks and can be close to 0).
+    """
+    frames = []
+    fixed = results["fixed_mc"]
+    for (family, gamma, ratio), group in fixed.groupby(["family", "gamma", "ratio"], sort=True):
+        frames.append(_row("fig1 pretraining", f"{family} γ={gamma:g} m={ratio:g}", group["risk"],
+                           group["theory"].iloc[0], group["gamma_eff"].iloc[0]))
+    ds = results["downstream_mc"]
+    for (task, law, split), group in ds.groupby(["task", "law", "split"], sort=True):
+        frames.append(_row(f"fig3 downstream ({split})", f"{task} {law}", group["risk"], group["theory"].iloc[0],
+                           _NAN))
+    c4 = results["c4_mc"]
+    for (method, split, test), group in c4.groupby(["method", "split", "test"], sort=True):
+        frames.append(_row(f"fig4 R²MAE vs fixed ({split})", f"{method} @ {test}", group["risk"],
+                           group["theory"].iloc[0], group["gamma_eff"].iloc[0]))
+    theory_gain = results["scales_theory"].set_index(["law", "band"])["gain"]
+    for row in results["scales_mc"].itertuples():
+        frames.append({"source": "fig5 per-scale gain", "label": f"{row.band} {row.law}",
+                       "theory": float(theory_gain.get((row.law, row.band), _NAN)), "mc_mean": row.gain,
+                       "mc_se": _NAN, "n": _NAN, "gamma_eff": _NAN})
+    table = pd.DataFrame(frames)
+    table["rel_err"] = (table["theory"] - table["mc_mean"]) / table["mc_mean"].abs()
+    peak = (table["gamma_eff"] - 1).abs() <= 0.2
+    table["included"] = table["source"].ne("fig5 per-scale gain") & ~peak.fillna(False)
+    return table
+
+
+def _row(source: str, label: str, risks: pd.Series, theory_value: float, gamma_eff: float) -> dict:
+    values = risks.to_numpy(dtype=float)
+    return {"source": source, "label": label, "theory": float(theory_value), "mc_mean": float(values.mean()),
+            "mc_se": float(values.std(ddof=1) / np.sqrt(values.size)), "n": int(values.size),
+            "gamma_eff": float(gamma_eff)}
+
+
+def error_summary(errors: pd.DataFrame) -> pd.DataFrame:
+    """Median and max |relative error| per source over included points (and overall)."""
+    inc = errors[errors["included"]].assign(abs_err=lambda d: d["rel_err"].abs())
+    per = inc.groupby("source")["abs_err"].agg(points="size", median="median", max="max").reset_index()
+    overall = pd.DataFrame([{"source": "all included", "points": len(inc), "median": inc["abs_err"].median(),
+                             "max": inc["abs_err"].max()}])
+    return pd.concat([per, overall], ignore_index=True)
+
+
+def _bootstrap_argmin(curves: dict[float, np.ndarray], rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    """(n_boot,) argmin ratio of the mean curve, resampling each ratio's reps with replacement."""
+    ratios = np.array(sorted(curves))
+    draws = np.stack([curves[r][rng.integers(0, curves[r].size, (n_boot, curves[r].size))].mean(axis=1)
+                      for r in ratios], axis=1)  # (n_boot, n_ratios)
+    return ratios[np.argmin(draws, axis=1)]
+
+
+def _curves(frame: pd.DataFrame, value: str = "risk") -> dict[float, np.ndarray]:
+    return {float(r): g[value].to_numpy(dtype=float) for r, g in frame.groupby("ratio")}
+
+
+def _interval_claim(cid: str, text: str, metric: str, diff: np.ndarray | dict, n: int, profile: str,
+                    allow_contradicted: bool = True) -> Claim:
+    if isinstance(diff, dict):
+        value, low, high = diff["mean"], diff["ci_low"], diff["ci_high"]
+    else:
+        value, low, high = float(np.mean(diff)), *np.percentile(diff, [2.5, 97.5])
+    verdict = verdict_from_interval(float(low), float(high))
+    if verdict == "contradicted" and not allow_contradicted:
+        verdict = "inconclusive"
+    return Claim(cid, text, SOURCE, metric, float(value), float(low), float(high), int(n), verdict, profile)
+
+
+def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_boot: int = 4000) -> list[Claim]:
+    """C1–C4 with the rules of the module docstring."""
+    rng = numpy_generator(config.seed)
+    out = []
+    errors = error_table(results)
+    inc = errors[errors["included"]]["rel_err"].abs()
+    median, worst = float(inc.median()), float(inc.max())
+    c1_ok = median <= 0.05 and worst <= 0.15
+    verdict = ("supported" if c1_ok else "contradicted") if config.p >= 400 else "inconclusive"
+    out.append(Claim("C1", f"Deterministic-equivalent risk matches exact Monte Carlo (rule: median |rel err| <= 5% "
+                     f"and max <= 15%; measured max {worst:.1%} over {len(inc)} points, p = {config.p})", SOURCE,
+                     "median |relative error|", median, _NAN, _NAN, config.reps, verdict, profile))
+
+    fixed = results["fixed_mc"]
+    focus = fixed[(fixed["family"] == config.focus_family) & (fixed["gamma"] == config.focus_gamma)]
+    theory_best = focus.groupby("ratio")["theory"].first().idxmin()
+    lo_r, hi_r = min(config.mc_ratios), max(config.mc_ratios)
+    if theory_best in (lo_r, hi_r):
+        out.append(Claim("C2", f"Interior optimal mask ratio ({config.focus_family}, γ = {config.focus_gamma:g})",
+                         SOURCE, "theory-optimal ratio among MC ratios", float(theory_best), _NAN, _NAN,
+                         config.reps, "contradicted", profile))
+    else:
+        wide = focus.assign(method=focus["ratio"].astype(str))
+        ends = [paired_difference(wide, method_col="method", a=str(end), b=str(theory_best), value="risk",
+                                  pair_on="rep") for end in (lo_r, hi_r)]
+        low = min(e["ci_low"] for e in ends)
+        verdict = "supported" if low > 0 else ("contradicted" if any(e["ci_high"] < 0 for e in ends)
+                                              else "inconclusive")
+        out.append(Claim("C2", f"Interior optimal mask ratio m* = {theory_best:g} ({config.focus_family}, γ = "
+                         f"{config.focus_gamma:g}): MC risk at both ends exceeds risk at m*", SOURCE,
+                         "min over ends of MC risk(end) - risk(m*)", min(e["mean"] for e in ends), low,
+                         min(e["ci_high"] for e in ends), config.reps, verdict, profile))
+
+    fam = fixed[fixed["family"] == config.focus_family]
+    g_lo, g_hi = min(config.gammas), max(config.gammas)
+    diff = (_bootstrap_argmin(_curves(fam[fam["gamma"] == g_hi]), rng, n_boot)
+            - _bootstrap_argmin(_curves(fam[fam["gamma"] == g_lo]), rng, n_boot))
+    out.append(_interval_claim("C3a", f"The optimal mask ratio grows with model size ({config.focus_family}: "
+                               f"m*(γ = {g_hi:g}) − m*(γ = {g_lo:g}) > 0)", "MC argmin difference (bootstrap)",
+                               diff, config.reps, profile))
+
+    dt = results["downstream_theory"].dropna(subset=["ratio"])
+    argmins = dt.loc[dt.groupby("task")["risk"].idxmin()].set_index("task")["ratio"]
+    task_a, task_b = argmins.idxmax(), argmins.idxmin()
+    dmc = results["downstream_mc"]
+    dmc = dmc[(dmc["split"] == "test") & dmc["ratio"].notna()]
+    diff = (_bootstrap_argmin(_curves(dmc[dmc["task"] == task_a]), rng, n_boot)
+            - _bootstrap_argmin(_curves(dmc[dmc["task"] == task_b]), rng, n_boot))
+    out.append(_interval_claim("C3b", f"The best pretraining ratio depends on the downstream task ({task_a}: "
+                               f"{argmins[task_a]:.2f} vs {task_b}: {argmins[task_b]:.2f} in theory)",
+                               f"MC argmin({task_a}) - argmin({task_b})", diff, config.reps, profile,
+                               allow_contradicted=False))
+
+    for criterion, frame in _c4_frames(results).items():
+        val = frame[frame["split"] == "validation"].groupby("method")["risk"].mean()
+        test = frame[frame["split"] == "test"]
+        best = val[val.index.str.startswith("fixed")].idxmin()
+        tuned = val[val.index.str.startswith("R²MAE [")]
+        contenders = [("tuned", tuned.idxmin())] if len(tuned) else []
+        contenders.append(("default", "R²MAE"))
+        for kind, r2 in contenders:
+            primary = criterion == config.primary_criterion and kind == "tuned"
+            cid = "C4" if primary else f"C4-{criterion}-{kind}"
+            diff = paired_difference(test, method_col="method", a=best, b=r2, value="risk", pair_on="rep")
+            label = (f"R²MAE (interval chosen on validation: {r2.removeprefix('R²MAE ')})" if kind == "tuned" else
+                     f"R²MAE U[{config.r2mae_low:g}, {config.r2mae_high:g}] (declared default)")
+            out.append(_interval_claim(
+                cid, f"{label} beats the best fixed ratio ({best}, chosen on validation) on the {criterion} "
+                f"criterion", f"risk(best fixed) - risk(R²MAE), {criterion}", diff, diff["n"], profile))
+    return out
+
+
+def _c4_frames(results: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Per criterion: (method, split, rep, risk) with methods 'fixed m' and 'R²MAE'."""
+    c4 = results["c4_mc"]
+    frames = {name: g[["method", "split", "rep", "risk"]] for name, g in c4.groupby("test")}
+    ds = results["downstream_mc"]
+    ds = ds.assign(method=np.where(ds["law"] == "R²MAE", "R²MAE", "fixed " + ds["law"].astype(str)))
+    frames["downstream"] = ds.groupby(["method", "split", "rep"], as_index=False)["risk"].mean()
+    return frames
+
+
+def key_numbers(results: dict[str, pd.DataFrame], claims_list: list[Claim]) -> dict[str, float]:
+    """Numbers the notebook prints (and nbval compares), rounded to 4 significant digits."""
+    errors = error_table(results)
+    inc = errors[errors["included"]]["rel_err"].abs()
+    grid = results["r2mae_grid"]
+    out = {"median_abs_rel_err": inc.median(), "max_abs_rel_err": inc.max(), "n_points": float(len(inc))}
+    for claim in claims_list:
+        out[f"{claim.id}_value"] = claim.value
+    fixed = grid[grid["kind"] == "fixed"]
+    out["best_fixed_universal_theory"] = fixed.loc[fixed["universal"].idxmin(), "low"]
+    mean, _, _ = mean_ci(results["fixed_mc"]["risk"].to_numpy())
+    out["mean_mc_risk"] = mean
+    return {k: float(f"{float(v):.4g}") for k, v in out.items()}
