@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["Claim", "VERDICTS", "verdict_from_interval", "verdict_from_bool", "claims_to_markdown"]
+__all__ = ["Claim", "VERDICTS", "verdict_from_interval", "verdict_from_bool", "interval_claim", "claims_to_markdown"]
 
 VERDICTS = ("supported", "contradicted", "inconclusive")
 
@@ -88,6 +88,18 @@ def verdict_from_interval(ci_low: float, ci_high: float, threshold: float = 0.0)
     if ci_high < threshold:
         return "contradicted"
     return "inconclusive"
+
+
+def interval_claim(cid: str, claim: str, source: str, metric: str, value: float, ci_low: float, ci_high: float,
+                   n_seeds: int, profile: str, *, threshold: float = 0.0, allow_contradicted: bool = True) -> Claim:
+    """A :class:`Claim` whose verdict is :func:`verdict_from_interval` of ``[ci_low, ci_high]`` against
+    ``threshold``; with ``allow_contradicted=False`` an interval below it reads ``inconclusive`` (for rules
+    that can only support, e.g. "the optimum differs")."""
+    verdict = verdict_from_interval(float(ci_low), float(ci_high), threshold)
+    if verdict == "contradicted" and not allow_contradicted:
+        verdict = "inconclusive"
+    return Claim(cid, claim, source, metric, float(value), float(ci_low), float(ci_high), int(n_seeds), verdict,
+                 profile)
 
 
 def verdict_from_bool(ok: bool) -> str:

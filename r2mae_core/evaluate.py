@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -44,6 +44,8 @@ class ProbeResult:
         Inverse L2 strength chosen for the LP (``None`` for torch probes).
     converged
         Whether the final LP fit converged within ``max_iter`` (``None`` for torch probes).
+    extra
+        Accuracy of the same fitted probe on further labelled sets (``linear_probe(extra_tests=...)``).
     """
 
     method: str
@@ -52,6 +54,7 @@ class ProbeResult:
     train_acc: float
     C: float | None = None
     converged: bool | None = None
+    extra: dict = field(default_factory=dict)
 
 
 def _autocast(device: torch.device, amp: bool | None):
@@ -129,15 +132,46 @@ def reconstruction_loss(model: nn.Module, images, ratio: float, *, seed: int = 0
     return total / count
 
 
-def linear_probe(train_x, train_y, test_x, test_y, *, Cs=(1e-2, 1e-1, 1.0, 10.0, 100.0),
-                 val_fraction: float = 0.2, seed: int = 0, max_iter: int = 1000) -> ProbeResult:
-    """Linear probe: standardised frozen features + multinomial logistic regression (sklearn, lbfgs).
+_LP_SOLVERS = ("sklearn", "torch")
+_LBFGS_GTOL = 1e-6  # torch solver: max |gradient| in preconditioned coordinates
+_LBFGS_FTOL = 64 * float(np.finfo(np.float64).eps)  # torch solver: objective change (sklearn's lbfgs ftol)
 
+
+def linear_probe(train_x, train_y, test_x, test_y, *, Cs=(1e-2, 1e-1, 1.0, 10.0, 100.0),
+                 val_fraction: float = 0.2, seed: int = 0, max_iter: int = 1000,
+                 solver: str = "sklearn", extra_tests: dict | None = None) -> ProbeResult:
+    """Linear probe: standardised frozen features + multinomial logistic regression.
+
+    Each fit minimises sklearn's L2-penalised objective on standardised features ``z_i``, with an
+    unpenalised intercept ``b``,
+
+    .. math:: C \\sum_{i=1}^n \\mathrm{CE}(W z_i + b,\\, y_i) + \\tfrac12 \\lVert W\\rVert_F^2
+              \\;\\propto\\; \\frac1n \\sum_{i=1}^n \\mathrm{CE}(W z_i + b,\\, y_i)
+              + \\frac{\\lVert W\\rVert_F^2}{2 C n},
+
+    with CE the softmax cross-entropy (for two classes, sklearn's single-logit binary loss).
     ``C`` (inverse L2 strength) is chosen by accuracy on a stratified ``val_fraction`` split of the
     *training* set (ties: the smallest ``C``); the probe is then refit on the whole training set with
     that ``C`` and scored on the test set. The test set never takes part in the choice. Standardisation
     statistics come from the data each fit sees. The ``C`` path is fit in increasing order, each fit
-    warm-started from the previous solution (same optimum, far fewer lbfgs iterations).
+    warm-started from the previous solution (same optimum, far fewer L-BFGS iterations).
+
+    Solvers (same objective, split and tie rule; results agree up to the solvers' tolerances):
+
+    * ``"sklearn"``: ``LogisticRegression`` (lbfgs, ``tol=1e-4``); the final refit starts from zero.
+      Slow when weak penalties (large ``C``) run to ``max_iter``.
+    * ``"torch"``: full-batch ``torch.optim.LBFGS`` (strong-Wolfe line search, history 50) in float64 on
+      CPU with an analytic gradient (no autograd graph); zero initial point, the final refit warm-started
+      from the path solution at the chosen ``C``. L-BFGS runs in coordinates ``v`` with ``[W; b] = M v``,
+      ``M = blockdiag((c Σ + λ I)^{-1/2}, c^{-1/2})`` (``Σ`` the feature correlation of the fitting part
+      of the split, ``λ = 1/(C n)``, ``c`` the mean softmax curvature ``Σ_k p_k(1 − p_k)/K`` at the
+      fit's starting point): an exact change of variables (same optimum) that brings the Hessian closer
+      to the identity (10-25× fewer iterations on strongly correlated features). A fit stops when
+      ``max |∂f/∂v| ≤ 1e-6`` (``½‖∂f/∂v‖²`` estimates the objective gap left), when ``f`` or the step
+      change by less than ``64 ε`` (float64 resolution, sklearn's lbfgs ``ftol``), or at ``max_iter``
+      iterations / ``2·max_iter`` evaluations. Runs with one intra-op thread, restored on return (its
+      products are small and skinny; OpenMP threads competing for shared cores slowed them by one to two
+      orders of magnitude). Deterministic: no randomness besides the split.
 
     Parameters
     ----------
@@ -150,13 +184,27 @@ def linear_probe(train_x, train_y, test_x, test_y, *, Cs=(1e-2, 1e-1, 1.0, 10.0,
     seed
         Seed of the split.
     max_iter
-        lbfgs iteration cap per fit.
+        L-BFGS iteration cap per fit.
+    solver
+        ``"sklearn"`` or ``"torch"`` (see above).
+    extra_tests
+        ``{name: (x, y)}``: further sets scored by the same final probe (e.g. a validation split next to the
+        test set: one fit instead of two), returned in ``ProbeResult.extra``.
 
     Returns
     -------
     ProbeResult
-        ``method="lp"``, chosen ``C``, its validation accuracy, train and test accuracy.
+        ``method="lp"``, chosen ``C``, its validation accuracy, train and test accuracy; ``converged``:
+        the final fit stopped on a tolerance, not on the iteration (torch: or evaluation) cap.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``solver``, ``val_fraction`` outside (0, 1), empty / non-positive ``Cs``, or
+        (torch) a training split with fewer than two classes.
     """
+    if solver not in _LP_SOLVERS:
+        raise ValueError(f"solver={solver!r} is not allowed: use one of {', '.join(map(repr, _LP_SOLVERS))}")
     seed = check_seed(seed)
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction!r} is not allowed: use a fraction in (0, 1)")
@@ -164,11 +212,15 @@ def linear_probe(train_x, train_y, test_x, test_y, *, Cs=(1e-2, 1e-1, 1.0, 10.0,
         raise ValueError(f"Cs={Cs!r} is not allowed: use a non-empty list of positive numbers")
     train_x, test_x = np.asarray(train_x, dtype=np.float64), np.asarray(test_x, dtype=np.float64)
     train_y, test_y = np.asarray(train_y), np.asarray(test_y)
+    seed %= 2**32  # sklearn's random_state range; the 63-bit run seeds fold into it
     fit_x, val_x, fit_y, val_y = train_test_split(train_x, train_y, test_size=val_fraction, random_state=seed,
                                                   stratify=train_y)
     Cs = sorted(float(c) for c in Cs)
     scaler = StandardScaler().fit(fit_x)
     fit_z, val_z = scaler.transform(fit_x), scaler.transform(val_x)
+    if solver == "torch":
+        return _torch_linear_probe(fit_z, fit_y, val_z, val_y, train_x, train_y, test_x, test_y, Cs, max_iter,
+                                   extra_tests or {})
     clf = LogisticRegression(max_iter=max_iter, tol=1e-4, warm_start=True, random_state=seed)
     val_accs = []
     with warnings.catch_warnings():
@@ -179,9 +231,115 @@ def linear_probe(train_x, train_y, test_x, test_y, *, Cs=(1e-2, 1e-1, 1.0, 10.0,
         scaler = StandardScaler().fit(train_x)
         final = LogisticRegression(C=Cs[best], max_iter=max_iter, tol=1e-4, random_state=seed)
         final.fit(scaler.transform(train_x), train_y)
+    extra = {name: float(final.score(scaler.transform(np.asarray(x, dtype=np.float64)), np.asarray(y)))
+             for name, (x, y) in (extra_tests or {}).items()}
     return ProbeResult("lp", float(final.score(scaler.transform(test_x), test_y)), val_accs[best],
                        float(final.score(scaler.transform(train_x), train_y)), Cs[best],
-                       bool(np.max(final.n_iter_) < max_iter))
+                       bool(np.max(final.n_iter_) < max_iter), extra)
+
+
+def _torch_linear_probe(fit_z, fit_y, val_z, val_y, train_x, train_y, test_x, test_y, Cs, max_iter, extra_tests):
+    """``linear_probe(solver="torch")`` after the split: C path on ``fit``, choice on ``val``, refit.
+
+    Runs with one intra-op thread (restored on return): the products are small and skinny, and OpenMP
+    threads competing for shared cores slowed them 3-100× on a busy 2-core machine.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            problem = _SoftmaxRegression(fit_z, fit_y)
+            corr = torch.linalg.eigh(problem.zt[:-1] @ problem.zt[:-1].T / problem.n)  # preconditioner basis
+            theta = problem.zeros()
+            path, val_accs = [], []
+            for C in Cs:
+                theta, _ = problem.fit(C, theta, corr, max_iter)
+                path.append(theta)
+                val_accs.append(problem.accuracy(theta, val_z, val_y))
+            best = int(np.argmax(val_accs))  # first maximum over the increasing Cs: ties go to the smallest C
+            scaler = StandardScaler().fit(train_x)
+            train_z = scaler.transform(train_x)
+            final = _SoftmaxRegression(train_z, train_y)
+            init = path[best] if np.array_equal(final.classes, problem.classes) else final.zeros()
+            theta, converged = final.fit(Cs[best], init, corr, max_iter)  # corr of the fit part: close enough
+            extra = {name: final.accuracy(theta, scaler.transform(np.asarray(x, dtype=np.float64)), np.asarray(y))
+                     for name, (x, y) in extra_tests.items()}
+            return ProbeResult("lp", final.accuracy(theta, scaler.transform(test_x), test_y), val_accs[best],
+                               final.accuracy(theta, train_z, train_y), Cs[best], converged, extra)
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _SoftmaxRegression:
+    """sklearn's L2 logistic-regression objective on standardised ``z`` (``(n, D)``), minimised by torch L-BFGS.
+
+    Parameters are ``theta = [W; b]`` of shape ``(D+1, k)`` (intercept last row), ``k = 1`` for two
+    classes (the logit of ``classes[1]``, sklearn's binary model) else ``len(classes)``.
+    """
+
+    def __init__(self, z: np.ndarray, y: np.ndarray):
+        self.classes = np.unique(y)
+        self.n, self.n_classes = len(z), len(self.classes)
+        if self.n_classes < 2:
+            raise ValueError(f"y has {self.n_classes} class: a linear probe needs at least 2")
+        self.zt = torch.ones(z.shape[1] + 1, self.n, dtype=torch.float64)  # [z, 1]ᵀ: both products stream it
+        self.zt[:-1] = torch.from_numpy(z).T
+        onehot = F.one_hot(torch.from_numpy(np.searchsorted(self.classes, y)), self.n_classes)
+        self.target = onehot.T.to(torch.float64).contiguous()  # (K, n)
+        self._zero_logit = torch.zeros(1, self.n, dtype=torch.float64)
+
+    def zeros(self) -> torch.Tensor:
+        return torch.zeros(len(self.zt), 1 if self.n_classes == 2 else self.n_classes, dtype=torch.float64)
+
+    def log_probs(self, theta: torch.Tensor) -> torch.Tensor:
+        """``(K, n)`` log class probabilities."""
+        logits = theta.T @ self.zt
+        return torch.log_softmax(torch.cat([self._zero_logit, logits]) if self.n_classes == 2 else logits, 0)
+
+    def accuracy(self, theta: torch.Tensor, z: np.ndarray, y: np.ndarray) -> float:
+        scores = torch.from_numpy(z) @ theta[:-1] + theta[-1]
+        idx = (scores[:, 0] > 0).long() if scores.shape[1] == 1 else scores.argmax(1)  # sklearn's predict rule
+        return float(np.mean(self.classes[idx.numpy()] == np.asarray(y)))
+
+    def fit(self, C: float, theta: torch.Tensor, corr, max_iter: int) -> tuple[torch.Tensor, bool]:
+        """Minimise ``mean CE + ‖W‖²/(2Cn)`` from ``theta``; return the solution and whether it converged.
+
+        L-BFGS runs in ``v = M^{-1} theta``, ``M = blockdiag((c Σ + λ I)^{-1/2}, c^{-1/2})`` with
+        ``corr = (e, U)`` the eigendecomposition of ``Σ``, ``λ = 1/(Cn)`` and ``c`` the mean softmax
+        curvature at ``theta``. Converged: stopped on a tolerance, not on the iteration/evaluation cap.
+        """
+        n, k, lam = self.n, self.n_classes, 1.0 / (C * self.n)
+        p = self.log_probs(theta).exp()
+        curv = max(float((p * (1.0 - p)).sum()) / (n * k), 1e-8)  # (1 - 1/K)/K at zero
+        e, u = corr
+        s = curv * e.clamp(min=0.0) + lam
+        m = torch.zeros(len(theta), len(theta), dtype=torch.float64)
+        m_inv = torch.zeros_like(m)
+        m[:-1, :-1], m_inv[:-1, :-1] = (u * s.rsqrt()) @ u.T, (u * s.sqrt()) @ u.T
+        m[-1, -1], m_inv[-1, -1] = curv ** -0.5, curv ** 0.5
+        v = m_inv @ theta
+
+        def closure():
+            with torch.no_grad():
+                th = m @ v
+                logp = self.log_probs(th)
+                resid = (logp.exp() - self.target) / n
+                grad = self.zt @ (resid[1:] if k == 2 else resid).T
+                w = th[:-1]
+                grad[:-1] += lam * w
+                v.grad = m @ grad  # analytic gradient in the v coordinates; no autograd graph
+                return -(logp * self.target).sum() / n + 0.5 * lam * (w * w).sum()
+
+        max_eval = 2 * max_iter
+        opt = torch.optim.LBFGS([v], lr=1.0, max_iter=max_iter, max_eval=max_eval, tolerance_grad=_LBFGS_GTOL,
+                                tolerance_change=_LBFGS_FTOL, history_size=50, line_search_fn="strong_wolfe")
+        opt.step(closure)
+        state = opt.state[v]
+        capped = state["n_iter"] >= max_iter or state["func_evals"] >= max_eval
+        if capped:
+            closure()  # the gradient at the returned point decides
+            capped = float(v.grad.abs().max()) > _LBFGS_GTOL
+        return m @ v, not capped
 
 
 def _fit_classifier(forward, params, x, y, *, n_classes, epochs, lr, batch_size, weight_decay, seed, device,

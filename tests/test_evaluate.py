@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from r2mae_core.evaluate import (
+    _SoftmaxRegression,
     bn_linear_probe,
     effective_rank,
     extract_features,
@@ -65,18 +70,91 @@ def test_singular_values():
 
 
 # ---------------------------------------------------------------------------------------------- probes
-def test_linear_probe_chooses_C_on_training_split(digits):
+@pytest.mark.parametrize("solver", ["sklearn", "torch"])
+def test_linear_probe_chooses_C_on_training_split(digits, solver):
     d = digits
     cs = (1e-4, 1e-2, 1.0)
-    res = linear_probe(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], Cs=cs, seed=0, max_iter=300)
+    res = linear_probe(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], Cs=cs, seed=0, max_iter=300, solver=solver)
     assert res.method == "lp" and res.C in cs and res.C > 1e-4 and res.converged
     assert res.test_acc > 0.88 and res.val_acc > 0.9 and res.train_acc >= res.val_acc - 0.05
     # the test labels never influence the choice: scrambled test labels give the same C and val accuracy
     scrambled = np.random.default_rng(0).permutation(d["te_y"])
-    res2 = linear_probe(d["tr_x"], d["tr_y"], d["te_x"], scrambled, Cs=cs, seed=0, max_iter=300)
+    res2 = linear_probe(d["tr_x"], d["tr_y"], d["te_x"], scrambled, Cs=cs, seed=0, max_iter=300, solver=solver)
     assert (res2.C, res2.val_acc) == (res.C, res.val_acc) and res2.test_acc < 0.3
     with pytest.raises(ValueError):
-        linear_probe(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], val_fraction=0.0)
+        linear_probe(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], val_fraction=0.0, solver=solver)
+
+
+@pytest.mark.parametrize("solver", ["sklearn", "torch"])
+def test_extra_tests_are_scored_by_the_same_probe(digits, solver):
+    d = digits
+    half = len(d["te_x"]) // 2
+    a, b = (d["te_x"][:half], d["te_y"][:half]), (d["te_x"][half:], d["te_y"][half:])
+    kw = dict(Cs=(1e-2, 1.0), seed=3, max_iter=300, solver=solver)
+    both = linear_probe(d["tr_x"], d["tr_y"], *a, extra_tests={"other": b}, **kw)
+    alone = linear_probe(d["tr_x"], d["tr_y"], *b, **kw)
+    assert both.extra == {"other": alone.test_acc} and both.C == alone.C
+    assert linear_probe(d["tr_x"], d["tr_y"], *a, **kw).extra == {}
+
+
+def _tight_sklearn(z, y, C):
+    with threadpool_limits(1):  # OpenMP threads on shared cores make these small fits crawl
+        return LogisticRegression(C=C, tol=1e-10, max_iter=20_000).fit(z, y)
+
+
+@pytest.mark.parametrize("classes", [None, (3, 8)], ids=["10-class", "binary"])
+def test_torch_probe_reaches_the_sklearn_optimum(digits, classes):
+    d = digits
+    tr, te = (np.ones(len(d[k]), bool) if classes is None else np.isin(d[k], classes) for k in ("tr_y", "te_y"))
+    x, y, xt, yt = d["tr_x"][tr], d["tr_y"][tr], d["te_x"][te], d["te_y"][te]
+    cs = (1e-3, 1e-2, 1e-1, 1.0)
+    res = linear_probe(x, y, xt, yt, Cs=cs, seed=0, solver="torch")
+    # the same protocol with sklearn fits converged to 1e-10: same split, C path, tie rule and refit
+    fx, vx, fy, vy = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+    scaler = StandardScaler().fit(fx)
+    fz, vz = scaler.transform(fx), scaler.transform(vx)
+    val_accs = [_tight_sklearn(fz, fy, C).score(vz, vy) for C in cs]
+    best = int(np.argmax(val_accs))
+    scaler_all = StandardScaler().fit(x)
+    ref = _tight_sklearn(scaler_all.transform(x), y, cs[best])
+    assert (res.C, res.val_acc) == (cs[best], val_accs[best]) and res.converged
+    assert abs(res.test_acc - ref.score(scaler_all.transform(xt), yt)) <= 0.005
+    assert abs(res.train_acc - ref.score(scaler_all.transform(x), y)) <= 0.005
+    # the solutions themselves: test-set probabilities along the warm-started path match the tight optimum
+    problem, zt = _SoftmaxRegression(fz, fy), torch.from_numpy(scaler.transform(xt))
+    corr = torch.linalg.eigh(torch.from_numpy(fz.T @ fz / len(fz)))
+    theta = problem.zeros()
+    for C in cs:
+        theta, converged = problem.fit(C, theta, corr, 1000)
+        logits = zt @ theta[:-1] + theta[-1]
+        if classes is not None:  # sklearn's binary model: one logit, for classes[1]
+            logits = torch.cat([torch.zeros_like(logits), logits], 1)
+        proba = torch.softmax(logits, 1).numpy()
+        assert converged and np.abs(proba - _tight_sklearn(fz, fy, C).predict_proba(zt.numpy())).max() < 1e-3
+
+
+def test_torch_probe_is_deterministic_and_restores_torch_state(digits):
+    d = digits
+    args = (d["tr_x"], d["tr_y"], d["te_x"], d["te_y"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)  # the solver runs single-threaded and must put this back
+    try:
+        a = linear_probe(*args, Cs=(1e-2, 1.0), seed=5, solver="torch")
+        assert a == linear_probe(*args, Cs=(1e-2, 1.0), seed=5, solver="torch") and a.converged
+        assert torch.get_num_threads() == 3 and torch.is_grad_enabled()
+        with pytest.raises(ValueError, match="at least 2"):  # restored on errors too
+            linear_probe(d["tr_x"], np.zeros(len(d["tr_x"]), int), d["te_x"], d["te_y"], solver="torch")
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+    # an honest convergence flag: two iterations cannot reach the tolerance
+    assert linear_probe(*args, Cs=(1.0,), max_iter=2, solver="torch").converged is False
+
+
+def test_linear_probe_rejects_unknown_solver(digits):
+    d = digits
+    with pytest.raises(ValueError, match="solver='lbfgs' is not allowed: use one of 'sklearn', 'torch'"):
+        linear_probe(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], solver="lbfgs")
 
 
 def test_knn_and_bn_probe(digits):

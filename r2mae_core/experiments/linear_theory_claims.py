@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .._rng import numpy_generator
-from ..claims import Claim, verdict_from_interval
+from ..claims import Claim, interval_claim
 from ..stats import mean_ci, paired_difference
 from .linear_theory import Config
 
@@ -101,10 +101,8 @@ def _interval_claim(cid: str, text: str, metric: str, diff: np.ndarray | dict, n
         value, low, high = diff["mean"], diff["ci_low"], diff["ci_high"]
     else:
         value, low, high = float(np.mean(diff)), *np.percentile(diff, [2.5, 97.5])
-    verdict = verdict_from_interval(float(low), float(high))
-    if verdict == "contradicted" and not allow_contradicted:
-        verdict = "inconclusive"
-    return Claim(cid, text, SOURCE, metric, float(value), float(low), float(high), int(n), verdict, profile)
+    return interval_claim(cid, text, SOURCE, metric, value, low, high, n, profile,
+                          allow_contradicted=allow_contradicted)
 
 
 def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_boot: int = 4000) -> list[Claim]:

@@ -91,3 +91,10 @@ def build_model(family: str, *, seed: int = 0, **config) -> nn.Module:
 register_family("vit", ViTMAEConfig, ViTMAE, aliases=("vit_mae",))
 register_family("mlp", MLPMAEConfig, MLPMAE, aliases=("mlp_mae",))
 register_family("cnn", CNNMAEConfig, CNNMAE, aliases=("cnn_mae",))
+
+from .gene_mae import GeneMLPConfig, GeneMLPMAE, GeneTransformerConfig, GeneTransformerMAE  # noqa: E402
+
+register_family("gene_mlp", GeneMLPConfig, GeneMLPMAE, aliases=("gene_mlp_mae",))
+register_family("gene_transformer", GeneTransformerConfig, GeneTransformerMAE, aliases=("gene_transformer_mae",))
+from .text_encoder import TextEncoder, TextEncoderConfig  # noqa: E402, I001  (language section)
+register_family("text_encoder", TextEncoderConfig, TextEncoder, aliases=("bert",))

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import torch
+from flops import matmul_flops_per_s
 from scipy import stats
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -36,20 +37,6 @@ def _data(n: int = 4096) -> torch.Tensor:
 def _step_seconds(history, stat=np.median) -> float:
     """Median (or ``stat``) wall time of one training step (the first 3 steps are warm-up)."""
     return float(stat(np.diff(history["seconds"].to_numpy())[3:]))
-
-
-def matmul_flops_per_s(n: int = 1024, reps: int = 20, dtype=torch.float32) -> float:
-    """Best-of dense ``n × n`` matmul FLOP/s (2n³ per product) at ``dtype`` on this CPU."""
-    a = torch.randn(n, n, dtype=dtype, generator=torch.Generator().manual_seed(1))
-    b = torch.randn(n, n, dtype=dtype, generator=torch.Generator().manual_seed(2))
-    for _ in range(3):
-        a @ b
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
 
 
 def step_flops(model, ratio: float, batch: int) -> int:

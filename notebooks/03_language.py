@@ -1,0 +1,158 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (r2mae)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Masked language modelling: the mask ratio, model size and R²MAE
+#
+# A small bidirectional Transformer (BERT-style: token + position embeddings, pre-norm blocks, tied output head;
+# `r2mae_core.models.text_encoder`) is pretrained by masked language modelling on the **Brown corpus**. Each step
+# draws a mask ratio from a ratio sampler, selects exactly that fraction of the real tokens of each sequence
+# (never padding or `[CLS]`/`[SEP]`) and corrupts them BERT-style (80% `[MASK]`, 10% a random token, 10% kept;
+# Devlin et al. 2019). The same loop (`r2mae_core.train.pretrain`) trains every family of the project.
+#
+# **Methods.** Fixed ratios (BERT's 15%, Wettig et al. 2023's 40%, and a sweep), Masking Ratio Decay (Yang et
+# al. 2023: cosine $m(t)=0.15(1+\cos\pi t)+0.02$, linear $m(t)=\max(0.30(1-t),\,0.02)$), a linear decay over the
+# R²MAE interval, and **R²MAE**: $m\sim\mathcal U[a,b]$ drawn afresh at every step, with the default interval
+# declared in the profile's YAML before any run.
+#
+# **Data and splits.** A byte-level BPE tokenizer (vocabulary size a parameter) is trained on the *training
+# documents* of Brown only. Brown is split **by document**, stratified by genre, with a fixed seed: 352 / 74 / 74
+# documents train / validation / test (the table below has the counts). Pretraining sees the packed training
+# documents only; the probes fit on training documents, choose their regularisation on validation documents and
+# are scored on test documents; the best fixed ratio of a claim is chosen on validation, never on test.
+# SpamAssassin e-mails (headers stripped) are split 60 / 20 / 20 and truncated to the context length.
+#
+# **Evaluation.** Masked-token loss and accuracy at test ratios 15% and 40%; genre (15 classes, macro-F1 and
+# accuracy) and spam vs ham (F1) by a linear probe on mean-pooled frozen features; POS tagging by a token-level
+# linear probe on the first sub-token of each word. Reference rows: the randomly initialised encoder and TF-IDF
+# + logistic regression on the same (decoded) sequences.
+#
+# **What the theory of 01 predicts.** In the linear model the optimal fixed ratio grows with model size relative
+# to the data ($\gamma=p/n$), and it depends on which scales the downstream task needs. L1 and L2 test the same
+# directions on Transformers; L3 and L4 test R²MAE against the best fixed ratio and against Masking Ratio Decay.
+
+# %% tags=["parameters"]
+profile: str = "smoke"  # which results/<profile>/ to write; build.sh sets it
+seed: int = 0  # master seed; run i of every method uses child seed i (paired comparisons)
+n_seeds: int = 2  # seeds per method (the quick and full profiles use at least 3)
+sizes: list = ["XS"]  # encoder sizes of the fixed-ratio sweep (keys of language.SIZES)
+main_size: str = "XS"  # size at which the baselines and R2MAE run
+sweep_ratios: list = [0.15, 0.4]  # fixed ratios of the sweep (BERT 15% and Wettig 40% included)
+baselines: list = ["mrd_cosine", "mrd_linear", "scheduled", "r2mae"]  # scheduled baselines and R2MAE
+ablations: list = []  # extra methods: r2mae_sample (one ratio per sequence)
+ablation_intervals: list = []  # extra R2MAE intervals as [low, high] pairs
+r2mae_low: float = 0.15  # declared R2MAE interval, lower end
+r2mae_high: float = 0.45  # declared R2MAE interval, upper end
+r2mae_per: str = "batch"  # R2MAE draws one ratio per batch or per sample
+primary_task: str = "downstream"  # task of claims L1, L3 and L4 (downstream is the mean of genre, spam, pos)
+vocab_size: int = 512  # BPE vocabulary size, specials and the 256 bytes included
+seq_len: int = 32  # context length in tokens, CLS and SEP included
+steps: int = 8  # pretraining steps per run
+batch_size: int = 16  # sequences per step
+lr: float = 0.001  # peak AdamW learning rate (warmup then cosine decay)
+warmup: float = 0.1  # warmup fraction of the steps
+weight_decay: float = 0.01  # AdamW weight decay
+test_ratios: list = [0.15, 0.4]  # mask ratios of the MLM evaluation
+probe_train: int = 120  # Brown sequences the genre probe trains on
+probe_eval: int = 60  # Brown sequences per validation and test split
+pos_train_tokens: int = 600  # word tokens the POS probe trains on
+pos_eval_tokens: int = 300  # word tokens per validation and test split
+spam_train: int = 100  # e-mails the spam probe trains on
+spam_eval: int = 60  # e-mails per validation and test split
+finetune_epochs: int = 0  # epochs of full fine-tuning on genre and spam, 0 skips it (full profile only)
+finetune_lr: float = 0.0001  # AdamW learning rate of fine-tuning
+device: str = "cpu"  # torch device of pretraining and features (cuda at full scale)
+threads: int = 1  # torch CPU threads during the runs, 0 keeps the default (1 is fastest on a busy 2-core CPU)
+
+# %%
+from r2mae_core import io
+from r2mae_core._rng import seed_everything
+from r2mae_core.experiments import language, language_claims
+from r2mae_core.plotting import language as plots
+
+seed_everything(seed)
+out = io.RunOutputs(profile, "03_language")
+config = language.Config(
+    seed=seed, n_seeds=n_seeds, sizes=sizes, main_size=main_size, sweep_ratios=sweep_ratios, baselines=baselines,
+    ablations=ablations, ablation_intervals=ablation_intervals, r2mae_low=r2mae_low, r2mae_high=r2mae_high,
+    r2mae_per=r2mae_per, primary_task=primary_task, vocab_size=vocab_size, seq_len=seq_len, steps=steps,
+    batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, test_ratios=test_ratios,
+    probe_train=probe_train, probe_eval=probe_eval, pos_train_tokens=pos_train_tokens,
+    pos_eval_tokens=pos_eval_tokens, spam_train=spam_train, spam_eval=spam_eval, finetune_epochs=finetune_epochs,
+    finetune_lr=finetune_lr, device=device, threads=threads)
+
+# %% [markdown]
+# Every run (pretraining, then all evaluations) is cached per (method, size, seed, evaluation): a re-run only
+# re-plots. Table 1 states the split: documents, packed sequences and the probe subsets per split.
+
+# %%
+results = language.run(config)
+scores = language_claims.scores(results["metrics"])
+out.save_table(results["splits"], "tab1_data_splits")
+results["splits"]
+
+# %% [markdown]
+# ## 1 · The best fixed ratio against model size and task
+# Test-split score of each fixed pretraining ratio (mean and 95% interval over seeds), one line per encoder size.
+# Horizontal lines: the other methods at the main size, the randomly initialised encoder and TF-IDF.
+
+# %%
+fig = plots.ratio_sweep(scores, main_size=main_size)
+out.save_figure(fig, "fig1_ratio_sweep")
+
+# %% [markdown]
+# ## 2 · R²MAE against fixed and scheduled ratios
+# Every method at the main size on every task (test split), and the paired differences of R²MAE against the
+# best fixed ratio and the better Masking Ratio Decay, both chosen on the validation split.
+
+# %%
+fig = plots.method_comparison(scores, main_size=main_size)
+out.save_figure(fig, "fig2_methods")
+comparisons = language_claims.comparisons(scores, config)
+out.save_table(comparisons, "tab2_paired_differences")
+fig = plots.paired_differences(comparisons)
+out.save_figure(fig, "fig3_paired_differences")
+comparisons.round(4)
+
+# %% [markdown]
+# ## 3 · Training curves
+# Pretraining loss on the corrupted tokens and the sampled ratio over training (mean over seeds, main size). The
+# loss is measured at each method's own ratio, so the curves compare how hard each objective is, not quality;
+# the MLM evaluation at fixed test ratios is in Table 3.
+
+# %%
+fig = plots.training_curves(results["history"], size=main_size)
+out.save_figure(fig, "fig4_training_curves")
+table = language_claims.summary_table(results["metrics"])
+out.save_table(table, "tab3_all_metrics_test")
+out.save_table(results["runs"], "tab4_runs")
+table[table["task"].isin(["genre", "spam", "pos"])].round(4)
+
+# %% [markdown]
+# ## Claims
+# L1 the best fixed ratio grows with model size; L2 it differs between tasks; L3 R²MAE ≥ the best fixed ratio
+# (chosen on validation); L4 R²MAE ≥ Masking Ratio Decay. Each verdict follows the rule written in
+# `language_claims` (paired differences over seeds with 95% intervals: above 0 supported, below 0 contradicted,
+# covering 0 inconclusive).
+
+# %% tags=["nbval-check-output"]
+claims = language_claims.claims(results, config, profile)
+out.save_claims(claims)
+key_numbers = language_claims.key_numbers(results, claims, config)
+out.save_metrics(key_numbers)
+for claim in claims:
+    print(f"{claim.id}: {claim.verdict} ({claim.metric} = {claim.value:.4g})")
+print(key_numbers)

@@ -1,0 +1,570 @@
+"""03_language: masked language modelling on the Brown corpus — fixed ratios vs model size, R²MAE vs fixed and
+scheduled ratios; downstream genre (15-way), spam vs ham and POS tagging by linear probes on frozen features.
+
+``run(config)`` returns tidy tables; :mod:`r2mae_core.experiments.language_claims` turns them into the claims
+L1–L4. Every pretraining run (and its evaluation) is cached per (run spec, seed, evaluation spec, data).
+
+Data (:mod:`r2mae_core.text`): byte-level BPE trained on the training documents of Brown; Brown split by
+document (stratified by genre, fixed seed 0: 352 / 74 / 74 documents train / val / test); pretraining sees the
+packed training documents only. SpamAssassin messages are split 60 / 20 / 20 (stratified by label, fixed seed)
+and each is truncated to its first ``seq_len − 2`` tokens. Probes fit on train, choose their inverse L2
+strength ``C`` on val and are scored on val and test; the best fixed ratio of a claim is chosen on val.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import torch
+from threadpoolctl import threadpool_limits
+
+from .. import data as datasets
+from .. import masking, text
+from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
+from ..cache import cache_key, cache_root, cached
+from ..data.language import BROWN_GENRES
+from ..models import build_model
+from ..train import pretrain
+
+__all__ = ["Config", "SIZES", "TASKS", "run", "methods", "corpus", "train_and_evaluate", "probe", "finetune"]
+
+#: Encoder sizes (the "model size" axis): width, blocks, heads.
+SIZES: dict[str, dict] = {
+    "XS": {"dim": 32, "depth": 1, "heads": 2}, "S": {"dim": 64, "depth": 2, "heads": 2},
+    "M": {"dim": 128, "depth": 4, "heads": 4}, "L": {"dim": 256, "depth": 6, "heads": 8},
+    "XL": {"dim": 384, "depth": 8, "heads": 8},
+}
+#: Tasks and their score (higher is better): metric names of the tidy table.
+TASKS: dict[str, str] = {"genre": "macro_f1", "spam": "f1", "pos": "acc", "mlm": "neg_loss"}
+BASELINES = ("mrd_cosine", "mrd_linear", "scheduled", "r2mae")
+ABLATIONS = ("r2mae_sample",)
+_SPLIT_SEED = 0  # data splits and probe subsets: fixed, independent of the run seed
+_EVAL_SEED = 12345  # masks of the MLM evaluation: the same for every model
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}={value!r} is not allowed: use an integer >= {low}")
+
+
+def _check_ratio(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise ValueError(f"{name}={value!r} is not allowed: use a mask ratio in the open interval (0, 1)")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One study (smoke defaults; ``parameters/{quick,full}/03_language.yaml`` scale it).
+
+    The R²MAE interval is declared here (and in the YAML) before any run; the scheduled baseline decays
+    linearly over the same interval, from ``r2mae_high`` to ``r2mae_low``.
+    """
+
+    seed: int = 0
+    n_seeds: int = 3
+    sizes: tuple[str, ...] = ("S",)
+    main_size: str = "S"
+    sweep_ratios: tuple[float, ...] = (0.15, 0.4)
+    baselines: tuple[str, ...] = BASELINES
+    ablations: tuple[str, ...] = ()
+    ablation_intervals: tuple[tuple[float, float], ...] = ()
+    r2mae_low: float = 0.15
+    r2mae_high: float = 0.45
+    r2mae_per: str = "batch"
+    primary_task: str = "downstream"
+    vocab_size: int = 1024
+    seq_len: int = 64
+    steps: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    test_ratios: tuple[float, ...] = (0.15, 0.4)
+    probe_train: int = 400
+    probe_eval: int = 200
+    pos_train_tokens: int = 3000
+    pos_eval_tokens: int = 1500
+    spam_train: int = 300
+    spam_eval: int = 150
+    finetune_epochs: int = 0
+    finetune_lr: float = 1e-4
+    device: str = "cpu"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("sizes", "sweep_ratios", "baselines", "ablations", "test_ratios"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "ablation_intervals", tuple(tuple(p) for p in self.ablation_intervals))
+        check_seed(self.seed)
+        _check_int("n_seeds", self.n_seeds, 1)
+        for name in ("vocab_size",):
+            _check_int(name, getattr(self, name), 300)
+        _check_int("seq_len", self.seq_len, 8)
+        _check_int("threads", self.threads, 0)
+        _check_int("finetune_epochs", self.finetune_epochs, 0)
+        if isinstance(self.finetune_lr, bool) or not self.finetune_lr > 0:
+            raise ValueError(f"finetune_lr={self.finetune_lr!r} is not allowed: use a learning rate > 0")
+        for name in ("steps", "batch_size", "probe_train", "probe_eval", "pos_train_tokens", "pos_eval_tokens",
+                     "spam_train", "spam_eval"):
+            _check_int(name, getattr(self, name), 1)
+        unknown = [s for s in (*self.sizes, self.main_size) if s not in SIZES]
+        if unknown or not self.sizes:
+            raise ValueError(f"size={unknown[0] if unknown else None!r} is not allowed: use one of {list(SIZES)}")
+        if self.main_size not in self.sizes:
+            raise ValueError(f"main_size={self.main_size!r} is not allowed: use one of sizes {self.sizes}")
+        if not self.sweep_ratios:
+            raise ValueError("sweep_ratios=() is not allowed: give at least one fixed ratio")
+        for name in ("sweep_ratios", "test_ratios"):
+            for value in getattr(self, name):
+                _check_ratio(name, value)
+        for name in ("r2mae_low", "r2mae_high"):
+            _check_ratio(name, getattr(self, name))
+        bad = [b for b in self.baselines if b not in BASELINES] + [a for a in self.ablations if a not in ABLATIONS]
+        if bad:
+            raise ValueError(f"method={bad[0]!r} is not allowed: baselines from {BASELINES}, ablations from "
+                             f"{ABLATIONS}")
+        if self.primary_task not in (*TASKS, "downstream"):
+            raise ValueError(f"primary_task={self.primary_task!r} is not allowed: use one of "
+                             f"{[*TASKS, 'downstream']}")
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.warmup < 1:
+            raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, warmup={self.warmup}: need lr > 0, "
+                             "weight_decay >= 0 and a warmup fraction in [0, 1)")
+        for pair in self.ablation_intervals:
+            if len(pair) != 2:
+                raise ValueError(f"ablation_intervals entry {pair!r} is not allowed: use [low, high] pairs")
+        for _, _, spec in self.methods():
+            masking.make_sampler(spec)  # one clear line for low > high, unknown per, ...
+
+    def methods(self) -> list[tuple[str, str, dict]]:
+        """Pretraining methods at the main size: ``(name, kind, sampler spec)``."""
+        return methods(self)
+
+    def seeds(self) -> list[int]:
+        """Child seeds of the runs (init, data order and masks); runs of one index are paired."""
+        return child_seeds(self.seed, self.n_seeds)
+
+
+def methods(config: Config) -> list[tuple[str, str, dict]]:
+    """Fixed ratios of the sweep, then the declared baselines and ablations (``(name, kind, spec)``)."""
+    a, b = config.r2mae_low, config.r2mae_high
+    out = [(f"fixed {r:g}", "fixed", {"kind": "fixed", "ratio": float(r)}) for r in config.sweep_ratios]
+    named = {"mrd_cosine": ("MRD cosine", "mrd", {"kind": "mrd", "shape": "cosine"}),
+             "mrd_linear": ("MRD linear", "mrd", {"kind": "mrd", "shape": "linear"}),
+             "scheduled": (f"scheduled {b:g}→{a:g}", "scheduled",
+                           {"kind": "scheduled", "start": b, "end": a, "shape": "linear"}),
+             "r2mae": ("R²MAE", "r2mae", {"kind": "r2mae", "low": a, "high": b, "per": config.r2mae_per}),
+             "r2mae_sample": ("R²MAE per sample", "ablation", {"kind": "r2mae", "low": a, "high": b,
+                                                                "per": "sample"})}
+    out += [named[m] for m in config.baselines] + [named[m] for m in config.ablations]
+    out += [(f"R²MAE [{lo:g}, {hi:g}]", "ablation", {"kind": "r2mae", "low": float(lo), "high": float(hi),
+                                                      "per": config.r2mae_per})
+            for lo, hi in config.ablation_intervals]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def _corpus_spec(config: Config) -> dict:
+    return {"vocab_size": config.vocab_size, "seq_len": config.seq_len, "probe_train": config.probe_train,
+            "probe_eval": config.probe_eval, "pos_train_tokens": config.pos_train_tokens,
+            "pos_eval_tokens": config.pos_eval_tokens, "spam_train": config.spam_train,
+            "spam_eval": config.spam_eval, "split_seed": _SPLIT_SEED, "format": 1}
+
+
+def _data_checksum() -> str:
+    return datasets.fingerprint("brown") + datasets.fingerprint("spam_assassin")
+
+
+def _build_corpus(spec: dict) -> dict:
+    brown = datasets.load("brown")
+    doc_split = text.split_documents(brown, seed=spec["split_seed"])
+    train_rows = brown[brown["doc_id"].map(doc_split) == "train"]
+    tok = text.train_tokenizer((" ".join(w) for w in train_rows["words"]), spec["vocab_size"])
+    tag_names = text.tag_vocabulary(train_rows["tags"])
+    docs = sorted(doc_split)
+    grouped = brown.groupby("doc_id", sort=True)
+    seqs = text.pack_documents(tok, [grouped.get_group(d)["words"].tolist() for d in docs], spec["seq_len"],
+                               tags=[grouped.get_group(d)["tags"].tolist() for d in docs], tag_names=tag_names)
+    genres = sorted(BROWN_GENRES.values())
+    doc_genre = brown.drop_duplicates("doc_id").set_index("doc_id")["genre"].map(genres.index)
+    seq_split = np.array([doc_split[docs[g]] for g in seqs.group])
+    rng = numpy_generator(spec["split_seed"])
+    out = {"tokenizer": tok.to_str(), "tag_names": tag_names, "genres": genres,
+           "pretrain_ids": seqs.input_ids[seq_split == "train"], "brown": {}, "spam": {}, "summary": []}
+    caps = {"train": spec["probe_train"], "val": spec["probe_eval"], "test": spec["probe_eval"]}
+    for split, cap in caps.items():
+        idx = np.flatnonzero(seq_split == split)
+        idx = np.sort(idx[rng.permutation(idx.size)[:cap]])
+        sub = seqs.subset(idx)
+        cap_tok = spec["pos_train_tokens"] if split == "train" else spec["pos_eval_tokens"]
+        rows, cols = np.nonzero(sub.tags >= 0)
+        keep = np.sort(rng.permutation(rows.size)[:cap_tok])
+        out["brown"][split] = {
+            "ids": sub.input_ids, "attn": sub.attention_mask,
+            "genre": doc_genre.loc[[docs[g] for g in sub.group]].to_numpy(dtype=np.int64),
+            "pos_rows": rows[keep], "pos_cols": cols[keep], "pos": sub.tags[rows[keep], cols[keep]],
+            "text": [tok.decode(r.tolist()) for r in sub.input_ids]}
+        n_docs = sum(v == split for v in doc_split.values())
+        out["summary"].append({"dataset": "brown", "split": split, "documents": n_docs,
+                               "sequences": int((seq_split == split).sum()), "probe_sequences": len(idx),
+                               "pos_tokens": int(keep.size), "cut_sentences": seqs.n_cut if split == "train" else 0})
+    spam = datasets.load("spam_assassin")
+    spam_split = text.split_stratified(spam["label"].to_numpy(), val_fraction=0.2, test_fraction=0.2,
+                                       seed=spec["split_seed"])
+    caps = {"train": spec["spam_train"], "val": spec["spam_eval"], "test": spec["spam_eval"]}
+    for split, cap in caps.items():
+        idx = np.flatnonzero(spam_split == split)
+        idx = np.sort(idx[rng.permutation(idx.size)[:cap]])
+        enc = text.encode_texts(tok, spam["text"].iloc[idx].tolist(), spec["seq_len"])
+        out["spam"][split] = {"ids": enc.input_ids, "attn": enc.attention_mask,
+                              "label": spam["label"].to_numpy(dtype=np.int64)[idx],
+                              "text": [tok.decode(r.tolist()) for r in enc.input_ids]}
+        out["summary"].append({"dataset": "spam_assassin", "split": split,
+                               "documents": int((spam_split == split).sum()), "sequences": len(idx),
+                               "probe_sequences": len(idx), "pos_tokens": 0, "cut_sentences": enc.n_cut})
+    return out
+
+
+@lru_cache(maxsize=4)
+def _corpus_cached(key: str, spec_items: tuple) -> dict:
+    spec = dict(spec_items)
+    return cached("language_corpus", spec, lambda: _build_corpus(spec), data_checksum=_data_checksum())
+
+
+def corpus(config: Config) -> dict:
+    """Tokenizer (JSON), pretraining ids of the training documents, probe subsets per split (cached)."""
+    spec = _corpus_spec(config)
+    return _corpus_cached(cache_key("language_corpus", spec), tuple(sorted(spec.items())))
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def mlm_step(model, batch: torch.Tensor, ratios: torch.Tensor, generator: torch.Generator):
+    """``step_fn`` of :func:`r2mae_core.train.pretrain` for token models: exact-count random subset of the
+    *eligible* (non-special, non-padding) tokens at each row's ratio, BERT 80/10/10 corruption, MLM loss."""
+    eligible = batch.cpu() >= text.N_SPECIAL  # (B, L) specials and padding are never selected
+    mask = masking.random_subset_mask(ratios, batch.shape[1], generator=generator, eligible=eligible).mask
+    corrupted, labels = masking.bert_corruption(batch.cpu(), mask, mask_token_id=text.MASK_ID,
+                                                vocab_size=model.config.vocab_size, generator=generator,
+                                                random_token_low=text.N_SPECIAL)
+    return model(corrupted.to(batch.device), labels.to(batch.device))
+
+
+@torch.no_grad()
+def _features(model, ids: np.ndarray, attn: np.ndarray, device, rows=None, cols=None, batch: int = 256):
+    """Mean-pooled features (N, D) and, if ``rows``/``cols`` are given, token features at those positions."""
+    pooled, tokens = [], []
+    for i in range(0, len(ids), batch):
+        x = torch.as_tensor(ids[i:i + batch], device=device)
+        a = torch.as_tensor(attn[i:i + batch], device=device)
+        h = model.encode_tokens(x, a).float()  # (b, L, D)
+        w = a.to(h.dtype)[..., None]
+        pooled.append(((h * w).sum(1) / w.sum(1).clamp_min(1.0)).cpu())
+        if rows is not None:
+            sel = (rows >= i) & (rows < i + batch)
+            tokens.append(h[torch.as_tensor(rows[sel] - i, device=device),
+                            torch.as_tensor(cols[sel], device=device)].cpu())
+    z = torch.cat(pooled).double().numpy()
+    return (z, torch.cat(tokens).double().numpy()) if rows is not None else z
+
+
+@torch.no_grad()
+def _mlm_eval(model, ids: np.ndarray, ratio: float, device, batch: int = 256) -> tuple[float, float]:
+    """MLM loss and accuracy over the corrupted tokens at ``ratio`` (same masks for every model)."""
+    gen = torch_generator(_EVAL_SEED + int(round(ratio * 1000)))
+    total, correct, n = 0.0, 0, 0
+    for i in range(0, len(ids), batch):
+        x = torch.as_tensor(ids[i:i + batch])
+        ratios = torch.full((x.shape[0],), float(ratio), dtype=torch.float64)
+        out = mlm_step(model, x.to(device), ratios, gen)
+        m = int(out.mask.sum())
+        labels = out.pred.argmax(-1).cpu()
+        target = x[out.mask.cpu()]
+        total += float(out.loss) * m
+        correct += int((labels == target).sum())
+        n += m
+    return total / max(n, 1), correct / max(n, 1)
+
+
+def _softmax_fit(z: np.ndarray, y: np.ndarray, n_classes: int, C: float, theta: np.ndarray | None,
+                 max_iter: int) -> np.ndarray:
+    """Minimise mean CE(W z + b, y) + ‖W‖²/(2 C n) (sklearn's objective / n) by L-BFGS with the analytic
+    gradient (float64, scipy); ``theta`` = [W; b] of shape (D + 1, K), warm start if given."""
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    n, d = z.shape
+    zb = np.hstack([z, np.ones((n, 1))])  # (n, D + 1), intercept last
+    onehot = np.zeros((n, n_classes))
+    onehot[np.arange(n), y] = 1.0
+    penal = np.ones((d + 1, 1))
+    penal[-1] = 0.0  # the intercept is not penalised
+
+    def fun(flat):
+        th = flat.reshape(d + 1, n_classes)
+        logp = log_softmax(zb @ th, axis=1)  # (n, K)
+        loss = -(onehot * logp).sum() / n + (penal * th**2).sum() / (2 * C * n)
+        grad = zb.T @ (np.exp(logp) - onehot) / n + penal * th / (C * n)
+        return loss, grad.ravel()
+
+    start = np.zeros((d + 1) * n_classes) if theta is None else theta.ravel()
+    res = minimize(fun, start, jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "gtol": 1e-6})
+    return res.x.reshape(d + 1, n_classes)
+
+
+def probe(train: tuple, val: tuple, test: tuple, *, metric: str, Cs=(0.1, 1.0, 10.0),
+          max_iter: int = 100) -> dict:
+    """Linear probe: standardised features + L2 multinomial logistic regression; ``C`` chosen on ``val``.
+
+    Objective per fit (sklearn's, divided by n): mean softmax cross-entropy + ‖W‖²_F / (2 C n), intercept not
+    penalised; L-BFGS (scipy, analytic gradient, float64), warm-started along increasing ``C``. ``metric``
+    picks ``C`` on val (ties: smallest C): ``"macro_f1"`` (genre), ``"f1"`` (spam, positive class 1) or
+    ``"acc"`` (POS). Each of ``train``, ``val``, ``test`` is ``(features (N, D), labels (N,))``; sparse
+    features (TF-IDF) go to sklearn's ``LogisticRegression`` with the same objective. Returns the chosen ``C``
+    and ``{val,test}_{acc,macro_f1,f1}``.
+    """
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+
+    if metric not in ("acc", "macro_f1", "f1"):
+        raise ValueError(f"metric={metric!r} is not allowed: use acc, macro_f1 or f1")
+
+    def scores(y, p):
+        return {"acc": float(accuracy_score(y, p)),
+                "macro_f1": float(f1_score(y, p, average="macro", zero_division=0.0)),
+                "f1": float(f1_score(y, p, pos_label=1, zero_division=0.0)) if set(np.unique(y)) <= {0, 1}
+                else float("nan")}
+
+    (xtr, ytr), (xva, yva), (xte, yte) = train, val, test
+    classes = np.unique(ytr)
+    best = None
+    if sparse.issparse(xtr):
+        for C in sorted(Cs):
+            with threadpool_limits(1):
+                clf = LogisticRegression(C=C, max_iter=max_iter).fit(xtr, ytr)
+            s = scores(yva, clf.predict(xva))
+            if best is None or s[metric] > best[0][metric]:
+                best = (s, C, clf.predict(xte))
+    else:
+        mean, std = xtr.mean(0), xtr.std(0) + 1e-12
+        ztr, zva, zte = ((x - mean) / std for x in (xtr, xva, xte))
+        y = np.searchsorted(classes, ytr)
+        theta = None
+        for C in sorted(Cs):
+            with threadpool_limits(1):  # small products: BLAS threads only contend (with torch's, on 2 cores)
+                theta = _softmax_fit(ztr, y, len(classes), C, theta, max_iter)
+            pva = classes[(zva @ theta[:-1] + theta[-1]).argmax(1)]
+            s = scores(yva, pva)
+            if best is None or s[metric] > best[0][metric]:
+                best = (s, C, classes[(zte @ theta[:-1] + theta[-1]).argmax(1)])
+    val_scores, C, pred_test = best
+    out = {"C": C, **{f"val_{k}": v for k, v in val_scores.items()}}
+    out.update({f"test_{k}": v for k, v in scores(yte, pred_test).items()})
+    return out
+
+
+def finetune(model, train: tuple, val: tuple, test: tuple, *, metric: str, epochs: int, lr: float = 1e-4,
+             batch_size: int = 32, seed: int = 0, device="cpu") -> dict:
+    """Full fine-tuning of a copy of ``model`` with a linear head on the mean-pooled features.
+
+    AdamW (weight decay 0.01) with a cosine schedule over ``epochs``; the head starts at zero, batches come from a
+    seeded permutation. After each epoch the validation ``metric`` is computed; the test scores of the best epoch
+    (on validation; ties: the earliest) are returned, with ``best_epoch``. Each of ``train``, ``val``, ``test`` is
+    ``(ids (N, L), attention (N, L), labels (N,))``. The input model is not modified.
+    """
+    import copy
+    import math
+
+    from sklearn.metrics import accuracy_score, f1_score
+
+    if metric not in ("acc", "macro_f1", "f1"):
+        raise ValueError(f"metric={metric!r} is not allowed: use acc, macro_f1 or f1")
+    device = torch.device(device)
+    enc = copy.deepcopy(model).to(device)
+    classes = np.unique(train[2])
+    head = torch.nn.Linear(enc.feature_dim, len(classes)).to(device)
+    torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)
+    x, a = torch.as_tensor(train[0]), torch.as_tensor(train[1])
+    y = torch.as_tensor(np.searchsorted(classes, train[2]))
+    params = list(enc.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    total = epochs * math.ceil(len(x) / batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    gen = torch_generator(seed)
+
+    @torch.no_grad()
+    def predict(ids, attn):
+        enc.eval()
+        out = [head(enc.encode(torch.as_tensor(ids[i:i + 256], device=device),
+                               torch.as_tensor(attn[i:i + 256], device=device))).argmax(-1).cpu()
+               for i in range(0, len(ids), 256)]
+        return classes[torch.cat(out).numpy()]
+
+    def scores(labels, pred):
+        binary = set(np.unique(labels).tolist()) <= {0, 1}
+        return {"acc": float(accuracy_score(labels, pred)),
+                "macro_f1": float(f1_score(labels, pred, average="macro", zero_division=0.0)),
+                "f1": float(f1_score(labels, pred, pos_label=1, zero_division=0.0)) if binary else float("nan")}
+
+    best = None
+    for epoch in range(epochs):
+        enc.train()
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), batch_size):
+            idx = perm[i:i + batch_size]
+            logits = head(enc.encode(x[idx].to(device), a[idx].to(device)))
+            loss = torch.nn.functional.cross_entropy(logits.float(), y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        val_scores = scores(val[2], predict(val[0], val[1]))
+        if best is None or val_scores[metric] > best[0][metric]:
+            best = (val_scores, epoch, scores(test[2], predict(test[0], test[1])))
+    val_scores, epoch, test_scores = best
+    return {"best_epoch": epoch, **{f"val_{k}": v for k, v in val_scores.items()},
+            **{f"test_{k}": v for k, v in test_scores.items()}}
+
+
+def _evaluate(model, corp: dict, config: Config) -> list[dict]:
+    """Every metric of one model: MLM at the test ratios, genre, spam and POS probes (rows: split/task/metric)."""
+    device = torch.device(config.device)
+    model = model.to(device).eval()
+    rows = []
+    feats, toks, spam = {}, {}, {}
+    for split, d in corp["brown"].items():
+        feats[split], toks[split] = _features(model, d["ids"], d["attn"], device, d["pos_rows"], d["pos_cols"])
+        s = corp["spam"][split]
+        spam[split] = _features(model, s["ids"], s["attn"], device)
+        if split != "train":
+            for r in config.test_ratios:
+                loss, acc = _mlm_eval(model, d["ids"], r, device)
+                rows += [{"split": split, "task": f"mlm@{r:g}", "metric": "loss", "value": loss},
+                         {"split": split, "task": f"mlm@{r:g}", "metric": "acc", "value": acc}]
+            rows.append({"split": split, "task": "mlm", "metric": "neg_loss",
+                         "value": -float(np.mean([x["value"] for x in rows if x["split"] == split
+                                                  and x["task"].startswith("mlm@") and x["metric"] == "loss"]))})
+    b, s = corp["brown"], corp["spam"]
+    results = {"genre": probe(*[(feats[k], b[k]["genre"]) for k in ("train", "val", "test")], metric="macro_f1"),
+               "spam": probe(*[(spam[k], s[k]["label"]) for k in ("train", "val", "test")], metric="f1"),
+               "pos": probe(*[(toks[k], b[k]["pos"]) for k in ("train", "val", "test")], metric="acc")}
+    if config.finetune_epochs:
+        for task, d, label, metric in (("genre", b, "genre", "macro_f1"), ("spam", s, "label", "f1")):
+            results[f"{task}_ft"] = finetune(model, *[(d[k]["ids"], d[k]["attn"], d[k][label])
+                                                      for k in ("train", "val", "test")],
+                                             metric=metric, epochs=config.finetune_epochs, lr=config.finetune_lr,
+                                             device=device)
+    for task, res in results.items():
+        for split in ("val", "test"):
+            for metric in (("acc", "macro_f1") if not task.startswith("spam") else ("acc", "f1")):
+                rows.append({"split": split, "task": task, "metric": metric, "value": res[f"{split}_{metric}"]})
+    return rows
+
+
+def train_and_evaluate(config: Config, method: str, kind: str, spec: dict, size: str, seed_index: int) -> dict:
+    """One cached run: pretrain (checkpointed, resumable) then :func:`_evaluate`; ``spec=None`` = random init."""
+    seed = config.seeds()[seed_index]
+    model_cfg = {"vocab_size": config.vocab_size, "max_len": config.seq_len, **SIZES[size]}
+    train_cfg = {"steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "warmup": config.warmup,
+                 "weight_decay": config.weight_decay}
+    key = {"model": model_cfg, "sampler": spec, "train": train_cfg if spec is not None else None, "seed": seed,
+           "corpus": _corpus_spec(config), "test_ratios": config.test_ratios, "format": 1}
+    if config.finetune_epochs:  # only then: profiles without fine-tuning keep their cache keys
+        key["finetune"] = {"epochs": config.finetune_epochs, "lr": config.finetune_lr}
+
+    def compute():
+        corp = corpus(config)
+        model = build_model("text_encoder", seed=seed, **model_cfg)
+        history, seconds = pd.DataFrame(), 0.0
+        if spec is not None:
+            ckpt = cache_root() / "language_models" / f"{cache_key('language_models', key)}.pt"
+            res = pretrain(model, torch.as_tensor(corp["pretrain_ids"]), sampler=masking.make_sampler(spec),
+                           seed=seed, device=config.device, grad_clip=1.0, step_fn=mlm_step, progress=False,
+                           checkpoint_path=ckpt, checkpoint_every=max(500, config.steps // 4), **train_cfg)
+            model, seconds = res.model, float(res.history["seconds"].iloc[-1])
+            every = max(1, config.steps // 50)
+            history = res.history.iloc[::every][["step", "loss", "ratio_mean"]].reset_index(drop=True)
+            ckpt.unlink(missing_ok=True)  # the cache entry below replaces it
+        return {"metrics": _evaluate(model, corp, config), "history": history, "seconds": seconds}
+
+    return cached("language_runs", key, compute, data_checksum=_data_checksum())
+
+
+def _tfidf_rows(corp: dict) -> list[dict]:
+    """TF-IDF (word unigrams, sublinear tf, min_df 2) + logistic regression on the decoded text the encoder sees
+    (the same truncated sequences), ``C`` chosen on val."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rows = []
+    for task, name, label, metric in (("genre", "brown", "genre", "macro_f1"), ("spam", "spam", "label", "f1")):
+        d = corp[name]
+        vec = TfidfVectorizer(min_df=2, sublinear_tf=True).fit(d["train"]["text"])
+        res = probe(*[(vec.transform(d[k]["text"]), d[k][label]) for k in ("train", "val", "test")], metric=metric,
+                    Cs=(1.0, 10.0, 100.0), max_iter=300)
+        for split in ("val", "test"):
+            for m in ("acc", "macro_f1") if task == "genre" else ("acc", "f1"):
+                rows.append({"split": split, "task": task, "metric": m, "value": res[f"{split}_{m}"]})
+    return rows
+
+
+def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
+    """The study: fixed-ratio sweep at every size, baselines at the main size, random-init and TF-IDF rows.
+
+    ``config.threads`` > 0 sets torch's intra-op threads for the duration (restored on return): on a small shared
+    CPU one thread is often faster for these small models. Thread counts are not part of the cache key.
+
+    Returns
+    -------
+    dict of DataFrame
+        ``metrics`` (method, kind, ratio, size, seed, split, task, metric, value), ``history`` (method, size,
+        seed, step, loss, ratio_mean), ``runs`` (method, size, seed, seconds, tokens) and ``splits``.
+    """
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _run(config, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
+    from tqdm.auto import tqdm
+
+    corp = corpus(config)
+    plan = [(f"fixed {r:g}", "fixed", {"kind": "fixed", "ratio": float(r)}, size)
+            for size in config.sizes if size != config.main_size for r in config.sweep_ratios]
+    plan += [(*m, config.main_size) for m in config.methods()]
+    plan.append(("random init", "reference", None, config.main_size))
+    metrics, history, runs = [], [], []
+    jobs = [(p, i) for i in range(config.n_seeds) for p in plan]
+    for (method, kind, spec, size), i in tqdm(jobs, desc="03 runs", disable=not progress):
+        out = train_and_evaluate(config, method, kind, spec, size, i)
+        ratio = spec["ratio"] if kind == "fixed" else float("nan")
+        tag = {"method": method, "kind": kind, "ratio": ratio, "size": size, "seed": i}
+        metrics += [{**tag, **row} for row in out["metrics"]]
+        if len(out["history"]):
+            history.append(out["history"].assign(method=method, size=size, seed=i))
+        runs.append({"method": method, "size": size, "seed": i, "seconds": out["seconds"],
+                     "tokens": config.steps * config.batch_size * config.seq_len if spec is not None else 0})
+    tag = {"method": "TF-IDF + LR", "kind": "reference", "ratio": float("nan"), "size": "-"}
+    tfidf = cached("language_tfidf", _corpus_spec(config), lambda: _tfidf_rows(corp), data_checksum=_data_checksum())
+    metrics += [{**tag, "seed": i, **row} for row in tfidf for i in range(config.n_seeds)]
+    summary = pd.DataFrame(corp["summary"]).assign(vocab_size=config.vocab_size, seq_len=config.seq_len,
+                                                   pretrain_sequences=len(corp["pretrain_ids"]))
+    summary = summary.rename(columns={"cut_sentences": "over_long (brown: sentences cut, all splits; spam: "
+                                                       "e-mails truncated)"})
+    return {"metrics": pd.DataFrame(metrics), "history": pd.concat(history, ignore_index=True) if history else
+            pd.DataFrame(columns=["step", "loss", "ratio_mean", "method", "size", "seed"]),
+            "runs": pd.DataFrame(runs), "splits": summary}
+
+
+def config_dict(config: Config) -> dict:
+    """The config as plain values (for the notebook's record)."""
+    return asdict(config)

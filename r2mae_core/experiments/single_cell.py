@@ -1,0 +1,474 @@
+"""05_single_cell: masked gene-expression pretraining, R²MAE against fixed, scGPT's and scheduled ratios.
+
+``run(config)`` pretrains a gene-level masked model (:mod:`r2mae_core.models.gene_mae`: MLP, and a small
+scGPT-like Transformer) with every masking scheme and seed, embeds every cell, and evaluates the embedding:
+
+* **annotation**: linear probe (standardised embedding + multinomial logistic regression, ``C`` chosen by
+  macro-F1 on a stratified inner split of the training fold only) under repeated stratified K-fold CV; accuracy
+  and macro-F1 per outer test fold (:func:`annotation_cv`);
+* **clustering**: leiden on the embedding's kNN graph (scanpy), NMI and ARI against the labels at the
+  resolution of a small grid with the best NMI (scIB's "optimal resolution" convention), and the label
+  silhouette of the embedding (sklearn, Euclidean, in [-1, 1]) (:func:`clustering_scores`);
+* **reconstruction**: MSE and Pearson r on masked entries of cells held out of pretraining, at several
+  evaluation ratios (:func:`r2mae_core.single_cell.reconstruction_metrics`).
+
+Reference rows: PCA (``pca_comps`` components, scanpy) of the same input and the randomly initialised encoder.
+Pretraining is unsupervised and sees every cell except the reconstruction hold-out (like PCA, which sees all
+cells); labels are used only inside the CV folds. Each (dataset, model, method, seed) unit is cached on disk;
+every method of a seed shares its CV splits and leiden seed, so differences are paired over seeds.
+
+Datasets (``DATASET_SPECS``): PBMC 68k reduced (700 cells, 765 genes, 10 cell types in ``bulk_labels``; the
+log-normalised ``.raw``) and HSMM (271 cells, log1p FPKM, the ``hsmm_genes`` most variable genes by
+``sc.pp.highly_variable_genes``; labels: the 4 time points). The Transformer reads the ``transformer_genes`` most
+variable genes of the dataset's input (attention over every gene is too slow on a CPU), and runs only on
+``transformer_datasets``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    accuracy_score,
+    adjusted_rand_score,
+    f1_score,
+    normalized_mutual_info_score,
+    silhouette_score,
+)
+from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from .. import data as datasets
+from .. import single_cell
+from .._rng import check_seed
+from ..cache import cached
+from ..masking import make_sampler
+from ..models import model_config
+
+__all__ = ["Config", "run", "DATASET_SPECS", "MODELS", "load_dataset", "methods", "probe_fold", "annotation_cv",
+           "clustering_scores", "umap_adata"]
+
+#: Dataset name -> label column of ``obs`` and a short name for tables.
+DATASET_SPECS: dict[str, dict] = {
+    "pbmc68k_reduced": {"label": "bulk_labels", "short": "pbmc"},
+    "hsmm": {"label": "Hours", "short": "hsmm"},
+}
+MODELS = ("mlp", "transformer")
+REFERENCES = ("PCA", "random init")
+
+
+def _check_int(name: str, value: int, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}={value!r} is not allowed: use an integer >= {low}")
+
+
+def _check_ratios(name: str, values: tuple, min_len: int = 1) -> None:
+    if len(values) < min_len or any(isinstance(v, bool) or not 0 < v < 1 for v in values):
+        raise ValueError(f"{name}={values!r} is not allowed: use at least {min_len} mask ratio(s) in (0, 1)")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One study (smoke defaults; ``parameters/{quick,full}/05_single_cell.yaml`` scale it).
+
+    R²MAE's interval (``r2mae_low``, ``r2mae_high``) is declared in the profile before any run and never tuned
+    on test folds; the scheduled baseline decays linearly from ``r2mae_high`` to ``r2mae_low`` (the same interval).
+    """
+
+    seed: int = 0
+    n_seeds: int = 2
+    datasets: tuple[str, ...] = ("pbmc68k_reduced",)
+    models: tuple[str, ...] = ("mlp",)
+    transformer_datasets: tuple[str, ...] = ("pbmc68k_reduced",)
+    fixed_ratios: tuple[float, ...] = (0.15, 0.5)
+    transformer_fixed_ratios: tuple[float, ...] = (0.15, 0.5)
+    choice_values: tuple[float, ...] = (0.25, 0.5, 0.75)
+    r2mae_low: float = 0.1
+    r2mae_high: float = 0.9
+    r2mae_per: str = "batch"
+    schedule_shape: str = "linear"
+    steps: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    mlp_width: int = 64
+    mlp_depth: int = 1
+    mlp_latent: int = 16
+    transformer_steps: int = 30
+    transformer_genes: int = 32
+    transformer_dim: int = 32
+    transformer_depth: int = 1
+    transformer_heads: int = 4
+    hsmm_genes: int = 1000
+    pca_comps: int = 50
+    cv_folds: int = 3
+    cv_repeats: int = 2
+    probe_cs: tuple[float, ...] = (0.1, 1.0)
+    val_fraction: float = 0.25
+    n_neighbors: int = 15
+    neighbors_method: str = "umap"
+    leiden_resolutions: tuple[float, ...] = (1.0,)
+    recon_ratios: tuple[float, ...] = (0.15, 0.5)
+    holdout: float = 0.1
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("datasets", "models", "transformer_datasets", "fixed_ratios", "transformer_fixed_ratios",
+                     "choice_values", "probe_cs", "leiden_resolutions", "recon_ratios"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))  # YAML lists -> tuples (hashable)
+        check_seed(self.seed)
+        _check_int("n_seeds", self.n_seeds, 2)
+        for name in ("steps", "transformer_steps", "batch_size", "mlp_width", "mlp_depth", "mlp_latent",
+                     "transformer_genes", "transformer_dim", "transformer_depth", "transformer_heads", "pca_comps"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("hsmm_genes", self.hsmm_genes, 10)
+        _check_int("cv_folds", self.cv_folds, 2)
+        _check_int("cv_repeats", self.cv_repeats, 1)
+        _check_int("n_neighbors", self.n_neighbors, 2)
+        bad = [d for d in self.datasets if d not in DATASET_SPECS]
+        if not self.datasets or bad:
+            raise ValueError(f"datasets={list(self.datasets)!r} is not allowed: use some of {list(DATASET_SPECS)}")
+        bad = [d for d in self.transformer_datasets if d not in DATASET_SPECS]
+        if bad:
+            raise ValueError(f"transformer_datasets={list(self.transformer_datasets)!r} is not allowed: use some of "
+                             f"{list(DATASET_SPECS)}")
+        bad = [m for m in self.models if m not in MODELS]
+        if not self.models or bad:
+            raise ValueError(f"models={list(self.models)!r} is not allowed: use some of {list(MODELS)}")
+        _check_ratios("fixed_ratios", self.fixed_ratios)
+        _check_ratios("transformer_fixed_ratios", self.transformer_fixed_ratios)
+        _check_ratios("choice_values", self.choice_values)
+        _check_ratios("recon_ratios", self.recon_ratios)
+        for name in ("val_fraction", "holdout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not 0 < value < 1:
+                raise ValueError(f"{name}={value!r} is not allowed: use a fraction in (0, 1)")
+        if not self.probe_cs or any(not c > 0 for c in self.probe_cs):
+            raise ValueError(f"probe_cs={list(self.probe_cs)!r} is not allowed: use positive numbers")
+        if not self.leiden_resolutions or any(not r > 0 for r in self.leiden_resolutions):
+            raise ValueError(f"leiden_resolutions={list(self.leiden_resolutions)!r} is not allowed: use numbers > 0")
+        if self.neighbors_method not in ("umap", "gauss"):
+            raise ValueError(f"neighbors_method={self.neighbors_method!r} is not allowed: use 'umap' or 'gauss'")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device={self.device!r} is not allowed: use 'cpu' or 'cuda'")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError(f"lr={self.lr!r}, weight_decay={self.weight_decay!r}: need lr > 0, weight_decay >= 0")
+        for spec in self.sampler_specs("mlp").values():  # one clear line for low > high, unknown per/shape, ...
+            make_sampler(spec)
+
+    def sampler_specs(self, model: str) -> dict[str, dict]:
+        """Method label -> ratio-sampler spec, for ``model``: the fixed sweep, scGPT's choice, the schedule, R²MAE."""
+        ratios = self.fixed_ratios if model == "mlp" else self.transformer_fixed_ratios
+        specs: dict[str, dict] = {f"fixed {r:g}": {"kind": "fixed", "ratio": float(r)} for r in ratios}
+        specs["scGPT choice"] = {"kind": "choice", "values": list(self.choice_values), "per": "batch"}
+        specs["scheduled"] = {"kind": "scheduled", "start": self.r2mae_high, "end": self.r2mae_low,
+                              "shape": self.schedule_shape}
+        specs["R²MAE"] = {"kind": "r2mae", "low": self.r2mae_low, "high": self.r2mae_high, "per": self.r2mae_per}
+        return specs
+
+    def model_kwargs(self, model: str) -> dict:
+        """Sizes of ``model`` (``n_genes`` comes from the data)."""
+        if model == "mlp":
+            return {"width": self.mlp_width, "depth": self.mlp_depth, "latent": self.mlp_latent}
+        return {"dim": self.transformer_dim, "depth": self.transformer_depth, "heads": self.transformer_heads}
+
+    def seed_of(self, *keys: int) -> int:
+        """Child seed for a study point: SeedSequence([seed, *keys]) (stable under adding other points)."""
+        state = np.random.SeedSequence([self.seed, *keys]).generate_state(1, dtype=np.uint64)[0]
+        return int(state >> np.uint64(1))
+
+
+def methods(config: Config, model: str) -> list[str]:
+    """Every method label of ``model`` in table order: the masking schemes, then the references."""
+    return [*config.sampler_specs(model), *REFERENCES]
+
+
+def _method_kind(method: str) -> str:
+    return {"scGPT choice": "choice", "scheduled": "scheduled", "R²MAE": "r2mae", "PCA": "reference",
+            "random init": "reference"}.get(method, "fixed")
+
+
+# --------------------------------------------------------------------------------------------------- data
+_DATA_MEMO: dict = {}
+
+
+def load_dataset(name: str, *, hsmm_genes: int = 1000, transformer_genes: int = 128) -> dict:
+    """Checked log-expression, labels and the Transformer's gene subset of a dataset (memoised per process).
+
+    Returns
+    -------
+    dict
+        ``adata`` (cells x genes used, ``.X`` log-expression), ``x`` (dense float32), ``y`` (int codes),
+        ``labels`` (category names), ``tf_genes`` (column indices of the ``transformer_genes`` most variable
+        genes), ``checksum`` (of ``x``).
+    """
+    import scanpy as sc
+
+    key = (name, hsmm_genes, transformer_genes)
+    if key in _DATA_MEMO:
+        return _DATA_MEMO[key]
+    if name not in DATASET_SPECS:
+        raise ValueError(f"dataset={name!r} is not allowed: use one of {list(DATASET_SPECS)}")
+    adata = datasets.load(name)
+    if name == "hsmm":
+        sc.pp.filter_genes(adata, min_cells=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sc.pp.highly_variable_genes(adata, n_top_genes=hsmm_genes, flavor="seurat")
+        adata = adata[:, adata.var["highly_variable"].to_numpy()].copy()
+        del adata.layers["fpkm"]
+    x = single_cell.expression_matrix(adata)
+    labels = adata.obs[DATASET_SPECS[name]["label"]].astype("category")
+    probe = sc.AnnData(x.copy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.pp.highly_variable_genes(probe, n_top_genes=min(transformer_genes, x.shape[1]), flavor="seurat")
+    tf_genes = np.flatnonzero(probe.var["highly_variable"].to_numpy())
+    out = {"adata": adata, "x": x, "y": labels.cat.codes.to_numpy().astype(np.int64),
+           "labels": [str(c) for c in labels.cat.categories], "tf_genes": tf_genes,
+           "checksum": single_cell.matrix_checksum(x)}
+    _DATA_MEMO[key] = out
+    return out
+
+
+def _holdout_cells(config: Config, n: int) -> np.ndarray:
+    """Boolean (n,) mask of cells held out of pretraining (reconstruction is scored on them)."""
+    rng = np.random.default_rng(config.seed_of(9))
+    held = np.zeros(n, dtype=bool)
+    held[rng.permutation(n)[: max(2, int(round(config.holdout * n)))]] = True
+    return held
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+def probe_fold(train_x, train_y, test_x, *, cs=(0.01, 0.1, 1.0, 10.0), val_fraction: float = 0.25,
+               seed: int = 0, max_iter: int = 200) -> tuple[np.ndarray, float, float]:
+    """Linear probe of one CV fold: choose ``C`` on the training fold only, refit, predict the test fold.
+
+    The training fold is split (stratified, ``val_fraction``) into fit/validation parts; for each ``C`` (the
+    inverse L2 strength of sklearn's ``LogisticRegression``, lbfgs, warm-started along increasing ``C``) the
+    probe is fit on standardised fit features and scored by macro-F1 on the validation part; the best ``C``
+    (ties: the smallest) is refit on the whole training fold (standardised with its own statistics) and predicts
+    ``test_x``. Test labels are not an argument: they cannot leak into the choice.
+
+    Returns
+    -------
+    (pred, val_f1, C)
+        Predicted labels of ``test_x``, the inner validation macro-F1 at the chosen ``C``, and ``C``.
+    """
+    train_x, test_x, train_y = np.asarray(train_x, float), np.asarray(test_x, float), np.asarray(train_y)
+    counts = np.bincount(train_y)
+    strat = train_y if counts[counts > 0].min() >= 2 else None
+    fit_x, val_x, fit_y, val_y = train_test_split(train_x, train_y, test_size=val_fraction, random_state=seed,
+                                                  stratify=strat)
+    cs = sorted(float(c) for c in cs)
+    with warnings.catch_warnings(), threadpool_limits(1):  # tiny fits: threads only fight over the cores
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scaler = StandardScaler().fit(fit_x)
+        fz, vz = scaler.transform(fit_x), scaler.transform(val_x)
+        clf = LogisticRegression(max_iter=max_iter, tol=1e-3, warm_start=True)
+        scores = [f1_score(val_y, clf.set_params(C=c).fit(fz, fit_y).predict(vz), average="macro",
+                           zero_division=0) for c in cs]
+        best = int(np.argmax(scores))
+        scaler = StandardScaler().fit(train_x)
+        final = LogisticRegression(C=cs[best], max_iter=max_iter, tol=1e-3).fit(scaler.transform(train_x), train_y)
+        pred = final.predict(scaler.transform(test_x))
+    return pred, float(scores[best]), cs[best]
+
+
+def cv_splits(y: np.ndarray, *, folds: int, repeats: int, seed: int) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Repeated stratified K-fold splits ``(repeat, fold, train_idx, test_idx)`` (sklearn)."""
+    rskf = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed % 2**32)
+    return [(i // folds, i % folds, tr, te) for i, (tr, te) in enumerate(rskf.split(np.zeros(len(y)), y))]
+
+
+def annotation_cv(z: np.ndarray, y: np.ndarray, *, folds: int = 5, repeats: int = 2, seed: int = 0,
+                  cs=(0.01, 0.1, 1.0, 10.0), val_fraction: float = 0.25) -> pd.DataFrame:
+    """Cell-type annotation by linear probe under repeated stratified CV (:func:`probe_fold` per fold).
+
+    Returns
+    -------
+    DataFrame
+        One row per (repeat, fold): ``val_f1`` (inner validation, training fold only), ``test_acc``,
+        ``test_f1`` (macro-F1 over the classes of the test fold's truth and predictions), ``C``.
+    """
+    rows = []
+    for repeat, fold, tr, te in cv_splits(y, folds=folds, repeats=repeats, seed=seed):
+        pred, val_f1, c = probe_fold(z[tr], y[tr], z[te], cs=cs, val_fraction=val_fraction,
+                                     seed=(seed + 7919 * repeat + fold) % 2**32)
+        rows.append({"repeat": repeat, "fold": fold, "val_f1": val_f1, "test_acc": accuracy_score(y[te], pred),
+                     "test_f1": f1_score(y[te], pred, average="macro", zero_division=0), "C": c})
+    return pd.DataFrame(rows)
+
+
+def clustering_scores(z: np.ndarray, y: np.ndarray, *, resolutions=(0.5, 1.0), n_neighbors: int = 15,
+                      seed: int = 0, method: str = "umap") -> dict[str, float]:
+    """Leiden clustering of an embedding against labels (scIB bio-conservation style).
+
+    kNN graph ``sc.pp.neighbors(use_rep=..., method=method)`` (``"umap"``: scanpy's default UMAP connectivities;
+    ``"gauss"``: a Gaussian kernel, which skips numba's ~20 s compile: the smoke setting), ``sc.tl.leiden``
+    (igraph) at each
+    resolution; NMI and ARI (sklearn) at the resolution with the best NMI (scIB: optimal-resolution clustering),
+    and the silhouette of the *labels* on the embedding (sklearn, Euclidean; scIB rescales it to (s + 1)/2).
+    """
+    import anndata
+    import scanpy as sc
+
+    ad = anndata.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(len(z))]))
+    ad.obsm["X_emb"] = np.asarray(z, dtype=np.float32)
+    seed = seed % 2**32
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.pp.neighbors(ad, use_rep="X_emb", n_neighbors=n_neighbors, random_state=seed, method=method)
+        best = None
+        for res in resolutions:
+            sc.tl.leiden(ad, resolution=float(res), random_state=seed, flavor="igraph", n_iterations=2,
+                         directed=False, key_added="leiden")
+            clusters = ad.obs["leiden"].to_numpy()
+            nmi = normalized_mutual_info_score(y, clusters)
+            if best is None or nmi > best["nmi"]:
+                best = {"nmi": nmi, "ari": adjusted_rand_score(y, clusters), "resolution": float(res),
+                        "n_clusters": int(len(set(clusters)))}
+    with threadpool_limits(1):
+        best["silhouette"] = float(silhouette_score(z, y)) if np.ptp(z, axis=0).max() > 0 else float("nan")
+    return {k: float(v) for k, v in best.items()}
+
+
+def _pca(x: np.ndarray, n_comps: int) -> np.ndarray:
+    import scanpy as sc
+
+    n = int(min(n_comps, x.shape[0] - 1, x.shape[1] - 1))
+    with threadpool_limits(1):
+        return np.asarray(sc.pp.pca(x, n_comps=n, random_state=0), dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ one unit
+def _unit_key(config: Config, dataset: str, model: str, method: str, s: int, spec) -> dict:
+    key = {"dataset": dataset, "model": model, "method": method, "s": s, "seed": config.seed, "spec": spec,
+           "cv": [config.cv_folds, config.cv_repeats, list(config.probe_cs), config.val_fraction],
+           "cluster": [config.n_neighbors, list(config.leiden_resolutions)], "holdout": config.holdout,
+           "recon": list(config.recon_ratios), "hsmm_genes": config.hsmm_genes}
+    if config.neighbors_method != "umap":  # keys of umap-graph runs stay as they were
+        key["neighbors_method"] = config.neighbors_method
+    if method == "PCA":
+        key["pca_comps"] = config.pca_comps
+    else:
+        # every field of the model's config, defaults included (a changed default must not hit a stale entry)
+        sizes = asdict(model_config(single_cell.MODEL_ALIASES[model], n_genes=1, **config.model_kwargs(model)))
+        sizes.pop("n_genes")
+        key.update(model_kwargs=sizes, batch_size=config.batch_size, lr=config.lr,
+                   weight_decay=config.weight_decay, device=config.device,
+                   steps=config.steps if model == "mlp" else config.transformer_steps)
+        if model == "transformer":
+            key["transformer_genes"] = config.transformer_genes
+    return key
+
+
+def _unit(config: Config, dataset: str, model: str, method: str, s: int) -> dict:
+    """Pretrain (or PCA / random init), embed and evaluate one (dataset, model, method, seed index); cached."""
+    spec = config.sampler_specs(model).get(method)
+    key = _unit_key(config, dataset, model, method, s, spec)
+    ds = load_dataset(dataset, hsmm_genes=config.hsmm_genes, transformer_genes=config.transformer_genes)
+
+    def compute() -> dict:
+        x, y = ds["x"], ds["y"]
+        eval_seed = config.seed_of(2, s)  # shared by every method of seed s: paired CV splits and leiden
+        out: dict = {"history": pd.DataFrame()}
+        if method == "PCA":
+            z = _pca(x, config.pca_comps)
+        else:
+            xm = x if model == "mlp" else x[:, ds["tf_genes"]]
+            held = _holdout_cells(config, len(xm))
+            net, history = single_cell.fit_encoder(
+                xm[~held], model=model, model_kwargs=config.model_kwargs(model), sampler=spec,
+                steps=config.steps if model == "mlp" else config.transformer_steps, batch_size=config.batch_size,
+                lr=config.lr, weight_decay=config.weight_decay, seed=config.seed_of(1, s), device=config.device,
+                train=method != "random init")
+            z = single_cell.embed(net, xm)
+            out["history"] = history
+            out["reconstruction"] = pd.DataFrame([
+                {"eval_ratio": float(r), **single_cell.reconstruction_metrics(net, xm[held], r,
+                                                                              seed=config.seed_of(3, s))}
+                for r in config.recon_ratios])
+        out["annotation"] = annotation_cv(z, y, folds=config.cv_folds, repeats=config.cv_repeats, seed=eval_seed,
+                                          cs=config.probe_cs, val_fraction=config.val_fraction)
+        out["clustering"] = clustering_scores(z, y, resolutions=config.leiden_resolutions,
+                                              n_neighbors=config.n_neighbors, seed=eval_seed,
+                                              method=config.neighbors_method)
+        out["embedding"] = z.astype(np.float32)
+        return out
+
+    return cached("single_cell_unit", key, compute, data_checksum=ds["checksum"])
+
+
+def _units(config: Config):
+    for dataset in config.datasets:
+        for model in config.models:
+            if model == "transformer" and dataset not in config.transformer_datasets:
+                continue
+            for method in methods(config, model):
+                for s in range(config.n_seeds):
+                    yield dataset, model, method, s
+
+
+def run(config: Config, *, progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Every unit of the study, as tidy tables.
+
+    Returns
+    -------
+    dict of DataFrame
+        ``annotation`` (dataset, model, method, kind, seed, repeat, fold, val_f1, test_acc, test_f1, C),
+        ``clustering`` (dataset, model, method, kind, seed, nmi, ari, silhouette, resolution, n_clusters),
+        ``reconstruction`` (dataset, model, method, kind, seed, eval_ratio, mse, pearson; trained and random
+        encoders), ``loss`` (dataset, model, method, seed, step, loss, ratio_mean: every 10th step).
+        PCA rows are repeated under each model (one computation per dataset and seed, cached).
+    """
+    tables: dict[str, list] = {"annotation": [], "clustering": [], "reconstruction": [], "loss": []}
+    todo = list(_units(config))
+    for dataset, model, method, s in tqdm(todo, desc="05 single-cell units", disable=not progress):
+        res = _unit(config, dataset, "pca" if method == "PCA" else model, method, s)
+        tags = {"dataset": DATASET_SPECS[dataset]["short"], "model": model, "method": method,
+                "kind": _method_kind(method), "seed": s}
+        tables["annotation"].append(res["annotation"].assign(**tags))
+        tables["clustering"].append(pd.DataFrame([{**tags, **res["clustering"]}]))
+        if "reconstruction" in res:
+            tables["reconstruction"].append(res["reconstruction"].assign(**tags))
+        hist = res["history"]
+        if len(hist):
+            tables["loss"].append(hist.loc[hist["step"] % 10 == 0, ["step", "loss", "ratio_mean"]].assign(**tags))
+    order = ["dataset", "model", "method", "kind", "seed"]
+    out = {}
+    for name, frames in tables.items():
+        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=order)
+        out[name] = df[order + [c for c in df.columns if c not in order]]
+    return out
+
+
+def umap_adata(config: Config, dataset: str, model: str, method_list, *, s: int = 0):
+    """The dataset's cells with, per method, its embedding (``obsm["X_emb_<i>"]``, seed index ``s``, read from the
+    cache) and a UMAP of it (``obsm["X_umap_<i>"]``: ``sc.pp.neighbors`` + ``sc.tl.umap``), ``obs["label"]`` the
+    cell types and ``uns["methods"]`` the method labels (for :func:`r2mae_core.plotting.single_cell.umap_grid`)."""
+    import anndata
+    import scanpy as sc
+
+    ds = load_dataset(dataset, hsmm_genes=config.hsmm_genes, transformer_genes=config.transformer_genes)
+    adata = anndata.AnnData(obs=pd.DataFrame(index=ds["adata"].obs_names.copy()))
+    adata.obs["label"] = pd.Categorical.from_codes(ds["y"], ds["labels"])
+    seed = config.seed_of(4, s) % 2**32
+    for i, method in enumerate(method_list):
+        res = _unit(config, dataset, "pca" if method == "PCA" else model, method, s)
+        adata.obsm[f"X_emb_{i}"] = res["embedding"]
+        with warnings.catch_warnings(), threadpool_limits(1):
+            warnings.simplefilter("ignore")
+            sc.pp.neighbors(adata, use_rep=f"X_emb_{i}", n_neighbors=config.n_neighbors, random_state=seed,
+                            method=config.neighbors_method)
+            sc.tl.umap(adata, random_state=seed)
+        adata.obsm[f"X_umap_{i}"] = adata.obsm.pop("X_umap")
+    adata.uns["methods"] = list(method_list)
+    return adata

@@ -1,0 +1,167 @@
+"""05_single_cell: summaries, paired differences, the claims S1–S3 and the notebook's key numbers.
+
+Decision rules (fixed before any run; ``claims`` implements exactly these). Every downstream number is an outer
+test fold of repeated stratified CV; a seed's value is the mean over its folds and repeats; each claim is a
+paired difference over seeds (every method of a seed shares the CV splits and the leiden seed) with a Student-t
+95% interval (:func:`r2mae_core.stats.paired_difference`): interval above 0 → **supported**, below 0 →
+**contradicted**, covering 0 → **inconclusive** (:func:`r2mae_core.claims.verdict_from_interval`).
+
+- **S1** R²MAE ≥ the best fixed ratio on annotation macro-F1. The best fixed ratio is chosen *per outer fold* by
+  the inner validation macro-F1 of the probe (a split of the training fold; the test fold never takes part),
+  among the model's fixed-ratio sweep; its test macro-F1 is the "best fixed (val)" method.
+- **S2** R²MAE ≥ scGPT's per-batch random choice from {0.25, 0.5, 0.75} on annotation macro-F1.
+- **S3** R²MAE embeddings are at least as good as PCA (``pca_comps`` components of the same input) for leiden
+  clustering: NMI (row S3) and ARI (row S3-ARI).
+
+The R²MAE interval is the profile's declared default (never tuned). The primary rows (ids ``S1``, ``S2``, ``S3``,
+``S3-ARI``) are the first dataset and model of the config; other (dataset, model) pairs get ids
+``S1-<dataset>-<model>`` etc.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..claims import Claim, verdict_from_interval
+from ..stats import paired_difference, summarise
+from .single_cell import DATASET_SPECS, Config
+
+__all__ = ["BEST_FIXED", "with_best_fixed", "per_seed", "summary", "best_ratio_table", "differences", "claims",
+           "key_numbers", "SOURCE"]
+
+SOURCE = "Dong, Wang & Kluger (NeurIPS 2025), single-cell R²MAE; our reimplementation"
+BEST_FIXED = "best fixed (val)"
+_METRICS = ("test_f1", "test_acc", "nmi", "ari", "silhouette")
+
+
+def with_best_fixed(annotation: pd.DataFrame) -> pd.DataFrame:
+    """``annotation`` plus the rows of method ``"best fixed (val)"``: per (dataset, model, seed, repeat, fold) the
+    fixed ratio with the best *inner validation* macro-F1 (ties: the smaller ratio), with its test scores and
+    the chosen ratio in column ``chosen``."""
+    fixed = annotation[annotation["kind"] == "fixed"].copy()
+    fixed["ratio"] = fixed["method"].str.removeprefix("fixed ").astype(float)
+    keys = ["dataset", "model", "seed", "repeat", "fold"]
+    fixed = fixed.sort_values([*keys, "val_f1", "ratio"], ascending=[True] * len(keys) + [False, True])
+    best = fixed.groupby(keys, as_index=False, sort=False).head(1)
+    best = best.assign(method=BEST_FIXED, kind="best fixed", chosen=best["method"]).drop(columns="ratio")
+    return pd.concat([annotation, best], ignore_index=True)
+
+
+def per_seed(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per (dataset, model, method, seed): CV-mean test macro-F1 and accuracy, clustering scores."""
+    ann = with_best_fixed(results["annotation"])
+    keys = ["dataset", "model", "method", "seed"]
+    cv = ann.groupby(keys, as_index=False, sort=False)[["test_f1", "test_acc", "val_f1"]].mean()
+    clu = results["clustering"][[*keys, "nmi", "ari", "silhouette"]]
+    return cv.merge(clu, on=keys, how="left")
+
+
+def summary(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Mean and 95% interval over seeds of every metric, per (dataset, model, method): tidy (``metric`` column)."""
+    seeds = per_seed(results)
+    frames = []
+    for metric in _METRICS:
+        sub = seeds.dropna(subset=[metric])
+        if len(sub):
+            frames.append(summarise(sub, ["dataset", "model", "method"], metric).assign(metric=metric))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["dataset", "model", "method", "metric", "mean", "ci_low", "ci_high", "sem", "n"]]
+
+
+def best_ratio_table(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Fixed-ratio sweep: per (dataset, model) the ratio with the best mean test macro-F1 and NMI over seeds
+    (descriptive, for the figure; S1 uses the validation choice) and how often the validation picked each ratio."""
+    seeds = per_seed(results)
+    fixed = seeds[seeds["method"].str.startswith("fixed ")]
+    rows = []
+    ann = with_best_fixed(results["annotation"])
+    picks = ann[ann["method"] == BEST_FIXED]
+    for (dataset, model), g in fixed.groupby(["dataset", "model"], sort=False):
+        means = g.groupby("method")[["test_f1", "nmi"]].mean()
+        chosen = picks[(picks["dataset"] == dataset) & (picks["model"] == model)]["chosen"].value_counts()
+        rows.append({"dataset": dataset, "model": model, "best_f1_ratio": means["test_f1"].idxmax(),
+                     "best_f1": means["test_f1"].max(), "best_nmi_ratio": means["nmi"].idxmax(),
+                     "best_nmi": means["nmi"].max(), "val_pick_mode": chosen.index[0] if len(chosen) else "",
+                     "val_pick_share": float(chosen.iloc[0] / chosen.sum()) if len(chosen) else np.nan})
+    return pd.DataFrame(rows)
+
+
+#: The comparisons of the study: (baseline, metric) pairs, R²MAE − baseline.
+COMPARISONS = ((BEST_FIXED, "test_f1"), ("scGPT choice", "test_f1"), ("PCA", "nmi"), ("PCA", "ari"))
+
+
+def differences(results: dict[str, pd.DataFrame], baselines: tuple[str, ...] | None = None,
+                metrics: tuple[str, ...] = ("test_f1", "test_acc", "nmi", "ari", "silhouette")) -> pd.DataFrame:
+    """Paired differences R²MAE − baseline over seeds for every (dataset, model, baseline, metric)."""
+    seeds = per_seed(results)
+    rows = []
+    for (dataset, model), g in seeds.groupby(["dataset", "model"], sort=False):
+        others = [m for m in g["method"].unique() if m != "R²MAE"] if baselines is None else baselines
+        for base in others:
+            for metric in metrics:
+                sub = g.dropna(subset=[metric])
+                if base not in set(sub["method"]) or "R²MAE" not in set(sub["method"]):
+                    continue
+                d = paired_difference(sub, method_col="method", a="R²MAE", b=base, value=metric, pair_on="seed")
+                rows.append({"dataset": dataset, "model": model, "baseline": base, "metric": metric, **d,
+                             "verdict": verdict_from_interval(d["ci_low"], d["ci_high"])})
+    return pd.DataFrame(rows)
+
+
+def _claim_text(cid: str, base: str, metric: str, dataset: str, model: str, config: Config) -> str:
+    interval = f"R²MAE U[{config.r2mae_low:g}, {config.r2mae_high:g}] (declared)"
+    where = f"{dataset}, {model}"
+    if cid.startswith("S1"):
+        return (f"{interval} ≥ the best fixed ratio (chosen per fold on inner validation) on annotation macro-F1 "
+                f"({where})")
+    if cid.startswith("S2"):
+        values = ", ".join(f"{v:g}" for v in config.choice_values)
+        return f"{interval} ≥ scGPT's per-batch random choice from {{{values}}} on annotation macro-F1 ({where})"
+    return (f"{interval} embeddings at least as good as PCA ({config.pca_comps} comps) on leiden {metric.upper()} "
+            f"({where})")
+
+
+def claims(results: dict[str, pd.DataFrame], config: Config, profile: str) -> list[Claim]:
+    """S1–S3 with the rules of the module docstring, for the primary (dataset, model) and the others."""
+    diffs = differences(results, baselines=tuple(dict.fromkeys(b for b, _ in COMPARISONS)),
+                        metrics=("test_f1", "nmi", "ari"))
+    primary = (DATASET_SPECS[config.datasets[0]]["short"], config.models[0])
+    out = []
+    for (dataset, model), g in diffs.groupby(["dataset", "model"], sort=False):
+        for base, metric in COMPARISONS:
+            row = g[(g["baseline"] == base) & (g["metric"] == metric)]
+            if row.empty:
+                continue
+            row = row.iloc[0]
+            cid = {BEST_FIXED: "S1", "scGPT choice": "S2"}.get(base, "S3" if metric == "nmi" else "S3-ARI")
+            if (dataset, model) != primary:
+                cid = f"{cid}-{dataset}-{model}"
+            label = "macro-F1" if metric == "test_f1" else metric.upper()
+            out.append(Claim(cid, _claim_text(cid, base, metric, dataset, model, config), SOURCE,
+                             f"{label}(R²MAE) - {label}({base}), paired over seeds", float(row["mean"]),
+                             float(row["ci_low"]), float(row["ci_high"]), int(row["n"]),
+                             verdict_from_interval(float(row["ci_low"]), float(row["ci_high"])), profile))
+    return out
+
+
+def key_numbers(results: dict[str, pd.DataFrame], claims_list: list[Claim]) -> dict[str, float]:
+    """Numbers the notebook prints (and nbval compares), rounded to 4 significant digits."""
+    seeds = per_seed(results)
+    first = seeds.iloc[0]
+    prim = seeds[(seeds["dataset"] == first["dataset"]) & (seeds["model"] == first["model"])]
+    means = prim.groupby("method")[["test_f1", "nmi"]].mean()
+    out: dict[str, float] = {}
+    for method in ("R²MAE", BEST_FIXED, "scGPT choice", "PCA"):
+        if method in means.index:
+            slug = method.lower().replace("²", "2").replace(" ", "_").replace("(", "").replace(")", "")
+            out[f"f1_{slug}"] = means.loc[method, "test_f1"]
+            if np.isfinite(means.loc[method, "nmi"]):  # the per-fold "best fixed (val)" has no clustering
+                out[f"nmi_{slug}"] = means.loc[method, "nmi"]
+    for claim in claims_list:
+        out[f"{claim.id}_value"] = claim.value
+    rec = results["reconstruction"]
+    if len(rec):
+        out["recon_mse_r2mae"] = rec[(rec["method"] == "R²MAE") & (rec["dataset"] == first["dataset"])
+                                     & (rec["model"] == first["model"])]["mse"].mean()
+    return {k: float(f"{float(v):.4g}") for k, v in out.items()}

@@ -1,0 +1,194 @@
+"""02_vision: summary tables, the claims V0–V4 and the notebook's key numbers.
+
+Decision rules (fixed before any run; ``claims`` implements exactly these). Every difference is paired by seed
+(the runs of one seed share initialisation, data order and masks) and summarised by its mean and 95% Student-t
+interval over seeds; "best fixed" is the fixed-ratio candidate with the highest mean **validation** LP accuracy.
+All accuracies compared are on the official **test** set.
+
+- **V0** (sanity, acceptance) MAE features beat the same architecture randomly initialised by ≥ 5 LP points:
+  LP(best fixed) − LP(random init of the same ViT, same seed); interval above 0.05 → supported, below 0.05 →
+  contradicted, else inconclusive.
+- **V1** the best fixed ratio grows with model size (01's C3a direction): per sweep seed and family, the best
+  ratio by validation LP at the largest size minus at the smallest, averaged over families; interval above 0 →
+  supported, below 0 → contradicted, else (or with one size / one seed) inconclusive. V1-<family> rows give
+  each family's difference.
+- **V2** R²MAE (declared interval) ≥ best fixed: LP(R²MAE) − LP(best fixed); above 0 supported, below 0
+  contradicted, else inconclusive. V2-knn / V2-bn_lp / V2-ft: the same rule on k-NN, BN+LP and fine-tuning.
+- **V3** R²MAE ≥ scheduled decay over the same interval: LP(R²MAE) − LP(best scheduled baseline, chosen on
+  validation LP); same rule. V3-<baseline> rows: against each baseline (scheduled, MaskGIT, truncated Gaussian).
+- **V4a** U-MAE raises the effective rank over MAE at the same fixed ratio: erank(U-MAE) − erank(MAE) > 0 by the
+  interval rule; **V4b** the same for LP accuracy; V4c/V4d the same pair with R²MAE (R²MAE + U-MAE − R²MAE),
+  when ``umae_r2mae`` trains it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..claims import Claim, interval_claim
+from ..stats import mean_ci, summarise
+from .vision import Config, _interval_name
+
+__all__ = ["sweep_table", "method_table", "best_ratios", "claims", "key_numbers", "SOURCE", "METRICS"]
+
+SOURCE = "Dong, Wang & Kluger (NeurIPS 2025), R²MAE; our formulation"
+SOURCE_UMAE = "Zhang, Wang & Wang (NeurIPS 2022), U-MAE"
+#: Metric columns of the tables and their labels.
+METRICS = {"lp_test": "LP", "bn_lp_test": "BN+LP", "ft_test": "FT", "knn_test": "k-NN",
+           "effective_rank": "effective rank", "lp_val": "LP (val)"}
+_NAN = float("nan")
+
+
+def _wide(summary: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    out = summary.rename(columns={"mean": value, "ci_low": f"{value}_low", "ci_high": f"{value}_high"})
+    return out[[*keys, value, f"{value}_low", f"{value}_high", "n"]]
+
+
+def _summary_table(df: pd.DataFrame, keys: list[str], values: list[str]) -> pd.DataFrame:
+    parts = [_wide(summarise(df, keys, v), keys, v).drop(columns="n") for v in values if v in df.columns]
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.merge(part, on=keys)
+    return out.merge(df.groupby(keys).size().rename("n_seeds").reset_index(), on=keys)
+
+
+def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Experiment 1, one row per (family, size, ratio): mean and 95% interval of validation/test LP, k-NN and
+    the reconstruction losses over the sweep seeds."""
+    df = sweep.assign(ratio=sweep["sampler"].str.replace("fixed ", "").astype(float))
+    values = ["lp_val", "lp_test", "knn_test", "effective_rank", *sorted(c for c in df if c.startswith("recon_"))]
+    return _summary_table(df, ["family", "size", "ratio"], values)
+
+
+def method_table(methods_df: pd.DataFrame, references: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Experiments 2–3, one row per method (table order): mean and 95% interval of every metric; reference rows
+    (raw pixels, random init) appended when given."""
+    order = list(dict.fromkeys(methods_df["method"]))
+    values = [c for c in METRICS if c in methods_df]
+    out = _summary_table(methods_df, ["group", "method"], values)
+    out = out.set_index("method").loc[order].reset_index()
+    if references is not None:
+        refs = references.assign(group="reference",
+                                 method=references["sampler"] + " " + references["family"] + "-" + references["size"])
+        refs.loc[refs["family"] == "pixels", "method"] = "raw pixels"
+        out = pd.concat([out, _summary_table(refs, ["group", "method"], [v for v in values if v in refs])],
+                        ignore_index=True)
+    return out
+
+
+def best_ratios(sweep: pd.DataFrame, metric: str = "lp_val") -> pd.DataFrame:
+    """Best fixed ratio per (family, size, seed) by ``metric`` (validation LP by default; higher is better)."""
+    df = sweep.assign(ratio=sweep["sampler"].str.replace("fixed ", "").astype(float))
+    idx = df.groupby(["family", "size", "seed"], sort=False)[metric].idxmax()
+    return df.loc[idx, ["family", "size", "seed", "ratio", metric]].reset_index(drop=True)
+
+
+def _interval_claim(cid: str, text: str, source: str, metric: str, diffs, profile: str,
+                    threshold: float = 0.0) -> Claim:
+    diffs = np.asarray(diffs, dtype=float)
+    if diffs.size == 0:
+        return Claim(cid, text, source, metric, _NAN, _NAN, _NAN, 0, "inconclusive", profile)
+    return interval_claim(cid, text, source, metric, *mean_ci(diffs), diffs.size, profile, threshold=threshold)
+
+
+def _random_vit(refs: pd.DataFrame, size: str) -> pd.DataFrame:
+    """Reference rows of the comparison's ViT, randomly initialised (one per seed)."""
+    return refs[(refs["family"] == "vit") & (refs["size"] == size) & (refs["sampler"] == "random init")]
+
+
+def _paired(df: pd.DataFrame, a: str, b: str, value: str) -> np.ndarray:
+    wide = df[df["method"].isin([a, b])].pivot_table(index="seed", columns="method", values=value).dropna()
+    return (wide[a] - wide[b]).to_numpy() if {a, b} <= set(wide.columns) else np.array([])
+
+
+def _size_order(family: str, sizes) -> list[str]:
+    from .image_runs import SIZES
+
+    return [s for s in SIZES[family] if s in set(sizes)]
+
+
+def claims(results: dict, config: Config, profile: str) -> list[Claim]:
+    """The claims V0–V4 (rules in the module docstring)."""
+    mdf, refs, sweep = results["methods"], results["references"], results["sweep"]
+    best = results["best_fixed"]
+    r2 = _interval_name(config.r2mae_low, config.r2mae_high, config.r2mae_per)
+    out = []
+
+    rand = _random_vit(refs, config.vit_size).set_index("seed")["lp_test"]
+    mine = mdf[mdf["method"] == best].set_index("seed")["lp_test"]
+    shared = mine.index.intersection(rand.index)
+    out.append(_interval_claim(
+        "V0", f"MAE features ({best}, val-chosen) beat the randomly initialised ViT by ≥ 5 LP points (test); "
+        "rule: paired interval above 0.05", "acceptance of 02_vision", "LP(best fixed) − LP(random init)",
+        (mine[shared] - rand[shared]).to_numpy(), profile, threshold=0.05))
+
+    best_r = best_ratios(sweep)
+    per_family = {}
+    for family, group in best_r.groupby("family", sort=False):
+        sizes = _size_order(family, group["size"])
+        if len(sizes) < 2:
+            continue
+        wide = group.pivot_table(index="seed", columns="size", values="ratio")
+        per_family[family] = (wide[sizes[-1]] - wide[sizes[0]]).dropna()
+    diffs = pd.concat(per_family, axis=1).dropna().mean(axis=1).to_numpy() if per_family else np.array([])
+    out.append(_interval_claim(
+        "V1", "the best fixed ratio (validation LP) grows with model size, averaged over architectures; rule: "
+        "paired interval over seeds above 0", SOURCE + " (theory, 01's C3a)",
+        "best ratio(largest size) − best ratio(smallest size)", diffs, profile))
+    for family, d in per_family.items():
+        out.append(_interval_claim(f"V1-{family}", f"{family}: the best fixed ratio grows with model size",
+                                   SOURCE, "best ratio(largest) − best ratio(smallest)", d.to_numpy(), profile))
+
+    out.append(_interval_claim("V2", f"{r2} ≥ the best fixed ratio ({best}, chosen on validation LP) in test LP "
+                               "accuracy; rule: paired interval above 0 supported, below 0 contradicted", SOURCE,
+                               "LP(R²MAE) − LP(best fixed)", _paired(mdf, r2, best, "lp_test"), profile))
+    for col, label in (("knn_test", "knn"), ("bn_lp_test", "bn_lp"), ("ft_test", "ft")):
+        if col in mdf and mdf[col].notna().all():
+            out.append(_interval_claim(f"V2-{label}", f"{r2} ≥ best fixed in {METRICS[col]} accuracy", SOURCE,
+                                       f"{METRICS[col]}(R²MAE) − {METRICS[col]}(best fixed)",
+                                       _paired(mdf, r2, best, col), profile))
+
+    baselines = mdf[mdf["group"] == "baseline"]
+    scheduled = [m for m in dict.fromkeys(baselines["method"]) if "→" in m]
+    if scheduled:
+        best_sched = str(baselines[baselines["method"].isin(scheduled)].groupby("method")["lp_val"].mean().idxmax())
+        out.append(_interval_claim("V3", f"{r2} ≥ scheduled decay over the same interval (best of "
+                                   f"{', '.join(scheduled)} on validation: {best_sched}) in test LP", SOURCE,
+                                   "LP(R²MAE) − LP(best scheduled)", _paired(mdf, r2, best_sched, "lp_test"),
+                                   profile))
+    else:
+        out.append(_interval_claim("V3", "R²MAE ≥ scheduled decay (no scheduled baseline was run)", SOURCE,
+                                   "LP(R²MAE) − LP(best scheduled)", [], profile))
+    for name in dict.fromkeys(baselines["method"]):
+        out.append(_interval_claim(f"V3-{name}", f"{r2} ≥ {name} in test LP", SOURCE, f"LP(R²MAE) − LP({name})",
+                                   _paired(mdf, r2, name, "lp_test"), profile))
+
+    mae, umae = f"fixed {config.umae_ratio:g}", f"U-MAE fixed {config.umae_ratio:g}"
+    r2u = f"{r2} + U-MAE"
+    pairs = [("V4a", umae, mae, "effective_rank", "effective rank"), ("V4b", umae, mae, "lp_test", "test LP")]
+    if config.umae_r2mae:
+        pairs += [("V4c", r2u, r2, "effective_rank", "effective rank"), ("V4d", r2u, r2, "lp_test", "test LP")]
+    for cid, a, b, col, what in pairs:
+        out.append(_interval_claim(cid, f"{a} > {b} in {what} (λ = {config.umae_weight:g}); rule: paired interval "
+                                   "above 0", SOURCE_UMAE, f"{what}({a}) − {what}({b})", _paired(mdf, a, b, col),
+                                   profile))
+    return out
+
+
+def key_numbers(results: dict, claims_list: list[Claim]) -> dict[str, float | str]:
+    """Headline numbers of the notebook: best fixed ratio, mean test LP per method, references, verdicts."""
+    mdf, refs = results["methods"], results["references"]
+    out: dict[str, float | str] = {"best_fixed": results["best_fixed"]}
+    for name, value in mdf.groupby("method", sort=False)["lp_test"].mean().items():
+        out[f"lp_test[{name}]"] = round(float(value), 4)
+    pixels = refs[refs["family"] == "pixels"]["lp_test"]
+    rand = _random_vit(refs, results.get("vit_size", "S"))["lp_test"]
+    out["lp_test[raw pixels]"] = round(float(pixels.mean()), 4) if len(pixels) else _NAN
+    out["lp_test[random init vit]"] = round(float(rand.mean()), 4) if len(rand) else _NAN
+    runs = pd.concat([mdf, results["sweep"]], ignore_index=True).drop_duplicates(  # shared runs count once
+        ["family", "size", "sampler", "seed", "steps", "uniformity_weight"])
+    out["train_minutes"] = round(float(runs["train_seconds"].sum()) / 60, 2)
+    for claim in claims_list:
+        out[f"verdict[{claim.id}]"] = claim.verdict
+    return out

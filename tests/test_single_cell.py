@@ -1,0 +1,234 @@
+"""05_single_cell: the AnnData API (scanpy conventions, input checks), gene-level models, determinism, CV without
+leakage, the best-fixed selection on validation folds and the claim rules. Synthetic data only, tiny sizes."""
+
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from r2mae_core import masking, single_cell
+from r2mae_core.experiments import single_cell as exp
+from r2mae_core.experiments import single_cell_claims as sc_claims
+from r2mae_core.models import build_model
+
+FAST = dict(steps=4, batch_size=16, model_kwargs={"width": 16, "latent": 4})
+
+
+@pytest.fixture(autouse=True)
+def _tmp_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _counts(n=40, g=20, seed=0):
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(rng.gamma(1.0, 2.0, size=(1, g)), size=(n, g)).astype(np.float32)
+    counts[:, 0] += 1  # no empty cell
+    counts[0] += 1  # no empty gene
+    return counts
+
+
+def _adata(n=40, g=20, seed=0, sparse=False):
+    counts = _counts(n, g, seed)
+    x = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32)
+    obs = pd.DataFrame({"cell_type": pd.Categorical(np.arange(n) % 3)}, index=[f"c{i}" for i in range(n)])
+    return anndata.AnnData(sp.csr_matrix(x) if sparse else x, obs=obs, layers={"counts": counts})
+
+
+# ---------------------------------------------------------------------------------------------- API conventions
+def test_pretrain_embedding_in_place_and_copy_follow_scanpy():
+    adata = _adata(sparse=True)
+    before = adata.X.copy()
+    out = single_cell.pretrain_embedding(adata, copy=True, key_added="X_test", **FAST)
+    assert isinstance(out, anndata.AnnData) and out is not adata
+    assert out.obsm["X_test"].shape == (adata.n_obs, 4) and "X_test" not in adata.obsm
+    assert out.uns["X_test"]["params"]["model"] == "gene_mlp"
+    assert (adata.X != before).nnz == 0  # the input is untouched
+    assert single_cell.pretrain_embedding(adata, **FAST) is None  # in place, returns None
+    assert adata.obsm["X_r2mae"].shape == (adata.n_obs, 4)
+    np.testing.assert_array_equal(adata.obsm["X_r2mae"], out.obsm["X_test"])  # same options -> same numbers
+
+
+def test_options_are_keyword_only_and_counts_layer_is_normalised():
+    adata = _adata()
+    with pytest.raises(TypeError):
+        single_cell.pretrain_embedding(adata, "mlp")
+    single_cell.pretrain_embedding(adata, layer="counts", input="counts", key_added="X_counts", **FAST)
+    assert np.isfinite(adata.obsm["X_counts"]).all()
+
+
+def test_transformer_through_the_api():
+    adata = _adata(g=12)
+    single_cell.pretrain_embedding(adata, model="transformer", steps=3, batch_size=8,
+                                   model_kwargs={"dim": 8, "depth": 1, "heads": 2}, sampler=0.5)
+    assert adata.obsm["X_r2mae"].shape == (adata.n_obs, 8)
+
+
+@pytest.mark.parametrize("mutate,kwargs,match", [
+    (lambda a: a.X.__setitem__((0, 0), np.nan), {}, "non-finite"),
+    (lambda a: a.X.__setitem__((1, 2), np.inf), {}, "non-finite"),
+    (lambda a: a.X.__setitem__(slice(2, 3), 0.0), {}, "cells with no expressed gene"),
+    (lambda a: a.X.__setitem__((slice(None), 5), 0.0), {}, "genes expressed in no cell"),
+    (lambda a: a.X.__setitem__((0, 0), -1.0), {}, "negative values"),
+    (lambda a: setattr(a, "X", a.layers["counts"].copy()), {}, "looks like raw counts"),
+    (lambda a: None, {"input": "counts"}, "non-integer values"),
+    (lambda a: None, {"input": "tpm"}, "input='tpm' is not allowed"),
+    (lambda a: None, {"layer": "nope"}, "layer='nope' is not allowed"),
+    (lambda a: None, {"model": "resnet"}, "model='resnet' is not allowed"),
+    (lambda a: None, {"sampler": {"kind": "r2mae", "low": 0.9, "high": 0.1}}, "low=0.9 must be < high"),
+    (lambda a: None, {"key_added": ""}, "key_added='' is not allowed"),
+])
+def test_bad_inputs_fail_with_one_line(mutate, kwargs, match):
+    adata = _adata()
+    mutate(adata)
+    with pytest.raises(ValueError, match=match) as err:
+        single_cell.pretrain_embedding(adata, **{**FAST, **kwargs})
+    assert "\n" not in str(err.value)
+
+
+def test_not_an_anndata_is_an_error():
+    with pytest.raises(ValueError, match="use an anndata.AnnData"):
+        single_cell.pretrain_embedding(np.ones((4, 4)), **FAST)
+
+
+# ---------------------------------------------------------------------------------------------- determinism
+def test_same_seed_same_numbers_other_seed_other_numbers():
+    x = single_cell.expression_matrix(_adata())
+    runs = [single_cell.fit_encoder(x, sampler={"kind": "r2mae", "low": 0.1, "high": 0.9}, seed=s, cache=False,
+                                    **FAST) for s in (3, 3, 4)]
+    z = [single_cell.embed(net, x) for net, _ in runs]
+    np.testing.assert_array_equal(z[0], z[1])
+    pd.testing.assert_frame_equal(runs[0][1].drop(columns="seconds"), runs[1][1].drop(columns="seconds"))
+    assert not np.allclose(z[0], z[2])
+    m0 = single_cell.reconstruction_metrics(runs[0][0], x, 0.5, seed=1)
+    assert m0 == single_cell.reconstruction_metrics(runs[1][0], x, 0.5, seed=1)
+    assert m0["mse"] > 0 and -1 <= m0["pearson"] <= 1
+
+
+def test_cached_model_is_reused():
+    x = single_cell.expression_matrix(_adata())
+    net_a, hist_a = single_cell.fit_encoder(x, seed=1, **FAST)
+    net_b, hist_b = single_cell.fit_encoder(x, seed=1, **FAST)  # from the cache
+    pd.testing.assert_frame_equal(hist_a, hist_b)
+    np.testing.assert_array_equal(single_cell.embed(net_a, x), single_cell.embed(net_b, x))
+
+
+# ---------------------------------------------------------------------------------------------- models
+@pytest.mark.parametrize("family,sizes", [("gene_mlp", {"width": 16, "latent": 4}),
+                                          ("gene_transformer", {"dim": 8, "depth": 1, "heads": 2}),
+                                          ("gene_transformer", {"dim": 8, "depth": 1, "heads": 2, "pool": "cls"})])
+def test_gene_models_see_no_masked_value_and_score_masked_genes_only(family, sizes):
+    net = build_model(family, seed=0, n_genes=10, **sizes)
+    x = torch.rand(6, 10, generator=torch.Generator().manual_seed(0))
+    subset = masking.random_subset_mask(torch.full((6,), 0.4), 10, generator=torch.Generator().manual_seed(1))
+    out = net(x, subset.mask)
+    assert out.pred.shape == (6, 10, 1) and out.mask.shape == (6, 10)
+    manual = ((out.pred[..., 0] - x) ** 2)[subset.mask].mean()
+    torch.testing.assert_close(out.loss, manual)
+    x2 = torch.where(subset.mask, torch.rand(6, 10), x)  # change only the hidden values
+    torch.testing.assert_close(net(x2, subset.mask).pred, out.pred)  # the model cannot see them
+    assert net.encode(x).shape == (6, net.feature_dim)
+    with pytest.raises(ValueError, match="use \\(cells, 10\\)"):
+        net.encode(torch.rand(6, 9))
+
+
+def test_model_config_errors():
+    with pytest.raises(ValueError, match="heads=3 is not allowed"):
+        build_model("gene_transformer", n_genes=8, dim=8, heads=3)
+    with pytest.raises(ValueError, match="pool='max' is not allowed"):
+        build_model("gene_transformer", n_genes=8, dim=8, heads=2, pool="max")
+    with pytest.raises(ValueError, match="latent=0 is not allowed"):
+        build_model("gene_mlp", n_genes=8, latent=0)
+
+
+# ---------------------------------------------------------------------------------------------- CV, no leakage
+def test_cv_splits_are_disjoint_stratified_and_cover_every_cell_once_per_repeat():
+    y = np.repeat(np.arange(3), [10, 20, 30])
+    splits = exp.cv_splits(y, folds=5, repeats=2, seed=0)
+    assert len(splits) == 10
+    for repeat in range(2):
+        tests = np.concatenate([te for r, _, _, te in splits if r == repeat])
+        assert sorted(tests) == list(range(len(y)))
+    for _, _, tr, te in splits:
+        assert not set(tr) & set(te)
+        assert np.array_equal(np.bincount(y[te]), [2, 4, 6])  # stratified
+
+
+def test_probe_uses_no_test_information():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 30)
+    z = rng.normal(size=(90, 5)) + y[:, None]
+    tr, te = np.arange(0, 90, 2), np.arange(1, 90, 2)
+    pred, val_f1, c = exp.probe_fold(z[tr], y[tr], z[te], seed=0)
+    # another test set (other rows changed wildly): the choice of C and each row's prediction are unchanged
+    z_te = z[te].copy()
+    z_te[1:] = rng.normal(size=z_te[1:].shape) * 100
+    pred2, val_f12, c2 = exp.probe_fold(z[tr], y[tr], z_te, seed=0)
+    assert (val_f1, c) == (val_f12, c2) and pred[0] == pred2[0]
+    assert (pred == y[te]).mean() > 0.8
+
+
+def test_best_fixed_is_chosen_on_validation_never_on_test():
+    rows = []
+    for seed in range(3):
+        rows.append({"dataset": "d", "model": "mlp", "method": "fixed 0.15", "kind": "fixed", "seed": seed,
+                     "repeat": 0, "fold": 0, "val_f1": 0.9, "test_f1": 0.1, "test_acc": 0.1})
+        rows.append({"dataset": "d", "model": "mlp", "method": "fixed 0.5", "kind": "fixed", "seed": seed,
+                     "repeat": 0, "fold": 0, "val_f1": 0.2, "test_f1": 0.9, "test_acc": 0.9})
+    out = sc_claims.with_best_fixed(pd.DataFrame(rows))
+    best = out[out["method"] == sc_claims.BEST_FIXED]
+    assert len(best) == 3 and (best["chosen"] == "fixed 0.15").all() and (best["test_f1"] == 0.1).all()
+
+
+# ---------------------------------------------------------------------------------------------- claims
+def _results(delta: float, n_seeds: int = 4) -> dict:
+    ann, clu = [], []
+    rng = np.random.default_rng(0)
+    for seed in range(n_seeds):
+        base = 0.5 + 0.01 * rng.normal()
+        for method, kind, shift in [("fixed 0.15", "fixed", 0.0), ("fixed 0.5", "fixed", -0.01),
+                                    ("scGPT choice", "choice", 0.0), ("R²MAE", "r2mae", delta),
+                                    ("PCA", "reference", 0.0)]:
+            for fold in range(2):
+                ann.append({"dataset": "pbmc", "model": "mlp", "method": method, "kind": kind, "seed": seed,
+                            "repeat": 0, "fold": fold, "val_f1": base + shift, "test_f1": base + shift,
+                            "test_acc": base + shift})
+            clu.append({"dataset": "pbmc", "model": "mlp", "method": method, "kind": kind, "seed": seed,
+                        "nmi": base + shift, "ari": base + shift, "silhouette": 0.1})
+    return {"annotation": pd.DataFrame(ann), "clustering": pd.DataFrame(clu),
+            "reconstruction": pd.DataFrame(columns=["dataset", "model", "method", "mse"])}
+
+
+@pytest.mark.parametrize("delta,verdict", [(0.05, "supported"), (-0.05, "contradicted")])
+def test_claim_rules_follow_the_paired_interval(delta, verdict):
+    config = exp.Config(n_seeds=4)
+    claims = sc_claims.claims(_results(delta), config, "smoke")
+    assert [c.id for c in claims] == ["S1", "S2", "S3", "S3-ARI"]
+    for claim in claims:
+        assert claim.verdict == verdict and claim.n_seeds == 4
+        assert claim.ci_low <= claim.value <= claim.ci_high
+    key = sc_claims.key_numbers(_results(delta), claims)
+    assert key["S1_value"] == pytest.approx(delta, abs=1e-3)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"r2mae_low": 0.8, "r2mae_high": 0.2}, "low=0.8 must be < high=0.2"),
+    ({"datasets": ["pbmc3k"]}, "datasets=\\['pbmc3k'\\] is not allowed"),
+    ({"models": ["cnn"]}, "models=\\['cnn'\\] is not allowed"),
+    ({"fixed_ratios": [0.0, 0.5]}, "fixed_ratios"),
+    ({"n_seeds": 1}, "n_seeds=1 is not allowed"),
+    ({"holdout": 1.5}, "holdout=1.5 is not allowed"),
+])
+def test_config_errors_name_the_parameter(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        exp.Config(**kwargs)
+
+
+def test_config_methods_include_every_baseline():
+    config = exp.Config(fixed_ratios=[0.15, 0.5], r2mae_low=0.2, r2mae_high=0.8)
+    specs = config.sampler_specs("mlp")
+    assert list(specs) == ["fixed 0.15", "fixed 0.5", "scGPT choice", "scheduled", "R²MAE"]
+    assert specs["scheduled"]["start"] == 0.8 and specs["scheduled"]["end"] == 0.2
+    assert exp.methods(config, "mlp")[-2:] == ["PCA", "random init"]
+    assert masking.make_sampler(specs["scGPT choice"]).values == (0.25, 0.5, 0.75)
