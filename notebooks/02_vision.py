@@ -116,6 +116,7 @@ out.save_figure(fig, "fig2_best_ratio_vs_size")
 # %%
 table = vision_claims.method_table(results["methods"], results["references"])
 out.save_table(table, "tab2_methods")
+print(f"pretraining wall time: {vision_claims.training_minutes(results):.2f} min")
 fig = plots.method_comparison(table, results["best_fixed"], vision_claims.METRICS)
 out.save_figure(fig, "fig3_method_comparison")
 table.round(4)
