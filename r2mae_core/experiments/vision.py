@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 from .. import evaluate
 from .._rng import check_seed, child_seeds
 from ..cache import cached
-from ..data import fingerprint, load
+from ..data import fingerprint
 from ..masking import make_sampler, random_subset_mask
 from ..models.blocks import images_to_tensor
-from .image_runs import SIZES, EvalSpec, RunSpec, reference_rows, run_identity, splits, train_run
+from .image_runs import SIZES, EvalSpec, RunSpec, load_images, reference_rows, run_identity, splits, train_run
 from .image_runs import run as run_one
 
 __all__ = ["Config", "Method", "methods", "sweep_specs", "run", "best_fixed", "FAMILIES"]
@@ -263,7 +263,7 @@ def _spectrum(spec: RunSpec, evaluation: EvalSpec, device: str) -> pd.DataFrame:
     """Normalised singular values σ_i/Σσ of the run's centred test features (cached)."""
     def compute() -> pd.DataFrame:
         model = train_run(spec, device=device, progress=False).model
-        images = load(spec.dataset).test_images[: evaluation.n_probe_eval]
+        images = load_images(spec.dataset).test_images[: evaluation.n_probe_eval]
         sv = evaluate.singular_values(evaluate.extract_features(model, images, device=device), normalize=True)
         return pd.DataFrame({"index": np.arange(1, len(sv) + 1), "sv": sv})
 
@@ -280,7 +280,7 @@ def reconstruction_examples(spec: RunSpec, ratios: tuple[float, ...], n_images: 
     over the model's prediction (MAE's visualisation). Masks are seeded (``seed``), the same for every model.
     """
     model = train_run(spec, device=device, progress=False).model
-    data = load(spec.dataset)
+    data = load_images(spec.dataset)
     images = images_to_tensor(data.train_images[splits(spec.dataset, spec.n_val).val[:n_images]])  # (n, 1, H, W)
     if model.config.norm_pix:
         raise ValueError("reconstruction_examples needs a pixel-target model: norm_pix=True predicts per-patch "
