@@ -28,6 +28,7 @@ from ..cache import cache_key, cache_root, cached
 from ..data.language import BROWN_GENRES
 from ..models import build_model
 from ..train import pretrain
+from ._checks import check_int, check_ratio
 
 __all__ = ["Config", "SIZES", "TASKS", "run", "methods", "corpus", "train_and_evaluate", "probe", "finetune"]
 
@@ -45,14 +46,8 @@ _SPLIT_SEED = 0  # data splits and probe subsets: fixed, independent of the run 
 _EVAL_SEED = 12345  # masks of the MLM evaluation: the same for every model
 
 
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}={value!r} is not allowed: use an integer >= {low}")
 
 
-def _check_ratio(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        raise ValueError(f"{name}={value!r} is not allowed: use a mask ratio in the open interval (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -99,17 +94,17 @@ class Config:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "ablation_intervals", tuple(tuple(p) for p in self.ablation_intervals))
         check_seed(self.seed)
-        _check_int("n_seeds", self.n_seeds, 1)
+        check_int("n_seeds", self.n_seeds, 1)
         for name in ("vocab_size",):
-            _check_int(name, getattr(self, name), 300)
-        _check_int("seq_len", self.seq_len, 8)
-        _check_int("threads", self.threads, 0)
-        _check_int("finetune_epochs", self.finetune_epochs, 0)
+            check_int(name, getattr(self, name), 300)
+        check_int("seq_len", self.seq_len, 8)
+        check_int("threads", self.threads, 0)
+        check_int("finetune_epochs", self.finetune_epochs, 0)
         if isinstance(self.finetune_lr, bool) or not self.finetune_lr > 0:
             raise ValueError(f"finetune_lr={self.finetune_lr!r} is not allowed: use a learning rate > 0")
         for name in ("steps", "batch_size", "probe_train", "probe_eval", "pos_train_tokens", "pos_eval_tokens",
                      "spam_train", "spam_eval"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         unknown = [s for s in (*self.sizes, self.main_size) if s not in SIZES]
         if unknown or not self.sizes:
             raise ValueError(f"size={unknown[0] if unknown else None!r} is not allowed: use one of {list(SIZES)}")
@@ -119,9 +114,9 @@ class Config:
             raise ValueError("sweep_ratios=() is not allowed: give at least one fixed ratio")
         for name in ("sweep_ratios", "test_ratios"):
             for value in getattr(self, name):
-                _check_ratio(name, value)
+                check_ratio(name, value)
         for name in ("r2mae_low", "r2mae_high"):
-            _check_ratio(name, getattr(self, name))
+            check_ratio(name, getattr(self, name))
         bad = [b for b in self.baselines if b not in BASELINES] + [a for a in self.ablations if a not in ABLATIONS]
         if bad:
             raise ValueError(f"method={bad[0]!r} is not allowed: baselines from {BASELINES}, ablations from "

@@ -19,6 +19,7 @@ from .._rng import check_seed
 from ..cache import cached
 from ..covariances import Covariance, make_covariance
 from ..masking import make_sampler
+from ._checks import check_int
 
 __all__ = ["Config", "run", "covariance", "FAMILY_SPECS", "TASK_SPECS", "LOCAL_FAMILIES"]
 
@@ -36,9 +37,6 @@ TASK_SPECS: tuple[tuple[str, float, float], ...] = (
     ("coarse", 0.0, 0.05), ("mid", 0.05, 0.3), ("fine", 0.3, 1.0), ("all", 0.0, 1.0))
 
 
-def _check_int(name: str, value: int, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}={value!r} is not allowed: use an integer >= {low}")
 
 
 def _check_ratios(name: str, values: tuple[float, ...]) -> None:
@@ -89,14 +87,14 @@ class Config:
         for name in ("gammas", "families", "mc_ratios", "signal_rhos", "interval_grid"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # YAML lists -> tuples (hashable, cached)
         check_seed(self.seed)
-        _check_int("p", self.p, 20)
+        check_int("p", self.p, 20)
         for name in ("reps", "scale_reps", "c4_reps"):
-            _check_int(name, getattr(self, name), 2)
-        _check_int("n_targets", self.n_targets, 1)
-        _check_int("theory_ratios", self.theory_ratios, 5)
-        _check_int("optimum_gammas", self.optimum_gammas, 3)
-        _check_int("n_down", self.n_down, 1)
-        _check_int("batch_size", self.batch_size, 1)
+            check_int(name, getattr(self, name), 2)
+        check_int("n_targets", self.n_targets, 1)
+        check_int("theory_ratios", self.theory_ratios, 5)
+        check_int("optimum_gammas", self.optimum_gammas, 3)
+        check_int("n_down", self.n_down, 1)
+        check_int("batch_size", self.batch_size, 1)
         if not self.gammas or any(isinstance(g, bool) or not g > 0 for g in self.gammas):
             raise ValueError(f"gammas={self.gammas!r} is not allowed: use model-size ratios p/n > 0")
         if not self.focus_gamma > 0 or not self.n_pretrain_gamma > 0:

@@ -51,6 +51,7 @@ from .._rng import check_seed
 from ..cache import cached
 from ..masking import make_sampler
 from ..models import model_config
+from ._checks import check_int
 
 __all__ = ["Config", "run", "DATASET_SPECS", "MODELS", "load_dataset", "methods", "probe_fold", "annotation_cv",
            "clustering_scores", "umap_adata"]
@@ -64,9 +65,6 @@ MODELS = ("mlp", "transformer")
 REFERENCES = ("PCA", "random init")
 
 
-def _check_int(name: str, value: int, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}={value!r} is not allowed: use an integer >= {low}")
 
 
 def _check_ratios(name: str, values: tuple, min_len: int = 1) -> None:
@@ -124,14 +122,14 @@ class Config:
                      "choice_values", "probe_cs", "leiden_resolutions", "recon_ratios"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # YAML lists -> tuples (hashable)
         check_seed(self.seed)
-        _check_int("n_seeds", self.n_seeds, 2)
+        check_int("n_seeds", self.n_seeds, 2)
         for name in ("steps", "transformer_steps", "batch_size", "mlp_width", "mlp_depth", "mlp_latent",
                      "transformer_genes", "transformer_dim", "transformer_depth", "transformer_heads", "pca_comps"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("hsmm_genes", self.hsmm_genes, 10)
-        _check_int("cv_folds", self.cv_folds, 2)
-        _check_int("cv_repeats", self.cv_repeats, 1)
-        _check_int("n_neighbors", self.n_neighbors, 2)
+            check_int(name, getattr(self, name), 1)
+        check_int("hsmm_genes", self.hsmm_genes, 10)
+        check_int("cv_folds", self.cv_folds, 2)
+        check_int("cv_repeats", self.cv_repeats, 1)
+        check_int("n_neighbors", self.n_neighbors, 2)
         bad = [d for d in self.datasets if d not in DATASET_SPECS]
         if not self.datasets or bad:
             raise ValueError(f"datasets={list(self.datasets)!r} is not allowed: use some of {list(DATASET_SPECS)}")

@@ -25,6 +25,7 @@ from ..cache import cached
 from ..data import fingerprint
 from ..masking import make_sampler, random_subset_mask
 from ..models.blocks import images_to_tensor
+from ._checks import check_int, check_ratio
 from .image_runs import SIZES, EvalSpec, RunSpec, load_images, reference_rows, run_identity, splits, train_run
 from .image_runs import run as run_one
 
@@ -33,14 +34,8 @@ __all__ = ["Config", "Method", "methods", "sweep_specs", "run", "best_fixed", "F
 FAMILIES = tuple(SIZES)
 
 
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}={value!r} is not allowed: use an integer >= {low}")
 
 
-def _check_ratio(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ValueError(f"{name}={value!r} is not allowed: use a mask ratio in the open interval (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -124,15 +119,15 @@ class Config:
         object.__setattr__(self, "ablation_intervals", tuple(tuple(map(float, ab)) for ab in self.ablation_intervals))
         object.__setattr__(self, "sweep", {f: dict(v) if isinstance(v, dict) else v for f, v in self.sweep.items()})
         check_seed(self.seed)
-        _check_int("n_seeds", self.n_seeds, 1)
-        _check_int("sweep_seeds", self.sweep_seeds, 1)
+        check_int("n_seeds", self.n_seeds, 1)
+        check_int("sweep_seeds", self.sweep_seeds, 1)
         if self.sweep_seeds > self.n_seeds:
             raise ValueError(f"sweep_seeds={self.sweep_seeds!r} is not allowed: use at most n_seeds={self.n_seeds}")
-        _check_int("n_pretrain", self.n_pretrain, 0)
+        check_int("n_pretrain", self.n_pretrain, 0)
         for name in ("method_steps", "batch_size", "n_recon_images"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in ("r2mae_low", "r2mae_high", "umae_ratio"):
-            _check_ratio(name, getattr(self, name))
+            check_ratio(name, getattr(self, name))
         if not self.r2mae_low < self.r2mae_high:
             raise ValueError(f"r2mae_low={self.r2mae_low!r}, r2mae_high={self.r2mae_high!r} is not allowed: "
                              "use r2mae_low < r2mae_high")
@@ -141,13 +136,13 @@ class Config:
             if not values:
                 raise ValueError(f"{name}=() is not allowed: give at least one mask ratio")
             for v in values:
-                _check_ratio(name, v)
+                check_ratio(name, v)
         for family, entry in self.sweep.items():
             if family not in FAMILIES:
                 raise ValueError(f"sweep family {family!r} is not allowed: use some of {', '.join(FAMILIES)}")
             if not isinstance(entry, dict) or set(entry) != {"sizes", "steps"}:
                 raise ValueError(f"sweep[{family!r}]={entry!r} is not allowed: use {{'sizes': [...], 'steps': n}}")
-            _check_int(f"sweep[{family!r}]['steps']", entry["steps"], 1)
+            check_int(f"sweep[{family!r}]['steps']", entry["steps"], 1)
             sizes = list(entry["sizes"]) if isinstance(entry["sizes"], list | tuple) else [entry["sizes"]]
             if not sizes or any(size not in SIZES[family] for size in sizes):
                 raise ValueError(f"sweep[{family!r}]['sizes']={entry['sizes']!r} is not allowed: use some of "
