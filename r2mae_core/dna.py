@@ -613,20 +613,37 @@ def species_task(genome: Genome, *, min_length: int = 200, max_length: int = 500
                    max_n_frac)
 
 
-def with_validation(task: Task, fraction: float = 0.15, *, seed: int | np.random.Generator = 0) -> Task:
+def with_validation(task: Task, fraction: float = 0.15, *, seed: int | np.random.Generator = 0,
+                    unit: str = "group") -> Task:
     """A copy of ``task`` whose training rows of ``round(fraction * n_groups)`` (>= 1) groups become ``val``.
 
     Why: hyper-parameters (probe C, the best fixed mask ratio) are chosen on data that is neither trained on nor
     the test set, and held out by the task's own unit (gene, block, strain) so validation is as hard as test.
     Groups are drawn from all training groups whatever their labels; ``val`` is not rebalanced (see
-    :meth:`Task.balance`).
+    :meth:`Task.balance`). ``unit="row"`` instead moves ``round(fraction * n)`` training rows of every class
+    (drawn at random) to ``val``: for tasks with too few training groups per class to hold one out (the species
+    task: some species keep a single training strain), at the cost of a validation split that shares groups
+    with training (the test split still does not).
     """
     rng = numpy_generator(seed)  # validates the seed first
     fraction = _check_fraction("fraction", fraction, open_right=True)
     if fraction == 0:
         raise ValueError("fraction=0 is not allowed: use a number in (0, 1)")
+    if unit not in ("group", "row"):
+        raise ValueError(f"unit={unit!r} is not allowed: use 'group' or 'row'")
     table = task.table.copy()
     train = table["split"] == "train"
+    if unit == "row":
+        for label in task.classes:
+            idx = np.flatnonzero((train & (table["label"] == label)).to_numpy())
+            n_val = min(len(idx) - 1, max(1, round(fraction * len(idx))))
+            if n_val >= 1:
+                table.loc[table.index[np.sort(rng.choice(idx, size=n_val, replace=False))], "split"] = "val"
+        order = {"train": 0, "val": 1, "test": 2}
+        table = table.sort_values(["split", "y", "record", "start", "strand"], key=lambda c: c.map(order)
+                                  if c.name == "split" else c, kind="stable").reset_index(drop=True)
+        return Task(task.name, table, task.classes, task.test_sources,
+                    {**task.params, "val_fraction": fraction, "val_unit": unit})
     groups = np.array(sorted(table.loc[train, "group"].unique(), key=str), dtype=object)
     if len(groups) < 2:
         raise ValueError(f"task {task.name!r} has {len(groups)} training group(s): need 2 or more for a val split")

@@ -385,17 +385,22 @@ def _labels(y) -> tuple[torch.Tensor, int]:
 
 def bn_linear_probe(train_x, train_y, test_x, test_y, *, epochs: int = 30, lr: float = 1e-3,
                     batch_size: int = 256, weight_decay: float = 0.0, seed: int = 0,
-                    device: str | torch.device = "cpu") -> ProbeResult:
+                    device: str | torch.device = "cpu", batch_norm: bool = True) -> ProbeResult:
     """BN+LP: a non-affine ``BatchNorm1d`` then a linear head on frozen features (MAE's linear probe).
 
     He et al. (2022, appendix A.2) put a BatchNorm without affine parameters before the linear
     classifier: it standardises features with batch statistics (running averages at test time), which
     matters when feature scales differ a lot. Trained with AdamW + cosine decay, seeded init and order.
 
+    ``batch_norm=False`` drops the BatchNorm and keeps everything else (same linear init, order, optimiser):
+    the plain LP on raw features that "Mask Models are Token Level Contrastive Learners" (Table 1) compares with
+    BN+LP, so the two differ only by the normalisation (:func:`linear_probe` standardises its inputs).
+
     Returns
     -------
     ProbeResult
-        ``method="bn_lp"``, train and test accuracy (``val_acc`` NaN: no selection is made).
+        ``method="bn_lp"`` (``"lp_raw"`` without the BatchNorm), train and test accuracy (``val_acc`` NaN: no
+        selection is made).
     """
     seed = check_seed(seed)
     device = torch.device(device)
@@ -405,12 +410,13 @@ def bn_linear_probe(train_x, train_y, test_x, test_y, *, epochs: int = 30, lr: f
     yt, _ = _labels(test_y)
     init_seed, order_seed = child_seeds(seed, 2)
     with seeded_init(init_seed):
-        head = nn.Sequential(nn.BatchNorm1d(x.shape[1], affine=False), nn.Linear(x.shape[1], n_classes))
+        norm = nn.BatchNorm1d(x.shape[1], affine=False) if batch_norm else nn.Identity()  # no parameters
+        head = nn.Sequential(norm, nn.Linear(x.shape[1], n_classes))
     head.to(device)
     _fit_classifier(head, list(head.parameters()), x, y, n_classes=n_classes, epochs=epochs, lr=lr,
                     batch_size=batch_size, weight_decay=weight_decay, seed=order_seed, device=device,
                     amp=False, train_mode=head.train)
-    return ProbeResult("bn_lp", _accuracy(head, xt, yt, 1024, device, False), math.nan,
+    return ProbeResult("bn_lp" if batch_norm else "lp_raw", _accuracy(head, xt, yt, 1024, device, False), math.nan,
                        _accuracy(head, x, y, 1024, device, False))
 
 

@@ -54,7 +54,7 @@ def _finite_matrix(name: str, x, ndim: int | tuple[int, ...] = 2) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------- Fig. 2: SVD components
-def component_distances(X0, X0_hat, k: int = 5) -> np.ndarray:
+def component_distances(X0, X0_hat, k: int = 5, *, min_energy: float = 0.0) -> np.ndarray:
     r"""Relative distance between the i-th SVD components of a matrix and of its reconstruction (Fig. 2).
 
     With the SVDs :math:`X_0 = \sum_i \sigma_i u_i v_i^\top` and :math:`\hat X_0 = \sum_i \hat\sigma_i
@@ -84,26 +84,34 @@ def component_distances(X0, X0_hat, k: int = 5) -> np.ndarray:
         stacks of ``N`` such pairs (each factorised on its own).
     k
         Number of leading components.
+    min_energy
+        Components carrying less than this share of the energy, :math:`\sigma_i^2 < \text{min\_energy}
+        \sum_j \sigma_j^2`, are NaN (default 0: only numerically zero ones). The relative distance divides by
+        :math:`\sigma_i^2`, so a component at the noise floor (e.g. a masked-patch matrix of rank 4 asked for
+        its 5th component) gives arbitrarily large values that say nothing about the reconstruction.
 
     Returns
     -------
     numpy.ndarray
         ``(k,)`` float64 (``(N, k)`` for stacks). Entries ``i > min(m, n)`` (no such component) and those with
-        :math:`\sigma_i = 0` (the relative distance is undefined) are NaN.
+        :math:`\sigma_i = 0` or below ``min_energy`` (the relative distance is undefined) are NaN.
     """
     X0 = _finite_matrix("X0", X0, (2, 3))
     X0_hat = _finite_matrix("X0_hat", X0_hat, (2, 3))
     if X0.shape != X0_hat.shape:
         raise ValueError(f"X0_hat of shape {X0_hat.shape} is not allowed: it must have X0's shape {X0.shape}")
     k = _positive_int("k", k)
+    if isinstance(min_energy, bool) or not isinstance(min_energy, int | float) or not 0.0 <= min_energy < 1.0:
+        raise ValueError(f"min_energy={min_energy!r} is not allowed: use a share of the energy in [0, 1)")
     if X0.ndim == 3:
-        return np.stack([component_distances(a, b, k) for a, b in zip(X0, X0_hat, strict=True)])
+        return np.stack([component_distances(a, b, k, min_energy=min_energy) for a, b in zip(X0, X0_hat,
+                                                                                             strict=True)])
     U, s, Vt = np.linalg.svd(X0, full_matrices=False)
     Uh, sh, Vht = np.linalg.svd(X0_hat, full_matrices=False)
     out = np.full(k, np.nan)
     tiny = np.finfo(np.float64).eps * max(s[0], 1e-300) * max(X0.shape)  # numerical rank cut-off
     for i in range(min(k, len(s))):
-        if s[i] <= tiny:
+        if s[i] <= tiny or s[i] ** 2 < min_energy * np.sum(s * s):
             continue
         # explicit rank-one difference: exact 0 for identical inputs (the closed form above would round)
         diff = s[i] * np.outer(U[:, i], Vt[i]) - sh[i] * np.outer(Uh[:, i], Vht[i])

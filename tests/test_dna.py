@@ -317,6 +317,17 @@ def test_with_validation_holds_out_groups(exon_task):
         dna.with_validation(exon_task, 1.0)
 
 
+def test_with_validation_by_row_is_stratified_and_keeps_test(species_task):
+    a = dna.with_validation(species_task, 0.2, seed=1, unit="row")
+    pd.testing.assert_frame_equal(a.table, dna.with_validation(species_task, 0.2, seed=1, unit="row").table)
+    counts = a.table.groupby(["split", "label"]).size().unstack()
+    assert (counts.loc["val"] == 40).all() and (counts.loc["train"] == 160).all()  # 20% of 200 per class
+    pd.testing.assert_frame_equal(a.table[a.table.split == "test"].reset_index(drop=True),
+                                  species_task.table[species_task.table.split == "test"].reset_index(drop=True))
+    with pytest.raises(ValueError, match="unit="):
+        dna.with_validation(species_task, 0.2, unit="gene")
+
+
 def test_species_determinism(species_task, bacteria):
     again = dna.species_task(bacteria, n_train=200, n_test=50, seed=3)
     pd.testing.assert_frame_equal(again.table, species_task.table)

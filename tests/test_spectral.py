@@ -93,6 +93,20 @@ def test_component_distances_fewer_components_are_nan():
     np.testing.assert_array_equal(stack[0], component_distances(X[:, :5], X[:, :5] + 0.01, k=4))
 
 
+def test_component_distances_min_energy_drops_noise_floor_components():
+    rng = np.random.default_rng(4)
+    X, U, s, V = _lowrank(rng, s=(10.0, 5.0, 3.0, 2.0, 1e-3))  # the 5th component holds 2.6e-9 of the energy
+    X_hat = X + 0.1 * np.outer(U[:, 4], V[:, 4])  # a small error there is a huge relative distance
+    d = component_distances(X, X_hat, k=5)
+    assert d[4] > 1e3 and np.allclose(d[:4], 0, atol=1e-10)
+    d = component_distances(X, X_hat, k=5, min_energy=1e-4)
+    assert np.isnan(d[4]) and np.allclose(d[:4], 0, atol=1e-10)
+    np.testing.assert_array_equal(component_distances(np.stack([X, X]), np.stack([X_hat, X]), k=5,
+                                                      min_energy=1e-4)[:, 4], [np.nan, np.nan])
+    with pytest.raises(ValueError, match="min_energy=1.0 is not allowed"):
+        component_distances(X, X, min_energy=1.0)
+
+
 @pytest.mark.parametrize("args, match", [
     ((np.ones((3, 4)), np.ones((4, 3))), "X0_hat of shape"),
     ((np.ones(4), np.ones(4)), "X0 of shape"),

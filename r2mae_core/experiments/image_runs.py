@@ -27,13 +27,16 @@ from ..data import fingerprint, load
 from ..masking import make_sampler
 from ..train import pretrain
 
-__all__ = ["AUTO_TORCH_MAX_DIM", "SIZES", "load_images", "run_identity", "RunSpec", "EvalSpec", "Splits", "splits",
-           "train_run", "evaluate_model", "run", "reference_rows"]
+__all__ = ["AUTO_TORCH_MAX_DIM", "AUTO_TORCH_MIN_TRAIN", "SIZES", "load_images", "run_identity", "RunSpec",
+           "EvalSpec", "Splits", "splits", "train_run", "evaluate_model", "run", "reference_rows"]
 
 #: ``probe_solver="auto"`` uses the torch L-BFGS probe up to this feature dimension and sklearn above it
 #: (measured on Fashion-MNIST, 5k probe images, 2-core CPU: 64-d features torch 3 s vs sklearn 35 s; 784-d
 #: raw pixels torch 80 s vs sklearn 32 s).
 AUTO_TORCH_MAX_DIM = 256
+#: ... and from this many probe-training images on: below it sklearn's lbfgs (tol 1e-4) is 2-10× faster
+#: (measured on 600-2000 ViT/MLP features of Fashion-MNIST), above it the torch solver is ≈ 10× faster
+AUTO_TORCH_MIN_TRAIN = 5000
 
 #: Model sizes per family (S < M < L parameters), the "model size" axis of the theory validation.
 SIZES: dict[str, dict[str, dict]] = {
@@ -110,8 +113,9 @@ class EvalSpec:
     images they are scored on. ``bn_lp_epochs = 0`` skips BN+LP; ``ft_epochs = 0`` skips full fine-tuning
     (a BN+linear head on ``encode``, every parameter trained; test split only); ``knn_k`` is the k-NN
     neighbourhood; ``probe_solver`` is :func:`r2mae_core.evaluate.linear_probe`'s solver, or ``"auto"``: torch
-    L-BFGS up to :data:`AUTO_TORCH_MAX_DIM` feature dimensions (≈ 10× faster there), sklearn above (faster on
-    wide inputs such as raw pixels). One probe fit per model: it is scored on the validation and test images.
+    L-BFGS up to :data:`AUTO_TORCH_MAX_DIM` feature dimensions when the probe fits on at least
+    :data:`AUTO_TORCH_MIN_TRAIN` images (≈ 10× faster there), sklearn otherwise (faster on wide inputs such as
+    raw pixels, and on small probe sets). One probe fit per model: it is scored on the validation and test images.
     """
 
     test_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
@@ -197,7 +201,8 @@ def evaluate_model(model: torch.nn.Module | None, spec_dataset: str, n_val: int,
     y_tr, y_va, y_te = data.train_labels[tr], data.train_labels[va], data.test_labels[te]
     solver = evaluation.probe_solver
     if solver == "auto":
-        solver = "torch" if f_tr.shape[1] <= AUTO_TORCH_MAX_DIM else "sklearn"
+        use_torch = f_tr.shape[1] <= AUTO_TORCH_MAX_DIM and len(f_tr) >= AUTO_TORCH_MIN_TRAIN
+        solver = "torch" if use_torch else "sklearn"
     lp = evaluate.linear_probe(f_tr, y_tr, f_te, y_te, seed=seed, solver=solver, extra_tests={"val": (f_va, y_va)})
     out = {"lp_val": lp.extra["val"], "lp_test": lp.test_acc, "lp_C": lp.C,
            "knn_val": evaluate.knn_accuracy(f_tr, y_tr, f_va, y_va, k=evaluation.knn_k),
@@ -216,6 +221,11 @@ def evaluate_model(model: torch.nn.Module | None, spec_dataset: str, n_val: int,
             out[f"recon_{ratio:g}"] = evaluate.reconstruction_loss(model, data.train_images[va], ratio, seed=seed,
                                                                     device=device)
     return out
+
+
+def _eval_key(evaluation: EvalSpec) -> dict:
+    """Cache-key part of an evaluation: its fields plus the rule that resolves ``probe_solver="auto"``."""
+    return {**asdict(evaluation), "auto_solver": [AUTO_TORCH_MAX_DIM, AUTO_TORCH_MIN_TRAIN]}
 
 
 def run(spec: RunSpec, evaluation: EvalSpec, *, device: str = "cpu", progress: bool = True,
@@ -238,7 +248,7 @@ def run(spec: RunSpec, evaluation: EvalSpec, *, device: str = "cpu", progress: b
                 "train_loss": float(tail.mean()), "train_seconds": float(result.history["seconds"].iloc[-1]),
                 **metrics}
 
-    return cached("image_eval", {"spec": run_identity(spec), "eval": asdict(evaluation)}, compute,
+    return cached("image_eval", {"spec": run_identity(spec), "eval": _eval_key(evaluation)}, compute,
                   data_checksum=fingerprint(spec.dataset))
 
 
@@ -259,7 +269,7 @@ def reference_rows(dataset: str, n_val: int, evaluation: EvalSpec, models_: list
     if pixels:
         rows.append({"family": "pixels", "size": "-", "sampler": "raw pixels", "seed": seed,
                      **cached("image_eval", {"reference": "pixels", "dataset": dataset, "n_val": n_val,
-                                             "eval": asdict(evaluation), "seed": seed},
+                                             "eval": _eval_key(evaluation), "seed": seed},
                               lambda: evaluate_model(None, dataset, n_val, evaluation, features=raw, seed=seed),
                               data_checksum=fingerprint(dataset))})
     for entry in models_:
@@ -272,7 +282,7 @@ def reference_rows(dataset: str, n_val: int, evaluation: EvalSpec, models_: list
             return evaluate_model(model, dataset, n_val, evaluation, seed=seed)
 
         key = {"reference": "random_init", "family": family, "size": size, "dataset": dataset, "n_val": n_val,
-               "eval": asdict(evaluation), "seed": seed, "model": config}
+               "eval": _eval_key(evaluation), "seed": seed, "model": config}
         rows.append({"family": family, "size": size, "sampler": "random init", "seed": seed,
                      **cached("image_eval", key, random_init, data_checksum=fingerprint(dataset))})
     return pd.DataFrame(rows)

@@ -318,23 +318,24 @@ def probe(train: tuple, val: tuple, test: tuple, *, metric: str, Cs=(0.1, 1.0, 1
 
     Objective per fit (sklearn's, divided by n): mean softmax cross-entropy + ‖W‖²_F / (2 C n), intercept not
     penalised; L-BFGS (scipy, analytic gradient, float64), warm-started along increasing ``C``. ``metric``
-    picks ``C`` on val (ties: smallest C): ``"macro_f1"`` (genre), ``"f1"`` (spam, positive class 1) or
-    ``"acc"`` (POS). Each of ``train``, ``val``, ``test`` is ``(features (N, D), labels (N,))``; sparse
-    features (TF-IDF) go to sklearn's ``LogisticRegression`` with the same objective. Returns the chosen ``C``
-    and ``{val,test}_{acc,macro_f1,f1}``.
+    picks ``C`` on val (ties: smallest C): ``"macro_f1"`` (genre), ``"f1"`` (spam, positive class 1),
+    ``"acc"`` (POS) or ``"mcc"`` (Matthews correlation, multiclass form of Gorodkin 2004; the DNA tasks).
+    Each of ``train``, ``val``, ``test`` is ``(features (N, D), labels (N,))``; sparse features (TF-IDF, k-mer
+    counts) go to sklearn's ``LogisticRegression`` with the same objective. Returns the chosen ``C`` and
+    ``{val,test}_{acc,macro_f1,f1,mcc}``.
     """
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-    if metric not in ("acc", "macro_f1", "f1"):
-        raise ValueError(f"metric={metric!r} is not allowed: use acc, macro_f1 or f1")
+    if metric not in ("acc", "macro_f1", "f1", "mcc"):
+        raise ValueError(f"metric={metric!r} is not allowed: use acc, macro_f1, f1 or mcc")
 
     def scores(y, p):
         return {"acc": float(accuracy_score(y, p)),
                 "macro_f1": float(f1_score(y, p, average="macro", zero_division=0.0)),
                 "f1": float(f1_score(y, p, pos_label=1, zero_division=0.0)) if set(np.unique(y)) <= {0, 1}
-                else float("nan")}
+                else float("nan"), "mcc": float(matthews_corrcoef(y, p))}
 
     (xtr, ytr), (xva, yva), (xte, yte) = train, val, test
     classes = np.unique(ytr)
@@ -376,10 +377,10 @@ def finetune(model, train: tuple, val: tuple, test: tuple, *, metric: str, epoch
     import copy
     import math
 
-    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-    if metric not in ("acc", "macro_f1", "f1"):
-        raise ValueError(f"metric={metric!r} is not allowed: use acc, macro_f1 or f1")
+    if metric not in ("acc", "macro_f1", "f1", "mcc"):
+        raise ValueError(f"metric={metric!r} is not allowed: use acc, macro_f1, f1 or mcc")
     device = torch.device(device)
     enc = copy.deepcopy(model).to(device)
     classes = np.unique(train[2])
@@ -405,7 +406,8 @@ def finetune(model, train: tuple, val: tuple, test: tuple, *, metric: str, epoch
         binary = set(np.unique(labels).tolist()) <= {0, 1}
         return {"acc": float(accuracy_score(labels, pred)),
                 "macro_f1": float(f1_score(labels, pred, average="macro", zero_division=0.0)),
-                "f1": float(f1_score(labels, pred, pos_label=1, zero_division=0.0)) if binary else float("nan")}
+                "f1": float(f1_score(labels, pred, pos_label=1, zero_division=0.0)) if binary else float("nan"),
+                "mcc": float(matthews_corrcoef(labels, pred))}
 
     best = None
     for epoch in range(epochs):

@@ -1,0 +1,543 @@
+"""04_dna: masked DNA language models — fixed mask ratios vs model size, R²MAE vs fixed, scheduled and
+curriculum masking; exon/intron, promoter and species classification by linear probes on frozen features.
+
+``run(config)`` returns tidy tables; :mod:`r2mae_core.experiments.dna_claims` turns them into the claims D1–D3
+and the sanity check S1. Every pretraining run (and its evaluation) is cached per (run spec, seed, data).
+
+Data (:mod:`r2mae_core.dna`, all built with the fixed split seed 0, independent of the run seed):
+
+* tasks — exon vs intron windows of the fly genes (split by gene: the AUGUSTUS train/test genes; 15% of the
+  training genes are validation), promoter vs GC- and repeat-matched background (split by 1 Mb chr2R blocks;
+  15% of the training blocks are validation), species of bacterial fragments (four species, one whole strain
+  per species held out for test; validation = 15% of the training fragments of each species, because some
+  species keep a single training strain). All windows have ``window`` bp, read 5'->3' on the gene / transcript
+  strand (background and fragments on a random strand), no N, classes exactly balanced in train and test;
+  each split is then subsampled per class to the probe budget.
+* pretraining text — windows of ``window`` bp tiled (non-overlapping) over every genome of ``genomes`` minus
+  the *test sources* of every task (test genes, test blocks, test strains) and minus N runs of >= 50 bp;
+  windows with more than ``pretrain_max_n_frac`` N are dropped; ``pretrain_windows`` of them are drawn at random.
+  Soft-masked (lower-case, repeat) bases are upper-cased like the rest: the soft mask is not a token. With
+  ``rc_augment`` every pretraining window also appears reverse-complemented (the task windows never are).
+  A test window never overlaps pretraining text: ``run`` counts the overlaps and records them (always 0).
+* masked-nucleotide evaluation — windows tiled over the test sources on chr2R (held out from pretraining).
+
+Tokens: :class:`r2mae_core.dna.DNATokenizer` (single nucleotide ``kmer=1`` or non-overlapping k-mers),
+``[CLS]`` first. Masking selects exactly ``round(m · n)`` of the n nucleotide / k-mer tokens of a row (never
+specials, ``[UNK]`` or N) and corrupts them BERT-style (80% ``[MASK]``, 10% a random nucleotide / k-mer,
+10% kept; Devlin et al. 2019), as DNABERT, the Nucleotide Transformer and Caduceus do.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import data as datasets
+from .. import dna, masking
+from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
+from ..cache import cache_key, cache_root, cached
+from ..models import build_model
+from ..train import pretrain
+from ._checks import check_int, check_ratio
+from .language import SIZES, _features, finetune, probe
+
+__all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "run", "methods", "corpus", "train_and_evaluate",
+           "DNAMLMStep", "ProgressClock", "config_dict"]
+
+#: Downstream tasks (score: Matthews correlation of the linear probe, as the Nucleotide Transformer reports).
+TASKS: tuple[str, ...] = ("exon_intron", "promoter", "species")
+BASELINES = ("scheduled", "curriculum", "r2mae")
+GENOMES = ("dm_chr2r", "hs_chrx", "pf_genome", "bacteria")
+_SPLIT_SEED = 0  # tasks, splits, probe subsets and pretraining windows: fixed, independent of the run seed
+_EVAL_SEED = 12345  # masks of the masked-nucleotide evaluation: the same for every model
+_VAL_FRACTION = 0.15
+
+
+@dataclass(frozen=True)
+class Config:
+    """One study (smoke defaults; ``parameters/{quick,full}/04_dna.yaml`` scale it).
+
+    The R²MAE interval is declared here (and in the YAML) before any run; the scheduled baseline decays
+    linearly over the same interval, from ``r2mae_high`` to ``r2mae_low``; the curriculum masks a fixed
+    ``curriculum_ratio`` in contiguous spans whose mean length grows linearly from 1 token to
+    ``curriculum_max_span`` over training.
+    """
+
+    seed: int = 0
+    n_seeds: int = 2
+    sizes: tuple[str, ...] = ("XS",)
+    main_size: str = "XS"
+    sweep_ratios: tuple[float, ...] = (0.15, 0.3)
+    baselines: tuple[str, ...] = BASELINES
+    r2mae_low: float = 0.15
+    r2mae_high: float = 0.45
+    r2mae_per: str = "batch"
+    curriculum_ratio: float = 0.15
+    curriculum_max_span: float = 6.0
+    kmer: int = 1
+    window: int = 64
+    genomes: tuple[str, ...] = ("dm_chr2r",)
+    pretrain_windows: int = 2000
+    pretrain_max_n_frac: float = 0.1
+    rc_augment: bool = False
+    steps: int = 20
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    test_ratios: tuple[float, ...] = (0.15,)
+    mlm_eval: int = 200
+    probe_train: int = 300
+    probe_eval: int = 100
+    kmer_counts_k: int = 6
+    finetune_epochs: int = 0
+    finetune_lr: float = 1e-4
+    device: str = "cpu"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("sizes", "sweep_ratios", "baselines", "genomes", "test_ratios"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_seed(self.seed)
+        check_int("n_seeds", self.n_seeds, 1)
+        for name in ("steps", "batch_size", "pretrain_windows", "mlm_eval", "threads", "finetune_epochs"):
+            check_int(name, getattr(self, name), 0 if name in ("threads", "finetune_epochs") else 1)
+        check_int("probe_train", self.probe_train, 12)
+        check_int("probe_eval", self.probe_eval, 12)
+        if isinstance(self.kmer, bool) or not isinstance(self.kmer, int) or not 1 <= self.kmer <= 6:
+            raise ValueError(f"kmer={self.kmer!r} is not allowed: use an integer in [1, 6]")
+        check_int("window", self.window, 16)
+        if self.window % self.kmer:
+            raise ValueError(f"window={self.window} is not allowed: use a multiple of kmer={self.kmer}")
+        check_int("kmer_counts_k", self.kmer_counts_k, 1)
+        unknown = [s for s in (*self.sizes, self.main_size) if s not in SIZES]
+        if unknown or not self.sizes:
+            raise ValueError(f"size={unknown[0] if unknown else None!r} is not allowed: use one of {list(SIZES)}")
+        if self.main_size not in self.sizes:
+            raise ValueError(f"main_size={self.main_size!r} is not allowed: use one of sizes {self.sizes}")
+        if not self.sweep_ratios:
+            raise ValueError("sweep_ratios=() is not allowed: give at least one fixed ratio")
+        for name in ("sweep_ratios", "test_ratios"):
+            for value in getattr(self, name):
+                check_ratio(name, value)
+        for name in ("r2mae_low", "r2mae_high", "curriculum_ratio"):
+            check_ratio(name, getattr(self, name))
+        if isinstance(self.curriculum_max_span, bool) or not self.curriculum_max_span >= 1:
+            raise ValueError(f"curriculum_max_span={self.curriculum_max_span!r} is not allowed: use a number >= 1 "
+                             "(tokens)")
+        bad = [b for b in self.baselines if b not in BASELINES]
+        if bad:
+            raise ValueError(f"baselines={bad[0]!r} is not allowed: use methods from {BASELINES}")
+        bad = [g for g in self.genomes if g not in GENOMES]
+        if bad or not self.genomes:
+            raise ValueError(f"genomes={bad[0] if bad else ()!r} is not allowed: use a non-empty list from {GENOMES}")
+        if not 0 <= self.pretrain_max_n_frac <= 1:
+            raise ValueError(f"pretrain_max_n_frac={self.pretrain_max_n_frac!r} is not allowed: use a number in "
+                             "[0, 1]")
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.warmup < 1 or not self.finetune_lr > 0:
+            raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, warmup={self.warmup}, finetune_lr="
+                             f"{self.finetune_lr}: need lr > 0, weight_decay >= 0, warmup in [0, 1), finetune_lr > 0")
+        for _, _, spec in self.methods():
+            _sampler(spec)  # one clear line for low > high, unknown per, ...
+
+    def methods(self) -> list[tuple[str, str, dict]]:
+        """Pretraining methods at the main size: ``(name, kind, spec)``."""
+        return methods(self)
+
+    def seeds(self) -> list[int]:
+        """Child seeds of the runs (init, data order and masks); runs of one index are paired."""
+        return child_seeds(self.seed, self.n_seeds)
+
+    @property
+    def tokenizer(self) -> dna.DNATokenizer:
+        return dna.DNATokenizer(self.kmer)
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens per window, ``[CLS]`` included."""
+        return 1 + self.tokenizer.n_tokens(self.window)
+
+
+def methods(config: Config) -> list[tuple[str, str, dict]]:
+    """Fixed ratios of the sweep, then the declared baselines (``(name, kind, spec)``).
+
+    ``spec`` is a :func:`r2mae_core.masking.make_sampler` spec, except the curriculum's
+    ``{"kind": "curriculum", "ratio", "span_start", "span_end"}`` (fixed ratio, span length grown over training).
+    """
+    a, b = config.r2mae_low, config.r2mae_high
+    out = [(f"fixed {r:g}", "fixed", {"kind": "fixed", "ratio": float(r)}) for r in config.sweep_ratios]
+    named = {"scheduled": (f"scheduled {b:g}→{a:g}", "scheduled",
+                           {"kind": "scheduled", "start": b, "end": a, "shape": "linear"}),
+             "curriculum": (f"span curriculum 1→{config.curriculum_max_span:g}", "curriculum",
+                            {"kind": "curriculum", "ratio": float(config.curriculum_ratio), "span_start": 1.0,
+                             "span_end": float(config.curriculum_max_span)}),
+             "r2mae": ("R²MAE", "r2mae", {"kind": "r2mae", "low": a, "high": b, "per": config.r2mae_per})}
+    return out + [named[m] for m in config.baselines]
+
+
+# ------------------------------------------------------------------------------------------ masking step
+class ProgressClock:
+    """A ratio sampler wrapper that remembers the training progress t of its last draw.
+
+    Why: :func:`r2mae_core.train.pretrain` passes t = step / total to the sampler only; a step function that
+    depends on t (the span curriculum) reads it here, which stays right when a run resumes from a checkpoint.
+    """
+
+    def __init__(self, base: masking.RatioSampler):
+        self.base, self.progress = base, 0.0
+
+    def sample(self, batch_size: int, *, generator, progress: float = 0.0):
+        self.progress = float(progress)
+        return self.base.sample(batch_size, generator=generator, progress=progress)
+
+
+@dataclass
+class DNAMLMStep:
+    """``step_fn`` of :func:`r2mae_core.train.pretrain` for DNA token models.
+
+    Eligible tokens: nucleotides / k-mers only (ids > N; never specials, ``[UNK]``, N or padding). Exactly
+    ``round(m · n_eligible)`` of them are selected per row — independently (random subset, BERT / DNABERT /
+    Nucleotide Transformer / Caduceus) or, with a ``clock``, in contiguous spans of mean length
+    ``span_start + (span_end − span_start) · t`` at training progress t (the span curriculum, in the spirit of
+    RandomMask, Liang et al. 2023, whose masked spans widen during training) — then corrupted 80/10/10 with random
+    replacements drawn from the nucleotide / k-mer ids only (``first_random_id`` up).
+    """
+
+    first_random_id: int
+    span_start: float = 1.0
+    span_end: float = 1.0
+    clock: ProgressClock | None = None
+
+    def mean_span(self) -> float:
+        t = self.clock.progress if self.clock is not None else 0.0
+        return self.span_start + (self.span_end - self.span_start) * t
+
+    def __call__(self, model, batch: torch.Tensor, ratios: torch.Tensor, generator: torch.Generator):
+        tokens = batch.cpu()
+        eligible = tokens > dna.N_ID  # (B, L)
+        if self.clock is None:
+            mask = masking.random_subset_mask(ratios, tokens.shape[1], generator=generator, eligible=eligible).mask
+        else:
+            mask = masking.span_mask(ratios, tokens.shape[1], mean_span=self.mean_span(), generator=generator,
+                                     eligible=eligible)
+        corrupted, labels = masking.bert_corruption(tokens, mask, mask_token_id=dna.MASK_ID,
+                                                    vocab_size=model.config.vocab_size, generator=generator,
+                                                    random_token_low=self.first_random_id)
+        return model(corrupted.to(batch.device), labels.to(batch.device))
+
+
+def _sampler(spec: dict):
+    if spec["kind"] == "curriculum":
+        return ProgressClock(masking.Fixed(spec["ratio"]))
+    return masking.make_sampler(spec)
+
+
+def _step_fn(spec: dict | None, sampler, config: Config) -> DNAMLMStep:
+    first = config.tokenizer.first_random_id
+    if spec is not None and spec["kind"] == "curriculum":
+        return DNAMLMStep(first, spec["span_start"], spec["span_end"], clock=sampler)
+    return DNAMLMStep(first)
+
+
+# ----------------------------------------------------------------------------------------------- data
+def _corpus_spec(config: Config) -> dict:
+    return {"kmer": config.kmer, "window": config.window, "genomes": sorted(config.genomes),
+            "pretrain_windows": config.pretrain_windows, "pretrain_max_n_frac": config.pretrain_max_n_frac,
+            "rc_augment": config.rc_augment, "mlm_eval": config.mlm_eval, "probe_train": config.probe_train,
+            "probe_eval": config.probe_eval, "split_seed": _SPLIT_SEED, "format": 1}
+
+
+def _data_checksum(genomes=()) -> str:
+    names = ["dm_genes", "dm_chr2r", "dm_promoters", "bacteria", *sorted(set(genomes) - {"dm_chr2r", "bacteria"})]
+    return "".join(datasets.fingerprint(n) for n in names)
+
+
+def _subsample(table: pd.DataFrame, caps: dict[str, int], rng: np.random.Generator) -> pd.DataFrame:
+    """At most ``caps[split]`` rows per class in each split (drawn at random, table order kept)."""
+    keep = []
+    for (split, _), part in table.groupby(["split", "label"], sort=True):
+        n = min(len(part), caps[split])
+        keep.append(part.index[np.sort(rng.choice(len(part), size=n, replace=False))])
+    return table.loc[np.sort(np.concatenate(keep))].reset_index(drop=True)
+
+
+def _overlap_count(windows: pd.DataFrame, intervals: pd.DataFrame) -> int:
+    """Rows of ``windows`` (record, start, end) overlapping any interval of ``intervals`` on the same record."""
+    n = 0
+    for record, part in windows.groupby("record"):
+        other = intervals[intervals["record"] == record].sort_values("start")
+        if other.empty:
+            continue
+        s, e = other["start"].to_numpy(), np.maximum.accumulate(other["end"].to_numpy())
+        idx = np.searchsorted(s, part["end"].to_numpy(), side="left") - 1
+        ok = idx >= 0
+        n += int((e[idx[ok]] > part["start"].to_numpy()[ok]).sum())
+    return n
+
+
+def _encode(tok: dna.DNATokenizer, codes: list[np.ndarray]) -> np.ndarray:
+    """(N, 1 + n_tokens) int32 ids, ``[CLS]`` first, of equal-length code arrays."""
+    body = np.stack([tok.encode(c) for c in codes]) if codes else np.zeros((0, tok.n_tokens(0)), np.int64)
+    return np.concatenate([np.full((len(body), 1), dna.CLS_ID), body], axis=1).astype(np.int32)
+
+
+def _build_tasks(spec: dict, fly: dict, bacteria) -> dict[str, dna.Task]:
+    window, seed = spec["window"], spec["split_seed"]
+    n_cls_species = bacteria.metadata["species"].nunique()
+    per_train = -(-(spec["probe_train"] + spec["probe_eval"]) // n_cls_species)
+    tasks = {"exon_intron": dna.exon_intron_task(fly["dm_genes"], window=window, chr2r=fly["dm_chr2r"], seed=seed),
+             "promoter": dna.promoter_task(fly["dm_promoters"], fly["dm_chr2r"], length=window, seed=seed),
+             "species": dna.species_task(bacteria, min_length=window, max_length=window, n_train=per_train,
+                                         n_test=-(-spec["probe_eval"] // n_cls_species), seed=seed)}
+    return {name: dna.with_validation(t, _VAL_FRACTION, seed=seed, unit="row" if name == "species" else "group")
+            for name, t in tasks.items()}
+
+
+def _build_corpus(spec: dict) -> dict:
+    tok = dna.DNATokenizer(spec["kmer"])
+    rng = numpy_generator(spec["split_seed"])
+    genomes = {g: datasets.load(g) for g in sorted(set(spec["genomes"]) | {"dm_chr2r", "bacteria"})}
+    fly = {"dm_genes": datasets.load("dm_genes"), "dm_chr2r": genomes["dm_chr2r"],
+           "dm_promoters": datasets.load("dm_promoters")}
+    tasks = _build_tasks(spec, fly, genomes["bacteria"])
+    out = {"tasks": {}, "summary": [], "pretrain": [], "classes": {}}
+    # pretraining text: every genome minus the test sources of every task, N runs cut, tiled windows
+    tiles = []
+    for g in spec["genomes"]:
+        regions = dna.pretraining_regions(genomes[g], list(tasks.values()))
+        t = dna.tile_regions(genomes[g], regions, spec["window"], max_n_frac=spec["pretrain_max_n_frac"])
+        tiles.append(t.assign(genome=g))
+        out["pretrain"].append({"genome": g, "genome_bp": int(sum(len(r) for r in genomes[g].records.values())),
+                                "pretraining_bp": int(regions["length"].sum()), "windows_available": len(t)})
+    tiles = pd.concat(tiles, ignore_index=True)
+    pick = np.sort(rng.choice(len(tiles), size=min(spec["pretrain_windows"], len(tiles)), replace=False))
+    chosen = tiles.iloc[pick].reset_index(drop=True)
+    codes = [genomes[g].records[r][a:b] for g, r, a, b in chosen[["genome", "record", "start", "end"]].itertuples(
+        index=False)]
+    if spec["rc_augment"]:
+        codes += [dna.reverse_complement(c) for c in codes]
+    out["pretrain_ids"] = _encode(tok, codes)
+    for row in out["pretrain"]:
+        row["windows_used"] = int((chosen["genome"] == row["genome"]).sum()) * (2 if spec["rc_augment"] else 1)
+    # held-out text for the masked-nucleotide evaluation: the test sources on chr2R
+    held_tiles = dna.tile_regions(genomes["dm_chr2r"], _test_source_regions(tasks), spec["window"])
+    mlm = held_tiles.iloc[np.sort(rng.choice(len(held_tiles), size=min(spec["mlm_eval"], len(held_tiles)),
+                                             replace=False))]
+    out["mlm_ids"] = _encode(tok, [genomes["dm_chr2r"].records[r][a:b] for r, a, b in
+                                   mlm[["record", "start", "end"]].itertuples(index=False)])
+    overlap_mlm = _overlap_count(mlm, chosen)
+    # probe subsets, tokenised
+    caps = {"train": spec["probe_train"], "val": spec["probe_eval"], "test": spec["probe_eval"]}
+    for name, task in tasks.items():
+        k = len(task.classes)
+        table = _subsample(task.table, {s: c // k for s, c in caps.items()}, rng)
+        overlap = _overlap_count(table[table["split"] == "test"].assign(
+            record=lambda d: d["record"].astype(str)), chosen)
+        out["tasks"][name] = {}
+        for split in ("train", "val", "test"):
+            part = table[table["split"] == split]
+            enc = dna.tokenize_windows(part["sequence"].tolist(), tok, 1 + tok.n_tokens(spec["window"]))
+            out["tasks"][name][split] = {"ids": enc["input_ids"].astype(np.int32), "attn": enc["attention_mask"],
+                                         "y": part["y"].to_numpy(np.int64), "text": part["sequence"].tolist()}
+            for label, g in part.groupby("label", sort=True):
+                out["summary"].append({
+                    "task": name, "split": split, "label": label, "windows": len(g),
+                    "fraction": len(g) / len(part), "groups": g["group"].nunique(),
+                    "unit": {"exon_intron": "gene", "promoter": "1 Mb block", "species": "strain"}[name],
+                    "gc": float(g["gc"].mean()), "softmask_frac": float(g["softmask_frac"].mean()),
+                    "test_overlap_pretraining": overlap if split == "test" else 0})
+        out["classes"][name] = list(task.classes)
+    out["mlm_overlap_pretraining"] = overlap_mlm
+    return out
+
+
+def _test_source_regions(tasks: dict[str, dna.Task]) -> pd.DataFrame:
+    """Merged test sources (test genes, test blocks) on chr2R."""
+    src = pd.concat([tasks[t].test_sources for t in ("exon_intron", "promoter")], ignore_index=True)
+    src = src[src["record"] == "chr2R"].sort_values("start")
+    merged = []
+    for a, b in src[["start", "end"]].to_numpy(np.int64):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return pd.DataFrame({"record": "chr2R", "start": [m[0] for m in merged], "end": [m[1] for m in merged]})
+
+
+@lru_cache(maxsize=2)
+def _corpus_cached(key: str, spec_items: tuple) -> dict:
+    spec = {k: list(v) if isinstance(v, tuple) else v for k, v in spec_items}
+    return cached("dna_corpus", spec, lambda: _build_corpus(spec), data_checksum=_data_checksum(spec["genomes"]))
+
+
+def corpus(config: Config) -> dict:
+    """Tasks (tokenised probe subsets per split), pretraining ids and held-out evaluation ids (cached)."""
+    spec = _corpus_spec(config)
+    items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.items()))
+    return _corpus_cached(cache_key("dna_corpus", spec), items)
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def _mlm_eval(model, ids: np.ndarray, ratio: float, config: Config, device, batch: int = 256) -> tuple[float, float]:
+    """Masked-token cross-entropy (nats) and accuracy over the corrupted tokens at ``ratio`` (independent
+    masking; the same masks for every model)."""
+    gen = torch_generator(_EVAL_SEED + int(round(ratio * 1000)))
+    step = DNAMLMStep(config.tokenizer.first_random_id)
+    total, correct, n = 0.0, 0, 0
+    for i in range(0, len(ids), batch):
+        x = torch.as_tensor(ids[i:i + batch], dtype=torch.long)
+        out = step(model, x.to(device), torch.full((x.shape[0],), float(ratio), dtype=torch.float64), gen)
+        m = int(out.mask.sum())
+        total += float(out.loss) * m
+        correct += int((out.pred.argmax(-1).cpu() == x[out.mask.cpu()]).sum())
+        n += m
+    return total / max(n, 1), correct / max(n, 1)
+
+
+def _task_rows(task: str, res: dict, binary: bool) -> list[dict]:
+    metric_keys = {"mcc": "mcc", "f1": "f1" if binary else "macro_f1", "acc": "acc"}
+    return [{"split": split, "task": task, "metric": m, "value": res[f"{split}_{k}"]}
+            for split in ("val", "test") for m, k in metric_keys.items()]
+
+
+def _evaluate(model, corp: dict, config: Config) -> list[dict]:
+    """Masked-nucleotide loss / accuracy / perplexity on held-out text at the test ratios, and a linear probe
+    (C chosen on validation MCC) on mean-pooled frozen features of every task (rows: split/task/metric)."""
+    device = torch.device(config.device)
+    model = model.to(device).eval()
+    rows = []
+    for r in config.test_ratios:
+        loss, acc = _mlm_eval(model, corp["mlm_ids"], r, config, device)
+        rows += [{"split": "test", "task": f"mlm@{r:g}", "metric": m, "value": v}
+                 for m, v in (("loss", loss), ("acc", acc), ("perplexity", math.exp(loss)))]
+    for task, d in corp["tasks"].items():
+        feats = {s: _features(model, d[s]["ids"].astype(np.int64), d[s]["attn"], device) for s in d}
+        res = probe(*[(feats[s], d[s]["y"]) for s in ("train", "val", "test")], metric="mcc")
+        binary = len(corp["classes"][task]) == 2
+        rows += _task_rows(task, res, binary)
+        if config.finetune_epochs:
+            ft = finetune(model, *[(d[s]["ids"].astype(np.int64), d[s]["attn"], d[s]["y"])
+                                   for s in ("train", "val", "test")], metric="mcc",
+                          epochs=config.finetune_epochs, lr=config.finetune_lr, device=device)
+            rows += _task_rows(f"{task}_ft", ft, binary)
+    return rows
+
+
+def train_and_evaluate(config: Config, method: str, kind: str, spec: dict | None, size: str,
+                       seed_index: int) -> dict:
+    """One cached run: pretrain (checkpointed, resumable) then :func:`_evaluate`; ``spec=None`` = random init."""
+    seed = config.seeds()[seed_index]
+    model_cfg = {"vocab_size": config.tokenizer.vocab_size, "max_len": config.seq_len, **SIZES[size]}
+    train_cfg = {"steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "warmup": config.warmup,
+                 "weight_decay": config.weight_decay}
+    key = {"model": model_cfg, "sampler": spec, "train": train_cfg if spec is not None else None, "seed": seed,
+           "corpus": _corpus_spec(config), "test_ratios": config.test_ratios, "format": 1}
+    if config.finetune_epochs:
+        key["finetune"] = {"epochs": config.finetune_epochs, "lr": config.finetune_lr}
+
+    def compute():
+        corp = corpus(config)
+        model = build_model("text_encoder", seed=seed, **model_cfg)
+        history, seconds = pd.DataFrame(), 0.0
+        if spec is not None:
+            ckpt = cache_root() / "dna_models" / f"{cache_key('dna_models', key)}.pt"
+            sampler = _sampler(spec)
+            res = pretrain(model, torch.as_tensor(corp["pretrain_ids"], dtype=torch.long), sampler=sampler,
+                           seed=seed, device=config.device, grad_clip=1.0, step_fn=_step_fn(spec, sampler, config),
+                           progress=False, checkpoint_path=ckpt, checkpoint_every=max(500, config.steps // 4),
+                           **train_cfg)
+            model, seconds = res.model, float(res.history["seconds"].iloc[-1])
+            every = max(1, config.steps // 50)
+            history = res.history.iloc[::every][["step", "loss", "ratio_mean"]].reset_index(drop=True)
+            ckpt.unlink(missing_ok=True)  # the cache entry below replaces it
+        return {"metrics": _evaluate(model, corp, config), "history": history, "seconds": seconds}
+
+    return cached("dna_runs", key, compute, data_checksum=_data_checksum(config.genomes))
+
+
+def _kmer_rows(corp: dict, k: int) -> list[dict]:
+    """Overlapping k-mer counts (all lengths 1..k, sklearn ``CountVectorizer``) + L2 logistic regression
+    (sklearn ``LogisticRegression``), ``C`` chosen on validation MCC: the alignment-free reference."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    rows = []
+    for task, d in corp["tasks"].items():
+        vec = CountVectorizer(analyzer="char", ngram_range=(1, k), lowercase=False).fit(d["train"]["text"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter caps the cost; C is chosen on val
+            res = probe(*[(vec.transform(d[s]["text"]).astype(np.float64), d[s]["y"])
+                          for s in ("train", "val", "test")], metric="mcc", Cs=(0.01, 0.1, 1.0), max_iter=300)
+        rows += _task_rows(task, res, len(corp["classes"][task]) == 2)
+    return rows
+
+
+def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
+    """The study: fixed-ratio sweep at every size, baselines at the main size, random-init and k-mer rows.
+
+    ``config.threads`` > 0 sets torch's intra-op threads for the duration (restored on return). Thread counts are
+    not part of the cache key.
+
+    Returns
+    -------
+    dict of DataFrame
+        ``metrics`` (method, kind, ratio, size, seed, split, task, metric, value), ``history`` (method, size,
+        seed, step, loss, ratio_mean), ``runs`` (method, size, seed, seconds, tokens), ``tasks`` (per task,
+        split and label: windows, fraction, held-out groups, GC, soft-masked fraction, test windows overlapping
+        pretraining text) and ``pretraining`` (per genome: bp, usable bp, windows).
+    """
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _run(config, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
+    from tqdm.auto import tqdm
+
+    corp = corpus(config)
+    plan = [(f"fixed {r:g}", "fixed", {"kind": "fixed", "ratio": float(r)}, size)
+            for size in config.sizes if size != config.main_size for r in config.sweep_ratios]
+    plan += [(*m, config.main_size) for m in config.methods()]
+    plan.append(("random init", "reference", None, config.main_size))
+    metrics, history, runs = [], [], []
+    jobs = [(p, i) for i in range(config.n_seeds) for p in plan]
+    for (method, kind, spec, size), i in tqdm(jobs, desc="04 runs", disable=not progress):
+        out = train_and_evaluate(config, method, kind, spec, size, i)
+        ratio = spec["ratio"] if kind == "fixed" else float("nan")
+        tag = {"method": method, "kind": kind, "ratio": ratio, "size": size, "seed": i}
+        metrics += [{**tag, **row} for row in out["metrics"]]
+        if len(out["history"]):
+            history.append(out["history"].assign(method=method, size=size, seed=i))
+        runs.append({"method": method, "size": size, "seed": i, "seconds": out["seconds"],
+                     "tokens": config.steps * config.batch_size * config.seq_len if spec is not None else 0})
+    tag = {"method": "k-mer counts + LR", "kind": "reference", "ratio": float("nan"), "size": "-"}
+    kmer = cached("dna_kmer_counts", {**_corpus_spec(config), "k": config.kmer_counts_k},
+                  lambda: _kmer_rows(corp, config.kmer_counts_k), data_checksum=_data_checksum(config.genomes))
+    metrics += [{**tag, "seed": i, **row} for row in kmer for i in range(config.n_seeds)]
+    pre = pd.DataFrame(corp["pretrain"]).assign(window_bp=config.window, tokens_per_window=config.seq_len,
+                                                rc_augment=config.rc_augment)
+    tasks = pd.DataFrame(corp["summary"])
+    mlm = pd.DataFrame([{"task": "masked-nucleotide eval (test sources, chr2R)", "split": "test", "label": "-",
+                         "windows": len(corp["mlm_ids"]), "fraction": 1.0, "groups": np.nan, "unit": "-",
+                         "gc": np.nan, "softmask_frac": np.nan,
+                         "test_overlap_pretraining": corp["mlm_overlap_pretraining"]}])
+    return {"metrics": pd.DataFrame(metrics), "history": pd.concat(history, ignore_index=True) if history else
+            pd.DataFrame(columns=["step", "loss", "ratio_mean", "method", "size", "seed"]),
+            "runs": pd.DataFrame(runs), "tasks": pd.concat([tasks, mlm], ignore_index=True), "pretraining": pre}
+
+
+def config_dict(config: Config) -> dict:
+    """The config as plain values (for the notebook's record)."""
+    return asdict(config)

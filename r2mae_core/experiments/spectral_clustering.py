@@ -1,0 +1,384 @@
+"""06_spectral_clustering: mask models as low-rank recovery and token-level contrastive learners.
+
+Reproduces the analyses of "Mask Models are Token Level Contrastive Learners" (NeurIPS 2023 submission; *the
+2023 paper*) on the ViT-MAEs of 02_vision (Fashion-MNIST, 4×4 patches: a 7×7 token grid). ``run(config)``
+trains (resumably, cached, through :mod:`~r2mae_core.experiments.image_runs`) or reloads every run the config
+names and returns tidy tables; :mod:`r2mae_core.experiments.spectral_claims` turns them into the claims T1–T6.
+
+Runs (one :class:`~r2mae_core.experiments.image_runs.RunSpec` each; a spec equal to one of 02's is the same cache
+entry, so 02's checkpoints and evaluations are reused, e.g. the full profiles share every ViT-S run):
+
+- **ratio runs** (Fig. 2, Theorem 4.3): ViT at each fixed ratio of ``ratios``, the first ``ratio_seeds`` seeds.
+- **probe runs** (Table 1, Fig. 3, spectral clustering): ViT at ``probe_ratio`` for every seed.
+- **heads runs** (Table 2): the same ViT with each of ``head_counts`` attention heads at width ``heads_dim``
+  (``0``: the size preset's width), every seed; a heads run equal to the probe run (same width and heads) is the
+  probe run.
+
+Everything is scored on the official test images; nothing is tuned here (the LP's ``C`` is chosen on a held-out
+part of the probe's training images, as in 02).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .. import evaluate, models, spectral
+from .._rng import check_seed, child_seeds
+from ..cache import cached
+from ..data import fingerprint
+from ..models.blocks import images_to_tensor, patchify
+from ._checks import check_int, check_ratio
+from .image_runs import SIZES, EvalSpec, RunSpec, load_images, run_identity, splits, train_run
+from .image_runs import run as run_one
+
+__all__ = ["Config", "ratio_specs", "probe_specs", "heads_specs", "component_table", "segmentation_table",
+           "table1_probes", "run"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """One 06_spectral_clustering study (smoke defaults; ``parameters/{quick,full}/06_spectral_clustering.yaml``).
+
+    Attributes
+    ----------
+    seed, n_seeds
+        Master seed; runs use ``n_seeds`` child seeds (``SeedSequence``, the same children as 02 for the same
+        master seed), shared by every variant so differences are paired by seed. Masks and k-means use ``seed``.
+    dataset, n_val, n_pretrain, steps, batch_size, lr
+        Data and the pretraining schedule of every run (``n_pretrain = 0``: every non-validation image).
+    vit_size, vit_patch, vit_pool
+        The ViT (a key of ``image_runs.SIZES["vit"]``), its patch side and pooling (as 02's method comparison).
+    ratios, ratio_seeds, n_components, min_energy, n_test_images, bound_batch
+        Fig. 2 and Theorem 4.3: training ratios, seeds per ratio, SVD components ``i = 1..n_components`` (a
+        component with less than ``min_energy`` of its matrix's energy is left out: its relative distance is
+        ill-conditioned, see :func:`r2mae_core.spectral.component_distances`), test images factorised (each
+        masked at its model's training ratio) and the batch size of the bound check.
+    probe_ratio, n_probe_train, n_probe_eval, knn_k, bn_lp_epochs, ft_epochs, test_ratios
+        Table 1/2: the probe runs' ratio and the evaluation (``image_runs.EvalSpec``). LP, BN+LP and partial
+        fine-tuning (head and the last block's ``qkv`` projection) all train for ``bn_lp_epochs`` epochs, so the
+        three differ only in what is trained; ``ft_epochs`` is full fine-tuning (0: skip).
+    head_counts, heads_dim
+        Table 2: attention heads compared at the same width ``heads_dim`` (0: the size preset's width).
+    seg_ks, n_seg_images, n_show, kmeans_init
+        Fig. 3 and spectral clustering: clusters per image, test images scored, images drawn, k-means restarts.
+    """
+
+    seed: int = 0
+    n_seeds: int = 2
+    dataset: str = "fashion_mnist"
+    n_val: int = 10000
+    n_pretrain: int = 1000
+    steps: int = 10
+    batch_size: int = 64
+    lr: float = 1.5e-3
+    vit_size: str = "S"
+    vit_patch: int = 4
+    vit_pool: str = "mean"
+    ratios: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+    ratio_seeds: int = 1
+    n_components: int = 5
+    min_energy: float = 1e-4
+    n_test_images: int = 32
+    bound_batch: int = 16
+    probe_ratio: float = 0.8
+    n_probe_train: int = 300
+    n_probe_eval: int = 200
+    knn_k: int = 20
+    bn_lp_epochs: int = 2
+    ft_epochs: int = 1
+    test_ratios: tuple[float, ...] = (0.75,)
+    head_counts: tuple[int, ...] = (2, 4)
+    heads_dim: int = 0
+    seg_ks: tuple[int, ...] = (2, 3, 4)
+    n_seg_images: int = 16
+    n_show: int = 4
+    kmeans_init: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("ratios", "test_ratios", "head_counts", "seg_ks"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_seed(self.seed)
+        for name, low in (("n_seeds", 1), ("ratio_seeds", 1), ("n_pretrain", 0), ("steps", 1), ("batch_size", 1),
+                          ("n_components", 2), ("n_test_images", 1), ("bound_batch", 1), ("n_probe_train", 10),
+                          ("n_probe_eval", 1), ("bn_lp_epochs", 1), ("ft_epochs", 0),
+                          ("heads_dim", 0), ("n_seg_images", 1), ("n_show", 1), ("kmeans_init", 1),
+                          ("vit_patch", 1)):
+            check_int(name, getattr(self, name), low)
+        if self.ratio_seeds > self.n_seeds:
+            raise ValueError(f"ratio_seeds={self.ratio_seeds!r} is not allowed: use at most n_seeds={self.n_seeds}")
+        if self.n_show > self.n_seg_images:
+            raise ValueError(f"n_show={self.n_show!r} is not allowed: use at most n_seg_images={self.n_seg_images}")
+        for name in ("ratios", "test_ratios"):
+            if len(getattr(self, name)) < (2 if name == "ratios" else 1):
+                raise ValueError(f"{name}={list(getattr(self, name))!r} is not allowed: give at least "
+                                 f"{2 if name == 'ratios' else 1} mask ratios")
+            for v in getattr(self, name):
+                check_ratio(name, v)
+        if len(set(self.ratios)) != len(self.ratios) or list(self.ratios) != sorted(self.ratios):
+            raise ValueError(f"ratios={list(self.ratios)!r} is not allowed: use distinct increasing mask ratios")
+        check_ratio("probe_ratio", self.probe_ratio)
+        if isinstance(self.min_energy, bool) or not isinstance(self.min_energy, int | float) \
+                or not 0 <= self.min_energy < 1:
+            raise ValueError(f"min_energy={self.min_energy!r} is not allowed: use a share of the energy in [0, 1)")
+        if len(self.head_counts) != 2 or not 0 < self.head_counts[0] < self.head_counts[1] \
+                or any(isinstance(h, bool) or not isinstance(h, int) for h in self.head_counts):
+            raise ValueError(f"head_counts={list(self.head_counts)!r} is not allowed: use two increasing positive "
+                             "integers [fewer, more]")
+        if self.vit_size not in SIZES["vit"]:
+            raise ValueError(f"vit_size={self.vit_size!r} is not allowed: use one of {', '.join(SIZES['vit'])}")
+        width = self.width
+        for h in self.head_counts:
+            if width % h or width % 4:
+                raise ValueError(f"heads_dim={width!r} is not allowed with head_counts={list(self.head_counts)}: "
+                                 "use a width divisible by 4 and by both head counts")
+        L = (28 // self.vit_patch) ** 2
+        if not self.seg_ks or any(isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= L
+                                  for k in self.seg_ks):
+            raise ValueError(f"seg_ks={list(self.seg_ks)!r} is not allowed: use integers in 2..{L} (patches)")
+        self.evaluation()
+        self.spec(self.probe_ratio, 0)  # one clear line for a bad model setting
+
+    @property
+    def seeds(self) -> list[int]:
+        """The run seeds (children of ``seed``, as in 02), shared by every variant."""
+        return child_seeds(self.seed, self.n_seeds)
+
+    @property
+    def width(self) -> int:
+        """Width of the heads comparison."""
+        return self.heads_dim or SIZES["vit"][self.vit_size]["dim"]
+
+    def evaluation(self) -> EvalSpec:
+        """The probes' :class:`~r2mae_core.experiments.image_runs.EvalSpec` (equal to 02's for equal settings, so
+        02's cached evaluations are reused)."""
+        return EvalSpec(test_ratios=self.test_ratios, n_probe_train=self.n_probe_train,
+                        n_probe_eval=self.n_probe_eval, knn_k=self.knn_k, bn_lp_epochs=self.bn_lp_epochs,
+                        ft_epochs=self.ft_epochs, probe_solver="auto")
+
+    def spec(self, ratio: float, seed: int, heads: int | None = None) -> RunSpec:
+        """The run at a fixed ``ratio``; ``heads`` (with :attr:`width`) only where it differs from the size preset,
+        so a run equal to 02's has 02's spec and cache key."""
+        overrides = {"pool": self.vit_pool, "patch": self.vit_patch}
+        if heads is not None:
+            preset = SIZES["vit"][self.vit_size]
+            if self.width != preset["dim"]:
+                overrides["dim"] = self.width
+            if heads != preset["heads"]:
+                overrides["heads"] = heads
+        return RunSpec(family="vit", size=self.vit_size, sampler={"kind": "fixed", "ratio": float(ratio)}, seed=seed,
+                       steps=self.steps, batch_size=self.batch_size, lr=self.lr, dataset=self.dataset,
+                       n_val=self.n_val, n_pretrain=self.n_pretrain or None, overrides=overrides)
+
+
+def ratio_specs(config: Config) -> list[RunSpec]:
+    """Fig. 2 / Theorem 4.3 runs: every ratio × the first ``ratio_seeds`` seeds."""
+    return [config.spec(r, s) for r in config.ratios for s in config.seeds[: config.ratio_seeds]]
+
+
+def probe_specs(config: Config) -> list[RunSpec]:
+    """Table 1 runs: ``probe_ratio`` × every seed."""
+    return [config.spec(config.probe_ratio, s) for s in config.seeds]
+
+
+def heads_specs(config: Config) -> dict[int, list[RunSpec]]:
+    """Table 2 runs: per head count, ``probe_ratio`` × every seed at width :attr:`Config.width`."""
+    return {h: [config.spec(config.probe_ratio, s, heads=h) for s in config.seeds] for h in config.head_counts}
+
+
+def _slope(d: np.ndarray) -> float:
+    """Least-squares slope of ``d_i`` against ``i = 1, 2, ...`` over the finite entries (NaN with fewer than 2)."""
+    ok = np.isfinite(d)
+    if ok.sum() < 2:
+        return float("nan")
+    i = np.arange(1, len(d) + 1)[ok]
+    return float(np.polyfit(i, d[ok], 1)[0])
+
+
+def component_table(spec: RunSpec, config: Config, *, device: str = "cpu") -> dict[str, pd.DataFrame]:
+    """Fig. 2 and Theorem 4.3 on one ratio run (cached): SVD-component distances and both sides of the bound.
+
+    The first ``n_test_images`` test images are masked at the run's training ratio (masks from ``config.seed``:
+    every run of that ratio sees the same masks); per image, :func:`r2mae_core.spectral.component_distances` of
+    its masked-patch matrix :math:`X_0` and reconstruction :math:`\\hat X_0`
+    (:func:`r2mae_core.spectral.masked_patch_matrices`); per batch of ``bound_batch`` images,
+    :func:`r2mae_core.spectral.spectral_bound` with ``M`` the stacked reconstructions and ``N`` the stacked targets
+    (masked patches × pixels); per image, the same bound on its own matrices.
+
+    Returns
+    -------
+    dict
+        ``components``: one row per (image, component ``i``) with ``distance``; ``images``: one row per image with
+        its ``slope`` (least-squares slope of ``d_i`` over ``i``) and per-image bound ``lhs``/``rhs``/``ratio``;
+        ``batches``: one row per test batch with ``lhs``, ``rhs``, ``ratio``, ``holds``.
+    """
+    ratio = float(spec.sampler["ratio"])
+
+    def compute() -> dict[str, pd.DataFrame]:
+        model = train_run(spec, device=device, progress=False).model
+        images = load_images(spec.dataset).test_images[: config.n_test_images]
+        mp = spectral.masked_patch_matrices(model, images, ratio, seed=config.seed, device=device)
+        d = spectral.component_distances(mp.targets, mp.preds, k=config.n_components,
+                                         min_energy=config.min_energy)  # (N, k)
+        n = len(d)
+        comps = pd.DataFrame({"image": np.repeat(np.arange(n), d.shape[1]),
+                              "component": np.tile(np.arange(1, d.shape[1] + 1), n), "distance": d.ravel()})
+        per_image = spectral.spectral_bound(mp.preds.astype(np.float64), mp.targets.astype(np.float64))
+        imgs = pd.DataFrame({"image": np.arange(n), "slope": [_slope(row) for row in d], "lhs": per_image.lhs,
+                             "rhs": per_image.rhs, "bound_ratio": per_image.ratio})
+        rows = []
+        for b, start in enumerate(range(0, n, config.bound_batch)):
+            M = mp.preds[start:start + config.bound_batch].reshape(-1, mp.preds.shape[-1]).astype(np.float64)
+            N = mp.targets[start:start + config.bound_batch].reshape(-1, mp.targets.shape[-1]).astype(np.float64)
+            bound = spectral.spectral_bound(M, N)
+            rows.append({"batch": b, "lhs": bound.lhs, "rhs": bound.rhs, "bound_ratio": bound.ratio,
+                         "holds": bound.holds()})
+        return {"components": comps, "images": imgs, "batches": pd.DataFrame(rows)}
+
+    key = {"spec": run_identity(spec), "n_test_images": config.n_test_images, "k": config.n_components,
+           "min_energy": config.min_energy,
+           "mask_seed": config.seed, "bound_batch": config.bound_batch}
+    out = cached("spectral_components", key, compute, data_checksum=fingerprint(spec.dataset))
+    tag = {"ratio": ratio, "seed": spec.seed}
+    return {name: df.assign(**tag) for name, df in out.items()}
+
+
+def segmentation_table(spec: RunSpec, config: Config, *, device: str = "cpu") -> dict:
+    """Fig. 3 and the spectral-clustering comparison on one run (cached).
+
+    For each of the first ``n_seg_images`` test images and each ``k`` of ``seg_ks``: k-means labels
+    (:func:`r2mae_core.spectral.patch_kmeans`) of its patch features from three sources — the pretrained MAE's
+    encoder tokens (``"MAE"``), the same ViT randomly initialised (``"random init"``), and the raw patch pixels
+    (``"pixels"``, a reference: Fashion-MNIST's zero background makes pixel clustering nearly exact) — scored by
+    :func:`r2mae_core.spectral.foreground_agreement` (object IoU, best cluster → object assignment) and by
+    :func:`r2mae_core.spectral.cluster_nmi` against NJW spectral clustering of the raw patch pixels
+    (:func:`r2mae_core.spectral.spectral_embedding_clusters`, RBF affinity with the median bandwidth).
+    ``k = 1`` IoU (every patch object) is the ``"one cluster"`` baseline.
+
+    Returns
+    -------
+    dict
+        ``scores``: one row per (image, k, features) with ``iou`` and ``nmi``; ``examples``: the first ``n_show``
+        images (``(n, H, W)`` uint8), the object mask ``(n, L)`` and labels ``{(features, k): (n, L)}`` including
+        ``("spectral", k)``.
+    """
+    def compute() -> dict:
+        images = load_images(spec.dataset).test_images[: config.n_seg_images]
+        trained = train_run(spec, device=device, progress=False).model
+        random = models.build_model("vit", seed=spec.seed, **spec.model_config())
+        patch = spec.model_config()["patch"]
+        pixels = images_to_tensor(images)
+        feats = {"MAE": evaluate.extract_features(trained, images, tokens=True, device=device),
+                 "random init": evaluate.extract_features(random, images, tokens=True, device=device),
+                 "pixels": patchify(pixels, patch).numpy()}  # (n, L, D)
+        rows, labels = [], {}
+        n = len(images)
+        one = spectral.foreground_agreement(np.zeros((n, feats["pixels"].shape[1]), np.int64), images, patch)
+        for k in config.seg_ks:
+            spec_lab = np.stack([spectral.spectral_embedding_clusters(x, k, seed=config.seed,
+                                                                      n_init=config.kmeans_init)
+                                 for x in feats["pixels"]])
+            labels[("spectral", k)] = spec_lab[: config.n_show]
+            for name, f in feats.items():
+                lab = spectral.patch_kmeans(f, k, seed=config.seed, n_init=config.kmeans_init)  # (n, L)
+                labels[(name, k)] = lab[: config.n_show]
+                iou = spectral.foreground_agreement(lab, images, patch)
+                nmi = [spectral.cluster_nmi(a, b) for a, b in zip(lab, spec_lab, strict=True)]
+                rows += [{"image": i, "k": k, "features": name, "iou": iou[i], "nmi": nmi[i]} for i in range(n)]
+        rows += [{"image": i, "k": 1, "features": "one cluster", "iou": one[i], "nmi": np.nan} for i in range(n)]
+        examples = {"images": images[: config.n_show],
+                    "object": spectral.patch_object_mask(images[: config.n_show], patch), "labels": labels}
+        return {"scores": pd.DataFrame(rows), "examples": examples}
+
+    key = {"spec": run_identity(spec), "n_seg_images": config.n_seg_images, "ks": list(config.seg_ks),
+           "seed": config.seed, "n_show": config.n_show, "n_init": config.kmeans_init}
+    return cached("spectral_segmentation", key, compute, data_checksum=fingerprint(spec.dataset))
+
+
+def table1_probes(spec: RunSpec, evaluation: EvalSpec, *, partial: bool = True, device: str = "cpu") -> dict:
+    """The probes of the 2023 paper's Table 1 that 02 does not run (each cached), on the probes' images.
+
+    - ``lp_raw_test``: its LP, a linear head on the raw (un-normalised) frozen features trained exactly like
+      BN+LP (:func:`r2mae_core.evaluate.bn_linear_probe` with ``batch_norm=False``, ``bn_lp_epochs`` epochs), so
+      LP and BN+LP differ only by the BatchNorm. 02's ``lp_test`` standardises the features first and is kept
+      as a reference.
+    - ``partial_ft_test`` (when ``partial``): partial fine-tuning, the BN+linear head of BN+LP and the last
+      block's ``qkv`` projection trained (:func:`r2mae_core.evaluate.finetune`, ``mode="partial"``) for the same
+      ``bn_lp_epochs`` epochs.
+
+    Trained on the first ``n_probe_train`` non-validation images and scored on the first ``n_probe_eval`` test
+    images, as every probe of :func:`r2mae_core.experiments.image_runs.evaluate_model`.
+    """
+    data = load_images(spec.dataset)
+    tr = splits(spec.dataset, spec.n_val).pool[: evaluation.n_probe_train]
+    te = slice(0, evaluation.n_probe_eval)
+    x_tr, y_tr = data.train_images[tr], data.train_labels[tr]
+    x_te, y_te = data.test_images[te], data.test_labels[te]
+    key = {"spec": run_identity(spec), "n_train": evaluation.n_probe_train, "n_eval": evaluation.n_probe_eval,
+           "epochs": evaluation.bn_lp_epochs}
+
+    def raw_lp() -> float:
+        model = train_run(spec, device=device, progress=False).model
+        f_tr = evaluate.extract_features(model, x_tr, device=device)
+        f_te = evaluate.extract_features(model, x_te, device=device)
+        return float(evaluate.bn_linear_probe(f_tr, y_tr, f_te, y_te, epochs=evaluation.bn_lp_epochs,
+                                              seed=spec.seed, batch_norm=False).test_acc)
+
+    def partial_ft() -> float:
+        model = train_run(spec, device=device, progress=False).model
+        return float(evaluate.finetune(model, x_tr, y_tr, x_te, y_te, mode="partial", epochs=evaluation.bn_lp_epochs,
+                                       seed=spec.seed, device=device).test_acc)
+
+    checksum = fingerprint(spec.dataset)
+    out = {"lp_raw_test": cached("spectral_lp_raw", key, raw_lp, data_checksum=checksum)}
+    if partial:
+        out["partial_ft_test"] = cached("spectral_partial_ft", key, partial_ft, data_checksum=checksum)
+    return out
+
+
+def run(config: Config, *, device: str = "cpu", progress: bool = True, compile: bool = False) -> dict:
+    """Train (or reload) and analyse every run of the study, each cached; tidy results.
+
+    ``device`` and ``compile`` (``torch.compile`` for training on GPU) only change speed.
+
+    Returns
+    -------
+    dict
+        ``components``, ``images``, ``batches`` (Fig. 2 / Theorem 4.3 over the ratio runs, see
+        :func:`component_table`); ``probes`` (one row per probe run: ``lp_raw_test``, ``bn_lp_test``,
+        ``partial_ft_test``, ``ft_test``, ``lp_test`` (standardised), ...); ``heads`` (one row per heads run
+        with ``heads``); ``segmentation`` (scores of every probe run, with ``seed``, see
+        :func:`segmentation_table`) and ``examples`` (the first seed's).
+    """
+    evaluation = config.evaluation()
+    heads = heads_specs(config)
+    every = ratio_specs(config) + probe_specs(config) + [s for v in heads.values() for s in v]
+    jobs = list({repr(run_identity(s)): s for s in every}.values())  # runs shared by two analyses train once
+    bar = tqdm(jobs, desc="06 runs", disable=not progress)
+    for spec in bar:
+        bar.set_postfix_str(spec.label())
+        train_run(spec, device=device, progress=False, compile=compile)
+
+    parts = [component_table(s, config, device=device) for s in tqdm(ratio_specs(config), desc="06 Fig. 2",
+                                                                     disable=not progress)]
+    out = {name: pd.concat([p[name] for p in parts], ignore_index=True) for name in ("components", "images",
+                                                                                      "batches")}
+
+    def evaluated(spec: RunSpec, partial: bool = True) -> dict:
+        row = run_one(spec, evaluation, device=device, progress=False, compile=compile)
+        return {**row, **table1_probes(spec, evaluation, partial=partial, device=device)}
+
+    out["probes"] = pd.DataFrame([evaluated(s) for s in tqdm(probe_specs(config), desc="06 Table 1",
+                                                             disable=not progress)])
+    out["heads"] = pd.DataFrame([{"heads": h, **evaluated(s, partial=False)} for h, specs in heads.items() for s in
+                                 tqdm(specs, desc=f"06 Table 2 ({h} heads)", disable=not progress)])
+    segs = [segmentation_table(s, config, device=device) for s in tqdm(probe_specs(config), desc="06 Fig. 3",
+                                                                        disable=not progress)]
+    out["segmentation"] = pd.concat([seg["scores"].assign(seed=s.seed) for seg, s in
+                                     zip(segs, probe_specs(config), strict=True)], ignore_index=True)
+    out["examples"] = segs[0]["examples"]
+    out["width"] = config.width
+    return out

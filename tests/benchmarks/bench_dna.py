@@ -1,0 +1,80 @@
+"""DNA pretraining benchmarks (pytest-benchmark; not collected by the default test command).
+
+Run with ``./build.sh bench -k dna`` or
+``.venv/bin/python -m pytest tests/benchmarks/bench_dna.py --benchmark-only -s -p no:cacheprovider
+-o python_files='bench_*.py'``.
+
+Masked-nucleotide pretraining throughput (tokens/s, ``[CLS]`` included) of the text encoder with the DNA
+vocabulary at the quick-profile sizes (XS: width 32, 1 block; S: width 64, 2 blocks; single-nucleotide tokens,
+64 bp windows = 65 tokens, batch 32, R²MAE U[0.15, 0.45]) and the achieved FLOP/s as a fraction of this machine's
+dense fp32 matmul FLOP/s, both from one run of :func:`r2mae_core.train.pretrain` with
+:class:`r2mae_core.experiments.dna.DNAMLMStep`, at one torch thread (the quick profile's setting) and at the
+default thread count. Model FLOPs (forward + backward, the MLM head on the masked tokens only, at ratio 0.30 =
+the mean of the interval) are counted with ``torch.utils.flop_counter.FlopCounterMode``; masking, corruption and
+the optimizer's element-wise work are not counted.
+"""
+
+
+import numpy as np
+import pytest
+import torch
+from flops import matmul_flops_per_s
+from torch.utils.flop_counter import FlopCounterMode
+
+from r2mae_core import dna, masking
+from r2mae_core.experiments.dna import SIZES, DNAMLMStep
+from r2mae_core.models import build_model
+from r2mae_core.train import pretrain
+
+TOK = dna.DNATokenizer(1)
+WINDOW, BATCH = 64, 32
+SEQ = 1 + TOK.n_tokens(WINDOW)
+STEP = DNAMLMStep(TOK.first_random_id)
+
+
+def _model(size: str):
+    return build_model("text_encoder", vocab_size=TOK.vocab_size, max_len=SEQ, **SIZES[size])
+
+
+def _data(n: int = 1024) -> torch.Tensor:
+    """Random nucleotide windows, ``[CLS]`` first (no padding: DNA windows are full length)."""
+    x = torch.randint(TOK.first_random_id, TOK.vocab_size, (n, SEQ), generator=torch.Generator().manual_seed(0))
+    x[:, 0] = dna.CLS_ID
+    return x
+
+
+def step_flops(model, ratio: float) -> int:
+    """FLOPs of one forward + backward of the DNA MLM step at ``ratio``."""
+    with FlopCounterMode(display=False) as counter:
+        STEP(model, _data(BATCH), torch.full((BATCH,), ratio, dtype=torch.float64),
+             torch.Generator().manual_seed(0)).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def _pretrain(size: str, steps: int):
+    return pretrain(_model(size), _data(), sampler=masking.R2MAE(0.15, 0.45), steps=steps, batch_size=BATCH,
+                    lr=2e-3, step_fn=STEP, progress=False)
+
+
+@pytest.mark.parametrize("size", ["XS", "S"])
+@pytest.mark.parametrize("threads", [1, 0])
+def test_dna_mlm_pretrain_throughput(benchmark, size, threads):
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        res = benchmark.pedantic(_pretrain, args=(size, 30), rounds=2, iterations=1)
+        step_s = float(np.median(np.diff(res.history["seconds"].to_numpy())[3:]))
+        flops = step_flops(_model(size), 0.30)
+        peak = matmul_flops_per_s()
+        info = {"size": size, "threads": torch.get_num_threads(), "step_ms": 1e3 * step_s,
+                "tokens_per_s": BATCH * SEQ / step_s, "gflop_per_step": flops / 1e9,
+                "achieved_gflops": flops / step_s / 1e9, "matmul_fp32_gflops": peak / 1e9,
+                "fraction_of_matmul_peak": flops / step_s / peak}
+    finally:
+        torch.set_num_threads(before)
+    benchmark.extra_info.update(info)
+    print("\n[bench] DNA encoder masked-nucleotide pretraining:", {k: round(v, 4) if isinstance(v, float) else v
+                                                                   for k, v in info.items()})
+    assert info["tokens_per_s"] > 0 and 0 < info["fraction_of_matmul_peak"] < 1.5
