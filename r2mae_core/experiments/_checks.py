@@ -3,7 +3,7 @@ and what is allowed."""
 
 from __future__ import annotations
 
-__all__ = ["check_int", "check_ratio"]
+__all__ = ["check_int", "check_ratio", "check_sweep"]
 
 
 def check_int(name: str, value, low: int) -> None:
@@ -16,3 +16,19 @@ def check_ratio(name: str, value) -> None:
     """``value`` must be a mask ratio in the open interval (0, 1)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
         raise ValueError(f"{name}={value!r} is not allowed: use a mask ratio in the open interval (0, 1)")
+
+
+def check_sweep(config, sizes: dict) -> None:
+    """The model sizes and ratios of a section config: ``config.sizes`` non-empty and, with ``main_size``, keys of
+    ``sizes``; ``main_size`` among ``config.sizes``; at least one sweep ratio; every sweep and test ratio a mask
+    ratio in (0, 1)."""
+    unknown = [s for s in (*config.sizes, config.main_size) if s not in sizes]
+    if unknown or not config.sizes:
+        raise ValueError(f"size={unknown[0] if unknown else None!r} is not allowed: use one of {list(sizes)}")
+    if config.main_size not in config.sizes:
+        raise ValueError(f"main_size={config.main_size!r} is not allowed: use one of sizes {config.sizes}")
+    if not config.sweep_ratios:
+        raise ValueError("sweep_ratios=() is not allowed: give at least one fixed ratio")
+    for name in ("sweep_ratios", "test_ratios"):
+        for value in getattr(config, name):
+            check_ratio(name, value)

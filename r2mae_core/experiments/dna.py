@@ -40,11 +40,11 @@ import torch
 from .. import data as datasets
 from .. import dna, masking
 from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
-from ..cache import cache_key, cache_root, cached
+from ..cache import cache_key, cached
 from ..models import build_model
-from ..train import pretrain
-from ._checks import check_int, check_ratio
-from .language import SIZES, _features, finetune, probe
+from . import _token_runs as token_runs
+from ._checks import check_int, check_ratio, check_sweep
+from .language import SIZES, finetune, probe
 
 __all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "run", "methods", "corpus", "train_and_evaluate",
            "DNAMLMStep", "ProgressClock", "config_dict"]
@@ -115,16 +115,7 @@ class Config:
         if self.window % self.kmer:
             raise ValueError(f"window={self.window} is not allowed: use a multiple of kmer={self.kmer}")
         check_int("kmer_counts_k", self.kmer_counts_k, 1)
-        unknown = [s for s in (*self.sizes, self.main_size) if s not in SIZES]
-        if unknown or not self.sizes:
-            raise ValueError(f"size={unknown[0] if unknown else None!r} is not allowed: use one of {list(SIZES)}")
-        if self.main_size not in self.sizes:
-            raise ValueError(f"main_size={self.main_size!r} is not allowed: use one of sizes {self.sizes}")
-        if not self.sweep_ratios:
-            raise ValueError("sweep_ratios=() is not allowed: give at least one fixed ratio")
-        for name in ("sweep_ratios", "test_ratios"):
-            for value in getattr(self, name):
-                check_ratio(name, value)
+        check_sweep(self, SIZES)
         for name in ("r2mae_low", "r2mae_high", "curriculum_ratio"):
             check_ratio(name, getattr(self, name))
         if isinstance(self.curriculum_max_span, bool) or not self.curriculum_max_span >= 1:
@@ -417,7 +408,7 @@ def _evaluate(model, corp: dict, config: Config) -> list[dict]:
         rows += [{"split": "test", "task": f"mlm@{r:g}", "metric": m, "value": v}
                  for m, v in (("loss", loss), ("acc", acc), ("perplexity", math.exp(loss)))]
     for task, d in corp["tasks"].items():
-        feats = {s: _features(model, d[s]["ids"].astype(np.int64), d[s]["attn"], device) for s in d}
+        feats = {s: token_runs.features(model, d[s]["ids"].astype(np.int64), d[s]["attn"], device) for s in d}
         res = probe(*[(feats[s], d[s]["y"]) for s in ("train", "val", "test")], metric="mcc")
         binary = len(corp["classes"][task]) == 2
         rows += _task_rows(task, res, binary)
@@ -434,29 +425,15 @@ def train_and_evaluate(config: Config, method: str, kind: str, spec: dict | None
     """One cached run: pretrain (checkpointed, resumable) then :func:`_evaluate`; ``spec=None`` = random init."""
     seed = config.seeds()[seed_index]
     model_cfg = {"vocab_size": config.tokenizer.vocab_size, "max_len": config.seq_len, **SIZES[size]}
-    train_cfg = {"steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "warmup": config.warmup,
-                 "weight_decay": config.weight_decay}
-    key = {"model": model_cfg, "sampler": spec, "train": train_cfg if spec is not None else None, "seed": seed,
-           "corpus": _corpus_spec(config), "test_ratios": config.test_ratios, "format": 1}
-    if config.finetune_epochs:
-        key["finetune"] = {"epochs": config.finetune_epochs, "lr": config.finetune_lr}
+    key = token_runs.run_key(config, model_cfg, spec, seed, _corpus_spec(config))
 
     def compute():
         corp = corpus(config)
         model = build_model("text_encoder", seed=seed, **model_cfg)
-        history, seconds = pd.DataFrame(), 0.0
-        if spec is not None:
-            ckpt = cache_root() / "dna_models" / f"{cache_key('dna_models', key)}.pt"
-            sampler = _sampler(spec)
-            res = pretrain(model, torch.as_tensor(corp["pretrain_ids"], dtype=torch.long), sampler=sampler,
-                           seed=seed, device=config.device, grad_clip=1.0, step_fn=_step_fn(spec, sampler, config),
-                           progress=False, checkpoint_path=ckpt, checkpoint_every=max(500, config.steps // 4),
-                           **train_cfg)
-            model, seconds = res.model, float(res.history["seconds"].iloc[-1])
-            every = max(1, config.steps // 50)
-            history = res.history.iloc[::every][["step", "loss", "ratio_mean"]].reset_index(drop=True)
-            ckpt.unlink(missing_ok=True)  # the cache entry below replaces it
-        return {"metrics": _evaluate(model, corp, config), "history": history, "seconds": seconds}
+        return token_runs.pretrain_and_evaluate(
+            model, torch.as_tensor(corp["pretrain_ids"], dtype=torch.long), config=config, spec=spec, seed=seed,
+            key=key, models_cache="dna_models", make_sampler=_sampler,
+            make_step=lambda sampler: _step_fn(spec, sampler, config), evaluate=lambda m: _evaluate(m, corp, config))
 
     return cached("dna_runs", key, compute, data_checksum=_data_checksum(config.genomes))
 
@@ -494,38 +471,15 @@ def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
         split and label: windows, fraction, held-out groups, GC, soft-masked fraction, test windows overlapping
         pretraining text) and ``pretraining`` (per genome: bp, usable bp, windows).
     """
-    threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
-        return _run(config, progress)
-    finally:
-        torch.set_num_threads(threads)
+    return token_runs.with_threads(config.threads, _run, config, progress)
 
 
 def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
-    from tqdm.auto import tqdm
-
     corp = corpus(config)
-    plan = [(f"fixed {r:g}", "fixed", {"kind": "fixed", "ratio": float(r)}, size)
-            for size in config.sizes if size != config.main_size for r in config.sweep_ratios]
-    plan += [(*m, config.main_size) for m in config.methods()]
-    plan.append(("random init", "reference", None, config.main_size))
-    metrics, history, runs = [], [], []
-    jobs = [(p, i) for i in range(config.n_seeds) for p in plan]
-    for (method, kind, spec, size), i in tqdm(jobs, desc="04 runs", disable=not progress):
-        out = train_and_evaluate(config, method, kind, spec, size, i)
-        ratio = spec["ratio"] if kind == "fixed" else float("nan")
-        tag = {"method": method, "kind": kind, "ratio": ratio, "size": size, "seed": i}
-        metrics += [{**tag, **row} for row in out["metrics"]]
-        if len(out["history"]):
-            history.append(out["history"].assign(method=method, size=size, seed=i))
-        runs.append({"method": method, "size": size, "seed": i, "seconds": out["seconds"],
-                     "tokens": config.steps * config.batch_size * config.seq_len if spec is not None else 0})
-    tag = {"method": "k-mer counts + LR", "kind": "reference", "ratio": float("nan"), "size": "-"}
+    metrics, history, runs = token_runs.run_sweep(config, train_and_evaluate, desc="04 runs", progress=progress)
     kmer = cached("dna_kmer_counts", {**_corpus_spec(config), "k": config.kmer_counts_k},
                   lambda: _kmer_rows(corp, config.kmer_counts_k), data_checksum=_data_checksum(config.genomes))
-    metrics += [{**tag, "seed": i, **row} for row in kmer for i in range(config.n_seeds)]
+    metrics += token_runs.reference_rows("k-mer counts + LR", kmer, config.n_seeds)
     pre = pd.DataFrame(corp["pretrain"]).assign(window_bp=config.window, tokens_per_window=config.seq_len,
                                                 rc_augment=config.rc_augment)
     tasks = pd.DataFrame(corp["summary"])
@@ -533,8 +487,7 @@ def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
                          "windows": len(corp["mlm_ids"]), "fraction": 1.0, "groups": np.nan, "unit": "-",
                          "gc": np.nan, "softmask_frac": np.nan,
                          "test_overlap_pretraining": corp["mlm_overlap_pretraining"]}])
-    return {"metrics": pd.DataFrame(metrics), "history": pd.concat(history, ignore_index=True) if history else
-            pd.DataFrame(columns=["step", "loss", "ratio_mean", "method", "size", "seed"]),
+    return {"metrics": pd.DataFrame(metrics), "history": token_runs.history_table(history),
             "runs": pd.DataFrame(runs), "tasks": pd.concat([tasks, mlm], ignore_index=True), "pretraining": pre}
 
 

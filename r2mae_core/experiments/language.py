@@ -24,11 +24,11 @@ from threadpoolctl import threadpool_limits
 from .. import data as datasets
 from .. import masking, text
 from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
-from ..cache import cache_key, cache_root, cached
+from ..cache import cache_key, cached
 from ..data.language import BROWN_GENRES
 from ..models import build_model
-from ..train import pretrain
-from ._checks import check_int, check_ratio
+from . import _token_runs as token_runs
+from ._checks import check_int, check_ratio, check_sweep
 
 __all__ = ["Config", "SIZES", "TASKS", "run", "methods", "corpus", "train_and_evaluate", "probe", "finetune"]
 
@@ -105,16 +105,7 @@ class Config:
         for name in ("steps", "batch_size", "probe_train", "probe_eval", "pos_train_tokens", "pos_eval_tokens",
                      "spam_train", "spam_eval"):
             check_int(name, getattr(self, name), 1)
-        unknown = [s for s in (*self.sizes, self.main_size) if s not in SIZES]
-        if unknown or not self.sizes:
-            raise ValueError(f"size={unknown[0] if unknown else None!r} is not allowed: use one of {list(SIZES)}")
-        if self.main_size not in self.sizes:
-            raise ValueError(f"main_size={self.main_size!r} is not allowed: use one of sizes {self.sizes}")
-        if not self.sweep_ratios:
-            raise ValueError("sweep_ratios=() is not allowed: give at least one fixed ratio")
-        for name in ("sweep_ratios", "test_ratios"):
-            for value in getattr(self, name):
-                check_ratio(name, value)
+        check_sweep(self, SIZES)
         for name in ("r2mae_low", "r2mae_high"):
             check_ratio(name, getattr(self, name))
         bad = [b for b in self.baselines if b not in BASELINES] + [a for a in self.ablations if a not in ABLATIONS]
@@ -248,24 +239,6 @@ def mlm_step(model, batch: torch.Tensor, ratios: torch.Tensor, generator: torch.
                                                 vocab_size=model.config.vocab_size, generator=generator,
                                                 random_token_low=text.N_SPECIAL)
     return model(corrupted.to(batch.device), labels.to(batch.device))
-
-
-@torch.no_grad()
-def _features(model, ids: np.ndarray, attn: np.ndarray, device, rows=None, cols=None, batch: int = 256):
-    """Mean-pooled features (N, D) and, if ``rows``/``cols`` are given, token features at those positions."""
-    pooled, tokens = [], []
-    for i in range(0, len(ids), batch):
-        x = torch.as_tensor(ids[i:i + batch], device=device)
-        a = torch.as_tensor(attn[i:i + batch], device=device)
-        h = model.encode_tokens(x, a).float()  # (b, L, D)
-        w = a.to(h.dtype)[..., None]
-        pooled.append(((h * w).sum(1) / w.sum(1).clamp_min(1.0)).cpu())
-        if rows is not None:
-            sel = (rows >= i) & (rows < i + batch)
-            tokens.append(h[torch.as_tensor(rows[sel] - i, device=device),
-                            torch.as_tensor(cols[sel], device=device)].cpu())
-    z = torch.cat(pooled).double().numpy()
-    return (z, torch.cat(tokens).double().numpy()) if rows is not None else z
 
 
 @torch.no_grad()
@@ -436,9 +409,10 @@ def _evaluate(model, corp: dict, config: Config) -> list[dict]:
     rows = []
     feats, toks, spam = {}, {}, {}
     for split, d in corp["brown"].items():
-        feats[split], toks[split] = _features(model, d["ids"], d["attn"], device, d["pos_rows"], d["pos_cols"])
+        feats[split], toks[split] = token_runs.features(model, d["ids"], d["attn"], device, d["pos_rows"],
+                                                        d["pos_cols"])
         s = corp["spam"][split]
-        spam[split] = _features(model, s["ids"], s["attn"], device)
+        spam[split] = token_runs.features(model, s["ids"], s["attn"], device)
         if split != "train":
             for r in config.test_ratios:
                 loss, acc = _mlm_eval(model, d["ids"], r, device)
@@ -468,27 +442,15 @@ def train_and_evaluate(config: Config, method: str, kind: str, spec: dict, size:
     """One cached run: pretrain (checkpointed, resumable) then :func:`_evaluate`; ``spec=None`` = random init."""
     seed = config.seeds()[seed_index]
     model_cfg = {"vocab_size": config.vocab_size, "max_len": config.seq_len, **SIZES[size]}
-    train_cfg = {"steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "warmup": config.warmup,
-                 "weight_decay": config.weight_decay}
-    key = {"model": model_cfg, "sampler": spec, "train": train_cfg if spec is not None else None, "seed": seed,
-           "corpus": _corpus_spec(config), "test_ratios": config.test_ratios, "format": 1}
-    if config.finetune_epochs:  # only then: profiles without fine-tuning keep their cache keys
-        key["finetune"] = {"epochs": config.finetune_epochs, "lr": config.finetune_lr}
+    key = token_runs.run_key(config, model_cfg, spec, seed, _corpus_spec(config))
 
     def compute():
         corp = corpus(config)
         model = build_model("text_encoder", seed=seed, **model_cfg)
-        history, seconds = pd.DataFrame(), 0.0
-        if spec is not None:
-            ckpt = cache_root() / "language_models" / f"{cache_key('language_models', key)}.pt"
-            res = pretrain(model, torch.as_tensor(corp["pretrain_ids"]), sampler=masking.make_sampler(spec),
-                           seed=seed, device=config.device, grad_clip=1.0, step_fn=mlm_step, progress=False,
-                           checkpoint_path=ckpt, checkpoint_every=max(500, config.steps // 4), **train_cfg)
-            model, seconds = res.model, float(res.history["seconds"].iloc[-1])
-            every = max(1, config.steps // 50)
-            history = res.history.iloc[::every][["step", "loss", "ratio_mean"]].reset_index(drop=True)
-            ckpt.unlink(missing_ok=True)  # the cache entry below replaces it
-        return {"metrics": _evaluate(model, corp, config), "history": history, "seconds": seconds}
+        return token_runs.pretrain_and_evaluate(
+            model, torch.as_tensor(corp["pretrain_ids"]), config=config, spec=spec, seed=seed, key=key,
+            models_cache="language_models", make_sampler=masking.make_sampler, make_step=lambda sampler: mlm_step,
+            evaluate=lambda m: _evaluate(m, corp, config))
 
     return cached("language_runs", key, compute, data_checksum=_data_checksum())
 
@@ -522,43 +484,19 @@ def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
         ``metrics`` (method, kind, ratio, size, seed, split, task, metric, value), ``history`` (method, size,
         seed, step, loss, ratio_mean), ``runs`` (method, size, seed, seconds, tokens) and ``splits``.
     """
-    threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
-        return _run(config, progress)
-    finally:
-        torch.set_num_threads(threads)
+    return token_runs.with_threads(config.threads, _run, config, progress)
 
 
 def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
-    from tqdm.auto import tqdm
-
     corp = corpus(config)
-    plan = [(f"fixed {r:g}", "fixed", {"kind": "fixed", "ratio": float(r)}, size)
-            for size in config.sizes if size != config.main_size for r in config.sweep_ratios]
-    plan += [(*m, config.main_size) for m in config.methods()]
-    plan.append(("random init", "reference", None, config.main_size))
-    metrics, history, runs = [], [], []
-    jobs = [(p, i) for i in range(config.n_seeds) for p in plan]
-    for (method, kind, spec, size), i in tqdm(jobs, desc="03 runs", disable=not progress):
-        out = train_and_evaluate(config, method, kind, spec, size, i)
-        ratio = spec["ratio"] if kind == "fixed" else float("nan")
-        tag = {"method": method, "kind": kind, "ratio": ratio, "size": size, "seed": i}
-        metrics += [{**tag, **row} for row in out["metrics"]]
-        if len(out["history"]):
-            history.append(out["history"].assign(method=method, size=size, seed=i))
-        runs.append({"method": method, "size": size, "seed": i, "seconds": out["seconds"],
-                     "tokens": config.steps * config.batch_size * config.seq_len if spec is not None else 0})
-    tag = {"method": "TF-IDF + LR", "kind": "reference", "ratio": float("nan"), "size": "-"}
+    metrics, history, runs = token_runs.run_sweep(config, train_and_evaluate, desc="03 runs", progress=progress)
     tfidf = cached("language_tfidf", _corpus_spec(config), lambda: _tfidf_rows(corp), data_checksum=_data_checksum())
-    metrics += [{**tag, "seed": i, **row} for row in tfidf for i in range(config.n_seeds)]
+    metrics += token_runs.reference_rows("TF-IDF + LR", tfidf, config.n_seeds)
     summary = pd.DataFrame(corp["summary"]).assign(vocab_size=config.vocab_size, seq_len=config.seq_len,
                                                    pretrain_sequences=len(corp["pretrain_ids"]))
     summary = summary.rename(columns={"cut_sentences": "over_long (brown: sentences cut, all splits; spam: "
                                                        "e-mails truncated)"})
-    return {"metrics": pd.DataFrame(metrics), "history": pd.concat(history, ignore_index=True) if history else
-            pd.DataFrame(columns=["step", "loss", "ratio_mean", "method", "size", "seed"]),
+    return {"metrics": pd.DataFrame(metrics), "history": token_runs.history_table(history),
             "runs": pd.DataFrame(runs), "splits": summary}
 
 

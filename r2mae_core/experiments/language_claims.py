@@ -26,7 +26,8 @@ import pandas as pd
 
 from .._rng import numpy_generator
 from ..claims import Claim, interval_claim
-from ..stats import mean_ci, paired_difference
+from ._token_sections import argmax_ratio, claim_values, main_rows, pivot_scores, summary_table, task_difference_claim
+from ._token_sections import comparisons as paired_comparisons
 from .language import TASKS, Config
 
 __all__ = ["scores", "summary_table", "comparisons", "claims", "key_numbers", "SOURCE", "SCORE_TASKS"]
@@ -34,73 +35,31 @@ __all__ = ["scores", "summary_table", "comparisons", "claims", "key_numbers", "S
 SOURCE = "Dong, Wang & Kluger (NeurIPS 2025), R²MAE on language; Wettig et al. 2023; Yang et al. 2023"
 SCORE_TASKS = ("downstream", "genre", "spam", "pos", "mlm")
 _NAN = float("nan")
-_R2 = "R²MAE"
 
 
 def scores(metrics: pd.DataFrame) -> pd.DataFrame:
     """Wide per run: (method, kind, ratio, size, seed, split) × score columns of :data:`SCORE_TASKS`."""
     keep = pd.concat([metrics[(metrics["task"] == t) & (metrics["metric"] == m)] for t, m in TASKS.items()])
-    keep = keep.assign(ratio=keep["ratio"].fillna(-1.0))  # NaN keys would vanish from the pivot
-    keys = ["method", "kind", "ratio", "size", "seed", "split"]
-    wide = keep.pivot_table(index=keys, columns="task", values="value", aggfunc="mean")
-    wide = wide.reindex(columns=list(TASKS)).reset_index()
+    wide = pivot_scores(keep, TASKS)
     wide["ratio"] = wide["ratio"].where(wide["ratio"] >= 0)
     wide["downstream"] = wide[["genre", "spam", "pos"]].mean(axis=1, skipna=False)
     return wide
 
 
-def summary_table(metrics: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """Mean and 95% interval over seeds of every (method, size, task, metric) on ``split``."""
-    sub = metrics[metrics["split"] == split]
-    rows = []
-    for (method, kind, size, task, metric), g in sub.groupby(["method", "kind", "size", "task", "metric"],
-                                                              sort=False, dropna=False):
-        mean, low, high = mean_ci(g["value"].to_numpy())
-        rows.append({"method": method, "kind": kind, "size": size, "task": task, "metric": metric, "mean": mean,
-                     "ci_low": low, "ci_high": high, "n_seeds": len(g)})
-    return pd.DataFrame(rows)
-
-
 def _main(sc: pd.DataFrame, config: Config, split: str) -> pd.DataFrame:
-    return sc[(sc["size"] == config.main_size) & (sc["split"] == split)]
-
-
-def _best(frame: pd.DataFrame, task: str, methods) -> str | None:
-    """Method (among ``methods``) with the best seed-mean ``task`` score in ``frame`` (ties: first)."""
-    means = frame[frame["method"].isin(list(methods))].groupby("method", sort=False)[task].mean().dropna()
-    return None if means.empty else str(means.idxmax())
+    return main_rows(sc, config.main_size, split)
 
 
 def comparisons(sc: pd.DataFrame, config: Config) -> pd.DataFrame:
     """Per task: R²MAE − best fixed and R²MAE − best MRD (comparators chosen on val), paired over seeds on test."""
     val, test = _main(sc, config, "val"), _main(sc, config, "test")
-    fixed = val.loc[val["kind"] == "fixed", "method"].unique()
-    mrd = val.loc[val["kind"] == "mrd", "method"].unique()
-    rows = []
-    for task in SCORE_TASKS:
-        for against, pool in (("best fixed", fixed), ("best MRD", mrd)):
-            other = _best(val, task, pool)
-            if other is None or _R2 not in set(test["method"]):
-                continue
-            d = paired_difference(test, method_col="method", a=_R2, b=other, value=task, pair_on="seed")
-            rows.append({"task": task, "against": against, "comparator": other, **d})
-    return pd.DataFrame(rows)
+    pools = {"best fixed": val.loc[val["kind"] == "fixed", "method"].unique(),
+             "best MRD": val.loc[val["kind"] == "mrd", "method"].unique()}
+    return paired_comparisons(val, test, SCORE_TASKS, pools)
 
 
-def _argmax_ratio(frame: pd.DataFrame, task: str, rng: np.random.Generator | None, n_boot: int) -> np.ndarray:
-    """Argmax fixed ratio of the seed-mean curve; with ``rng``: (n_boot,) bootstrap over seeds per ratio."""
-    curves = {float(r): g[task].to_numpy(dtype=float) for r, g in frame[frame["kind"] == "fixed"].groupby("ratio")}
-    ratios = np.array(sorted(curves))
-    if rng is None:
-        return np.array([ratios[np.argmax([curves[r].mean() for r in ratios])]])
-    draws = np.stack([curves[r][rng.integers(0, curves[r].size, (n_boot, curves[r].size))].mean(axis=1)
-                      for r in ratios], axis=1)  # (n_boot, n_ratios)
-    return ratios[np.argmax(draws, axis=1)]
-
-
-def _interval_claim(cid, text, metric, value, low, high, n, profile, allow_contradicted=True) -> Claim:
-    return interval_claim(cid, text, SOURCE, metric, value, low, high, n, profile,
-                          allow_contradicted=allow_contradicted)
+def _interval_claim(cid, text, metric, value, low, high, n, profile) -> Claim:
+    return interval_claim(cid, text, SOURCE, metric, value, low, high, n, profile)
 
 
 def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_boot: int = 4000) -> list[Claim]:
@@ -113,10 +72,10 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
     sizes = [s for s in config.sizes if (test[(test["size"] == s)]["kind"] == "fixed").any()]
     if len(sizes) >= 2 and len(config.sweep_ratios) >= 2:
         small, large = sizes[0], sizes[-1]
-        diff = (_argmax_ratio(test[test["size"] == large], task, rng, n_boot)
-                - _argmax_ratio(test[test["size"] == small], task, rng, n_boot))
-        point = float(_argmax_ratio(test[test["size"] == large], task, None, 0)[0]
-                      - _argmax_ratio(test[test["size"] == small], task, None, 0)[0])
+        diff = (argmax_ratio(test[test["size"] == large], task, rng, n_boot)
+                - argmax_ratio(test[test["size"] == small], task, rng, n_boot))
+        point = float(argmax_ratio(test[test["size"] == large], task, None, 0)[0]
+                      - argmax_ratio(test[test["size"] == small], task, None, 0)[0])
         out.append(_interval_claim("L1", f"The best fixed mask ratio grows with model size ({task}: argmax ratio at "
                                    f"{large} minus at {small})", "argmax ratio difference (bootstrap over seeds)",
                                    point, *np.percentile(diff, [2.5, 97.5]), config.n_seeds, profile))
@@ -125,23 +84,10 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
                          f"{len(sizes)} size(s) and {len(config.sweep_ratios)} ratio(s))", SOURCE,
                          "argmax ratio difference", _NAN, _NAN, _NAN, config.n_seeds, "inconclusive", profile))
 
-    val_main, test_main = _main(sc, config, "val"), _main(sc, config, "test")
     tasks = [t for t in ("genre", "spam", "pos", "mlm") if t in sc]
-    val_arg = {t: float(_argmax_ratio(val_main, t, None, 0)[0]) for t in tasks}
-    a = max(tasks, key=lambda t: val_arg[t])
-    b = min(tasks, key=lambda t: val_arg[t])
-    if len(config.sweep_ratios) >= 2 and a != b and val_arg[a] != val_arg[b]:
-        diff = _argmax_ratio(test_main, a, rng, n_boot) - _argmax_ratio(test_main, b, rng, n_boot)
-        point = float(_argmax_ratio(test_main, a, None, 0)[0] - _argmax_ratio(test_main, b, None, 0)[0])
-        out.append(_interval_claim("L2", f"The best fixed ratio differs between tasks ({a}: {val_arg[a]:g} vs {b}: "
-                                   f"{val_arg[b]:g} on validation, size {config.main_size})",
-                                   f"test argmax({a}) − argmax({b}) (bootstrap)", point,
-                                   *np.percentile(diff, [2.5, 97.5]), config.n_seeds, profile,
-                                   allow_contradicted=False))
-    else:
-        out.append(Claim("L2", "The best fixed ratio differs between tasks (all tasks share the validation argmax "
-                         f"{val_arg[a]:g})", SOURCE, "argmax ratio difference", 0.0, _NAN, _NAN, config.n_seeds,
-                         "inconclusive", profile))
+    out.append(task_difference_claim("L2", _main(sc, config, "val"), _main(sc, config, "test"), tasks,
+                                     config=config, source=SOURCE, profile=profile, rng=rng, n_boot=n_boot,
+                                     bootstrap="bootstrap"))
 
     comp = comparisons(sc, config)
     for cid, against in (("L3", "best fixed"), ("L4", "best MRD")):
@@ -176,7 +122,4 @@ def key_numbers(results: dict[str, pd.DataFrame], claims_list: list[Claim], conf
             out[f"R2MAE_{t}_minus_tfidf"] = out[f"R2MAE_{t}"] - out[f"tfidf_{t.removesuffix('_ft')}"]
     if "R2MAE_genre" in out and "random_init_genre" in out:
         out["genre_f1_gain_over_random"] = out["R2MAE_genre"] - out["random_init_genre"]
-    for claim in claims_list:
-        if np.isfinite(claim.value):
-            out[f"{claim.id}_value"] = claim.value
-    return {k: float(f"{float(v):.4g}") for k, v in out.items()}
+    return claim_values(out, claims_list)

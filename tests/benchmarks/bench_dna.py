@@ -15,11 +15,9 @@ the optimizer's element-wise work are not counted.
 """
 
 
-import numpy as np
+import mlm_bench
 import pytest
 import torch
-from flops import matmul_flops_per_s
-from torch.utils.flop_counter import FlopCounterMode
 
 from r2mae_core import dna, masking
 from r2mae_core.experiments.dna import SIZES, DNAMLMStep
@@ -45,11 +43,7 @@ def _data(n: int = 1024) -> torch.Tensor:
 
 def step_flops(model, ratio: float) -> int:
     """FLOPs of one forward + backward of the DNA MLM step at ``ratio``."""
-    with FlopCounterMode(display=False) as counter:
-        STEP(model, _data(BATCH), torch.full((BATCH,), ratio, dtype=torch.float64),
-             torch.Generator().manual_seed(0)).loss.backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
+    return mlm_bench.step_flops(STEP, model, _data(BATCH), ratio)
 
 
 def _pretrain(size: str, steps: int):
@@ -60,21 +54,8 @@ def _pretrain(size: str, steps: int):
 @pytest.mark.parametrize("size", ["XS", "S"])
 @pytest.mark.parametrize("threads", [1, 0])
 def test_dna_mlm_pretrain_throughput(benchmark, size, threads):
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        res = benchmark.pedantic(_pretrain, args=(size, 30), rounds=2, iterations=1)
-        step_s = float(np.median(np.diff(res.history["seconds"].to_numpy())[3:]))
-        flops = step_flops(_model(size), 0.30)
-        peak = matmul_flops_per_s()
-        info = {"size": size, "threads": torch.get_num_threads(), "step_ms": 1e3 * step_s,
-                "tokens_per_s": BATCH * SEQ / step_s, "gflop_per_step": flops / 1e9,
-                "achieved_gflops": flops / step_s / 1e9, "matmul_fp32_gflops": peak / 1e9,
-                "fraction_of_matmul_peak": flops / step_s / peak}
-    finally:
-        torch.set_num_threads(before)
-    benchmark.extra_info.update(info)
+    info = mlm_bench.throughput(benchmark, lambda: _pretrain(size, 30), lambda: step_flops(_model(size), 0.30),
+                                threads=threads, size=size, tokens_per_step=BATCH * SEQ)
     print("\n[bench] DNA encoder masked-nucleotide pretraining:", {k: round(v, 4) if isinstance(v, float) else v
                                                                    for k, v in info.items()})
     assert info["tokens_per_s"] > 0 and 0 < info["fraction_of_matmul_peak"] < 1.5

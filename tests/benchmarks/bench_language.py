@@ -14,11 +14,9 @@ the optimizer's element-wise work are not counted.
 """
 
 
-import numpy as np
+import mlm_bench
 import pytest
 import torch
-from flops import matmul_flops_per_s
-from torch.utils.flop_counter import FlopCounterMode
 
 from r2mae_core import masking
 from r2mae_core.experiments.language import SIZES, mlm_step
@@ -38,11 +36,7 @@ def _data(n: int = 1024) -> torch.Tensor:
 
 def step_flops(model, ratio: float) -> int:
     """FLOPs of one forward + backward of :func:`mlm_step` at ``ratio``."""
-    with FlopCounterMode(display=False) as counter:
-        mlm_step(model, _data(BATCH), torch.full((BATCH,), ratio, dtype=torch.float64),
-                 torch.Generator().manual_seed(0)).loss.backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
+    return mlm_bench.step_flops(mlm_step, model, _data(BATCH), ratio)
 
 
 def _pretrain(steps: int):
@@ -52,21 +46,9 @@ def _pretrain(steps: int):
 
 @pytest.mark.parametrize("threads", [1, 0])
 def test_mlm_pretrain_throughput(benchmark, threads):
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        res = benchmark.pedantic(_pretrain, args=(30,), rounds=2, iterations=1)
-        step_s = float(np.median(np.diff(res.history["seconds"].to_numpy())[3:]))
-        flops = step_flops(build_model("text_encoder", **SIZE), 0.30)
-        peak = matmul_flops_per_s()
-        info = {"size": "S", "threads": torch.get_num_threads(), "step_ms": 1e3 * step_s,
-                "tokens_per_s": BATCH * SEQ / step_s, "gflop_per_step": flops / 1e9,
-                "achieved_gflops": flops / step_s / 1e9, "matmul_fp32_gflops": peak / 1e9,
-                "fraction_of_matmul_peak": flops / step_s / peak}
-    finally:
-        torch.set_num_threads(before)
-    benchmark.extra_info.update(info)
+    info = mlm_bench.throughput(benchmark, lambda: _pretrain(30),
+                                lambda: step_flops(build_model("text_encoder", **SIZE), 0.30), threads=threads,
+                                size="S", tokens_per_step=BATCH * SEQ)
     print("\n[bench] text encoder MLM pretraining:", {k: round(v, 4) if isinstance(v, float) else v
                                                       for k, v in info.items()})
     assert info["tokens_per_s"] > 0 and 0 < info["fraction_of_matmul_peak"] < 1.5

@@ -1,0 +1,135 @@
+"""The run loop shared by the token-MLM sections (03_language, 04_dna): the torch thread setting around a study,
+the cache key and the pretrain-then-evaluate step of one run, the sweep plan over sizes, methods and seeds, the
+reference rows and the pooled features the probes read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..cache import cache_key, cache_root
+from ..train import pretrain
+
+__all__ = ["with_threads", "run_key", "pretrain_and_evaluate", "run_sweep", "reference_rows", "history_table",
+           "features"]
+
+
+def with_threads(threads: int, fn: Callable, *args):
+    """``fn(*args)`` with torch's intra-op threads set to ``threads`` (> 0; 0 keeps them), restored on return."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_config(config) -> dict:
+    return {"steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "warmup": config.warmup,
+            "weight_decay": config.weight_decay}
+
+
+def run_key(config, model_cfg: dict, spec: dict | None, seed: int, corpus_spec: dict) -> dict:
+    """Cache key of one run: model, sampler spec, training (None for random init), seed, corpus, test ratios and,
+    only with fine-tuning, its epochs and learning rate (profiles without it keep their keys)."""
+    key = {"model": model_cfg, "sampler": spec, "train": _train_config(config) if spec is not None else None,
+           "seed": seed, "corpus": corpus_spec, "test_ratios": config.test_ratios, "format": 1}
+    if config.finetune_epochs:
+        key["finetune"] = {"epochs": config.finetune_epochs, "lr": config.finetune_lr}
+    return key
+
+
+def pretrain_and_evaluate(model, ids: torch.Tensor, *, config, spec: dict | None, seed: int, key: dict,
+                          models_cache: str, make_sampler: Callable, make_step: Callable,
+                          evaluate: Callable) -> dict:
+    """Pretrain ``model`` (unless ``spec`` is None: random init) then ``evaluate(model)``.
+
+    Pretraining is checkpointed under ``<cache root>/<models_cache>/<key hash>.pt`` (resumable; removed at the
+    end) with ``sampler = make_sampler(spec)`` and ``step_fn = make_step(sampler)``, gradient clipping 1.0. The
+    history keeps every ``max(1, steps // 50)``-th step.
+
+    Returns
+    -------
+    dict
+        ``metrics`` (rows of ``evaluate``), ``history`` (step, loss, ratio_mean) and ``seconds`` of pretraining.
+    """
+    history, seconds = pd.DataFrame(), 0.0
+    if spec is not None:
+        ckpt = cache_root() / models_cache / f"{cache_key(models_cache, key)}.pt"
+        sampler = make_sampler(spec)
+        res = pretrain(model, ids, sampler=sampler, seed=seed, device=config.device, grad_clip=1.0,
+                       step_fn=make_step(sampler), progress=False, checkpoint_path=ckpt,
+                       checkpoint_every=max(500, config.steps // 4), **_train_config(config))
+        model, seconds = res.model, float(res.history["seconds"].iloc[-1])
+        every = max(1, config.steps // 50)
+        history = res.history.iloc[::every][["step", "loss", "ratio_mean"]].reset_index(drop=True)
+        ckpt.unlink(missing_ok=True)  # the cache entry of the run replaces it
+    return {"metrics": evaluate(model), "history": history, "seconds": seconds}
+
+
+def run_sweep(config, train_and_evaluate: Callable, *, desc: str, progress: bool) -> tuple[list, list, list]:
+    """Every run of the study, seed index outermost: the fixed-ratio sweep at the sizes other than the main one,
+    every method of ``config.methods()`` and random init at the main size.
+
+    Returns
+    -------
+    tuple of list
+        Metric rows tagged (method, kind, ratio, size, seed), history frames and run rows (method, size, seed,
+        seconds, tokens = steps · batch size · sequence length, 0 for random init).
+    """
+    from tqdm.auto import tqdm
+
+    plan = [(f"fixed {r:g}", "fixed", {"kind": "fixed", "ratio": float(r)}, size)
+            for size in config.sizes if size != config.main_size for r in config.sweep_ratios]
+    plan += [(*m, config.main_size) for m in config.methods()]
+    plan.append(("random init", "reference", None, config.main_size))
+    metrics, history, runs = [], [], []
+    jobs = [(p, i) for i in range(config.n_seeds) for p in plan]
+    for (method, kind, spec, size), i in tqdm(jobs, desc=desc, disable=not progress):
+        out = train_and_evaluate(config, method, kind, spec, size, i)
+        ratio = spec["ratio"] if kind == "fixed" else float("nan")
+        tag = {"method": method, "kind": kind, "ratio": ratio, "size": size, "seed": i}
+        metrics += [{**tag, **row} for row in out["metrics"]]
+        if len(out["history"]):
+            history.append(out["history"].assign(method=method, size=size, seed=i))
+        runs.append({"method": method, "size": size, "seed": i, "seconds": out["seconds"],
+                     "tokens": config.steps * config.batch_size * config.seq_len if spec is not None else 0})
+    return metrics, history, runs
+
+
+def reference_rows(method: str, rows: list[dict], n_seeds: int) -> list[dict]:
+    """Rows of a seed-free reference (kind ``reference``, size ``"-"``) repeated for every seed index."""
+    tag = {"method": method, "kind": "reference", "ratio": float("nan"), "size": "-"}
+    return [{**tag, "seed": i, **row} for row in rows for i in range(n_seeds)]
+
+
+def history_table(history: list[pd.DataFrame]) -> pd.DataFrame:
+    """The history frames in one table (an empty one with its columns if there are none)."""
+    return pd.concat(history, ignore_index=True) if history else pd.DataFrame(
+        columns=["step", "loss", "ratio_mean", "method", "size", "seed"])
+
+
+@torch.no_grad()
+def features(model, ids: np.ndarray, attn: np.ndarray, device, rows=None, cols=None, batch: int = 256):
+    """Mean-pooled features (N, D) and, if ``rows``/``cols`` are given, token features at those positions.
+
+    Pooled feature of row n: ``Σ_l a_nl h_nl / max(Σ_l a_nl, 1)`` with ``a`` the attention mask and ``h`` the
+    encoder's token states (float64 on return).
+    """
+    pooled, tokens = [], []
+    for i in range(0, len(ids), batch):
+        x = torch.as_tensor(ids[i:i + batch], device=device)
+        a = torch.as_tensor(attn[i:i + batch], device=device)
+        h = model.encode_tokens(x, a).float()  # (b, L, D)
+        w = a.to(h.dtype)[..., None]
+        pooled.append(((h * w).sum(1) / w.sum(1).clamp_min(1.0)).cpu())
+        if rows is not None:
+            sel = (rows >= i) & (rows < i + batch)
+            tokens.append(h[torch.as_tensor(rows[sel] - i, device=device),
+                            torch.as_tensor(cols[sel], device=device)].cpu())
+    z = torch.cat(pooled).double().numpy()
+    return (z, torch.cat(tokens).double().numpy()) if rows is not None else z
