@@ -44,7 +44,7 @@ from .data.dna import Genome, decode
 __all__ = ["SPECIAL_TOKENS", "PAD_ID", "CLS_ID", "SEP_ID", "MASK_ID", "UNK_ID", "N_ID", "N_SPECIAL",
            "DNATokenizer", "clean_sequence", "reverse_complement", "softmask_fraction", "tokenize_windows",
            "Task", "class_balance", "exon_intron_task", "promoter_task", "species_task", "pretraining_regions",
-           "tile_regions", "with_validation"]
+           "tile_regions", "with_validation", "count_overlaps"]
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]")
 PAD_ID, CLS_ID, SEP_ID, MASK_ID, UNK_ID = 0, 1, 2, 3, 4
@@ -738,3 +738,23 @@ def tile_regions(genome: Genome, regions: pd.DataFrame, length: int, *, stride: 
             out.append(pd.DataFrame({"record": record, "start": starts[ok], "end": starts[ok] + length,
                                      "n_frac": n_frac[ok]}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["record", "start", "end", "n_frac"])
+
+
+def count_overlaps(windows: pd.DataFrame, intervals: pd.DataFrame) -> int:
+    """Number of rows of ``windows`` overlapping any interval of ``intervals`` on the same record.
+
+    Both tables have ``record``, ``start``, ``end`` (half-open ``[start, end)``). Per record the intervals are
+    sorted by start and their running maximum end is taken (the reach of every interval starting at or before a
+    point); a window ``[a, b)`` overlaps iff the last interval starting before ``b`` reaches beyond ``a``.
+    ``O((n + m) log m)``; used to prove that no test window overlaps pretraining text or a test source.
+    """
+    n = 0
+    for record, part in windows.groupby("record"):
+        other = intervals[intervals["record"] == record].sort_values("start")
+        if other.empty:
+            continue
+        s, e = other["start"].to_numpy(), np.maximum.accumulate(other["end"].to_numpy())  # merged reach
+        idx = np.searchsorted(s, part["end"].to_numpy(), side="left") - 1  # last interval starting before end
+        ok = idx >= 0
+        n += int((e[idx[ok]] > part["start"].to_numpy()[ok]).sum())
+    return n

@@ -16,20 +16,6 @@ def _random_dna(rng: np.random.Generator, n: int, alphabet: str = "ACGT") -> str
     return "".join(rng.choice(list(alphabet), size=n))
 
 
-def _overlaps(a: pd.DataFrame, b: pd.DataFrame) -> int:
-    """Number of rows of ``a`` overlapping any interval of ``b`` on the same record."""
-    n = 0
-    for record, part in a.groupby("record"):
-        other = b[b["record"] == record].sort_values("start")
-        if other.empty:
-            continue
-        s, e = other["start"].to_numpy(), np.maximum.accumulate(other["end"].to_numpy())  # merged reach
-        idx = np.searchsorted(s, part["end"].to_numpy(), side="left") - 1  # last interval starting before end
-        ok = idx >= 0
-        n += int((e[idx[ok]] > part["start"].to_numpy()[ok]).sum())
-    return n
-
-
 def _strata(x: pd.DataFrame) -> np.ndarray:
     """20 GC bins (k/200 sits on bin edges: binned as the library does) x soft-mask none / <= 1/2 / > 1/2."""
     gc_bin = np.floor(x["gc"].to_numpy() * 20 + 1e-9).astype(int)
@@ -221,8 +207,8 @@ def test_exon_intron_split_by_gene(exon_task, fly):
     assert test <= set(genes.loc[genes.split == "test", "locus"])
     assert train <= set(genes.loc[genes.split == "train", "locus"])
     # no training window overlaps any test gene locus on chr2R, and every test window lies in one
-    assert _overlaps(t[t.split == "train"], exon_task.test_sources) == 0
-    assert _overlaps(t[t.split == "test"], exon_task.test_sources) == (t.split == "test").sum()
+    assert dna.count_overlaps(t[t.split == "train"], exon_task.test_sources) == 0
+    assert dna.count_overlaps(t[t.split == "test"], exon_task.test_sources) == (t.split == "test").sum()
 
 
 def test_exon_intron_windows_length_labels_balance(exon_task, fly):
@@ -259,8 +245,8 @@ def test_promoter_split_length_balance(promoter_task):
     t = promoter_task.table
     assert (t["sequence"].str.len() == 200).all()
     assert (promoter_task.balance["fraction"] == 0.5).all()
-    assert _overlaps(t[t.split == "train"], promoter_task.test_sources) == 0
-    assert _overlaps(t[t.split == "test"], promoter_task.test_sources) == (t.split == "test").sum()
+    assert dna.count_overlaps(t[t.split == "train"], promoter_task.test_sources) == 0
+    assert dna.count_overlaps(t[t.split == "test"], promoter_task.test_sources) == (t.split == "test").sum()
     assert not t.duplicated(["record", "start", "strand"]).any()
 
 
@@ -291,7 +277,7 @@ def test_promoter_determinism(promoter_task, fly):
 def test_species_strains_held_out(species_task, bacteria):
     t = species_task.table
     assert set(t.loc[t.split == "train", "group"]).isdisjoint(t.loc[t.split == "test", "group"])
-    assert _overlaps(t[t.split == "train"], species_task.test_sources) == 0
+    assert dna.count_overlaps(t[t.split == "train"], species_task.test_sources) == 0
     test_strains = set(t.loc[t.split == "test", "group"])
     meta = bacteria.metadata
     assert set(species_task.test_sources["record"]) == set(meta.loc[meta.strain.isin(test_strains), "record"])
@@ -337,5 +323,19 @@ def test_species_determinism(species_task, bacteria):
 def test_pretraining_regions_exclude_all_test_sources(exon_task, promoter_task, fly):
     reg = dna.pretraining_regions(fly["chr2r"], [exon_task, promoter_task])
     t = pd.concat([exon_task.table, promoter_task.table])
-    assert _overlaps(t[t.split == "test"], reg) == 0
+    assert dna.count_overlaps(t[t.split == "test"], reg) == 0
     assert reg["length"].sum() > 0.5 * len(fly["chr2r"].records["chr2R"])
+
+
+def test_count_overlaps_matches_brute_force():
+    rng = np.random.default_rng(3)
+    starts = rng.integers(0, 500, 40)
+    wins = pd.DataFrame({"record": rng.choice(["a", "b"], 40), "start": starts,
+                         "end": starts + rng.integers(1, 30, 40)})
+    istarts = rng.integers(0, 500, 15)
+    ivs = pd.DataFrame({"record": rng.choice(["a", "c"], 15), "start": istarts,
+                        "end": istarts + rng.integers(1, 60, 15)})
+    brute = sum(any(r.record == q.record and r.start < q.end and q.start < r.end for q in ivs.itertuples())
+                for r in wins.itertuples())
+    assert dna.count_overlaps(wins, ivs) == brute
+    assert dna.count_overlaps(wins, ivs.iloc[:0]) == 0

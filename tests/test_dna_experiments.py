@@ -142,7 +142,7 @@ def test_test_genes_and_blocks_are_cut_from_pretraining_text():
     regions = dna.pretraining_regions(data.load("dm_chr2r"), list(tasks.values()))
     for name in ("exon_intron", "promoter"):
         test = tasks[name].table[tasks[name].table["split"] == "test"]
-        assert exp._overlap_count(test, regions) == 0
+        assert dna.count_overlaps(test, regions) == 0
         val = tasks[name].table[tasks[name].table["split"] == "val"]
         assert set(val["group"]).isdisjoint(set(test["group"]))
         train = tasks[name].table[tasks[name].table["split"] == "train"]

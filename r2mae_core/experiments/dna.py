@@ -257,20 +257,6 @@ def _subsample(table: pd.DataFrame, caps: dict[str, int], rng: np.random.Generat
     return table.loc[np.sort(np.concatenate(keep))].reset_index(drop=True)
 
 
-def _overlap_count(windows: pd.DataFrame, intervals: pd.DataFrame) -> int:
-    """Rows of ``windows`` (record, start, end) overlapping any interval of ``intervals`` on the same record."""
-    n = 0
-    for record, part in windows.groupby("record"):
-        other = intervals[intervals["record"] == record].sort_values("start")
-        if other.empty:
-            continue
-        s, e = other["start"].to_numpy(), np.maximum.accumulate(other["end"].to_numpy())
-        idx = np.searchsorted(s, part["end"].to_numpy(), side="left") - 1
-        ok = idx >= 0
-        n += int((e[idx[ok]] > part["start"].to_numpy()[ok]).sum())
-    return n
-
-
 def _encode(tok: dna.DNATokenizer, codes: list[np.ndarray]) -> np.ndarray:
     """(N, 1 + n_tokens) int32 ids, ``[CLS]`` first, of equal-length code arrays."""
     body = np.stack([tok.encode(c) for c in codes]) if codes else np.zeros((0, tok.n_tokens(0)), np.int64)
@@ -321,13 +307,13 @@ def _build_corpus(spec: dict) -> dict:
                                              replace=False))]
     out["mlm_ids"] = _encode(tok, [genomes["dm_chr2r"].records[r][a:b] for r, a, b in
                                    mlm[["record", "start", "end"]].itertuples(index=False)])
-    overlap_mlm = _overlap_count(mlm, chosen)
+    overlap_mlm = dna.count_overlaps(mlm, chosen)
     # probe subsets, tokenised
     caps = {"train": spec["probe_train"], "val": spec["probe_eval"], "test": spec["probe_eval"]}
     for name, task in tasks.items():
         k = len(task.classes)
         table = _subsample(task.table, {s: c // k for s, c in caps.items()}, rng)
-        overlap = _overlap_count(table[table["split"] == "test"].assign(
+        overlap = dna.count_overlaps(table[table["split"] == "test"].assign(
             record=lambda d: d["record"].astype(str)), chosen)
         out["tasks"][name] = {}
         for split in ("train", "val", "test"):
