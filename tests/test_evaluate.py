@@ -9,7 +9,7 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from r2mae_core.evaluate import (
     _SoftmaxRegression,
@@ -95,6 +95,22 @@ def test_extra_tests_are_scored_by_the_same_probe(digits, solver):
     alone = linear_probe(d["tr_x"], d["tr_y"], *b, **kw)
     assert both.extra == {"other": alone.test_acc} and both.C == alone.C
     assert linear_probe(d["tr_x"], d["tr_y"], *a, **kw).extra == {}
+
+
+def test_sklearn_probe_fits_with_one_blas_thread(digits, monkeypatch):
+    """Two OpenBLAS threads made the sklearn probe 13× slower on the 2-core machine; every fit runs with one."""
+    seen, fit = [], LogisticRegression.fit
+
+    def spy(self, *args, **kwargs):
+        seen.append(max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"))
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", spy)
+    d = digits
+    with threadpool_limits(2, user_api="blas"):  # as on the 2-core machine, whatever OMP_NUM_THREADS says
+        linear_probe(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], Cs=(1e-2, 1.0), max_iter=100, solver="sklearn")
+        assert max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas") == 2  # restored
+    assert len(seen) == 3 and set(seen) == {1}
 
 
 def _tight_sklearn(z, y, C):
