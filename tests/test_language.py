@@ -228,12 +228,14 @@ def test_bad_model_and_text_inputs_fail_with_one_line(tok):
         _one_line(excinfo)
 
 
-def _metrics(r2_gain: float, n_seeds: int = 4) -> pd.DataFrame:
-    """Synthetic tidy metrics at size S: fixed 0.15 / 0.4, MRD cosine, R²MAE; R²MAE ahead by ``r2_gain``."""
+def _metrics(r2_gain: float, n_seeds: int = 4, random_init: float = 0.45) -> pd.DataFrame:
+    """Synthetic tidy metrics at size S: fixed 0.15 / 0.4, MRD cosine, R²MAE, random init; R²MAE ahead of the
+    best fixed / MRD by ``r2_gain``."""
     rng = np.random.default_rng(0)
     rows = []
     base = {"fixed 0.15": ("fixed", 0.15, 0.50), "fixed 0.4": ("fixed", 0.4, 0.55),
-            "MRD cosine": ("mrd", np.nan, 0.52), "R²MAE": ("r2mae", np.nan, 0.55 + r2_gain)}
+            "MRD cosine": ("mrd", np.nan, 0.52), "R²MAE": ("r2mae", np.nan, 0.55 + r2_gain),
+            "random init": ("reference", np.nan, random_init)}
     for seed in range(n_seeds):
         noise = rng.normal(0, 0.002)
         for method, (kind, ratio, level) in base.items():
@@ -254,6 +256,20 @@ def test_claim_rules(gain, verdict):
     if gain:
         assert claims["L4"].verdict == verdict
     assert "fixed 0.4" in claims["L3"].claim  # best fixed chosen on validation
+    assert claims["S1"].verdict == "supported"  # random init 0.45 is below every pretrained run
+
+
+@pytest.mark.parametrize("random_init, verdict", [(0.50, "supported"), (0.60, "contradicted"),
+                                                  (0.55, "inconclusive")])
+def test_sanity_claim_compares_genre_with_random_init(random_init, verdict):
+    config = language.Config(sizes=("S",), main_size="S", baselines=("mrd_cosine", "r2mae"))
+    metrics = _metrics(0.0, random_init=random_init)
+    claims = {c.id: c for c in language_claims.claims({"metrics": metrics}, config, "smoke", n_boot=200)}
+    s1 = claims["S1"]
+    assert s1.verdict == verdict and "genre" in s1.metric
+    test = metrics[(metrics["split"] == "test") & (metrics["task"] == "genre")].pivot(
+        index="seed", columns="method", values="value")
+    assert s1.value == pytest.approx((test["R²MAE"] - test["random init"]).mean())
 
 
 def test_finetune_leaves_model_unchanged_and_reports_val_chosen_epoch():

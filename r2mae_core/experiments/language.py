@@ -2,7 +2,7 @@
 scheduled ratios; downstream genre (15-way), spam vs ham and POS tagging by linear probes on frozen features.
 
 ``run(config)`` returns tidy tables; :mod:`r2mae_core.experiments.language_claims` turns them into the claims
-L1–L4. Every pretraining run (and its evaluation) is cached per (run spec, seed, evaluation spec, data).
+L1–L4 and S1. Every pretraining run (and its evaluation) is cached per (run spec, seed, evaluation spec, data).
 
 Data (:mod:`r2mae_core.text`): byte-level BPE trained on the training documents of Brown; Brown split by
 document (stratified by genre, fixed seed 0: 352 / 74 / 74 documents train / val / test); pretraining sees the
