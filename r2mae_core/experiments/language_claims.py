@@ -132,6 +132,4 @@ def key_numbers(results: dict[str, pd.DataFrame], claims_list: list[Claim], conf
         if len(sel):
             out[f"R2MAE_{t}"] = sel["value"].mean()
             out[f"R2MAE_{t}_minus_tfidf"] = out[f"R2MAE_{t}"] - out[f"tfidf_{t.removesuffix('_ft')}"]
-    if "R2MAE_genre" in out and "random_init_genre" in out:
-        out["genre_f1_gain_over_random"] = out["R2MAE_genre"] - out["random_init_genre"]
     return claim_values(out, claims_list)
