@@ -76,6 +76,7 @@ finetune_epochs: int = 0  # epochs of full fine-tuning on genre and spam, 0 skip
 finetune_lr: float = 0.0001  # AdamW learning rate of fine-tuning
 device: str = "cpu"  # torch device of pretraining and features (cuda at full scale)
 threads: int = 1  # torch CPU threads during the runs, 0 keeps the default (1 is fastest on a busy 2-core CPU)
+workers: int = 1  # runs at once, each in its own process (2 one-thread workers on a 2-core CPU)
 
 # %%
 from r2mae_core import io
@@ -92,7 +93,8 @@ config = language.Config(
     batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, test_ratios=test_ratios,
     probe_train=probe_train, probe_eval=probe_eval, pos_train_tokens=pos_train_tokens,
     pos_eval_tokens=pos_eval_tokens, spam_train=spam_train, spam_eval=spam_eval, finetune_epochs=finetune_epochs,
-    finetune_lr=finetune_lr, device=device, threads=threads)
+    finetune_lr=finetune_lr, device=device, threads=threads,
+    workers=workers)
 
 # %% [markdown]
 # Every run (pretraining, then all evaluations) is cached per (method, size, seed, evaluation): a re-run only

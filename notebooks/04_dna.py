@@ -82,6 +82,7 @@ finetune_epochs: int = 0  # epochs of full fine-tuning per task, 0 skips it (ful
 finetune_lr: float = 0.0001  # AdamW learning rate of fine-tuning
 device: str = "cpu"  # torch device of pretraining and features (cuda at full scale)
 threads: int = 1  # torch CPU threads during the runs, 0 keeps the default (1 is fastest on a busy 2-core CPU)
+workers: int = 1  # runs at once, each in its own process (2 one-thread workers on a 2-core CPU)
 
 # %%
 from r2mae_core import io
@@ -98,7 +99,8 @@ config = dna.Config(
     pretrain_windows=pretrain_windows, pretrain_max_n_frac=pretrain_max_n_frac, rc_augment=rc_augment, steps=steps,
     batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, test_ratios=test_ratios,
     mlm_eval=mlm_eval, probe_train=probe_train, probe_eval=probe_eval, kmer_counts_k=kmer_counts_k,
-    finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, device=device, threads=threads)
+    finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, device=device, threads=threads,
+    workers=workers)
 
 # %% [markdown]
 # ## 0 · Tasks and pretraining text

@@ -285,3 +285,20 @@ def test_finetune_leaves_model_unchanged_and_reports_val_chosen_epoch():
     res = language.finetune(model, split(64), split(32), split(32), metric="f1", epochs=2, lr=1e-3)
     assert res["best_epoch"] in (0, 1) and 0 <= res["test_f1"] <= 1 and 0 <= res["val_acc"] <= 1
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_parallel_sweep_gives_the_same_tables_as_one_worker(tmp_path, monkeypatch):
+    """Two worker processes (spawn) and one: the same metric rows in the same order, a run cached per key."""
+    import shutil
+
+    monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / "cache"))
+    kwargs = {"n_seeds": 2, "sizes": ("XS",), "main_size": "XS", "sweep_ratios": (0.15,), "baselines": ("r2mae",),
+              "steps": 5, "probe_train": 100, "probe_eval": 60, "spam_train": 60, "spam_eval": 40, "threads": 1}
+    serial = language.run(language.Config(**kwargs, workers=1), progress=False)
+    shutil.rmtree(tmp_path / "cache" / "language_runs")  # the corpus stays cached; every run is recomputed
+    parallel = language.run(language.Config(**kwargs, workers=2), progress=False)
+    assert len(list((tmp_path / "cache" / "language_runs").glob("*.pkl"))) == 2 * 3  # 2 seeds x (fixed, R²MAE, random)
+    pd.testing.assert_frame_equal(serial["metrics"], parallel["metrics"])
+    pd.testing.assert_frame_equal(serial["history"], parallel["history"])
+    with pytest.raises(ValueError, match="workers=0"):
+        language.Config(workers=0)

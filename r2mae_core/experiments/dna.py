@@ -99,6 +99,7 @@ class Config:
     finetune_lr: float = 1e-4
     device: str = "cpu"
     threads: int = 0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         for name in ("sizes", "sweep_ratios", "baselines", "genomes", "test_ratios"):
@@ -107,6 +108,7 @@ class Config:
         check_int("n_seeds", self.n_seeds, 1)
         for name in ("steps", "batch_size", "pretrain_windows", "mlm_eval", "threads", "finetune_epochs"):
             check_int(name, getattr(self, name), 0 if name in ("threads", "finetune_epochs") else 1)
+        check_int("workers", self.workers, 1)
         check_int("probe_train", self.probe_train, 12)
         check_int("probe_eval", self.probe_eval, 12)
         if isinstance(self.kmer, bool) or not isinstance(self.kmer, int) or not 1 <= self.kmer <= 6:

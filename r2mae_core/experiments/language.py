@@ -88,6 +88,7 @@ class Config:
     finetune_lr: float = 1e-4
     device: str = "cpu"
     threads: int = 0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         for name in ("sizes", "sweep_ratios", "baselines", "ablations", "test_ratios"):
@@ -99,6 +100,7 @@ class Config:
             check_int(name, getattr(self, name), 300)
         check_int("seq_len", self.seq_len, 8)
         check_int("threads", self.threads, 0)
+        check_int("workers", self.workers, 1)
         check_int("finetune_epochs", self.finetune_epochs, 0)
         if isinstance(self.finetune_lr, bool) or not self.finetune_lr > 0:
             raise ValueError(f"finetune_lr={self.finetune_lr!r} is not allowed: use a learning rate > 0")
