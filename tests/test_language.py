@@ -1,5 +1,7 @@
 """03_language: tokenizer and sequences, document split without leakage, MLM masking, the text encoder, claims."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -302,3 +304,48 @@ def test_parallel_sweep_gives_the_same_tables_as_one_worker(tmp_path, monkeypatc
     pd.testing.assert_frame_equal(serial["history"], parallel["history"])
     with pytest.raises(ValueError, match="workers=0"):
         language.Config(workers=0)
+
+
+def _orphaned_worker(pid_file: str) -> None:
+    """A sweep worker started (spawn) by this process, which then dies without waiting for it."""
+    import multiprocessing
+    import os
+
+    child = multiprocessing.get_context("spawn").Process(target=_sleep_as_worker, args=(os.getpid(),))
+    child.start()
+    Path(pid_file).write_text(str(child.pid))
+    os._exit(0)
+
+
+def _sleep_as_worker(parent_pid: int) -> None:
+    import time
+
+    from r2mae_core.experiments import _token_runs
+
+    _token_runs._worker_init(1, parent_pid)
+    time.sleep(60)
+
+
+def test_sweep_worker_exits_when_its_parent_is_killed(tmp_path):
+    """A kernel killed mid-sweep must not leave worker processes behind (each polls its parent once a second)."""
+    import multiprocessing
+    import os
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    parent = multiprocessing.get_context("spawn").Process(target=_orphaned_worker, args=(str(pid_file),))
+    parent.start()
+    parent.join(60)
+    worker = int(pid_file.read_text())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{worker}/stat") as fh:  # an exited but unreaped worker (zombie) counts as gone
+            if fh.read().split(")")[-1].split()[0] == "Z":
+                return
+        time.sleep(0.2)
+    os.kill(worker, 9)
+    raise AssertionError("the orphaned sweep worker was still running 30 s after its parent exited")

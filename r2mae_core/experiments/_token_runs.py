@@ -4,6 +4,9 @@ reference rows and the pooled features the probes read."""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -71,12 +74,21 @@ def pretrain_and_evaluate(model, ids: torch.Tensor, *, config, spec: dict | None
     return {"metrics": evaluate(model), "history": history, "seconds": seconds}
 
 
-def _worker_init(threads: int) -> None:
-    """Start of a sweep worker process: torch's intra-op threads (and BLAS's) as the study asks."""
+def _worker_init(threads: int, parent_pid: int) -> None:
+    """Start of a sweep worker process: torch's intra-op threads (and BLAS's) as the study asks, and a watcher
+    that ends the worker once its parent is gone (a killed kernel must not leave workers behind)."""
     if threads:
         torch.set_num_threads(threads)
         from threadpoolctl import threadpool_limits
         threadpool_limits(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
+    """Exit this process (status 1, at once) when its parent is no longer ``parent_pid``."""
+    while os.getppid() == parent_pid:
+        time.sleep(poll_seconds)
+    os._exit(1)
 
 
 def run_sweep(config, train_and_evaluate: Callable, *, desc: str, progress: bool) -> tuple[list, list, list]:
@@ -87,6 +99,8 @@ def run_sweep(config, train_and_evaluate: Callable, *, desc: str, progress: bool
     ``config.threads`` torch threads): on a 2-core CPU two one-thread workers take about half the wall time of
     one. Every run is seeded by its own (spec, seed index) and cached on its own key, so the results, their order
     and the cache do not depend on the number of workers; ``train_and_evaluate`` must be a module-level function.
+    A worker exits within a second of its parent's death (a killed kernel leaves none behind); a re-run then
+    takes the finished runs from the cache and resumes the others from their checkpoints.
 
     Returns
     -------
@@ -115,7 +129,7 @@ def run_sweep(config, train_and_evaluate: Callable, *, desc: str, progress: bool
 
         outs = [None] * len(args)
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_init, initargs=(config.threads,))
+                                   initializer=_worker_init, initargs=(config.threads, os.getpid()))
         try:
             futures = {pool.submit(train_and_evaluate, *a): k for k, a in enumerate(args)}
             for f in as_completed(futures):
