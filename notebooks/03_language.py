@@ -73,7 +73,7 @@ pos_eval_tokens: int = 300  # word tokens per validation and test split
 spam_train: int = 100  # e-mails the spam probe trains on
 spam_eval: int = 60  # e-mails per validation and test split
 finetune_epochs: int = 0  # epochs of full fine-tuning on genre and spam, 0 skips it (full profile only)
-finetune_lr: float = 0.0001  # AdamW learning rate of fine-tuning
+finetune_lrs: list = [0.0001]  # AdamW learning rates of fine-tuning; the best on validation is kept
 device: str = "cpu"  # torch device of pretraining and features (cuda at full scale)
 threads: int = 1  # torch CPU threads during the runs, 0 keeps the default (1 is fastest on a busy 2-core CPU)
 workers: int = 1  # runs at once, each in its own process (2 one-thread workers on a 2-core CPU)
@@ -93,7 +93,7 @@ config = language.Config(
     batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, test_ratios=test_ratios,
     probe_train=probe_train, probe_eval=probe_eval, pos_train_tokens=pos_train_tokens,
     pos_eval_tokens=pos_eval_tokens, spam_train=spam_train, spam_eval=spam_eval, finetune_epochs=finetune_epochs,
-    finetune_lr=finetune_lr, device=device, threads=threads,
+    finetune_lrs=finetune_lrs, device=device, threads=threads,
     workers=workers)
 
 # %% [markdown]

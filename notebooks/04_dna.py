@@ -79,7 +79,7 @@ probe_train: int = 300  # training windows per task (split evenly over classes)
 probe_eval: int = 100  # validation and test windows per task (split evenly over classes)
 kmer_counts_k: int = 6  # longest k-mer of the k-mer-count baseline (counts of all lengths 1 to k)
 finetune_epochs: int = 0  # epochs of full fine-tuning per task, 0 skips it (full profile only)
-finetune_lr: float = 0.0001  # AdamW learning rate of fine-tuning
+finetune_lrs: list = [0.0001]  # AdamW learning rates of fine-tuning; the best on validation is kept
 device: str = "cpu"  # torch device of pretraining and features (cuda at full scale)
 threads: int = 1  # torch CPU threads during the runs, 0 keeps the default (1 is fastest on a busy 2-core CPU)
 workers: int = 1  # runs at once, each in its own process (2 one-thread workers on a 2-core CPU)
@@ -99,7 +99,7 @@ config = dna.Config(
     pretrain_windows=pretrain_windows, pretrain_max_n_frac=pretrain_max_n_frac, rc_augment=rc_augment, steps=steps,
     batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, test_ratios=test_ratios,
     mlm_eval=mlm_eval, probe_train=probe_train, probe_eval=probe_eval, kmer_counts_k=kmer_counts_k,
-    finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, device=device, threads=threads,
+    finetune_epochs=finetune_epochs, finetune_lrs=finetune_lrs, device=device, threads=threads,
     workers=workers)
 
 # %% [markdown]

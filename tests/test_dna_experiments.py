@@ -169,6 +169,9 @@ def test_kmer_baseline_beats_chance_on_exon_intron(smoke_corpus):
     ({"n_seeds": 0}, "n_seeds"),
     ({"curriculum_max_span": 0.5}, "curriculum_max_span"),
     ({"curriculum_ratio": 1.0}, "curriculum_ratio"),
+    ({"finetune_lrs": []}, "finetune_lrs"),
+    ({"finetune_lrs": [True]}, "finetune_lrs"),
+    ({"workers": 0}, "workers"),
 ])
 def test_bad_config_fails_with_one_line(kwargs, match):
     with pytest.raises(ValueError, match=match) as excinfo:

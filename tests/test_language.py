@@ -205,6 +205,10 @@ def test_determinism_same_seed_same_weights_and_history():
     ({"primary_task": "nope"}, "primary_task"),
     ({"n_seeds": 0}, "n_seeds"),
     ({"seq_len": 4}, "seq_len"),
+    ({"finetune_lrs": ()}, "finetune_lrs"),
+    ({"finetune_lrs": 1e-3}, "finetune_lrs"),
+    ({"finetune_lrs": [1e-3, 0.0]}, "finetune_lrs"),
+    ({"workers": 0}, "workers"),
 ])
 def test_bad_config_fails_with_one_line(kwargs, match):
     with pytest.raises(ValueError, match=match) as excinfo:
@@ -289,19 +293,42 @@ def test_finetune_leaves_model_unchanged_and_reports_val_chosen_epoch():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
+def test_finetune_learning_rate_grid_keeps_the_validation_best_rate():
+    """A grid of rates = the single-rate run whose validation score is highest (ties: the smaller rate)."""
+    rng = np.random.default_rng(1)
+
+    def split(n):
+        ids = torch.as_tensor(rng.integers(4, 50, (n, 12)))
+        return ids.numpy(), np.ones((n, 12), dtype=bool), (ids[:, 1] > 27).numpy().astype(np.int64)
+
+    data = (split(64), split(48), split(48))
+    lrs = (3e-2, 1e-5, 1e-3)
+    single = {lr: language.finetune(_model(), *data, metric="f1", epochs=3, lr=lr) for lr in lrs}
+    grid = language.finetune(_model(), *data, metric="f1", epochs=3, lr=lrs)
+    best = max(sorted(lrs), key=lambda lr: single[lr]["val_f1"])  # max keeps the first (smallest) of ties
+    assert grid["lr"] == best and single[best]["lr"] == best
+    assert grid == single[best]
+    assert len({single[lr]["val_f1"] for lr in lrs}) > 1  # the rates really differ here, so the choice is tested
+
+
 def test_parallel_sweep_gives_the_same_tables_as_one_worker(tmp_path, monkeypatch):
-    """Two worker processes (spawn) and one: the same metric rows in the same order, a run cached per key."""
+    """Two worker processes (spawn) and one: the same metric rows in the same order, a run cached per key;
+    fine-tuning with a learning-rate grid records the rate chosen on validation."""
     import shutil
 
     monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / "cache"))
     kwargs = {"n_seeds": 2, "sizes": ("XS",), "main_size": "XS", "sweep_ratios": (0.15,), "baselines": ("r2mae",),
-              "steps": 5, "probe_train": 100, "probe_eval": 60, "spam_train": 60, "spam_eval": 40, "threads": 1}
+              "steps": 5, "probe_train": 100, "probe_eval": 60, "spam_train": 60, "spam_eval": 40, "threads": 1,
+              "finetune_epochs": 1, "finetune_lrs": (1e-4, 1e-3)}
     serial = language.run(language.Config(**kwargs, workers=1), progress=False)
     shutil.rmtree(tmp_path / "cache" / "language_runs")  # the corpus stays cached; every run is recomputed
     parallel = language.run(language.Config(**kwargs, workers=2), progress=False)
     assert len(list((tmp_path / "cache" / "language_runs").glob("*.pkl"))) == 2 * 3  # 2 seeds x (fixed, R²MAE, random)
     pd.testing.assert_frame_equal(serial["metrics"], parallel["metrics"])
     pd.testing.assert_frame_equal(serial["history"], parallel["history"])
+    chosen = serial["metrics"].query("metric == 'lr'")
+    assert set(chosen["task"]) == {"genre_ft", "spam_ft"} and set(chosen["value"]) <= {1e-4, 1e-3}
+    assert len(chosen) == 2 * 3 * 2  # every run (random init included) fine-tunes both tasks
     with pytest.raises(ValueError, match="workers=0"):
         language.Config(workers=0)
 

@@ -3,7 +3,7 @@ and what is allowed."""
 
 from __future__ import annotations
 
-__all__ = ["check_int", "check_ratio", "check_sweep"]
+__all__ = ["check_int", "check_ratio", "check_learning_rates", "check_sweep"]
 
 
 def check_int(name: str, value, low: int) -> None:
@@ -16,6 +16,14 @@ def check_ratio(name: str, value) -> None:
     """``value`` must be a mask ratio in the open interval (0, 1)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
         raise ValueError(f"{name}={value!r} is not allowed: use a mask ratio in the open interval (0, 1)")
+
+
+def check_learning_rates(name: str, values) -> None:
+    """``values`` must be a non-empty list or tuple of learning rates, each a number (not a bool) > 0."""
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0] \
+        if isinstance(values, list | tuple) else [values]
+    if bad or not values:
+        raise ValueError(f"{name}={values!r} is not allowed: use a non-empty list of learning rates > 0")
 
 
 def check_sweep(config, sizes: dict) -> None:

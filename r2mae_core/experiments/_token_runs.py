@@ -38,11 +38,11 @@ def _train_config(config) -> dict:
 
 def run_key(config, model_cfg: dict, spec: dict | None, seed: int, corpus_spec: dict) -> dict:
     """Cache key of one run: model, sampler spec, training (None for random init), seed, corpus, test ratios and,
-    only with fine-tuning, its epochs and learning rate (profiles without it keep their keys)."""
+    only with fine-tuning, its epochs and learning rates (profiles without it keep their keys)."""
     key = {"model": model_cfg, "sampler": spec, "train": _train_config(config) if spec is not None else None,
            "seed": seed, "corpus": corpus_spec, "test_ratios": config.test_ratios, "format": 1}
     if config.finetune_epochs:
-        key["finetune"] = {"epochs": config.finetune_epochs, "lr": config.finetune_lr}
+        key["finetune"] = {"epochs": config.finetune_epochs, "lrs": sorted(config.finetune_lrs)}
     return key
 
 

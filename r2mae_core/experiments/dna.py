@@ -43,7 +43,7 @@ from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
 from ..cache import cache_key, cached
 from ..models import build_model
 from . import _token_runs as token_runs
-from ._checks import check_int, check_ratio, check_sweep
+from ._checks import check_int, check_learning_rates, check_ratio, check_sweep
 from .language import SIZES, finetune, probe
 
 __all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "run", "methods", "corpus", "train_and_evaluate",
@@ -96,7 +96,7 @@ class Config:
     probe_eval: int = 100
     kmer_counts_k: int = 6
     finetune_epochs: int = 0
-    finetune_lr: float = 1e-4
+    finetune_lrs: tuple[float, ...] = (1e-4,)
     device: str = "cpu"
     threads: int = 0
     workers: int = 1
@@ -132,9 +132,11 @@ class Config:
         if not 0 <= self.pretrain_max_n_frac <= 1:
             raise ValueError(f"pretrain_max_n_frac={self.pretrain_max_n_frac!r} is not allowed: use a number in "
                              "[0, 1]")
-        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.warmup < 1 or not self.finetune_lr > 0:
-            raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, warmup={self.warmup}, finetune_lr="
-                             f"{self.finetune_lr}: need lr > 0, weight_decay >= 0, warmup in [0, 1), finetune_lr > 0")
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.warmup < 1:
+            raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, warmup={self.warmup}: need lr > 0, "
+                             "weight_decay >= 0 and a warmup fraction in [0, 1)")
+        check_learning_rates("finetune_lrs", self.finetune_lrs)
+        object.__setattr__(self, "finetune_lrs", tuple(float(v) for v in self.finetune_lrs))
         for _, _, spec in self.methods():
             _sampler(spec)  # one clear line for low > high, unknown per, ...
 
@@ -403,8 +405,9 @@ def _evaluate(model, corp: dict, config: Config) -> list[dict]:
         if config.finetune_epochs:
             ft = finetune(model, *[(d[s]["ids"].astype(np.int64), d[s]["attn"], d[s]["y"])
                                    for s in ("train", "val", "test")], metric="mcc",
-                          epochs=config.finetune_epochs, lr=config.finetune_lr, device=device)
+                          epochs=config.finetune_epochs, lr=config.finetune_lrs, device=device)
             rows += _task_rows(f"{task}_ft", ft, binary)
+            rows.append({"split": "val", "task": f"{task}_ft", "metric": "lr", "value": ft["lr"]})
     return rows
 
 

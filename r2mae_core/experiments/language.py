@@ -28,7 +28,7 @@ from ..cache import cache_key, cached
 from ..data.language import BROWN_GENRES
 from ..models import build_model
 from . import _token_runs as token_runs
-from ._checks import check_int, check_ratio, check_sweep
+from ._checks import check_int, check_learning_rates, check_ratio, check_sweep
 
 __all__ = ["Config", "SIZES", "TASKS", "run", "methods", "corpus", "train_and_evaluate", "probe", "finetune"]
 
@@ -85,7 +85,7 @@ class Config:
     spam_train: int = 300
     spam_eval: int = 150
     finetune_epochs: int = 0
-    finetune_lr: float = 1e-4
+    finetune_lrs: tuple[float, ...] = (1e-4,)
     device: str = "cpu"
     threads: int = 0
     workers: int = 1
@@ -102,8 +102,8 @@ class Config:
         check_int("threads", self.threads, 0)
         check_int("workers", self.workers, 1)
         check_int("finetune_epochs", self.finetune_epochs, 0)
-        if isinstance(self.finetune_lr, bool) or not self.finetune_lr > 0:
-            raise ValueError(f"finetune_lr={self.finetune_lr!r} is not allowed: use a learning rate > 0")
+        check_learning_rates("finetune_lrs", self.finetune_lrs)
+        object.__setattr__(self, "finetune_lrs", tuple(float(v) for v in self.finetune_lrs))
         for name in ("steps", "batch_size", "probe_train", "probe_eval", "pos_train_tokens", "pos_eval_tokens",
                      "spam_train", "spam_eval"):
             check_int(name, getattr(self, name), 1)
@@ -340,22 +340,37 @@ def probe(train: tuple, val: tuple, test: tuple, *, metric: str, Cs=(0.1, 1.0, 1
     return out
 
 
-def finetune(model, train: tuple, val: tuple, test: tuple, *, metric: str, epochs: int, lr: float = 1e-4,
-             batch_size: int = 32, seed: int = 0, device="cpu") -> dict:
+def finetune(model, train: tuple, val: tuple, test: tuple, *, metric: str, epochs: int,
+             lr: float | tuple[float, ...] = 1e-4, batch_size: int = 32, seed: int = 0, device="cpu") -> dict:
     """Full fine-tuning of a copy of ``model`` with a linear head on the mean-pooled features.
 
     AdamW (weight decay 0.01) with a cosine schedule over ``epochs``; the head starts at zero, batches come from a
     seeded permutation. After each epoch the validation ``metric`` is computed; the test scores of the best epoch
-    (on validation; ties: the earliest) are returned, with ``best_epoch``. Each of ``train``, ``val``, ``test`` is
-    ``(ids (N, L), attention (N, L), labels (N,))``. The input model is not modified.
+    (on validation; ties: the earliest) are returned, with ``best_epoch``. ``lr`` may be a sequence of learning
+    rates: each is fine-tuned from the same copy and seed, and the (learning rate, epoch) with the best validation
+    ``metric`` is kept (ties: the smaller rate). Each of ``train``, ``val``, ``test`` is ``(ids (N, L), attention
+    (N, L), labels (N,))``. The input model is not modified. Returns ``lr`` (the chosen rate), ``best_epoch`` and
+    ``{val,test}_{acc,macro_f1,f1,mcc}``.
     """
+    if metric not in ("acc", "macro_f1", "f1", "mcc"):
+        raise ValueError(f"metric={metric!r} is not allowed: use acc, macro_f1, f1 or mcc")
+    best = None
+    for one in sorted((lr,) if isinstance(lr, int | float) else tuple(lr)):
+        res = _finetune_one(model, train, val, test, metric=metric, epochs=epochs, lr=float(one),
+                            batch_size=batch_size, seed=seed, device=device)
+        if best is None or res[f"val_{metric}"] > best[f"val_{metric}"]:
+            best = {"lr": float(one), **res}
+    return best
+
+
+def _finetune_one(model, train: tuple, val: tuple, test: tuple, *, metric: str, epochs: int, lr: float,
+                  batch_size: int, seed: int, device) -> dict:
+    """:func:`finetune` at one learning rate."""
     import copy
     import math
 
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-    if metric not in ("acc", "macro_f1", "f1", "mcc"):
-        raise ValueError(f"metric={metric!r} is not allowed: use acc, macro_f1, f1 or mcc")
     device = torch.device(device)
     enc = copy.deepcopy(model).to(device)
     classes = np.unique(train[2])
@@ -431,12 +446,14 @@ def _evaluate(model, corp: dict, config: Config) -> list[dict]:
         for task, d, label, metric in (("genre", b, "genre", "macro_f1"), ("spam", s, "label", "f1")):
             results[f"{task}_ft"] = finetune(model, *[(d[k]["ids"], d[k]["attn"], d[k][label])
                                                       for k in ("train", "val", "test")],
-                                             metric=metric, epochs=config.finetune_epochs, lr=config.finetune_lr,
+                                             metric=metric, epochs=config.finetune_epochs, lr=config.finetune_lrs,
                                              device=device)
     for task, res in results.items():
         for split in ("val", "test"):
             for metric in (("acc", "macro_f1") if not task.startswith("spam") else ("acc", "f1")):
                 rows.append({"split": split, "task": task, "metric": metric, "value": res[f"{split}_{metric}"]})
+        if "lr" in res:  # fine-tuning: the learning rate chosen on validation
+            rows.append({"split": "val", "task": task, "metric": "lr", "value": res["lr"]})
     return rows
 
 
