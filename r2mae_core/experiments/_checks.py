@@ -18,12 +18,14 @@ def check_ratio(name: str, value) -> None:
         raise ValueError(f"{name}={value!r} is not allowed: use a mask ratio in the open interval (0, 1)")
 
 
-def check_learning_rates(name: str, values) -> None:
-    """``values`` must be a non-empty list or tuple of learning rates, each a number (not a bool) > 0."""
+def check_learning_rates(name: str, values) -> tuple[float, ...]:
+    """``values`` must be a non-empty list or tuple of learning rates, each a number (not a bool) > 0; returns
+    them as a tuple of floats."""
     bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0] \
         if isinstance(values, list | tuple) else [values]
     if bad or not values:
         raise ValueError(f"{name}={values!r} is not allowed: use a non-empty list of learning rates > 0")
+    return tuple(float(v) for v in values)
 
 
 def check_sweep(config, sizes: dict) -> None:

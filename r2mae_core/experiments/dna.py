@@ -135,8 +135,7 @@ class Config:
         if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.warmup < 1:
             raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, warmup={self.warmup}: need lr > 0, "
                              "weight_decay >= 0 and a warmup fraction in [0, 1)")
-        check_learning_rates("finetune_lrs", self.finetune_lrs)
-        object.__setattr__(self, "finetune_lrs", tuple(float(v) for v in self.finetune_lrs))
+        object.__setattr__(self, "finetune_lrs", check_learning_rates("finetune_lrs", self.finetune_lrs))
         for _, _, spec in self.methods():
             _sampler(spec)  # one clear line for low > high, unknown per, ...
 

@@ -102,8 +102,7 @@ class Config:
         check_int("threads", self.threads, 0)
         check_int("workers", self.workers, 1)
         check_int("finetune_epochs", self.finetune_epochs, 0)
-        check_learning_rates("finetune_lrs", self.finetune_lrs)
-        object.__setattr__(self, "finetune_lrs", tuple(float(v) for v in self.finetune_lrs))
+        object.__setattr__(self, "finetune_lrs", check_learning_rates("finetune_lrs", self.finetune_lrs))
         for name in ("steps", "batch_size", "probe_train", "probe_eval", "pos_train_tokens", "pos_eval_tokens",
                      "spam_train", "spam_eval"):
             check_int(name, getattr(self, name), 1)
