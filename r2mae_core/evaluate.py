@@ -71,7 +71,7 @@ def extract_features(model: nn.Module, images, *, batch_size: int = 256, device:
     Parameters
     ----------
     model
-        A masked model; put in eval mode (and restored to its previous mode afterwards).
+        A masked model; moved to ``device`` and put in eval mode (restored to its previous mode afterwards).
     images
         uint8 ``(N, H, W)`` / ``(N, C, H, W)`` or float images (see ``models.blocks.images_to_tensor``).
     batch_size, device, amp
@@ -87,7 +87,7 @@ def extract_features(model: nn.Module, images, *, batch_size: int = 256, device:
     device = torch.device(device)
     x = images_to_tensor(images)
     was_training = model.training
-    model.eval()
+    model.to(device).eval()
     fn = model.encode_tokens if tokens else model.encode
     out = []
     with _autocast(device, amp):

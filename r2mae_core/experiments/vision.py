@@ -24,7 +24,7 @@ from .._rng import check_seed, child_seeds
 from ..cache import cached
 from ..data import fingerprint
 from ..masking import make_sampler, random_subset_mask
-from ..models.blocks import images_to_tensor
+from ..models.blocks import as_token_mask, images_to_tensor
 from ._checks import check_int, check_ratio
 from .image_runs import SIZES, EvalSpec, RunSpec, load_images, reference_rows, run_identity, splits, train_run
 from .image_runs import run as run_one
@@ -285,7 +285,7 @@ def reconstruction_examples(spec: RunSpec, ratios: tuple[float, ...], n_images: 
         gen = torch.Generator().manual_seed(seed)
         sub = random_subset_mask(torch.full((n_images,), float(ratio)), model.num_patches, generator=gen)
         with torch.no_grad():
-            res = model(images.to(device), sub)
+            res = model(images.to(device), as_token_mask(sub).to(device))
         pixel_mask = model.reconstruct(res.mask[..., None].float().expand_as(res.pred)).bool().cpu()
         pred = model.reconstruct(res.pred.float()).cpu()
         recon = torch.where(pixel_mask, pred.clamp(0, 1), images)
