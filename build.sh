@@ -8,9 +8,11 @@
 #   ./build.sh run [--profile smoke|quick|full] [NN_slug ...]
 #                                   execute notebooks with papermill into results/<profile>/
 #   ./build.sh report [--profile P] results/<profile>/CLAIMS.md and index.html
-#   ./build.sh pair [NN_slug ...]   re-execute the committed notebooks/*.ipynb at smoke scale (stored outputs)
+#   ./build.sh pair [--seeds N] [NN_slug ...]
+#                                   smoke references (N seeds) + re-execute the committed notebooks/*.ipynb
 #   ./build.sh bench                the benchmarks under tests/benchmarks/ (not part of `test`)
 #   ./build.sh lab                  JupyterLab on notebooks/
+#   ./build.sh numerics             the CPU code paths and thread counts every command runs with (pinned)
 #
 # With a conda env named r2mae active (conda env create -f environment.yml), that env is used instead
 # of .venv.
@@ -43,11 +45,21 @@ use_env() {
   export PYTHONHASHSEED=0
 }
 
+# Pinned CPU numerics (r2mae_core/numerics.py): the same kernels and thread counts on every AVX2 processor, so
+# the same seed gives the same numbers everywhere. Exported here, inherited by every kernel and worker process.
+# R2MAE_NUMERICS=native switches it off.
+pin_numerics() {
+  local lines line
+  lines="$("$PY" -m r2mae_core.numerics exports)" || die "numerics: see the line above"
+  while IFS= read -r line; do [[ -n "$line" ]] && export "$line"; done <<< "$lines"
+  return 0
+}
+
 cmd_setup() {
   use_env
   local want; want="$(env_hash)"
   if [[ -x "$PY" && -f "$PREFIX/$STAMP_NAME" && "$(cat "$PREFIX/$STAMP_NAME")" == "$want" ]]; then
-    log "setup: environment up to date ($PREFIX)"; return 0
+    log "setup: environment up to date ($PREFIX)"; pin_numerics; return 0
   fi
   if [[ "$PREFIX" == "$VENV" ]]; then
     local base="${PYTHON:-python3.11}"
@@ -69,6 +81,7 @@ cmd_setup() {
   "$PY" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (r2mae)" >/dev/null
   echo "$want" > "$PREFIX/$STAMP_NAME"
   log "setup: done ($(du -sh "$PREFIX" | cut -f1) in $PREFIX)"
+  pin_numerics
 }
 
 cmd_data() {
@@ -119,9 +132,10 @@ main() {
     pair)    cmd_setup; "$PY" -m r2mae_core.pipeline pair "$@" ;;
     bench)   cmd_setup; "$PY" -m pytest tests/benchmarks -p no:cacheprovider --benchmark-only \
                -o python_files='bench_*.py' "$@" ;;
+    numerics) cmd_setup >/dev/null; "$PY" -m r2mae_core.numerics describe ;;
     lab)     cmd_setup; exec "$PY" -m jupyter lab --notebook-dir="$ROOT/notebooks" "$@" ;;
-    -h|--help|help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *)       die "unknown command '$sub': use setup | data | run | report | test | pair | bench | lab (see ./build.sh help)" ;;
+    -h|--help|help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *)       die "unknown command '$sub': use setup | data | run | report | test | pair | bench | lab | numerics (see ./build.sh help)" ;;
   esac
 }
 

@@ -43,7 +43,7 @@ n_images: int = 6  # Fashion-MNIST test images shown masked
 mean_span: float = 3.0  # mean span length, in tokens, of the span generator
 
 # %%
-from r2mae_core import io
+from r2mae_core import io, reference
 from r2mae_core._rng import seed_everything
 from r2mae_core.experiments import masking_tour
 from r2mae_core.plotting import masking as plots
@@ -89,7 +89,7 @@ out.save_table(results["moments"], "tab1_sampler_moments")
 out.save_table(results["spread"], "tab2_within_batch_spread")
 results["spread"]
 
-# %% tags=["nbval-check-output"]
+# %%
 claims = masking_tour.claims(results, profile)
 out.save_claims(claims)
 key_numbers = masking_tour.key_numbers(results)
@@ -97,3 +97,11 @@ out.save_metrics(key_numbers)
 for claim in claims:
     print(f"{claim.id}: {claim.verdict} ({claim.metric} = {claim.value:.4g})")
 print(key_numbers)
+
+# %% [markdown]
+# At the smoke scale these key numbers are compared with the stored reference
+# (`notebooks/reference/00_masking_tour.json`, written by `./build.sh pair`), each within a tolerance set by its
+# seed-to-seed spread (`r2mae_core.reference`). This cell's output is what `./build.sh test` checks.
+
+# %% tags=["nbval-check-output"]
+print(reference.check("00_masking_tour", profile, key_numbers))

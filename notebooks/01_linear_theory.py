@@ -88,7 +88,7 @@ universal_high: float = 0.9  # upper end of the universal test law
 primary_criterion: str = "universal"  # criterion of claim C4: universal, test_ratio or downstream
 
 # %%
-from r2mae_core import io
+from r2mae_core import io, reference
 from r2mae_core._rng import seed_everything
 from r2mae_core.experiments import linear_theory, linear_theory_claims
 from r2mae_core.plotting import linear_theory as plots
@@ -174,7 +174,7 @@ summary.round(4)
 # ratio on the declared primary criterion, with the other criteria and the declared default interval as extra
 # rows. Each verdict follows the rule in `linear_theory_claims`.
 
-# %% tags=["nbval-check-output"]
+# %%
 claims = linear_theory_claims.claims(results, config, profile)
 out.save_claims(claims)
 key_numbers = linear_theory_claims.key_numbers(results, claims)
@@ -182,3 +182,11 @@ out.save_metrics(key_numbers)
 for claim in claims:
     print(f"{claim.id}: {claim.verdict} ({claim.metric} = {claim.value:.4g})")
 print(key_numbers)
+
+# %% [markdown]
+# At the smoke scale these key numbers are compared with the stored reference
+# (`notebooks/reference/01_linear_theory.json`, written by `./build.sh pair`), each within a tolerance set by its
+# seed-to-seed spread (`r2mae_core.reference`). This cell's output is what `./build.sh test` checks.
+
+# %% tags=["nbval-check-output"]
+print(reference.check("01_linear_theory", profile, key_numbers))

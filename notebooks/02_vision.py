@@ -71,7 +71,7 @@ recon_ratios: list = [0.5, 0.75]  # test ratios of the reconstruction figure
 n_recon_images: int = 3  # validation images in the reconstruction figure
 
 # %%
-from r2mae_core import io
+from r2mae_core import io, reference
 from r2mae_core._rng import seed_everything
 from r2mae_core.experiments import vision, vision_claims
 from r2mae_core.plotting import vision as plots
@@ -154,7 +154,7 @@ out.save_figure(fig, "fig6_reconstructions")
 # V3 R²MAE ≥ scheduled decay; V4 U-MAE raises effective rank and LP. Each verdict follows the rule in
 # `vision_claims`.
 
-# %% tags=["nbval-check-output"]
+# %%
 claims = vision_claims.claims(results, config, profile)
 out.save_claims(claims)
 key_numbers = vision_claims.key_numbers(results, claims)
@@ -162,3 +162,11 @@ out.save_metrics(key_numbers)
 for claim in claims:
     print(f"{claim.id}: {claim.verdict} ({claim.metric} = {claim.value:.4g})")
 print(key_numbers)
+
+# %% [markdown]
+# At the smoke scale these key numbers are compared with the stored reference
+# (`notebooks/reference/02_vision.json`, written by `./build.sh pair`), each within a tolerance set by its
+# seed-to-seed spread (`r2mae_core.reference`). This cell's output is what `./build.sh test` checks.
+
+# %% tags=["nbval-check-output"]
+print(reference.check("02_vision", profile, key_numbers))

@@ -79,7 +79,7 @@ threads: int = 1  # torch CPU threads during the runs, 0 keeps the default (1 is
 workers: int = 1  # runs at once, each in its own process (2 one-thread workers on a 2-core CPU)
 
 # %%
-from r2mae_core import io
+from r2mae_core import io, reference
 from r2mae_core._rng import seed_everything
 from r2mae_core.experiments import language, language_claims
 from r2mae_core.plotting import language as plots
@@ -151,7 +151,7 @@ table[table["task"].isin(["genre", "spam", "pos"])].round(4)
 # initialised encoder on genre macro-F1. Each verdict follows the rule written in `language_claims` (paired
 # differences over seeds with 95% intervals: above 0 supported, below 0 contradicted, covering 0 inconclusive).
 
-# %% tags=["nbval-check-output"]
+# %%
 claims = language_claims.claims(results, config, profile)
 out.save_claims(claims)
 key_numbers = language_claims.key_numbers(results, claims, config)
@@ -159,3 +159,11 @@ out.save_metrics(key_numbers)
 for claim in claims:
     print(f"{claim.id}: {claim.verdict} ({claim.metric} = {claim.value:.4g})")
 print(key_numbers)
+
+# %% [markdown]
+# At the smoke scale these key numbers are compared with the stored reference
+# (`notebooks/reference/03_language.json`, written by `./build.sh pair`), each within a tolerance set by its
+# seed-to-seed spread (`r2mae_core.reference`). This cell's output is what `./build.sh test` checks.
+
+# %% tags=["nbval-check-output"]
+print(reference.check("03_language", profile, key_numbers))

@@ -85,7 +85,7 @@ threads: int = 1  # torch CPU threads during the runs, 0 keeps the default (1 is
 workers: int = 1  # runs at once, each in its own process (2 one-thread workers on a 2-core CPU)
 
 # %%
-from r2mae_core import io
+from r2mae_core import io, reference
 from r2mae_core._rng import seed_everything
 from r2mae_core.experiments import dna, dna_claims
 from r2mae_core.plotting import dna as plots
@@ -178,7 +178,7 @@ table[table["metric"].isin(["mcc", "acc", "perplexity"])].round(4)
 # `dna_claims` (paired differences over seeds with 95% intervals: above the threshold supported, below it
 # contradicted, covering it inconclusive). The key numbers are test MCCs at the main size (seed means).
 
-# %% tags=["nbval-check-output"]
+# %%
 claims = dna_claims.claims(results, config, profile)
 out.save_claims(claims)
 key_numbers = dna_claims.key_numbers(results, claims, config)
@@ -186,3 +186,11 @@ out.save_metrics(key_numbers)
 for claim in claims:
     print(f"{claim.id}: {claim.verdict} ({claim.metric} = {claim.value:.4g})")
 print(key_numbers)
+
+# %% [markdown]
+# At the smoke scale these key numbers are compared with the stored reference
+# (`notebooks/reference/04_dna.json`, written by `./build.sh pair`), each within a tolerance set by its
+# seed-to-seed spread (`r2mae_core.reference`). This cell's output is what `./build.sh test` checks.
+
+# %% tags=["nbval-check-output"]
+print(reference.check("04_dna", profile, key_numbers))

@@ -90,7 +90,7 @@ umap_methods: list = ["PCA", "scGPT choice", "R²MAE"]  # methods shown in the U
 device: str = "cpu"  # torch device of pretraining: cpu or cuda
 
 # %%
-from r2mae_core import io
+from r2mae_core import io, reference
 from r2mae_core._rng import seed_everything
 from r2mae_core.experiments import single_cell, single_cell_claims
 
@@ -177,7 +177,7 @@ out.save_figure(fig, "fig6_umap")
 # dataset/model pairs get suffixed ids. Verdicts follow the rule in `single_cell_claims`: paired difference over
 # seeds, 95% interval above 0 supported, below 0 contradicted, else inconclusive.
 
-# %% tags=["nbval-check-output"]
+# %%
 claims = single_cell_claims.claims(results, config, profile)
 out.save_claims(claims)
 key_numbers = single_cell_claims.key_numbers(results, claims)
@@ -185,3 +185,11 @@ out.save_metrics(key_numbers)
 for claim in claims:
     print(f"{claim.id}: {claim.verdict} ({claim.metric} = {claim.value:.4g})")
 print(key_numbers)
+
+# %% [markdown]
+# At the smoke scale these key numbers are compared with the stored reference
+# (`notebooks/reference/05_single_cell.json`, written by `./build.sh pair`), each within a tolerance set by its
+# seed-to-seed spread (`r2mae_core.reference`). This cell's output is what `./build.sh test` checks.
+
+# %% tags=["nbval-check-output"]
+print(reference.check("05_single_cell", profile, key_numbers))

@@ -69,7 +69,7 @@ n_show: int = 4  # images drawn in the segmentation figure
 kmeans_init: int = 4  # k-means restarts per image
 
 # %%
-from r2mae_core import io
+from r2mae_core import io, reference
 from r2mae_core._rng import seed_everything
 from r2mae_core.experiments import spectral_claims as sc
 from r2mae_core.experiments import spectral_clustering
@@ -177,7 +177,7 @@ bound.round(4)
 # T5 the bound holds on every test batch; T5-nmi MAE clusters agree with spectral clusters more than random-init
 # ones; T6 zero-shot segmentation beats random init. Each verdict follows the rule in `spectral_claims`.
 
-# %% tags=["nbval-check-output"]
+# %%
 claims = sc.claims(results, config, profile)
 out.save_claims(claims)
 key_numbers = sc.key_numbers(results, claims)
@@ -185,3 +185,11 @@ out.save_metrics(key_numbers)
 for claim in claims:
     print(f"{claim.id}: {claim.verdict} ({claim.metric} = {claim.value:.4g})")
 print(key_numbers)
+
+# %% [markdown]
+# At the smoke scale these key numbers are compared with the stored reference
+# (`notebooks/reference/06_spectral_clustering.json`, written by `./build.sh pair`), each within a tolerance set by its
+# seed-to-seed spread (`r2mae_core.reference`). This cell's output is what `./build.sh test` checks.
+
+# %% tags=["nbval-check-output"]
+print(reference.check("06_spectral_clustering", profile, key_numbers))

@@ -145,7 +145,11 @@ def load_claims(path: Path) -> list[Claim]:
 
 @dataclass(frozen=True)
 class RunOutputs:
-    """The outputs of one notebook run: ``RunOutputs(profile, notebook).save_figure(fig, "fig1_x")``."""
+    """The outputs of one notebook run: ``RunOutputs(profile, notebook).save_figure(fig, "fig1_x")``.
+
+    Its methods return nothing (the files go to :attr:`path`), so a notebook's stored outputs hold no paths of
+    the machine that ran it.
+    """
 
     profile: str
     notebook: str
@@ -157,14 +161,19 @@ class RunOutputs:
     def path(self) -> Path:
         return run_dir(self.profile, self.notebook)
 
-    def save_figure(self, fig: Figure, name: str, **kwargs) -> list[Path]:
-        return save_figure(fig, name, profile=self.profile, notebook=self.notebook, **kwargs)
+    def save_figure(self, fig: Figure, name: str, **kwargs) -> None:
+        """Save ``fig`` under ``figures/`` (:func:`save_figure`); returns nothing, so that a notebook cell
+        ending in this call shows the figure and not the machine's paths."""
+        save_figure(fig, name, profile=self.profile, notebook=self.notebook, **kwargs)
 
-    def save_table(self, df: pd.DataFrame, name: str, **kwargs) -> Path:
-        return save_table(df, name, profile=self.profile, notebook=self.notebook, **kwargs)
+    def save_table(self, df: pd.DataFrame, name: str, **kwargs) -> None:
+        """Save ``df`` under ``tables/`` (:func:`save_table`)."""
+        save_table(df, name, profile=self.profile, notebook=self.notebook, **kwargs)
 
-    def save_metrics(self, metrics: Mapping) -> Path:
-        return save_metrics(metrics, profile=self.profile, notebook=self.notebook)
+    def save_metrics(self, metrics: Mapping) -> None:
+        """Save the key numbers as ``metrics.json`` (:func:`save_metrics`)."""
+        save_metrics(metrics, profile=self.profile, notebook=self.notebook)
 
-    def save_claims(self, claims: Iterable[Claim]) -> Path:
-        return save_claims(claims, profile=self.profile, notebook=self.notebook)
+    def save_claims(self, claims: Iterable[Claim]) -> None:
+        """Save the claims as ``claims.json`` (:func:`save_claims`)."""
+        save_claims(claims, profile=self.profile, notebook=self.notebook)

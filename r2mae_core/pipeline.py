@@ -11,27 +11,35 @@
 A failed notebook keeps its ``.incomplete`` mark and its partial notebook (so nothing failed looks
 complete), the others still run, and the exit status is non-zero with one summary line per notebook.
 
-``pair`` re-executes the committed ``notebooks/*.ipynb`` in place at smoke scale (their stored outputs are
-what nbval compares), ``check`` validates every notebook's YAML of every profile without running anything.
+``pair`` writes each notebook's smoke reference (its key numbers under several master seeds, with tolerances:
+:mod:`r2mae_core.reference`) and re-executes the committed ``notebooks/*.ipynb`` in place at smoke scale (their
+stored outputs are what nbval compares); ``check`` validates every notebook's YAML of every profile without
+running anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import reference
 from .notebook_params import ParameterError, load_profile_parameters, read_parameters
 from .paths import PROFILES, REPO_ROOT, check_notebook, check_profile, notebook_names, results_root
 
-__all__ = ["NotebookResult", "sync_pair", "run_notebook", "run_notebooks", "pair_notebook", "main"]
+__all__ = ["NotebookResult", "sync_pair", "run_notebook", "run_notebooks", "reference_runs", "pair_notebook",
+           "strip_machine_outputs", "main"]
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 INCOMPLETE = ".incomplete"
 KERNEL = "python3"
+#: Master seeds of a smoke reference (the notebook's default seed and the next ones).
+REFERENCE_SEEDS = 5
 
 
 @dataclass(frozen=True)
@@ -117,22 +125,51 @@ def run_notebooks(notebooks: list[str], profile: str) -> list[NotebookResult]:
     return results
 
 
-def pair_notebook(notebook: str, timeout: int = 900) -> Path:
-    """Re-execute ``notebooks/<notebook>.ipynb`` in place with its own (smoke) defaults.
+def reference_runs(notebook: str, seeds: list[int]) -> list[dict]:
+    """The key numbers (``metrics.json``) of ``notebook`` at smoke scale under each master seed in ``seeds``."""
+    import papermill
 
-    The stored outputs of cells tagged ``nbval-check-output`` are what ``pytest --nbval-lax`` compares,
-    which makes nbval a determinism check. Timing metadata is dropped so that a re-run with the same
-    numbers gives the same file.
+    ipynb = sync_pair(notebook)
+    metrics = results_root() / "smoke" / notebook / "metrics.json"
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            metrics.unlink(missing_ok=True)
+            papermill.execute_notebook(str(ipynb), str(Path(tmp) / f"seed{seed}.ipynb"),
+                                       parameters={"seed": seed, "profile": "smoke"}, cwd=str(NOTEBOOK_DIR),
+                                       kernel_name=KERNEL, progress_bar=False, log_output=False)
+            runs.append(json.loads(metrics.read_text(encoding="utf-8")))
+    return runs
+
+
+def strip_machine_outputs(nb) -> None:
+    """Drop what depends on the machine or the clock from executed cells: stderr streams (progress bars,
+    warnings with library paths) and execution timings."""
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+
+
+def pair_notebook(notebook: str, timeout: int = 900, n_seeds: int = REFERENCE_SEEDS) -> Path:
+    """Write the smoke reference of ``notebook``, then re-execute ``notebooks/<notebook>.ipynb`` in place.
+
+    The reference holds the key numbers of ``n_seeds`` master seeds (the default one first) and a tolerance for
+    each (:mod:`r2mae_core.reference`); the stored outputs of cells tagged ``nbval-check-output`` are what
+    ``pytest --nbval-lax`` compares. Machine- and clock-dependent outputs are dropped
+    (:func:`strip_machine_outputs`) so that a re-run with the same numbers gives the same file.
     """
     import nbformat
     from nbclient import NotebookClient
 
+    first = int(read_parameters(notebook)["seed"].default)
+    seeds = list(range(first, first + n_seeds))
+    reference.write_reference(reference.build_reference(notebook, reference_runs(notebook, seeds), seeds))
     ipynb = sync_pair(notebook)
     nb = nbformat.read(ipynb, as_version=4)
     NotebookClient(nb, timeout=timeout, kernel_name=KERNEL,
                    resources={"metadata": {"path": str(NOTEBOOK_DIR)}}).execute()
-    for cell in nb.cells:
-        cell.metadata.pop("execution", None)
+    strip_machine_outputs(nb)
     nbformat.write(nb, ipynb)
     return ipynb
 
@@ -152,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="execute notebooks at a profile into results/<profile>/")
     p_run.add_argument("--profile", default="quick", help="smoke | quick | full (default quick)")
     p_run.add_argument("notebooks", nargs="*", help="NN_slug names (default: all)")
-    p_pair = sub.add_parser("pair", help="re-execute the committed notebooks/*.ipynb in place at smoke scale")
+    p_pair = sub.add_parser("pair", help="write the smoke references and re-execute the committed "
+                                         "notebooks/*.ipynb in place at smoke scale")
+    p_pair.add_argument("--seeds", type=int, default=REFERENCE_SEEDS,
+                        help=f"master seeds of each reference (default {REFERENCE_SEEDS}, at least 2)")
     p_pair.add_argument("notebooks", nargs="*")
     sub.add_parser("check", help="validate every profile YAML against its notebook's parameters")
     sub.add_parser("list", help="list the notebooks")
@@ -170,9 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"parameters ok for {len(notebook_names())} notebooks x {len(PROFILES)} profiles")
             return 0
         if args.command == "pair":
+            if args.seeds < 2:
+                raise ValueError(f"--seeds={args.seeds} is not allowed: a tolerance needs at least 2 seeds")
             for notebook in _resolve(args.notebooks):
                 start = time.monotonic()
-                pair_notebook(notebook)
+                pair_notebook(notebook, n_seeds=args.seeds)
                 print(f"paired {notebook} ({(time.monotonic() - start) / 60:.2f} min)", flush=True)
             return 0
         profile = check_profile(args.profile)

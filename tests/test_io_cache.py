@@ -71,8 +71,9 @@ def test_save_table_and_metrics(results_dir):
 
 def test_save_and_load_claims(results_dir):
     claim = Claim("C1", "a", "b", "c", 1.0, 0.5, 1.5, 3, "supported", "quick")
-    path = io.RunOutputs("quick", "01_x").save_claims([claim])
-    assert io.load_claims(path) == [claim]
+    out = io.RunOutputs("quick", "01_x")
+    assert out.save_claims([claim]) is None
+    assert io.load_claims(out.path / "claims.json") == [claim]
     with pytest.raises(ValueError, match="profile='quick' but is saved under 'full'"):
         io.save_claims([claim], profile="full", notebook="01_x")
     with pytest.raises(ValueError, match="ids repeat"):

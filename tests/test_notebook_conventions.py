@@ -81,10 +81,36 @@ def test_notebook_code_is_thin(name):
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_last_cell_checks_key_numbers_and_writes_claims(name):
-    last = _code_cells(name)[-1]
+def test_last_cell_checks_key_numbers_against_the_reference_and_claims_are_saved(name):
+    cells = _code_cells(name)
+    last = cells[-1]
     assert "nbval-check-output" in last.metadata.get("tags", [])
-    assert "save_claims(" in last.source
+    assert last.source.strip() == f'print(reference.check("{name}", profile, key_numbers))'
+    assert [c for c in cells if "nbval-check-output" in c.metadata.get("tags", [])] == [last]
+    assert any("save_claims(" in c.source for c in cells)
+
+
+MACHINE_TEXT = re.compile(r"/(?:work|home|tmp|root|usr|opt|Users|var)/|site-packages|\.venv|Warning")
+
+
+def _output_texts(output):
+    if output.get("output_type") == "stream":
+        yield output.get("text", "")
+    for mime, value in output.get("data", {}).items():
+        if mime.startswith("text/"):
+            yield value if isinstance(value, str) else "".join(value)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_stored_outputs_hold_no_machine_paths_warnings_or_stderr(name):
+    stored = nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    for i, cell in enumerate(stored.cells):
+        for output in cell.get("outputs", []):
+            assert not (output.get("output_type") == "stream" and output.get("name") == "stderr"), \
+                f"{name}.ipynb cell {i}: stderr stored (progress bars, warnings): run ./build.sh pair {name}"
+            for text in _output_texts(output):
+                found = MACHINE_TEXT.search(text)
+                assert not found, f"{name}.ipynb cell {i}: {found.group(0)!r} in a stored output"
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -165,3 +165,34 @@ def test_readme_ledger_block_matches_the_committed_full_results():
     start, end = report.README_MARKERS
     block = readme.split(start, 1)[1].split(end, 1)[0]
     assert block == "\n" + report.readme_ledger("full"), "README ledger is stale: run ./build.sh report --profile full"
+
+
+@pytest.mark.slow
+def test_pair_writes_the_reference_from_several_seeds_and_strips_machine_outputs(repo, monkeypatch, capsys):
+    from r2mae_core import reference
+
+    monkeypatch.setattr(reference, "REFERENCE_DIR", repo / "notebooks" / "reference")
+    params = 'profile: str = "smoke"  # where results go\nseed: int = 3  # master seed\n'
+    body = """\
+        import sys
+        from r2mae_core.io import RunOutputs
+        print("progress", file=sys.stderr)
+        key_numbers = {"x": 1 + seed / 10, "best": "a", "verdict": "v" + str(seed % 2)}
+        RunOutputs(profile, "01_ok").save_metrics(key_numbers)
+        print(key_numbers)
+        """
+    (repo / "notebooks" / "01_ok.py").write_text(_notebook(params, body))
+    assert pipeline.main(["pair", "--seeds", "1", "01_ok"]) == 2
+    assert "--seeds=1 is not allowed: a tolerance needs at least 2 seeds" in capsys.readouterr().err
+    assert pipeline.main(["pair", "--seeds", "3", "01_ok"]) == 0
+    ref = reference.load_reference("01_ok")
+    assert ref["seeds"] == [3, 4, 5]  # the notebook's default seed first
+    assert ref["numbers"]["x"]["value"] == pytest.approx(1.3)
+    assert ref["numbers"]["x"]["tolerance"] == pytest.approx(reference.Z * 0.1)
+    assert ref["texts"]["best"]["asserted"] and not ref["texts"]["verdict"]["asserted"]
+    import nbformat
+
+    stored = nbformat.read(repo / "notebooks" / "01_ok.ipynb", as_version=4)
+    outputs = [o for c in stored.cells if c.cell_type == "code" for o in c.outputs]
+    assert outputs and not [o for o in outputs if o.get("name") == "stderr"]
+    assert "{'x': 1.3" in "".join(o.get("text", "") for o in outputs)
