@@ -1,10 +1,11 @@
 """On-disk cache of expensive results (a pretraining run, a Monte Carlo grid).
 
 An expensive computation is a pure function of its config. Its result is stored under a key derived
-from ``(namespace, config, data checksum, package version, numerics mode)`` (the mode, pinned or native, is
-:func:`r2mae_core.numerics.mode`: results of the two never mix), so an interrupted build resumes where it
-stopped and a re-run only re-plots. Entries are pickles written atomically beside a JSON copy of the
-config they came from (to see what a key means: ``cat results/cache/<namespace>/<key>.json``).
+from ``(namespace, config, data checksum, package version, numerics)`` (the numerics are
+:func:`r2mae_core.numerics.signature`: native, or pinned with a digest of the pinned values, so results of
+different numerics never mix); an interrupted build resumes where it stopped and a re-run only re-plots.
+Entries are pickles written atomically beside a JSON copy of the config they came from (to see what a key
+means: ``cat results/cache/<namespace>/<key>.json``).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def canonical(obj):
 def cache_key(namespace: str, config, *, data_checksum: str = "") -> str:
     """SHA-256 (hex, 24 chars) of the canonical JSON of namespace, config, data checksum, version, numerics."""
     payload = {"namespace": namespace, "config": canonical(config), "data": data_checksum,
-               "version": __version__, "numerics": numerics.mode()}
+               "version": __version__, "numerics": numerics.signature()}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

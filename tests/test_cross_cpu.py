@@ -1,8 +1,8 @@
 """Same checked outputs on another processor.
 
 Every notebook runs under nbval again, from an empty cache, with each numerical library pushed onto other code
-paths than the pinned ones (``r2mae_core.numerics``): scalar ATen loops instead of AVX2, MKL's AVX2 branch
-instead of its compatible one, OpenBLAS's Sandy Bridge kernels instead of Haswell's, NumPy without AVX2 loops,
+paths than the pinned ones (``r2mae_core.numerics``): scalar ATen loops instead of AVX2, MKL's SSE2 branch
+instead of its AVX2 one, OpenBLAS's Sandy Bridge kernels instead of Haswell's, NumPy without AVX2 loops,
 oneDNN at SSE4.1, and three threads instead of two. This is what a researcher's machine with other processor
 features and core count does to the numbers; the checked cells must print the same.
 """
@@ -16,7 +16,7 @@ from r2mae_core.paths import REPO_ROOT
 
 SIMULATED = {
     "ATEN_CPU_CAPABILITY": "default",
-    "MKL_CBWR": "AVX2",
+    "MKL_CBWR": "COMPATIBLE",
     "ONEDNN_MAX_CPU_ISA": "SSE41",
     "OPENBLAS_CORETYPE": "Sandybridge",
     "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR",

@@ -66,7 +66,7 @@ def test_build_sh_runs_commands_pinned():
         assert described["torch_cpu_capability"] == "AVX2"
         assert described["torch_threads"] == str(numerics.THREADS)
         assert described["numpy_simd"] == "X86_V3"
-        assert described["mkl_cbwr"] == "COMPATIBLE"
+        assert described["mkl_cbwr"] == "AVX2"
         assert all(arch == "Haswell" for key, arch in described.items() if key.startswith("blas openblas"))
     else:
         assert described["numerics"] == "native"
@@ -77,8 +77,11 @@ def test_mode_and_the_cache_key_follow_the_pin(monkeypatch):
 
     for key, value in numerics.PINNED.items():
         monkeypatch.setenv(key, value)
-    assert numerics.mode() == "pinned"
+    assert numerics.mode() == "pinned" and numerics.signature().startswith("pinned-")
     pinned_key = cache_key("x", {"a": 1})
+    monkeypatch.setitem(numerics.PINNED, "MKL_CBWR", "SSE4_2")  # other pinned values: another key
+    monkeypatch.setenv("MKL_CBWR", "SSE4_2")
+    assert numerics.mode() == "pinned" and cache_key("x", {"a": 1}) != pinned_key
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
-    assert numerics.mode() == "native"
+    assert numerics.mode() == "native" and numerics.signature() == "native"
     assert cache_key("x", {"a": 1}) != pinned_key

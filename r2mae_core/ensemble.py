@@ -1,0 +1,234 @@
+"""Train k masked image models of one architecture at once: stacked weights, one vmapped step, one optimizer.
+
+A small model leaves a GPU almost idle (on one H200 a ViT-MAE of width 64 at batch 256 reaches under 0.1% of
+the bf16 matrix peak, ``results/gpu_checks/``), and on a CPU the per-step overhead of a small model dominates.
+Training the runs of a sweep that share an architecture as one *ensemble* turns k small steps into one wider
+step: the members' weights are stacked along a new leading dimension (``torch.func.stack_module_state``), the
+step is ``torch.vmap`` of the model's ``functional_call`` over that dimension, and one AdamW updates the stacked
+tensors (AdamW is elementwise, so this is k independent AdamWs with the same hyperparameters).
+
+Each member is exactly the run :func:`r2mae_core.train.pretrain` would make with its own seed and sampler: its
+own initialisation (the models passed in), its own data order (``SeedSequence([data_seed, epoch])``), its own
+mask generator from which its ratios and masks are drawn in the same order, its own gradient clipping (the global
+norm over its own parameters) and its own history. The members' visible-token counts can differ (different
+ratios): each member's :class:`~r2mae_core.models.blocks.TokenMask` is padded to the group's largest count, the
+padding slots are masked out of attention (as the models already do for per-sample ratios) and its masked
+positions point at the mask-token slot of the padded layout, so each member's loss is the one it has alone.
+Attention runs on PyTorch's math backend: the fused CPU and CUDA attention kernels have no batching rule for
+``vmap`` (it would loop over the members), the math backend's matrix products batch. The result equals the k
+runs trained one by one up to floating-point rounding: batched matrix products and the
+key-padding mask change the order of the sums (``tests/test_ensemble.py`` states the measured tolerance).
+
+On CUDA use ``compile=True`` (``torch.compile`` of the vmapped step, visible counts bucketed as in ``pretrain``):
+eager vmap with bf16 autocast fails in PyTorch 2.11's attention backward, the compiled step runs (measured on an
+H200, ``results/gpu_checks/2026-12-04_nvidia-h200.json``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from . import masking
+from ._rng import check_seed, child_seeds, torch_generator
+from .losses import uniformity_loss
+from .models.blocks import TokenMask, as_token_mask
+from .train import _FLUSH_EVERY, HISTORY_COLUMNS, TrainResult, _as_data, _batch, _epoch_perm, warmup_cosine
+
+__all__ = ["stack_members", "pad_token_mask", "pretrain_ensemble"]
+
+
+def stack_members(models: Sequence[nn.Module], device: str | torch.device = "cpu"):
+    """Stacked parameters and buffers of ``models`` and a stateless copy of their architecture.
+
+    Returns
+    -------
+    params, buffers, base
+        ``{name: (k, ...)}`` leaf tensors on ``device`` (parameters require grad), the same for buffers, and a
+        copy of ``models[0]`` on the ``meta`` device to call with :func:`torch.func.functional_call`.
+
+    Raises
+    ------
+    ValueError
+        No models, or models whose parameters differ in names or shapes (another architecture).
+    """
+    if not models:
+        raise ValueError("models=[] is not allowed: give at least one model")
+    shapes = [{n: tuple(p.shape) for n, p in m.named_parameters()} for m in models]
+    if any(s != shapes[0] for s in shapes[1:]):
+        raise ValueError("models of different architectures cannot form an ensemble: their parameters differ")
+    params, buffers = torch.func.stack_module_state(list(models))
+    params = {n: p.detach().to(device).requires_grad_(True) for n, p in params.items()}
+    buffers = {n: b.to(device) for n, b in buffers.items()}
+    return params, buffers, copy.deepcopy(models[0]).to("meta")
+
+
+def pad_token_mask(tm: TokenMask, K: int) -> TokenMask:
+    """``tm`` with its visible slots padded to ``K``: new slots are invalid and masked positions point at slot
+    ``K`` (the mask-token slot of the padded layout), so a model computes the same loss from either."""
+    k0 = tm.ids_keep.shape[1]
+    if K < k0:
+        raise ValueError(f"K={K} is not allowed: the mask already has {k0} visible slots")
+    if K == k0:
+        return tm
+    inverse = torch.where(tm.inverse == k0, torch.full_like(tm.inverse, K), tm.inverse)
+    return TokenMask(tm.mask, F.pad(tm.ids_keep, (0, K - k0)), F.pad(tm.keep_valid, (0, K - k0), value=False),
+                     inverse, True)
+
+
+def _optimizer(params: dict[str, Tensor], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    decay = [p for p in params.values() if p.ndim > 2]  # a member's ndim > 1
+    no_decay = [p for p in params.values() if p.ndim <= 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+
+
+def _clip_per_member(params: dict[str, Tensor], max_norm: float) -> None:
+    """Scale each member's gradients so that their global L2 norm is at most ``max_norm`` (as
+    ``clip_grad_norm_``: factor ``max_norm / (norm + 1e-6)`` clamped at 1)."""
+    grads = [p.grad for p in params.values() if p.grad is not None]
+    norms = torch.stack([g.detach().float().pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()  # (k,)
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.ndim - 1))).to(g.dtype))
+
+
+def _flush(pending: list[Tensor], hist: list[dict], first_step: int, uniformity: bool) -> None:
+    """Copy the device losses of the steps since the last flush into the members' histories (one host sync)."""
+    values = torch.stack(pending).cpu().numpy()  # (steps, 2, k)
+    pending.clear()
+    for m, h in enumerate(hist):
+        bad = [first_step + j for j, v in enumerate(values[:, 0, m]) if not math.isfinite(v)]
+        if bad:
+            raise FloatingPointError(f"pretrain_ensemble: non-finite loss of member {m} at step {bad[0]}")
+        h["loss"][first_step:] = values[:, 0, m].tolist()
+        if uniformity:
+            h["uniformity"][first_step:] = values[:, 1, m].tolist()
+
+
+def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, seeds: Sequence[int], steps: int,
+                      batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.05, warmup: float = 0.05,
+                      min_lr_ratio: float = 0.0, grad_clip: float | None = None,
+                      device: str | torch.device = "cpu", amp: bool | None = None, compile: bool = False,
+                      compile_buckets: int = 8, uniformity_weight: float = 0.0) -> list[TrainResult]:
+    """Pretrain ``models`` (one architecture) together; member ``m`` is the run ``pretrain(models[m], data,
+    sampler=samplers[m], seed=seeds[m], ...)`` would make (module docstring).
+
+    Parameters
+    ----------
+    models
+        k masked image models of one architecture (``forward(x, mask) -> MAEOutput``, ``num_patches``), each
+        initialised with its own seed (:func:`r2mae_core.models.build_model`). Trained in place.
+    data
+        As for :func:`~r2mae_core.train.pretrain`: uint8 images or a float tensor, shared by the members (each
+        draws its own order).
+    samplers, seeds
+        One ratio sampler and one seed per member.
+    steps, batch_size, lr, weight_decay, warmup, min_lr_ratio, grad_clip
+        As for :func:`~r2mae_core.train.pretrain`, the same for every member; ``grad_clip`` applies to each
+        member's own gradient norm.
+    device, amp, compile, compile_buckets, uniformity_weight
+        As for :func:`~r2mae_core.train.pretrain`.
+
+    Returns
+    -------
+    list[TrainResult]
+        One per member, in order: its model (trained weights, eval mode) and its history.
+    """
+    k = len(models)
+    if not (len(samplers) == len(seeds) == k) or k == 0:
+        raise ValueError(f"models={k}, samplers={len(samplers)}, seeds={len(seeds)}: give one sampler and one "
+                         "seed per model (at least one model)")
+    seeds = [check_seed(s) for s in seeds]
+    data = _as_data(data)
+    n = len(data)
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size={batch_size!r} is not allowed: use 1..{n} (the dataset size)")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r} is not allowed: use a positive integer")
+    per_epoch = n // batch_size
+    n_warm = int(round(warmup * steps)) if warmup < 1 else int(warmup)
+    device = torch.device(device)
+    amp = (device.type == "cuda") if amp is None else bool(amp)
+    L = models[0].num_patches
+    bucket = math.ceil(L / compile_buckets) if compile else 1
+
+    params, buffers, base = stack_members(models, device)
+    opt = _optimizer(params, lr, weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps, n_warm, min_lr_ratio))
+    data_seeds, mask_gens = [], []
+    for s in seeds:
+        data_seed, mask_seed = child_seeds(s, 2)
+        data_seeds.append(data_seed)
+        mask_gens.append(torch_generator(mask_seed))
+
+    def member_step(p, b, x, mask, ids_keep, keep_valid, inverse, padded: bool):
+        out = torch.func.functional_call(base, (p, b), (x, TokenMask(mask, ids_keep, keep_valid, inverse, padded)))
+        unif = uniformity_loss(out.latent) if uniformity_weight else torch.zeros((), device=out.loss.device)
+        return out.loss + uniformity_weight * unif, unif
+
+    steps_fn = {}
+
+    def step_fn(padded: bool):
+        if padded not in steps_fn:
+            fn = torch.vmap(lambda p, b, *t: member_step(p, b, *t, padded=padded))
+            steps_fn[padded] = torch.compile(fn, dynamic=False) if compile else fn
+        return steps_fn[padded]
+
+    hist = [{c: [] for c in HISTORY_COLUMNS} for _ in range(k)]
+    pending: list[Tensor] = []
+    perms: list[tuple[int, Tensor | None]] = [(-1, None)] * k
+    t0 = time.perf_counter()
+    for step in range(steps):
+        epoch, i = divmod(step, per_epoch)
+        xs, masks, ratio_means = [], [], []
+        for m in range(k):
+            if perms[m][0] != epoch:
+                perms[m] = (epoch, _epoch_perm(data_seeds[m], epoch, n))
+            xs.append(_batch(data, perms[m][1][i * batch_size:(i + 1) * batch_size]))
+            ratios = samplers[m].sample(batch_size, generator=mask_gens[m], progress=step / steps)
+            subset = masking.random_subset_mask(ratios, L, generator=mask_gens[m])
+            masks.append(as_token_mask(subset, bucket=bucket))
+            ratio_means.append(float(ratios.float().mean()))
+        K = max(tm.ids_keep.shape[1] for tm in masks)
+        masks = [pad_token_mask(tm, K) for tm in masks]
+        padded = any(tm.padded for tm in masks)
+        fields = [torch.stack([getattr(tm, f) for tm in masks]).to(device, non_blocking=True)
+                  for f in ("mask", "ids_keep", "keep_valid", "inverse")]
+        x = torch.stack(xs).to(device, non_blocking=True)
+        cur_lr = opt.param_groups[0]["lr"]
+        with sdpa_kernel([SDPBackend.MATH]), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            losses, unifs = step_fn(padded)(params, buffers, x, *fields)
+            opt.zero_grad(set_to_none=True)
+            losses.sum().backward()
+        if grad_clip is not None:
+            _clip_per_member(params, grad_clip)
+        opt.step()
+        sched.step()
+        pending.append(torch.stack([losses.detach().float(), unifs.detach().float()]))  # (2, k)
+        elapsed = time.perf_counter() - t0
+        for m in range(k):
+            row = {"step": step, "epoch": epoch, "loss": math.nan, "ratio_mean": ratio_means[m], "lr": cur_lr,
+                   "uniformity": math.nan, "seconds": elapsed}
+            for c in HISTORY_COLUMNS:
+                hist[m][c].append(row[c])
+        if len(pending) >= _FLUSH_EVERY or step + 1 == steps:
+            _flush(pending, hist, step + 1 - len(pending), bool(uniformity_weight))
+    results = []
+    for m, model in enumerate(models):
+        state = {name: p[m].detach() for name, p in params.items()}
+        model.load_state_dict({**model.state_dict(), **{k_: v.to("cpu") for k_, v in state.items()}})
+        history = pd.DataFrame(hist[m], columns=list(HISTORY_COLUMNS)).astype(
+            {"step": "int64", "epoch": "int64", "loss": "float64", "ratio_mean": "float64", "lr": "float64",
+             "uniformity": "float64", "seconds": "float64"})
+        results.append(TrainResult(model.to(device).eval(), history, steps, 0))
+    return results
+
