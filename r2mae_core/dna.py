@@ -659,7 +659,7 @@ def pretraining_regions(genome: Genome, exclude: Iterable[Task | pd.DataFrame] =
                         min_length: int = 1, min_n_run: int = 50) -> pd.DataFrame:
     """Intervals of a genome usable as pretraining text: everything minus the tasks' test sources.
 
-    Why: a test window must never be part of the text the encoder was pretrained on (issue 6); removing the
+    Why: a test window must never be part of the text the encoder was pretrained on; removing the
     whole test *source* (test gene locus, test block, test strain) rather than just the windows also keeps out
     their neighbourhood. Runs of at least ``min_n_run`` N split the intervals (short N runs stay in the text as
     N tokens). Test sources on other records (another genome) are ignored.

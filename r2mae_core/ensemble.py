@@ -31,7 +31,6 @@ import math
 import time
 from collections.abc import Sequence
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -41,7 +40,16 @@ from . import masking
 from ._rng import check_seed, child_seeds, torch_generator
 from .losses import uniformity_loss
 from .models.blocks import TokenMask, as_token_mask
-from .train import _FLUSH_EVERY, HISTORY_COLUMNS, TrainResult, _as_data, _batch, _epoch_perm, warmup_cosine
+from .train import (
+    _FLUSH_EVERY,
+    HISTORY_COLUMNS,
+    TrainResult,
+    _as_data,
+    _batch,
+    _epoch_perm,
+    history_frame,
+    warmup_cosine,
+)
 
 __all__ = ["stack_members", "pad_token_mask", "pretrain_ensemble"]
 
@@ -226,9 +234,6 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
     for m, model in enumerate(models):
         state = {name: p[m].detach() for name, p in params.items()}
         model.load_state_dict({**model.state_dict(), **{k_: v.to("cpu") for k_, v in state.items()}})
-        history = pd.DataFrame(hist[m], columns=list(HISTORY_COLUMNS)).astype(
-            {"step": "int64", "epoch": "int64", "loss": "float64", "ratio_mean": "float64", "lr": "float64",
-             "uniformity": "float64", "seconds": "float64"})
-        results.append(TrainResult(model.to(device).eval(), history, steps, 0))
+        results.append(TrainResult(model.to(device).eval(), history_frame(hist[m]), steps, 0))
     return results
 

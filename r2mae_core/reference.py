@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def build_reference(notebook: str, runs: Sequence[Mapping], seeds: Sequence[int]
         if all(_is_number(v) or v is None for v in values):
             xs = [_number(v) for v in values]
             finite = [x for x in xs if math.isfinite(x)]
-            sd = _sample_sd(finite) if len(finite) == len(xs) else math.nan
+            sd = statistics.stdev(finite) if len(finite) == len(xs) else math.nan
             tol = max(Z * sd, reporting_unit(xs[0])) if math.isfinite(sd) else math.nan
             numbers[key] = {"value": values[0], "sd": sd if math.isfinite(sd) else None,
                             "tolerance": tol if math.isfinite(tol) else None}
@@ -102,11 +103,6 @@ def build_reference(notebook: str, runs: Sequence[Mapping], seeds: Sequence[int]
             texts[key] = {"value": str(values[0]), "asserted": len(seen) == 1, "seen": seen}
     return {"format": FORMAT, "notebook": notebook, "seeds": list(seeds), "z": Z, "numbers": numbers,
             "texts": texts}
-
-
-def _sample_sd(xs: Sequence[float]) -> float:
-    m = sum(xs) / len(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
 def write_reference(reference: Mapping) -> Path:

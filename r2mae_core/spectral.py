@@ -1,7 +1,7 @@
 """Mask modelling as low-rank recovery and spectral clustering (section 06).
 
 Analyses of "Mask Models are Token Level Contrastive Learners" (NeurIPS 2023 submission; cited below as
-*the 2023 paper*; its text is not available to us, the formulas follow the description in issue 8):
+*the 2023 paper*; its full text is not available to us, the formulas follow its public description):
 
 - :func:`component_distances`: how well each SVD component of the masked-patch matrix is recovered
   (its Fig. 2), on matrices from :func:`masked_patch_matrices`.
@@ -510,7 +510,7 @@ def spectral_embedding_clusters(patch_vectors, k: int, *, seed: int, kernel: str
     clustering): compare its labels with :func:`patch_kmeans` of the MAE's patch features via :func:`cluster_nmi`.
     Implemented with a dense eigendecomposition rather than ``sklearn.cluster.SpectralClustering``, because
     sklearn divides the eigenvectors by the square-root degrees and does not row-normalise (a random-walk
-    embedding), while issue 8 asks for NJW's row-normalised :math:`D^{-1/2} A D^{-1/2}` embedding.
+    embedding), while the analysis needs NJW's row-normalised :math:`D^{-1/2} A D^{-1/2}` embedding.
 
     Parameters
     ----------

@@ -40,7 +40,7 @@ from ._rng import check_seed, child_seeds, torch_generator
 from .losses import uniformity_loss
 from .models.blocks import MAEOutput, as_token_mask, images_to_tensor
 
-__all__ = ["pretrain", "mae_step", "TrainResult", "StepFn", "warmup_cosine", "HISTORY_COLUMNS"]
+__all__ = ["pretrain", "mae_step", "TrainResult", "StepFn", "warmup_cosine", "history_frame", "HISTORY_COLUMNS"]
 
 #: ``step_fn(model, batch, ratios, generator)``: the model-specific part of a training step.
 StepFn = Callable[[nn.Module, Any, Tensor, torch.Generator], "Tensor | MAEOutput"]
@@ -130,6 +130,13 @@ def _describe(obj) -> str:
     if is_dataclass(obj):
         return f"{type(obj).__name__}({', '.join(f'{f.name}={getattr(obj, f.name)!r}' for f in fields(obj))})"
     return type(obj).__name__
+
+
+def history_frame(hist: dict[str, list]) -> pd.DataFrame:
+    """The history table of a run from its per-step lists (columns :data:`HISTORY_COLUMNS`, typed)."""
+    return pd.DataFrame(hist, columns=list(HISTORY_COLUMNS)).astype(
+        {"step": "int64", "epoch": "int64", "loss": "float64", "ratio_mean": "float64", "lr": "float64",
+         "uniformity": "float64", "seconds": "float64"})
 
 
 def _save(path: Path, state: dict) -> None:
@@ -312,7 +319,4 @@ def pretrain(model: nn.Module, data, *, sampler, steps: int | None = None, epoch
             callback(step, {c: hist[c][-1] for c in HISTORY_COLUMNS})
     bar.close()
     flush()
-    history = pd.DataFrame(hist, columns=list(HISTORY_COLUMNS)).astype(
-        {"step": "int64", "epoch": "int64", "loss": "float64", "ratio_mean": "float64", "lr": "float64",
-         "uniformity": "float64", "seconds": "float64"})
-    return TrainResult(model.eval(), history, total, start)
+    return TrainResult(model.eval(), history_frame(hist), total, start)

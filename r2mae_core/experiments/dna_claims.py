@@ -16,7 +16,7 @@ Decision rules (fixed before any run; :func:`claims` implements exactly these; 9
   ratios differ most; a bootstrap over seeds (test split) of the difference of their argmax ratios with its
   percentile interval excluding 0 → supported, else inconclusive (a test of difference cannot contradict).
   All tasks sharing one validation argmax: inconclusive.
-- **S1** (sanity, issue 6) pretrained features beat the randomly initialised encoder on exon/intron by a clear
+- **S1** (sanity) pretrained features beat the randomly initialised encoder on exon/intron by a clear
   margin: paired difference over seeds MCC(R²MAE) − MCC(random init), test split, main size, against the
   margin ``SANITY_MARGIN`` = 0.05 MCC: interval above it → supported, below it → contradicted, else inconclusive.
 """

