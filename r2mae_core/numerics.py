@@ -17,6 +17,7 @@ variable                       value                       effect
 ``OPENBLAS_CORETYPE``          ``Haswell``                 OpenBLAS's AVX2 kernels (also on AVX-512 CPUs)
 ``NPY_DISABLE_CPU_FEATURES``   ``X86_V4 AVX512_ICL ...``   NumPy's ufunc loops at most AVX2
 ``OMP_NUM_THREADS`` etc.       ``2``                       fixed thread counts (``MKL_DYNAMIC=FALSE``)
+``TORCHINDUCTOR_CACHE_DIR``    ``results/cache/...``       ``torch.compile``'s kernels compiled under the pin only
 =============================  ==========================  =====================================================
 
 Sources: PyTorch's CPU dispatch (``ATEN_CPU_CAPABILITY``), Intel's oneMKL developer guide ("Obtaining Numerically
@@ -46,6 +47,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from .paths import cache_root
+
 __all__ = ["PINNED", "THREADS", "cpu_flags", "can_pin", "pinned_environment", "mode", "signature",
            "describe", "main"]
 
@@ -65,6 +68,9 @@ PINNED: dict[str, str] = {
     "OMP_DYNAMIC": "FALSE",
 }
 SWITCH = "R2MAE_NUMERICS"
+#: torch.compile's kernel cache: its own folder under the pin (inductor reuses kernels compiled for another
+#: ATEN_CPU_CAPABILITY from its default cache, and they fail: seen with torch 2.13 on CPU).
+INDUCTOR_CACHE = "TORCHINDUCTOR_CACHE_DIR"
 MODES = ("pinned", "native")
 
 
@@ -101,7 +107,7 @@ def pinned_environment(environ: Mapping[str, str] | None = None, flags: set[str]
         raise ValueError(f"{SWITCH}={mode!r} is not allowed: use one of {', '.join(MODES)}")
     if mode == "native" or not can_pin(flags):
         return env
-    return {**env, **PINNED}
+    return {**env, **PINNED, INDUCTOR_CACHE: str(cache_root() / "torchinductor" / f"pinned-{_pin_digest()}")}
 
 
 def mode(environ: Mapping[str, str] | None = None) -> str:
@@ -114,10 +120,11 @@ def mode(environ: Mapping[str, str] | None = None) -> str:
 def signature(environ: Mapping[str, str] | None = None) -> str:
     """The numerics part of every cache key: ``"native"``, or ``"pinned-"`` and a digest of :data:`PINNED`
     (so that results of other pinned values, or native ones, are never reused)."""
-    if mode(environ) == "native":
-        return "native"
-    digest = hashlib.sha256(json.dumps(PINNED, sort_keys=True).encode()).hexdigest()[:12]
-    return f"pinned-{digest}"
+    return "native" if mode(environ) == "native" else f"pinned-{_pin_digest()}"
+
+
+def _pin_digest() -> str:
+    return hashlib.sha256(json.dumps(PINNED, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def describe() -> dict[str, str]:
@@ -145,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        for key in PINNED:
+        for key in (*PINNED, INDUCTOR_CACHE):
             if key in env and env.get(key) != os.environ.get(key):
                 print(f"{key}={env[key]}")
         return 0

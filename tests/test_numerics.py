@@ -16,6 +16,7 @@ def test_pinned_environment_overrides_what_the_machine_chose():
     env = numerics.pinned_environment({"OMP_NUM_THREADS": "64", "MKL_CBWR": "AUTO", "HOME": "/x"}, flags=AVX2)
     assert env["HOME"] == "/x"
     assert {k: env[k] for k in numerics.PINNED} == numerics.PINNED
+    assert env[numerics.INDUCTOR_CACHE].endswith(f"torchinductor/{numerics.signature(env)}")
     assert env["OMP_NUM_THREADS"] == str(numerics.THREADS)
 
 
@@ -46,12 +47,15 @@ def test_cpu_flags_reads_the_flags_line(tmp_path):
 
 
 def test_exports_prints_one_assignment_per_pinned_variable():
-    env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED and k != "R2MAE_NUMERICS"}
+    dropped = {*numerics.PINNED, numerics.INDUCTOR_CACHE, "R2MAE_NUMERICS"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     p = subprocess.run([sys.executable, "-m", "r2mae_core.numerics", "exports"], env=env, capture_output=True,
                        text=True, check=True)
     lines = p.stdout.splitlines()
     if numerics.can_pin():
-        assert dict(line.split("=", 1) for line in lines) == numerics.PINNED
+        exported = dict(line.split("=", 1) for line in lines)
+        assert exported.pop(numerics.INDUCTOR_CACHE).endswith(f"torchinductor/{numerics.signature(exported)}")
+        assert exported == numerics.PINNED
     else:
         assert lines == []
 

@@ -1,0 +1,223 @@
+"""GPU check: the CUDA code paths of the project and how busy its small models keep one GPU, in one command.
+
+``python -m r2mae_core.gpu_check OUT_DIR [--device cuda] [--quick] [--budget-s 420] [--notebooks NN ...]``
+
+1. dense matmul peak (bf16, tf32, fp32) of the device;
+2. one ViT-MAE through :func:`r2mae_core.train.pretrain` (bf16 autocast on CUDA) at several sizes and batches,
+   eager and under ``torch.compile``, a fixed ratio against R²MAE U[0.5, 0.9];
+3. k ViT-MAEs through :func:`r2mae_core.ensemble.pretrain_ensemble`, k = 1, 8, 32;
+4. each named notebook's smoke parameters executed as a script on the device (the GPU machine has no papermill).
+
+Achieved FLOP/s count forward + backward of one member (``FlopCounterMode``) against the measured peak at the
+training precision. Rows are written to ``OUT_DIR/gpu_check.json`` as they finish, so a run killed at its time
+limit keeps what it measured; a failing row is recorded as a finding and the check goes on. ``--device cpu
+--quick`` is the dry run of every code path, to run before any GPU time is spent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import masking
+from .ensemble import pretrain_ensemble
+from .experiments.image_runs import SIZES
+from .models import build_model
+from .paths import REPO_ROOT, check_notebook
+from .train import pretrain
+
+__all__ = ["matmul_peak", "step_flops", "single_row", "ensemble_row", "run_notebook_script", "main"]
+
+FIXED = {"kind": "fixed", "ratio": 0.75}
+R2MAE = {"kind": "r2mae", "low": 0.5, "high": 0.9}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device: str, dtype: torch.dtype, n: int, reps: int) -> float:
+    """Mean FLOP/s of ``reps`` dense ``n × n`` products (2n³ each) after three warm-ups."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def _vit(size: str, seed: int = 0):
+    return build_model("vit", seed=seed, **{**SIZES["vit"][size], "img_size": 28, "in_chans": 1, "patch": 4})
+
+
+def step_flops(size: str, batch: int, device: str) -> float:
+    """FLOPs of one forward + backward of a ViT-MAE at ratio 0.75 (counted with ``FlopCounterMode``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _vit(size).to(device)
+    x = torch.rand(batch, 1, 28, 28, device=device)
+    sub = masking.random_subset_mask(torch.full((batch,), 0.75), model.num_patches, generator=torch.Generator())
+    with FlopCounterMode(display=False) as counter:
+        model(x, sub.mask.to(device)).loss.backward()
+    return float(counter.get_total_flops())
+
+
+def _data(batch: int, device: str) -> torch.Tensor:
+    return torch.rand(max(4 * batch, 2048), 1, 28, 28, device=device)
+
+
+def _step_seconds(history) -> float:
+    """Mean step time after the first quarter of the steps (compilation and warm-up)."""
+    s = history["seconds"].to_numpy()
+    warm = max(1, len(s) // 4)
+    return float((s[-1] - s[warm - 1]) / (len(s) - warm))
+
+
+def single_row(size: str, batch: int, steps: int, compile: bool, spec: dict, device: str) -> dict:
+    """One ViT-MAE through ``pretrain``: step time and samples/s."""
+    res = pretrain(_vit(size), _data(batch, device), sampler=masking.make_sampler(spec), steps=steps,
+                   batch_size=batch, lr=1.5e-4 * batch / 256, device=device, compile=compile, progress=False,
+                   callback=lambda step, row: _sync(device))
+    dt = _step_seconds(res.history)
+    return {"kind": "single", "size": size, "k": 1, "batch": batch, "compile": compile, "sampler": spec["kind"],
+            "step_ms": 1e3 * dt, "samples_per_s": batch / dt}
+
+
+def ensemble_row(size: str, k: int, batch: int, steps: int, compile: bool, spec: dict, device: str) -> dict:
+    """k ViT-MAEs through ``pretrain_ensemble``: step time and samples/s of the group."""
+    t0 = time.perf_counter()
+    results = pretrain_ensemble([_vit(size, seed=m) for m in range(k)], _data(batch, device),
+                                samplers=[masking.make_sampler(spec)] * k, seeds=list(range(k)), steps=steps,
+                                batch_size=batch, lr=1.5e-4 * batch / 256, device=device, compile=compile)
+    dt = _step_seconds(results[0].history)
+    return {"kind": "ensemble", "size": size, "k": k, "batch": batch, "compile": compile, "sampler": spec["kind"],
+            "step_ms": 1e3 * dt, "samples_per_s": k * batch / dt, "wall_s": time.perf_counter() - t0}
+
+
+def run_notebook_script(notebook: str, overrides: dict, timeout: float) -> dict:
+    """Execute ``notebooks/<notebook>.py`` as a script in a subprocess, its parameters cell followed by
+    ``overrides``; returns the exit status, wall time and the output's tail."""
+    check_notebook(notebook)
+    lines = [f"{name} = {value!r}" for name, value in overrides.items()]
+    code = (f"import sys; src = open({str(REPO_ROOT / 'notebooks' / f'{notebook}.py')!r}).read().splitlines(); "
+            "start = next(i for i, s in enumerate(src) if s.startswith('# %%') and 'parameters' in s); "
+            "end = next(i for i in range(start + 1, len(src)) if src[i].startswith('# %%')); "
+            f"src[end:end] = {lines!r}; exec(compile(chr(10).join(src), {notebook!r}, 'exec'), {{}})")
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT / "notebooks", capture_output=True, text=True,
+                           timeout=timeout, env={**os.environ, "MPLBACKEND": "Agg"})
+        rc, text = p.returncode, p.stdout + p.stderr
+    except subprocess.TimeoutExpired as err:
+        rc, text = "timeout", str(err.stdout or "")
+    return {"kind": "notebook", "notebook": notebook, "rc": rc, "wall_s": time.perf_counter() - t0,
+            "tail": text[-1500:]}
+
+
+def _plan(quick: bool) -> list[tuple]:
+    if quick:
+        return [("single", "S", 1, 16, 6, False, FIXED), ("single", "S", 1, 16, 6, True, R2MAE),
+                ("ensemble", "S", 2, 16, 6, False, R2MAE), ("ensemble", "S", 2, 16, 6, True, FIXED)]
+    plan = [("single", s, 1, 256, 150, False, FIXED) for s in ("S", "M", "L")]
+    plan += [("single", "M", 1, b, 60, False, FIXED) for b in (4096, 16384)]
+    plan += [("single", "M", 1, 256, 200, True, spec) for spec in (FIXED, R2MAE)]
+    plan += [("ensemble", "S", k, 256, 60, True, FIXED) for k in (1, 8, 32)]
+    plan += [("ensemble", "S", 32, 256, 60, True, R2MAE), ("ensemble", "M", 32, 256, 40, True, FIXED)]
+    return plan
+
+
+def _table(report: dict) -> str:
+    lines = [f"{'kind':8} {'size':4} {'k':>3} {'batch':>6} {'comp':>5} {'sampler':>7} {'ms/step':>8} "
+             f"{'samples/s':>10} {'of peak':>8}"]
+    for r in report["rows"]:
+        if "error" in r:
+            lines.append(f"{r['kind']:8} {r['size']:4} {r['k']:>3} ERROR {r['error'][:90]}")
+        else:
+            lines.append(f"{r['kind']:8} {r['size']:4} {r['k']:>3} {r['batch']:>6} {str(r['compile']):>5} "
+                         f"{r['sampler']:>7} {r['step_ms']:8.2f} {r['samples_per_s']:10.0f} "
+                         f"{r.get('frac_peak', float('nan')):8.4f}")
+    lines += [f"notebook {r['notebook']}: rc {r['rc']}, {r['wall_s']:.0f} s" for r in report["notebooks"]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m r2mae_core.gpu_check", description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: the CPU dry run of every code path")
+    ap.add_argument("--budget-s", type=float, default=420.0, help="start nothing new after this many seconds")
+    ap.add_argument("--notebooks", nargs="*", default=["02_vision", "03_language", "04_dna", "06_spectral_clustering"])
+    args = ap.parse_args(argv)
+    if args.budget_s <= 0:
+        print(f"error: --budget-s={args.budget_s} is not allowed: use a positive number of seconds", file=sys.stderr)
+        return 2
+    notebooks = args.notebooks
+    try:
+        for nb in notebooks:
+            check_notebook(nb)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    t_start, dev = time.perf_counter(), args.device
+    cuda = dev.startswith("cuda")
+    n, reps = (256, 2) if args.quick else (8192, 10)
+    info = {"torch": torch.__version__, "python": sys.version.split()[0], "device": dev,
+            "name": torch.cuda.get_device_name(0) if cuda else "cpu",
+            "bf16_peak": matmul_peak(dev, torch.bfloat16, n, reps),
+            "fp32_peak": matmul_peak(dev, torch.float32, n, reps)}
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        info["tf32_peak"] = matmul_peak(dev, torch.float32, n, reps)
+        torch.backends.cuda.matmul.allow_tf32 = False
+    report = {"info": info, "rows": [], "notebooks": []}
+    out_file = args.out / "gpu_check.json"
+    peak = info["bf16_peak" if cuda else "fp32_peak"]
+    flops: dict[tuple, float] = {}
+    for kind, size, k, batch, steps, comp, spec in _plan(args.quick):
+        if time.perf_counter() - t_start > args.budget_s * 0.6:  # keep the rest for the notebooks
+            break
+        try:
+            row = (single_row(size, batch, steps, comp, spec, dev) if kind == "single"
+                   else ensemble_row(size, k, batch, steps, comp, spec, dev))
+            flops.setdefault((size, batch), step_flops(size, batch, dev))
+            row["frac_peak"] = k * flops[(size, batch)] / (row["step_ms"] / 1e3) / peak
+        except Exception as err:  # noqa: BLE001 - a failing code path is a finding; the check goes on
+            row = {"kind": kind, "size": size, "k": k, "compile": comp, "sampler": spec["kind"],
+                   "error": repr(err)[:400]}
+        report["rows"].append(row)
+        print(json.dumps(row), flush=True)
+        out_file.write_text(json.dumps(report, indent=1))
+    if cuda:
+        report["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    extra = {"02_vision": {"compile_model": True}, "06_spectral_clustering": {"compile_model": True}}
+    for nb in notebooks:
+        left = args.budget_s - (time.perf_counter() - t_start)
+        if left < 30:
+            report["notebooks"].append({"kind": "notebook", "notebook": nb, "rc": "skipped (budget)", "wall_s": 0.0})
+            continue
+        row = run_notebook_script(nb, {"device": dev, **extra.get(nb, {})}, timeout=min(180.0, left))
+        report["notebooks"].append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "tail"}), flush=True)
+        if row["rc"] != 0:
+            print(row["tail"], flush=True)
+        out_file.write_text(json.dumps(report, indent=1))
+    print(_table(report))
+    print(f"total {time.perf_counter() - t_start:.0f} s; bf16 peak {info['bf16_peak'] / 1e12:.1f} TFLOP/s")
+    out_file.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

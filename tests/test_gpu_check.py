@@ -1,0 +1,22 @@
+"""The GPU check's CPU dry run: every code path it takes on the GPU, at tiny sizes, and its one-line errors."""
+
+import json
+
+from r2mae_core import gpu_check
+
+
+def test_dry_run_on_cpu_measures_every_row_and_runs_a_notebook(tmp_path):
+    assert gpu_check.main([str(tmp_path), "--device", "cpu", "--quick", "--notebooks", "00_masking_tour"]) == 0
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert [(r["kind"], r["compile"]) for r in report["rows"]] == [
+        ("single", False), ("single", True), ("ensemble", False), ("ensemble", True)]
+    assert all("error" not in r and r["samples_per_s"] > 0 and r["frac_peak"] > 0 for r in report["rows"])
+    assert [(r["notebook"], r["rc"]) for r in report["notebooks"]] == [("00_masking_tour", 0)]
+
+
+def test_bad_arguments_are_one_line(tmp_path, capsys):
+    assert gpu_check.main([str(tmp_path), "--notebooks", "99_none"]) == 2
+    assert capsys.readouterr().err.startswith("error: notebook='99_none' does not exist")
+    assert gpu_check.main([str(tmp_path), "--budget-s", "0"]) == 2
+    assert "--budget-s=0.0 is not allowed" in capsys.readouterr().err
+    assert not (tmp_path / "gpu_check.json").exists()
