@@ -1,9 +1,10 @@
-"""One pretraining loop for every model family (vision here; language, DNA and single-cell later).
+"""One pretraining loop for every model family (images, text, DNA and gene expression).
 
 The loop owns what is common: data order, the ratio sampler, AdamW with linear warmup + cosine decay,
 bf16 autocast and ``torch.compile`` on CUDA, gradient clipping, atomic checkpoints with exact resume,
 the history table and the progress bar. What is model-specific sits behind a small hook,
-``step_fn(model, batch, ratios, generator) -> loss | MAEOutput``; the default :func:`mae_step` draws an
+``step_fn(model, batch, ratios, generator, progress) -> loss | MAEOutput`` (``progress`` = step / total, for
+steps that change over training such as a span curriculum); the default :func:`mae_step` draws an
 exact-count random subset mask per row (``masking.random_subset_mask``) and calls ``model(x, mask)``.
 
 Determinism: every random draw comes from generators derived from ``seed`` (epoch permutations from
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass
@@ -40,10 +42,12 @@ from ._rng import check_seed, child_seeds, torch_generator
 from .losses import uniformity_loss
 from .models.blocks import MAEOutput, as_token_mask, images_to_tensor
 
-__all__ = ["pretrain", "mae_step", "TrainResult", "StepFn", "warmup_cosine", "history_frame", "HISTORY_COLUMNS"]
+__all__ = ["pretrain", "mae_step", "TrainResult", "StepFn", "warmup_cosine", "history_frame", "HISTORY_COLUMNS",
+           "run_fingerprint", "save_finished"]
 
-#: ``step_fn(model, batch, ratios, generator)``: the model-specific part of a training step.
-StepFn = Callable[[nn.Module, Any, Tensor, torch.Generator], "Tensor | MAEOutput"]
+#: ``step_fn(model, batch, ratios, generator, progress)``: the model-specific part of a training step
+#: (``progress`` = step / total steps, in [0, 1)).
+StepFn = Callable[[nn.Module, Any, Tensor, torch.Generator, float], "Tensor | MAEOutput"]
 HISTORY_COLUMNS = ("step", "epoch", "loss", "ratio_mean", "lr", "uniformity", "seconds")
 _FLUSH_EVERY = 50  # steps between host syncs of the loss (keeps the GPU queue full)
 
@@ -72,12 +76,13 @@ class TrainResult:
     resumed_from: int = 0
 
 
-def mae_step(model: nn.Module, batch: Tensor, ratios: Tensor, generator: torch.Generator, *,
-             bucket: int = 1) -> MAEOutput:
+def mae_step(model: nn.Module, batch: Tensor, ratios: Tensor, generator: torch.Generator, progress: float = 0.0,
+             *, bucket: int = 1) -> MAEOutput:
     """Default step: exact-count random subset mask per row (MAE's argsort trick), then ``model(x, mask)``.
 
     The mask is drawn on the CPU from ``generator`` (so it is identical on every device) and moved to
-    the batch's device. ``bucket`` pads the visible tokens for ``torch.compile`` (see module docstring).
+    the batch's device. ``bucket`` pads the visible tokens for ``torch.compile`` (see module docstring);
+    ``progress`` is not used (the mask does not change over training).
     """
     subset = masking.random_subset_mask(ratios, model.num_patches, generator=generator)
     return model(batch, as_token_mask(subset, bucket=bucket).to(batch.device))
@@ -139,11 +144,37 @@ def history_frame(hist: dict[str, list]) -> pd.DataFrame:
          "uniformity": "float64", "seconds": "float64"})
 
 
+def run_fingerprint(model: nn.Module, sampler, *, steps: int, batch_size: int, n_data: int, lr: float, seed: int,
+                    weight_decay: float, warmup_steps: int, min_lr_ratio: float, uniformity_weight: float) -> dict:
+    """What a checkpoint must match to be resumed or reloaded: the schedule, data size, seed, sampler and model."""
+    return {"total_steps": steps, "batch_size": batch_size, "n_data": n_data, "lr": lr, "seed": seed,
+            "weight_decay": weight_decay, "warmup": warmup_steps, "min_lr_ratio": min_lr_ratio,
+            "uniformity_weight": uniformity_weight, "sampler": _describe(sampler),
+            "model": _describe(getattr(model, "config", model))}
+
+
+def save_finished(path: str | Path, fingerprint: dict, model: nn.Module, history: pd.DataFrame) -> None:
+    """Store a finished run's weights and history (no optimizer state) where :func:`pretrain` reloads them.
+
+    For runs trained elsewhere than :func:`pretrain` (an ensemble member): ``pretrain`` with the same run and
+    ``checkpoint_path=path`` then returns these weights without training.
+    """
+    hist = {c: history[c].tolist() for c in HISTORY_COLUMNS}
+    _save(Path(path), {"format": 1, "fingerprint": fingerprint, "step": fingerprint["total_steps"],
+                       "seconds": float(history["seconds"].iloc[-1]) if len(history) else 0.0,
+                       "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                       "optimizer": None, "scheduler": None, "mask_generator": None, "history": hist})
+
+
 def _save(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a reader sees the old or the new checkpoint, never half of one
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # atomic: a reader sees the old or the new checkpoint, never half of one
 
 
 def pretrain(model: nn.Module, data, *, sampler, steps: int | None = None, epochs: int | None = None,
@@ -193,7 +224,8 @@ def pretrain(model: nn.Module, data, *, sampler, steps: int | None = None, epoch
     uniformity_weight
         λ of the U-MAE loss ``L_MAE + λ · L_unif(latent)`` (Zhang, Wang & Wang 2022; their λ is 0.01).
     step_fn
-        ``step_fn(model, batch, ratios, generator) -> loss or MAEOutput``; default :func:`mae_step`.
+        ``step_fn(model, batch, ratios, generator, progress) -> loss or MAEOutput`` with ``progress`` =
+        step / total; default :func:`mae_step`.
     callback
         Called as ``callback(step, row)`` after each step (and after its checkpoint).
 
@@ -228,10 +260,9 @@ def pretrain(model: nn.Module, data, *, sampler, steps: int | None = None, epoch
                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, n_warm, min_lr_ratio))
     mask_gen = torch_generator(mask_seed)
-    fingerprint = {"total_steps": total, "batch_size": batch_size, "n_data": n, "lr": lr, "seed": seed,
-                   "weight_decay": weight_decay, "warmup": n_warm, "min_lr_ratio": min_lr_ratio,
-                   "uniformity_weight": uniformity_weight, "sampler": _describe(sampler),
-                   "model": _describe(getattr(model, "config", model))}
+    fingerprint = run_fingerprint(model, sampler, steps=total, batch_size=batch_size, n_data=n, lr=lr, seed=seed,
+                                  weight_decay=weight_decay, warmup_steps=n_warm, min_lr_ratio=min_lr_ratio,
+                                  uniformity_weight=uniformity_weight)
     hist: dict[str, list] = {c: [] for c in HISTORY_COLUMNS}
     start, seconds_before = 0, 0.0
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
@@ -242,6 +273,9 @@ def pretrain(model: nn.Module, data, *, sampler, steps: int | None = None, epoch
             raise ValueError(f"checkpoint_path={str(ckpt)!r} holds another run (differs in {diff}): "
                              "use another path or resume=False")
         model.load_state_dict(state["model"])
+        if state.get("optimizer") is None:  # a finished run saved without its optimizer (save_finished)
+            history = history_frame({c: list(state["history"][c]) for c in HISTORY_COLUMNS})
+            return TrainResult(model.to(device).eval(), history, total, int(state["step"]))
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         mask_gen.set_state(state["mask_generator"])
@@ -252,8 +286,8 @@ def pretrain(model: nn.Module, data, *, sampler, steps: int | None = None, epoch
     if step_fn is None:
         bucket = math.ceil(model.num_patches / compile_buckets) if compile else 1
 
-        def step_fn(m, b, r, g):
-            return mae_step(m, b, r, g, bucket=bucket)
+        def step_fn(m, b, r, g, t):
+            return mae_step(m, b, r, g, t, bucket=bucket)
 
     pending: list[Tensor] = []  # (loss, uniformity) device tensors not yet copied to the host
 
@@ -286,7 +320,7 @@ def pretrain(model: nn.Module, data, *, sampler, steps: int | None = None, epoch
         ratios = sampler.sample(batch_size, generator=mask_gen, progress=step / total)
         cur_lr = opt.param_groups[0]["lr"]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = step_fn(run_model, batch, ratios, mask_gen)
+            out = step_fn(run_model, batch, ratios, mask_gen, step / total)
             loss = out.loss if isinstance(out, MAEOutput) else out
             unif = None
             if uniformity_weight:

@@ -44,14 +44,11 @@ def _dna_batch(tok: dna.DNATokenizer, n: int = 64, length: int = 60, seed: int =
 def test_dna_mlm_step_masks_only_nucleotides_exact_count(k, curriculum):
     tok = dna.DNATokenizer(k)
     batch = _dna_batch(tok)
-    clock = exp.ProgressClock(masking.Fixed(0.3)) if curriculum else None
-    step = exp.DNAMLMStep(tok.first_random_id, 1.0, 4.0, clock=clock)
+    step = exp.DNAMLMStep(tok.first_random_id, 1.0, 4.0, curriculum=curriculum)
     spy = _Spy(tok.vocab_size)
     g = torch.Generator().manual_seed(0)
     for ratio in (0.15, 0.5):
-        if clock is not None:
-            clock.sample(64, generator=g, progress=0.9)
-        step(spy, batch, torch.full((64,), ratio, dtype=torch.float64), g)
+        step(spy, batch, torch.full((64,), ratio, dtype=torch.float64), g, 0.9)
         masked = spy.seen["labels"] != IGNORE_INDEX
         assert not masked[batch <= dna.N_ID].any()  # never specials, [UNK], N or padding
         eligible = (batch > dna.N_ID).sum(1)
@@ -65,15 +62,13 @@ def test_dna_mlm_step_masks_only_nucleotides_exact_count(k, curriculum):
 def test_curriculum_spans_grow_with_progress():
     tok = dna.DNATokenizer(1)
     batch = _dna_batch(tok, n=256, length=120, seed=1)[2:]
-    clock = exp.ProgressClock(masking.Fixed(0.2))
-    step = exp.DNAMLMStep(tok.first_random_id, 1.0, 8.0, clock=clock)
+    step = exp.DNAMLMStep(tok.first_random_id, 1.0, 8.0, curriculum=True)
     spy = _Spy(tok.vocab_size)
     runs = {}
     for t in (0.0, 1.0):
         g = torch.Generator().manual_seed(0)
-        ratios = clock.sample(len(batch), generator=g, progress=t)
-        assert clock.progress == t
-        step(spy, batch, ratios, g)
+        ratios = masking.Fixed(0.2).sample(len(batch), generator=g, progress=t)
+        step(spy, batch, ratios, g, t)
         m = (spy.seen["labels"] != IGNORE_INDEX).int()
         starts = ((m[:, 1:] - m[:, :-1]) == 1).sum() + m[:, 0].sum()
         runs[t] = m.sum().item() / starts.item()  # mean run length of masked tokens
@@ -83,8 +78,9 @@ def test_curriculum_spans_grow_with_progress():
 def test_curriculum_pretrain_resumes_with_the_right_progress(tmp_path):
     tok = dna.DNATokenizer(1)
     data = _dna_batch(tok, n=64, length=30)
-    spec = {"kind": "curriculum", "ratio": 0.2, "span_start": 1.0, "span_end": 4.0}
-    cfg = exp.Config()
+    method = next(m for m in exp.methods(exp.Config(curriculum_ratio=0.2, curriculum_max_span=4.0))
+                  if m.group == "curriculum")
+    assert method.mask == {"span_start": 1.0, "span_end": 4.0} and method.sampler == {"kind": "fixed", "ratio": 0.2}
 
     class Stop(Exception):
         pass
@@ -94,11 +90,10 @@ def test_curriculum_pretrain_resumes_with_the_right_progress(tmp_path):
             raise Stop
 
     def go(path, callback=None):
-        sampler = exp._sampler(spec)
         model = build_model("text_encoder", seed=0, vocab_size=tok.vocab_size, max_len=31, dim=16, depth=1, heads=2)
-        return pretrain(model, data, sampler=sampler, steps=6, batch_size=16, seed=1, progress=False,
-                        step_fn=exp._step_fn(spec, sampler, cfg), checkpoint_path=path, checkpoint_every=3,
-                        callback=callback)
+        return pretrain(model, data, sampler=masking.make_sampler(method.sampler), steps=6, batch_size=16, seed=1,
+                        progress=False, step_fn=exp.step_for(method, tok.first_random_id), checkpoint_path=path,
+                        checkpoint_every=3, callback=callback)
 
     whole = go(tmp_path / "a.pt")
     with pytest.raises(Stop):
@@ -193,7 +188,7 @@ def _metrics(r2_gain: float, n_seeds: int = 4, best_ratio_by_task=None) -> pd.Da
                 for task in exp.TASKS:
                     level = {"scheduled": 0.52, "curriculum": 0.51, "R²MAE": 0.55 + r2_gain, "random init": 0.3}.get(
                         method, 0.55 if ratio == best_ratio_by_task[task] else 0.50)
-                    rows.append({"method": method, "kind": kind, "ratio": ratio, "size": "S", "seed": seed,
+                    rows.append({"method": method, "group": kind, "ratio": ratio, "size": "S", "seed": seed,
                                  "split": split, "task": task, "metric": "mcc",
                                  "value": level + noise + rng.normal(0, 0.0005)})
     return pd.DataFrame(rows)

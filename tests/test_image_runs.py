@@ -1,4 +1,5 @@
-"""The shared image-run runner (02_vision, 06): fixed splits, resumable checkpoints, cached metrics, references.
+"""Image runs on the engine (02_vision, 06): fixed splits, resumable checkpoints, stored results, ensembles,
+references.
 
 Tiny runs (a few steps on a few hundred Fashion-MNIST images) in a throw-away cache directory.
 """
@@ -8,15 +9,20 @@ import pytest
 import torch
 
 from r2mae_core.experiments import image_runs as R
+from r2mae_core.runs import TrainConfig, fixed_method, r2mae_method
 
 needs_data = pytest.mark.needs_data
 TINY_EVAL = R.EvalSpec(test_ratios=(0.5,), n_probe_train=300, n_probe_eval=200, knn_k=5)
 
 
-def _spec(**kw) -> R.RunSpec:
-    base = {"family": "vit", "size": "S", "sampler": {"kind": "fixed", "ratio": 0.75}, "steps": 4,
-            "batch_size": 32, "n_pretrain": 256}
-    return R.RunSpec(**{**base, **kw})
+def _spec(family="vit", size="S", method=None, seed=0, steps=4, overrides=None, evaluation=TINY_EVAL, **train):
+    return R.image_spec(family, size, method or fixed_method(0.75), seed,
+                        TrainConfig(steps=steps, batch_size=32, **train), n_pretrain=256, overrides=overrides,
+                        evaluation=evaluation)
+
+
+def _rows(plan, **kw):
+    return R.run_rows(plan, progress=False, **kw)
 
 
 @pytest.fixture()
@@ -26,12 +32,13 @@ def cache(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("kw", "word"), [({"family": "resnet"}, "family"), ({"size": "XL"}, "size"),
-                                          ({"steps": 0}, "steps"), ({"sampler": {"kind": "fixed", "ratio": 1.2}},
-                                                                    "ratio"),
-                                          ({"overrides": {"depthh": 3}}, "depthh")])
+                                          ({"steps": 0}, "steps"), ({"overrides": {"depthh": 3}}, "depthh")])
 def test_run_spec_rejects_bad_fields_with_one_clear_line(kw, word):
-    with pytest.raises(ValueError, match=word):
+    with pytest.raises(ValueError, match=word) as err:
         _spec(**kw)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="ratio"):
+        fixed_method(1.2)
 
 
 @needs_data
@@ -47,30 +54,58 @@ def test_validation_split_is_fixed_disjoint_and_complete():
 @needs_data
 def test_train_run_reloads_a_finished_checkpoint_instead_of_training(cache):
     spec = _spec()
-    first = R.train_run(spec, progress=False)
-    again = R.train_run(spec, progress=False)
-    assert first.resumed_from == 0 and again.resumed_from == spec.steps
+    first = R.train_run(spec)
+    again = R.train_run(spec)
+    assert first.resumed_from == 0 and again.resumed_from == spec.train.steps
     for p, q in zip(first.model.state_dict().values(), again.model.state_dict().values(), strict=True):
         assert torch.equal(p, q)
-    other = R.train_run(_spec(seed=1), progress=False)  # another spec, another checkpoint
+    assert R.train_run(_spec(evaluation=None)).resumed_from == spec.train.steps  # scored or not: one set of weights
+    other = R.train_run(_spec(seed=1))  # another spec, another checkpoint
     assert other.resumed_from == 0
     assert len(list((cache / "image_models").glob("*.pt"))) == 2
 
 
 @needs_data
-def test_run_returns_a_tidy_row_and_is_cached(cache):
-    row = R.run(_spec(), TINY_EVAL, progress=False)
+def test_run_rows_are_tidy_and_stored_as_data_only_records(cache):
+    rows = _rows([_spec(), _spec(method=r2mae_method(0.5, 0.9))])
+    row = rows.iloc[0]
     for key in ("lp_val", "lp_test", "knn_val", "knn_test", "effective_rank", "recon_0.5", "train_loss"):
         assert np.isfinite(row[key]), key
-    assert 0 <= row["lp_test"] <= 1 and row["family"] == "vit" and row["sampler"] == "fixed 0.75"
-    assert R.run(_spec(), TINY_EVAL, progress=False) == row
-    assert len(list((cache / "image_eval").glob("*.pkl"))) == 1
+    assert 0 <= row["lp_test"] <= 1 and row["family"] == "vit" and row["method"] == "fixed 0.75"
+    assert (row["kind"], row["ratio"]) == ("fixed", 0.75)
+    assert rows.iloc[1]["kind"] == "r2mae" and np.isnan(rows.iloc[1]["ratio"])
+    assert (rows.iloc[1]["ratio_low"], rows.iloc[1]["ratio_high"]) == (0.5, 0.9)
+    stored = sorted((cache / "image_runs").glob("*.npz"))
+    assert len(stored) == 2 and not list((cache / "image_runs").glob("*.pkl"))
+    again = _rows([_spec(), _spec(method=r2mae_method(0.5, 0.9))])
+    assert again.drop(columns="train_seconds").equals(rows.drop(columns="train_seconds"))
+    assert (again["train_seconds"] == rows["train_seconds"]).all()  # read back, not retrained
+
+
+@needs_data
+def test_an_ensemble_group_equals_the_runs_one_by_one(tmp_path, monkeypatch):
+    """k = 3 runs of one architecture trained as one ensemble: the same metrics as one by one, to the float
+    tolerance of the ensemble trainer (batched products change the order of sums; tests/test_ensemble.py); the
+    members' weights are stored where a later single run reloads them."""
+    plan = [_spec(seed=s, method=m) for s, m in ((0, fixed_method(0.75)), (1, fixed_method(0.5)),
+                                                  (2, r2mae_method(0.5, 0.9)))]
+    monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / "one"))
+    one = _rows(plan)
+    monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / "group"))
+    group = _rows(plan, group_size=3)
+    assert np.allclose(group["train_loss"], one["train_loss"], rtol=0, atol=1e-5)
+    for col in ("lp_test", "knn_test"):  # probe accuracies on 200 images: equal up to a flipped prediction
+        assert np.abs(group[col] - one[col]).max() <= 0.01, col
+    assert np.allclose(group["recon_0.5"], one["recon_0.5"], rtol=0, atol=1e-4)
+    reloaded = R.train_run(plan[1])
+    assert reloaded.resumed_from == plan[1].train.steps
+    assert len(list((tmp_path / "group" / "image_models").glob("*.pt"))) == 3
 
 
 @needs_data
 def test_reference_rows_cover_pixels_and_random_init(cache):
     refs = R.reference_rows("fashion_mnist", 10000, TINY_EVAL, [("mlp", "S")])
-    assert list(refs["sampler"]) == ["raw pixels", "random init"]
+    assert list(refs["method"]) == ["raw pixels", "random init"] and set(refs["kind"]) == {"reference"}
     pixels = refs.iloc[0]
     assert pixels["feature_dim"] == 784 and pixels["lp_test"] > 0.6  # 300 labelled images of 10 classes
 
@@ -82,9 +117,9 @@ class _Killed(Exception):
 @needs_data
 def test_a_killed_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     """Kill a run mid-training (after a checkpoint), re-run: the metrics equal an uninterrupted run's."""
-    spec = _spec(steps=8)
+    spec = _spec(steps=8, checkpoint_every=3)
     monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / "clean"))
-    clean = R.run(spec, TINY_EVAL, progress=False)
+    clean = _rows([spec])
 
     monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / "killed"))
 
@@ -92,11 +127,13 @@ def test_a_killed_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
         if step == 5:
             raise _Killed
 
+    real = R.pretrain
+    monkeypatch.setattr(R, "pretrain", lambda *a, **kw: real(*a, **kw, callback=kill))
     with pytest.raises(_Killed):
-        R.train_run(spec, progress=False, checkpoint_every=3, callback=kill)
-    assert not list((tmp_path / "killed" / "image_eval").glob("*.pkl"))  # nothing half-written looks complete
+        _rows([spec])
+    assert not list((tmp_path / "killed" / "image_runs").glob("*"))  # nothing half-written looks complete
     state = torch.load(next((tmp_path / "killed" / "image_models").glob("*.pt")), weights_only=True)
-    assert 0 < state["step"] < spec.steps  # the checkpoint the re-run resumes from
-    resumed = R.run(spec, TINY_EVAL, progress=False)
-    assert {k: v for k, v in resumed.items() if k != "train_seconds"} == \
-        {k: v for k, v in clean.items() if k != "train_seconds"}
+    assert 0 < state["step"] < spec.train.steps  # the checkpoint the re-run resumes from
+    monkeypatch.setattr(R, "pretrain", real)
+    resumed = _rows([spec])
+    assert resumed.drop(columns="train_seconds").equals(clean.drop(columns="train_seconds"))

@@ -248,7 +248,7 @@ def _metrics(r2_gain: float, n_seeds: int = 4, random_init: float = 0.45) -> pd.
             for split in ("val", "test"):
                 for task, metric in language.TASKS.items():
                     value = level + noise + rng.normal(0, 0.0005) - (task == "mlm") * 5
-                    rows.append({"method": method, "kind": kind, "ratio": ratio, "size": "S", "seed": seed,
+                    rows.append({"method": method, "group": kind, "ratio": ratio, "size": "S", "seed": seed,
                                  "split": split, "task": task, "metric": metric, "value": value})
     return pd.DataFrame(rows)
 
@@ -323,7 +323,7 @@ def test_parallel_sweep_gives_the_same_tables_as_one_worker(tmp_path, monkeypatc
     serial = language.run(language.Config(**kwargs, workers=1), progress=False)
     shutil.rmtree(tmp_path / "cache" / "language_runs")  # the corpus stays cached; every run is recomputed
     parallel = language.run(language.Config(**kwargs, workers=2), progress=False)
-    assert len(list((tmp_path / "cache" / "language_runs").glob("*.pkl"))) == 2 * 3  # 2 seeds x (fixed, R²MAE, random)
+    assert len(list((tmp_path / "cache" / "language_runs").glob("*.npz"))) == 2 * 3  # 2 seeds x (fixed, R²MAE, random)
     pd.testing.assert_frame_equal(serial["metrics"], parallel["metrics"])
     pd.testing.assert_frame_equal(serial["history"], parallel["history"])
     chosen = serial["metrics"].query("metric == 'lr'")
@@ -347,9 +347,9 @@ def _orphaned_worker(pid_file: str) -> None:
 def _sleep_as_worker(parent_pid: int) -> None:
     import time
 
-    from r2mae_core.experiments import _token_runs
+    from r2mae_core import runs
 
-    _token_runs._worker_init(1, parent_pid)
+    runs._worker_init(1, parent_pid)
     time.sleep(60)
 
 

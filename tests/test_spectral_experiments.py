@@ -9,7 +9,7 @@ import pytest
 
 from r2mae_core.evaluate import bn_linear_probe
 from r2mae_core.experiments import spectral_claims, spectral_clustering, vision
-from r2mae_core.experiments.image_runs import run_identity
+from r2mae_core.experiments.image_runs import SIZES
 from r2mae_core.notebook_params import load_profile_parameters, read_parameters
 
 Config = spectral_clustering.Config
@@ -47,13 +47,15 @@ def test_shared_runs_train_once_and_heads_runs_share_the_probe_runs():
     config = Config(probe_ratio=0.8)
     ratio0 = spectral_clustering.ratio_specs(config)
     probe = spectral_clustering.probe_specs(config)
-    assert run_identity(probe[0]) == run_identity(next(s for s in ratio0 if s.sampler["ratio"] == 0.8))
+    same = next(s for s in ratio0 if s.method.ratio == 0.8)
+    assert probe[0].training_identity() == same.training_identity()  # one set of weights
+    assert same.evaluation == {} and probe[0].evaluation  # the ratio runs are only trained, the probe runs scored
     heads = spectral_clustering.heads_specs(config)
-    assert [run_identity(s) for s in heads[4]] == [run_identity(s) for s in probe]  # the preset's 4 heads
-    assert all(s.overrides["heads"] == 2 and "dim" not in s.overrides for s in heads[2])
+    assert [s.identity() for s in heads[4]] == [s.identity() for s in probe]  # the preset's 4 heads
+    assert all(s.model["heads"] == 2 and s.model["dim"] == SIZES["vit"]["S"]["dim"] for s in heads[2])
     wide = spectral_clustering.heads_specs(Config(head_counts=[3, 6], heads_dim=96))
-    assert {s.overrides["dim"] for v in wide.values() for s in v} == {96}
-    assert wide[3][0].model_config()["heads"] == 3 and wide[6][0].model_config()["heads"] == 6
+    assert {s.model["dim"] for v in wide.values() for s in v} == {96}
+    assert wide[3][0].model["heads"] == 3 and wide[6][0].model["heads"] == 6
 
 
 def test_full_profile_reuses_02_full_checkpoints_and_evaluations():
@@ -64,9 +66,13 @@ def test_full_profile_reuses_02_full_checkpoints_and_evaluations():
     keep02 = {k: v for k, v in p02.items() if k in vision.Config.__dataclass_fields__}
     c06, c02 = Config(**keep06), vision.Config(**keep02)
     assert c06.evaluation() == c02.evaluation()
-    specs02 = {repr(run_identity(vision._method_spec(c02, m, s))) for m in vision.methods(c02) for s in c02.seeds}
-    for spec in spectral_clustering.ratio_specs(c06) + spectral_clustering.probe_specs(c06):
-        assert repr(run_identity(spec)) in specs02, spec.label()
+    runs02 = vision.method_specs(c02)
+    weights02 = {repr(s.training_identity()) for s in runs02}
+    for spec in spectral_clustering.ratio_specs(c06):
+        assert repr(spec.training_identity()) in weights02, spec.label()
+    results02 = {repr(s.identity()) for s in runs02}
+    for spec in spectral_clustering.probe_specs(c06):
+        assert repr(spec.identity()) in results02, spec.label()
 
 
 def test_slopes_over_components_and_ratios():

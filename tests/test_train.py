@@ -117,7 +117,7 @@ def test_custom_step_fn_plugs_in_a_token_model():
         def forward(self, tokens):
             return self.out(self.block(self.emb(tokens) + self.pos))
 
-    def step(model, batch, ratios, generator):
+    def step(model, batch, ratios, generator, progress):
         sub = masking.random_subset_mask(ratios, L, generator=generator)
         labels = torch.where(sub.mask, batch, torch.full_like(batch, -100))
         return mlm_loss(model(torch.where(sub.mask, torch.full_like(batch, mask_id), batch)), labels)
@@ -161,10 +161,10 @@ def test_bad_arguments(digits):
         _run(digits, seed=-1)
     assert math.isclose(warmup_cosine(0, 10, 4), 0.25)
 
-    def nan_step(model, batch, ratios, generator):
+    def nan_step(model, batch, ratios, generator, progress):
         return model(batch, masking.random_subset_mask(ratios, 16, generator=generator)).loss * math.nan
 
     with pytest.raises(FloatingPointError, match="step 0"):
         _run(digits, steps=2, step_fn=nan_step)
     with pytest.raises(ValueError, match="latent"):
-        _run(digits, steps=2, uniformity_weight=0.1, step_fn=lambda m, b, r, g: b.sum() * 0.0)
+        _run(digits, steps=2, uniformity_weight=0.1, step_fn=lambda m, b, r, g, t: b.sum() * 0.0)

@@ -6,6 +6,14 @@ import pandas as pd
 import pytest
 
 from r2mae_core.experiments import vision, vision_claims
+from r2mae_core.runs import Method, fixed_method, r2mae_method
+
+_RECORDS = {m.name: m for m in [
+    fixed_method(0.5), fixed_method(0.75), r2mae_method(0.5, 0.9),
+    Method("linear 0.9→0.5", "scheduled", {"kind": "scheduled", "start": 0.9, "end": 0.5, "shape": "linear",
+                                           "per": "batch"}, "baseline"),
+    fixed_method(0.75, group="umae", uniformity_weight=0.01, name="U-MAE fixed 0.75"),
+    r2mae_method(0.5, 0.9, group="umae", uniformity_weight=0.01, name="R²MAE U[0.5,0.9] + U-MAE")]}
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -50,21 +58,20 @@ def test_sweep_vit_runs_are_the_method_runs_when_budgets_match():
     config = vision.Config(sweep={"vit": {"sizes": ["S"], "steps": 20}}, sweep_ratios=[0.75], method_steps=20)
     sweep = vision.sweep_specs(config)
     fixed = next(m for m in vision.methods(config) if m.name == "fixed 0.75")
-    assert sweep[0] == vision._method_spec(config, fixed, config.seeds[0])  # same spec -> trained once
+    assert sweep[0].identity() == vision.method_spec(config, fixed, config.seeds[0]).identity()  # trained once
+    plan = vision.plan(config)
+    assert len({repr(s.identity()) for s in plan}) == len(plan) - 1
 
 
 def _methods_frame(gains: dict[str, list[float]], val_gains: dict[str, float] | None = None) -> pd.DataFrame:
     """Synthetic method rows: LP test = 0.8 + gain per seed; LP val = 0.8 + val gain (selection signal)."""
-    groups = {"fixed 0.5": "fixed", "fixed 0.75": "fixed", "R²MAE U[0.5,0.9]": "r2mae", "linear 0.9→0.5": "baseline",
-              "U-MAE fixed 0.75": "umae", "R²MAE U[0.5,0.9] + U-MAE": "umae"}
     rows = []
     for name, per_seed in gains.items():
         for seed, g in enumerate(per_seed):
-            rows.append({"method": name, "group": groups[name], "seed": seed, "lp_test": 0.8 + g,
+            rows.append({**_RECORDS[name].columns(), "seed": seed, "lp_test": 0.8 + g,
                          "lp_val": 0.8 + (val_gains or {}).get(name, g) + 0.001 * seed, "knn_test": 0.7 + g,
                          "effective_rank": 20 + 100 * g, "train_seconds": 1.0,
-                         "family": "vit", "size": "S", "sampler": name, "steps": 10,
-                         "uniformity_weight": 0.01 if "U-MAE" in name else 0.0})
+                         "family": "vit", "size": "S", "steps": 10})
     return pd.DataFrame(rows)
 
 
@@ -78,16 +85,19 @@ def test_best_fixed_is_chosen_on_validation_not_test():
 
 def _results(gains, sweep=None, rand=(0.7, 0.71, 0.69)):
     mdf = _methods_frame(gains)
-    refs = pd.DataFrame([{"family": "vit", "size": "S", "sampler": "random init", "seed": s, "lp_test": r,
+    refs = pd.DataFrame([{"family": "vit", "size": "S", "method": "random init", "kind": "reference", "seed": s,
+                          "lp_test": r,
                           "lp_val": r, "knn_test": r, "effective_rank": 10.0} for s, r in enumerate(rand)]
-                        + [{"family": "vit", "size": "M", "sampler": "random init", "seed": 0, "lp_test": 0.1,
+                        + [{"family": "vit", "size": "M", "method": "random init", "kind": "reference", "seed": 0,
+                            "lp_test": 0.1,
                             "lp_val": 0.1, "knn_test": 0.1, "effective_rank": 1.0}]  # a sweep size: not paired
-                        + [{"family": "pixels", "size": "-", "sampler": "raw pixels", "seed": 0, "lp_test": 0.84,
+                        + [{"family": "pixels", "size": "-", "method": "raw pixels", "kind": "reference", "seed": 0,
+                            "lp_test": 0.84,
                             "lp_val": 0.84, "knn_test": 0.8, "effective_rank": 50.0}])
     if sweep is None:
-        sweep = pd.DataFrame([{"family": "mlp", "size": "S", "sampler": "fixed 0.5", "seed": 0, "lp_val": 0.8,
+        sweep = pd.DataFrame([{"family": "mlp", "size": "S", **fixed_method(0.5).columns(), "seed": 0, "lp_val": 0.8,
                                "lp_test": 0.8, "knn_test": 0.7, "effective_rank": 5.0, "train_seconds": 1.0,
-                               "steps": 10, "uniformity_weight": 0.0}])
+                               "steps": 10}])
     return {"methods": mdf, "references": refs, "sweep": sweep, "best_fixed": vision.best_fixed(mdf), "vit_size": "S"}
 
 
@@ -132,10 +142,9 @@ def test_v1_compares_the_largest_and_smallest_size_per_seed():
         for family in ("mlp", "vit"):
             for size, best in (("S", 0.25), ("M", 0.5), ("L", 0.75)):
                 for ratio in (0.25, 0.5, 0.75):
-                    rows.append({"family": family, "size": size, "sampler": f"fixed {ratio:g}", "seed": seed,
+                    rows.append({"family": family, "size": size, **fixed_method(ratio).columns(), "seed": seed,
                                  "lp_val": 0.8 - abs(ratio - best) + 0.001 * seed, "lp_test": 0.8,
-                                 "knn_test": 0.7, "effective_rank": 5.0, "train_seconds": 1.0, "steps": 10,
-                                 "uniformity_weight": 0.0})
+                                 "knn_test": 0.7, "effective_rank": 5.0, "train_seconds": 1.0, "steps": 10})
     sweep = pd.DataFrame(rows)
     best = vision_claims.best_ratios(sweep)
     assert set(best.loc[best["size"] == "L", "ratio"]) == {0.75}

@@ -1,12 +1,9 @@
-"""The run loop shared by the token-MLM sections (03_language, 04_dna): the torch thread setting around a study,
-the cache key and the pretrain-then-evaluate step of one run, the sweep plan over sizes, methods and seeds, the
-reference rows and the pooled features the probes read."""
+"""What the token-MLM sections (03_language, 04_dna) share on the run engine (:mod:`r2mae_core.runs`): the
+torch thread setting around a study, the plan over sizes, methods and seeds, the pretraining of one run, the
+tables built from the results, the reference rows and the pooled features the probes read."""
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -14,10 +11,12 @@ import pandas as pd
 import torch
 
 from ..cache import cache_key, cache_root
+from ..masking import make_sampler
+from ..runs import Method, Options, RunSpec, TrainConfig, fixed_method, reference_method
 from ..train import pretrain
 
-__all__ = ["with_threads", "run_key", "pretrain_and_evaluate", "run_sweep", "reference_rows", "history_table",
-           "features"]
+__all__ = ["with_threads", "train_config", "token_plan", "pretrain_run", "tables", "reference_rows",
+           "history_table", "features"]
 
 
 def with_threads(threads: int, fn: Callable, *args):
@@ -31,128 +30,77 @@ def with_threads(threads: int, fn: Callable, *args):
         torch.set_num_threads(previous)
 
 
-def _train_config(config) -> dict:
-    return {"steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "warmup": config.warmup,
-            "weight_decay": config.weight_decay}
+def train_config(config) -> TrainConfig:
+    """The schedule of every run of a token study: AdamW, warmup + cosine, gradient clipping 1.0, a checkpoint
+    every ``max(500, steps // 4)`` steps."""
+    return TrainConfig(steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
+                       weight_decay=config.weight_decay, grad_clip=1.0, checkpoint_every=max(500, config.steps // 4))
 
 
-def run_key(config, model_cfg: dict, spec: dict | None, seed: int, corpus_spec: dict) -> dict:
-    """Cache key of one run: model, sampler spec, training (None for random init), seed, corpus, test ratios and,
-    only with fine-tuning, its epochs and learning rates (profiles without it keep their keys)."""
-    key = {"model": model_cfg, "sampler": spec, "train": _train_config(config) if spec is not None else None,
-           "seed": seed, "corpus": corpus_spec, "test_ratios": config.test_ratios, "format": 1}
-    if config.finetune_epochs:
-        key["finetune"] = {"epochs": config.finetune_epochs, "lrs": sorted(config.finetune_lrs)}
-    return key
+def token_plan(config, methods: list[Method], *, namespace: str, models: dict[str, dict], data: dict,
+               evaluation: dict) -> list[RunSpec]:
+    """Every run of a token study, seed index outermost: the fixed-ratio sweep at the sizes other than the main
+    one, every method of ``methods`` and random init at the main size.
 
-
-def pretrain_and_evaluate(model, ids: torch.Tensor, *, config, spec: dict | None, seed: int, key: dict,
-                          models_cache: str, make_sampler: Callable, make_step: Callable,
-                          evaluate: Callable) -> dict:
-    """Pretrain ``model`` (unless ``spec`` is None: random init) then ``evaluate(model)``.
-
-    Pretraining is checkpointed under ``<cache root>/<models_cache>/<key hash>.pt`` (resumable; removed at the
-    end) with ``sampler = make_sampler(spec)`` and ``step_fn = make_step(sampler)``, gradient clipping 1.0. The
-    history keeps every ``max(1, steps // 50)``-th step.
-
-    Returns
-    -------
-    dict
-        ``metrics`` (rows of ``evaluate``), ``history`` (step, loss, ratio_mean) and ``seconds`` of pretraining.
+    ``models`` maps a size to its model config, ``data`` is the corpus spec and ``evaluation`` the evaluation
+    settings every run shares. Each run carries its seed's index as its ``seed`` column.
     """
-    history, seconds = pd.DataFrame(), 0.0
-    if spec is not None:
-        ckpt = cache_root() / models_cache / f"{cache_key(models_cache, key)}.pt"
-        sampler = make_sampler(spec)
-        res = pretrain(model, ids, sampler=sampler, seed=seed, device=config.device, grad_clip=1.0,
-                       step_fn=make_step(sampler), progress=False, checkpoint_path=ckpt,
-                       checkpoint_every=max(500, config.steps // 4), **_train_config(config))
-        model, seconds = res.model, float(res.history["seconds"].iloc[-1])
-        every = max(1, config.steps // 50)
-        history = res.history.iloc[::every][["step", "loss", "ratio_mean"]].reset_index(drop=True)
-        ckpt.unlink(missing_ok=True)  # the cache entry of the run replaces it
-    return {"metrics": evaluate(model), "history": history, "seconds": seconds}
+    entries = [(fixed_method(r), size) for size in config.sizes if size != config.main_size
+               for r in config.sweep_ratios]
+    entries += [(m, config.main_size) for m in methods]
+    entries.append((reference_method(), config.main_size))
+    train = train_config(config)
+    return [RunSpec(namespace, "text_encoder", size, method, seed, None if method.kind == "reference" else train,
+                    model=models[size], data=data, evaluation=evaluation, tags={"seed": i})
+            for i, seed in enumerate(config.seeds()) for method, size in entries]
 
 
-def _worker_init(threads: int, parent_pid: int) -> None:
-    """Start of a sweep worker process: torch's intra-op threads (and BLAS's) as the study asks, and a watcher
-    that ends the worker once its parent is gone (a killed kernel must not leave workers behind)."""
-    if threads:
-        torch.set_num_threads(threads)
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(threads)
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+def pretrain_run(spec: RunSpec, model, ids: torch.Tensor, step, options: Options) -> dict:
+    """Pretrain ``model`` as ``spec`` says (a reference is not trained) with the masking step ``step``.
+
+    Checkpointed under ``<cache root>/<namespace>_models/<key>.pt`` (resumable; removed at the end: the engine's
+    record of the run replaces it). Returns ``model``, ``history`` (step, loss, ratio_mean of every
+    ``max(1, steps // 50)``-th step) and ``seconds`` of pretraining.
+    """
+    if spec.method.kind == "reference":
+        return {"model": model, "history": history_table([]).iloc[:, :3], "seconds": 0.0}
+    folder = f"{spec.namespace}_models"
+    ckpt = cache_root() / folder / f"{cache_key(folder, spec.training_identity())}.pt"
+    res = pretrain(model, ids, sampler=make_sampler(spec.method.sampler), seed=spec.seed, device=options.device,
+                   step_fn=step, progress=options.progress, checkpoint_path=ckpt,
+                   checkpoint_every=spec.train.checkpoint_every or None, **spec.train.pretrain_kwargs())
+    every = max(1, spec.train.steps // 50)
+    history = res.history.iloc[::every][["step", "loss", "ratio_mean"]].reset_index(drop=True)
+    ckpt.unlink(missing_ok=True)
+    return {"model": res.model, "history": history, "seconds": float(res.history["seconds"].iloc[-1])}
 
 
-def _exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
-    """Exit this process (status 1, at once) when its parent is no longer ``parent_pid``."""
-    while os.getppid() == parent_pid:
-        time.sleep(poll_seconds)
-    os._exit(1)
-
-
-def run_sweep(config, train_and_evaluate: Callable, *, desc: str, progress: bool) -> tuple[list, list, list]:
-    """Every run of the study, seed index outermost: the fixed-ratio sweep at the sizes other than the main one,
-    every method of ``config.methods()`` and random init at the main size.
-
-    ``config.workers`` > 1 runs that many runs at once, each in its own process (``spawn``; each with
-    ``config.threads`` torch threads): on a 2-core CPU two one-thread workers take about half the wall time of
-    one. Every run is seeded by its own (spec, seed index) and cached on its own key, so the results, their order
-    and the cache do not depend on the number of workers; ``train_and_evaluate`` must be a module-level function.
-    A worker exits within a second of its parent's death (a killed kernel leaves none behind); a re-run then
-    takes the finished runs from the cache and resumes the others from their checkpoints.
+def tables(plan: list[RunSpec], results: list[dict], seq_len: int) -> tuple[list, list, list]:
+    """Tidy rows of a token study from the engine's results (``metrics`` frame, ``history``, ``seconds``).
 
     Returns
     -------
     tuple of list
-        Metric rows tagged (method, kind, ratio, size, seed), history frames and run rows (method, size, seed,
-        seconds, tokens = steps · batch size · sequence length, 0 for random init).
+        Metric rows tagged with the method's columns (method, group, kind, ratio, ...), size and seed index;
+        history frames; run rows (method, size, seed, seconds, tokens = steps · batch size · ``seq_len``, 0 for
+        random init).
     """
-    from tqdm.auto import tqdm
-
-    plan = [(f"fixed {r:g}", "fixed", {"kind": "fixed", "ratio": float(r)}, size)
-            for size in config.sizes if size != config.main_size for r in config.sweep_ratios]
-    plan += [(*m, config.main_size) for m in config.methods()]
-    plan.append(("random init", "reference", None, config.main_size))
-    jobs = [(p, i) for i in range(config.n_seeds) for p in plan]
-    args = [(config, method, kind, spec, size, i) for (method, kind, spec, size), i in jobs]
-    workers = min(config.workers, len(jobs))
-    bar = tqdm(total=len(jobs), desc=desc, disable=not progress)
-    if workers <= 1:
-        outs = []
-        for a in args:
-            outs.append(train_and_evaluate(*a))
-            bar.update()
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        outs = [None] * len(args)
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_init, initargs=(config.threads, os.getpid()))
-        try:
-            futures = {pool.submit(train_and_evaluate, *a): k for k, a in enumerate(args)}
-            for f in as_completed(futures):
-                outs[futures[f]] = f.result()  # the first failure is raised here
-                bar.update()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # after a failure: the runs not yet started never start
-    bar.close()
     metrics, history, runs = [], [], []
-    for ((method, kind, spec, size), i), out in zip(jobs, outs, strict=True):
-        ratio = spec["ratio"] if kind == "fixed" else float("nan")
-        tag = {"method": method, "kind": kind, "ratio": ratio, "size": size, "seed": i}
-        metrics += [{**tag, **row} for row in out["metrics"]]
+    for spec, out in zip(plan, results, strict=True):
+        seed = spec.tags["seed"]
+        tag = {**spec.method.columns(), "size": spec.size, "seed": seed}
+        metrics += [{**tag, **row} for row in out["metrics"].to_dict("records")]
         if len(out["history"]):
-            history.append(out["history"].assign(method=method, size=size, seed=i))
-        runs.append({"method": method, "size": size, "seed": i, "seconds": out["seconds"],
-                     "tokens": config.steps * config.batch_size * config.seq_len if spec is not None else 0})
+            history.append(out["history"].assign(method=spec.method.name, size=spec.size, seed=seed))
+        train = spec.train
+        runs.append({"method": spec.method.name, "size": spec.size, "seed": seed, "seconds": out["seconds"],
+                     "tokens": 0 if train is None else train.steps * train.batch_size * seq_len})
     return metrics, history, runs
 
 
 def reference_rows(method: str, rows: list[dict], n_seeds: int) -> list[dict]:
-    """Rows of a seed-free reference (kind ``reference``, size ``"-"``) repeated for every seed index."""
-    tag = {"method": method, "kind": "reference", "ratio": float("nan"), "size": "-"}
+    """Rows of a seed-free reference (group and kind ``reference``, size ``"-"``) repeated for every seed index."""
+    tag = {**reference_method(method).columns(), "size": "-"}
     return [{**tag, "seed": i, **row} for row in rows for i in range(n_seeds)]
 
 

@@ -14,7 +14,7 @@ __all__ = ["RUN_KEYS", "pivot_scores", "summary_table", "main_rows", "argmax_rat
            "comparisons", "task_difference_claim", "claim_values"]
 
 #: Columns that identify one run and split in the wide score table.
-RUN_KEYS = ["method", "kind", "ratio", "size", "seed", "split"]
+RUN_KEYS = ["method", "group", "ratio", "size", "seed", "split"]
 _NAN = float("nan")
 _R2 = "R²MAE"
 
@@ -33,10 +33,10 @@ def summary_table(metrics: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """Mean and 95% interval over seeds of every (method, size, task, metric) on ``split``."""
     sub = metrics[metrics["split"] == split]
     rows = []
-    for (method, kind, size, task, metric), g in sub.groupby(["method", "kind", "size", "task", "metric"],
+    for (method, group, size, task, metric), g in sub.groupby(["method", "group", "size", "task", "metric"],
                                                               sort=False, dropna=False):
         mean, low, high = mean_ci(g["value"].to_numpy())
-        rows.append({"method": method, "kind": kind, "size": size, "task": task, "metric": metric, "mean": mean,
+        rows.append({"method": method, "group": group, "size": size, "task": task, "metric": metric, "mean": mean,
                      "ci_low": low, "ci_high": high, "n_seeds": len(g)})
     return pd.DataFrame(rows)
 
@@ -52,7 +52,7 @@ def argmax_ratio(frame: pd.DataFrame, task: str, rng: np.random.Generator | None
     Returns ``[argmax_r mean_s score(r, s)]`` without ``rng``; with it, per draw b the argmax of the means of
     seeds resampled with replacement at each ratio (ties: the smallest ratio).
     """
-    curves = {float(r): g[task].to_numpy(dtype=float) for r, g in frame[frame["kind"] == "fixed"].groupby("ratio")}
+    curves = {float(r): g[task].to_numpy(dtype=float) for r, g in frame[frame["group"] == "fixed"].groupby("ratio")}
     ratios = np.array(sorted(curves))
     if rng is None:
         return np.array([ratios[np.argmax([curves[r].mean() for r in ratios])]])

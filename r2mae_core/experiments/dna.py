@@ -42,12 +42,13 @@ from .. import dna, masking
 from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
 from ..cache import cache_key, cached
 from ..models import build_model
+from ..runs import Method, Options, RunSpec, execute, fixed_method
 from . import _token_runs as token_runs
 from ._checks import check_int, check_learning_rates, check_ratio, check_sweep
 from .language import SIZES, finetune, probe
 
-__all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "run", "methods", "corpus", "train_and_evaluate",
-           "DNAMLMStep", "ProgressClock", "config_dict"]
+__all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "NAMESPACE", "run", "methods", "plan", "work",
+           "evaluation_spec", "corpus", "DNAMLMStep", "step_for", "config_dict"]
 
 #: Downstream tasks (score: Matthews correlation of the linear probe, as the Nucleotide Transformer reports).
 TASKS: tuple[str, ...] = ("exon_intron", "promoter", "species")
@@ -56,6 +57,7 @@ GENOMES = ("dm_chr2r", "hs_chrx", "pf_genome", "bacteria")
 _SPLIT_SEED = 0  # tasks, splits, probe subsets and pretraining windows: fixed, independent of the run seed
 _EVAL_SEED = 12345  # masks of the masked-nucleotide evaluation: the same for every model
 _VAL_FRACTION = 0.15
+NAMESPACE = "dna_runs"
 
 
 @dataclass(frozen=True)
@@ -136,11 +138,10 @@ class Config:
             raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, warmup={self.warmup}: need lr > 0, "
                              "weight_decay >= 0 and a warmup fraction in [0, 1)")
         object.__setattr__(self, "finetune_lrs", check_learning_rates("finetune_lrs", self.finetune_lrs))
-        for _, _, spec in self.methods():
-            _sampler(spec)  # one clear line for low > high, unknown per, ...
+        self.methods()  # one clear line for low > high, unknown per, ...
 
-    def methods(self) -> list[tuple[str, str, dict]]:
-        """Pretraining methods at the main size: ``(name, kind, spec)``."""
+    def methods(self) -> list[Method]:
+        """Pretraining methods at the main size (records: name, kind, sampler, group, mask options)."""
         return methods(self)
 
     def seeds(self) -> list[int]:
@@ -157,46 +158,30 @@ class Config:
         return 1 + self.tokenizer.n_tokens(self.window)
 
 
-def methods(config: Config) -> list[tuple[str, str, dict]]:
-    """Fixed ratios of the sweep, then the declared baselines (``(name, kind, spec)``).
-
-    ``spec`` is a :func:`r2mae_core.masking.make_sampler` spec, except the curriculum's
-    ``{"kind": "curriculum", "ratio", "span_start", "span_end"}`` (fixed ratio, span length grown over training).
-    """
+def methods(config: Config) -> list[Method]:
+    """Fixed ratios of the sweep, then the declared baselines. Groups: ``fixed``, ``scheduled``, ``curriculum``
+    (a fixed ratio masked in spans whose mean length grows over training: ``mask`` holds ``span_start`` and
+    ``span_end``) and ``r2mae`` (the declared interval, named ``R²MAE``)."""
     a, b = config.r2mae_low, config.r2mae_high
-    out = [(f"fixed {r:g}", "fixed", {"kind": "fixed", "ratio": float(r)}) for r in config.sweep_ratios]
-    named = {"scheduled": (f"scheduled {b:g}→{a:g}", "scheduled",
-                           {"kind": "scheduled", "start": b, "end": a, "shape": "linear"}),
-             "curriculum": (f"span curriculum 1→{config.curriculum_max_span:g}", "curriculum",
-                            {"kind": "curriculum", "ratio": float(config.curriculum_ratio), "span_start": 1.0,
-                             "span_end": float(config.curriculum_max_span)}),
-             "r2mae": ("R²MAE", "r2mae", {"kind": "r2mae", "low": a, "high": b, "per": config.r2mae_per})}
+    out = [fixed_method(r) for r in config.sweep_ratios]
+    named = {"scheduled": Method(f"scheduled {b:g}→{a:g}", "scheduled",
+                                 {"kind": "scheduled", "start": b, "end": a, "shape": "linear"}, "scheduled"),
+             "curriculum": Method(f"span curriculum 1→{config.curriculum_max_span:g}", "fixed",
+                                  {"kind": "fixed", "ratio": float(config.curriculum_ratio)}, "curriculum",
+                                  mask={"span_start": 1.0, "span_end": float(config.curriculum_max_span)}),
+             "r2mae": Method("R²MAE", "r2mae", {"kind": "r2mae", "low": a, "high": b, "per": config.r2mae_per},
+                             "r2mae")}
     return out + [named[m] for m in config.baselines]
 
 
 # ------------------------------------------------------------------------------------------ masking step
-class ProgressClock:
-    """A ratio sampler wrapper that remembers the training progress t of its last draw.
-
-    Why: :func:`r2mae_core.train.pretrain` passes t = step / total to the sampler only; a step function that
-    depends on t (the span curriculum) reads it here, which stays right when a run resumes from a checkpoint.
-    """
-
-    def __init__(self, base: masking.RatioSampler):
-        self.base, self.progress = base, 0.0
-
-    def sample(self, batch_size: int, *, generator, progress: float = 0.0):
-        self.progress = float(progress)
-        return self.base.sample(batch_size, generator=generator, progress=progress)
-
-
-@dataclass
+@dataclass(frozen=True)
 class DNAMLMStep:
     """``step_fn`` of :func:`r2mae_core.train.pretrain` for DNA token models.
 
     Eligible tokens: nucleotides / k-mers only (ids > N; never specials, ``[UNK]``, N or padding). Exactly
     ``round(m · n_eligible)`` of them are selected per row — independently (random subset, BERT / DNABERT /
-    Nucleotide Transformer / Caduceus) or, with a ``clock``, in contiguous spans of mean length
+    Nucleotide Transformer / Caduceus) or, with ``curriculum``, in contiguous spans of mean length
     ``span_start + (span_end − span_start) · t`` at training progress t (the span curriculum, in the spirit of
     RandomMask, Liang et al. 2023, whose masked spans widen during training) — then corrupted 80/10/10 with random
     replacements drawn from the nucleotide / k-mer ids only (``first_random_id`` up).
@@ -205,37 +190,31 @@ class DNAMLMStep:
     first_random_id: int
     span_start: float = 1.0
     span_end: float = 1.0
-    clock: ProgressClock | None = None
+    curriculum: bool = False
 
-    def mean_span(self) -> float:
-        t = self.clock.progress if self.clock is not None else 0.0
-        return self.span_start + (self.span_end - self.span_start) * t
+    def mean_span(self, progress: float) -> float:
+        return self.span_start + (self.span_end - self.span_start) * float(progress)
 
-    def __call__(self, model, batch: torch.Tensor, ratios: torch.Tensor, generator: torch.Generator):
+    def __call__(self, model, batch: torch.Tensor, ratios: torch.Tensor, generator: torch.Generator,
+                 progress: float = 0.0):
         tokens = batch.cpu()
         eligible = tokens > dna.N_ID  # (B, L)
-        if self.clock is None:
+        if not self.curriculum:
             mask = masking.random_subset_mask(ratios, tokens.shape[1], generator=generator, eligible=eligible).mask
         else:
-            mask = masking.span_mask(ratios, tokens.shape[1], mean_span=self.mean_span(), generator=generator,
-                                     eligible=eligible)
+            mask = masking.span_mask(ratios, tokens.shape[1], mean_span=self.mean_span(progress),
+                                     generator=generator, eligible=eligible)
         corrupted, labels = masking.bert_corruption(tokens, mask, mask_token_id=dna.MASK_ID,
                                                     vocab_size=model.config.vocab_size, generator=generator,
                                                     random_token_low=self.first_random_id)
         return model(corrupted.to(batch.device), labels.to(batch.device))
 
 
-def _sampler(spec: dict):
-    if spec["kind"] == "curriculum":
-        return ProgressClock(masking.Fixed(spec["ratio"]))
-    return masking.make_sampler(spec)
-
-
-def _step_fn(spec: dict | None, sampler, config: Config) -> DNAMLMStep:
-    first = config.tokenizer.first_random_id
-    if spec is not None and spec["kind"] == "curriculum":
-        return DNAMLMStep(first, spec["span_start"], spec["span_end"], clock=sampler)
-    return DNAMLMStep(first)
+def step_for(method: Method, first_random_id: int) -> DNAMLMStep:
+    """The masking step of ``method``: independent masks, or its span curriculum (``method.mask``)."""
+    if method.mask:
+        return DNAMLMStep(first_random_id, method.mask["span_start"], method.mask["span_end"], curriculum=True)
+    return DNAMLMStep(first_random_id)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -357,18 +336,17 @@ def _corpus_cached(key: str, spec_items: tuple) -> dict:
 
 def corpus(config: Config) -> dict:
     """Tasks (tokenised probe subsets per split), pretraining ids and held-out evaluation ids (cached)."""
-    spec = _corpus_spec(config)
-    items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.items()))
-    return _corpus_cached(cache_key("dna_corpus", spec), items)
+    return _corpus_of(_corpus_spec(config))
 
 
 # ------------------------------------------------------------------------------------------ evaluation
 @torch.no_grad()
-def _mlm_eval(model, ids: np.ndarray, ratio: float, config: Config, device, batch: int = 256) -> tuple[float, float]:
+def _mlm_eval(model, ids: np.ndarray, ratio: float, first_random_id: int, device,
+              batch: int = 256) -> tuple[float, float]:
     """Masked-token cross-entropy (nats) and accuracy over the corrupted tokens at ``ratio`` (independent
     masking; the same masks for every model)."""
     gen = torch_generator(_EVAL_SEED + int(round(ratio * 1000)))
-    step = DNAMLMStep(config.tokenizer.first_random_id)
+    step = DNAMLMStep(first_random_id)
     total, correct, n = 0.0, 0, 0
     for i in range(0, len(ids), batch):
         x = torch.as_tensor(ids[i:i + batch], dtype=torch.long)
@@ -386,14 +364,14 @@ def _task_rows(task: str, res: dict, binary: bool) -> list[dict]:
             for split in ("val", "test") for m, k in metric_keys.items()]
 
 
-def _evaluate(model, corp: dict, config: Config) -> list[dict]:
+def _evaluate(model, corp: dict, evaluation: dict, device) -> list[dict]:
     """Masked-nucleotide loss / accuracy / perplexity on held-out text at the test ratios, and a linear probe
     (C chosen on validation MCC) on mean-pooled frozen features of every task (rows: split/task/metric)."""
-    device = torch.device(config.device)
+    device = torch.device(device)
     model = model.to(device).eval()
     rows = []
-    for r in config.test_ratios:
-        loss, acc = _mlm_eval(model, corp["mlm_ids"], r, config, device)
+    for r in evaluation["test_ratios"]:
+        loss, acc = _mlm_eval(model, corp["mlm_ids"], r, evaluation["first_random_id"], device)
         rows += [{"split": "test", "task": f"mlm@{r:g}", "metric": m, "value": v}
                  for m, v in (("loss", loss), ("acc", acc), ("perplexity", math.exp(loss)))]
     for task, d in corp["tasks"].items():
@@ -401,31 +379,51 @@ def _evaluate(model, corp: dict, config: Config) -> list[dict]:
         res = probe(*[(feats[s], d[s]["y"]) for s in ("train", "val", "test")], metric="mcc")
         binary = len(corp["classes"][task]) == 2
         rows += _task_rows(task, res, binary)
-        if config.finetune_epochs:
+        if evaluation["finetune_epochs"]:
             ft = finetune(model, *[(d[s]["ids"].astype(np.int64), d[s]["attn"], d[s]["y"])
                                    for s in ("train", "val", "test")], metric="mcc",
-                          epochs=config.finetune_epochs, lr=config.finetune_lrs, device=device)
+                          epochs=evaluation["finetune_epochs"], lr=tuple(evaluation["finetune_lrs"]), device=device)
             rows += _task_rows(f"{task}_ft", ft, binary)
             rows.append({"split": "val", "task": f"{task}_ft", "metric": "lr", "value": ft["lr"]})
     return rows
 
 
-def train_and_evaluate(config: Config, method: str, kind: str, spec: dict | None, size: str,
-                       seed_index: int) -> dict:
-    """One cached run: pretrain (checkpointed, resumable) then :func:`_evaluate`; ``spec=None`` = random init."""
-    seed = config.seeds()[seed_index]
-    model_cfg = {"vocab_size": config.tokenizer.vocab_size, "max_len": config.seq_len, **SIZES[size]}
-    key = token_runs.run_key(config, model_cfg, spec, seed, _corpus_spec(config))
+def evaluation_spec(config: Config) -> dict:
+    """How every run is evaluated: the masked-nucleotide test ratios, the tokenizer's first random id and, only
+    with fine-tuning, its epochs and learning rates (runs of profiles without it keep their keys)."""
+    out = {"test_ratios": list(config.test_ratios), "first_random_id": config.tokenizer.first_random_id,
+           "finetune_epochs": config.finetune_epochs}
+    if config.finetune_epochs:
+        out["finetune_lrs"] = sorted(config.finetune_lrs)
+    return out
 
-    def compute():
-        corp = corpus(config)
-        model = build_model("text_encoder", seed=seed, **model_cfg)
-        return token_runs.pretrain_and_evaluate(
-            model, torch.as_tensor(corp["pretrain_ids"], dtype=torch.long), config=config, spec=spec, seed=seed,
-            key=key, models_cache="dna_models", make_sampler=_sampler,
-            make_step=lambda sampler: _step_fn(spec, sampler, config), evaluate=lambda m: _evaluate(m, corp, config))
 
-    return cached("dna_runs", key, compute, data_checksum=_data_checksum(config.genomes))
+def plan(config: Config) -> list[RunSpec]:
+    """Every run of the study (:func:`r2mae_core.experiments._token_runs.token_plan`)."""
+    models = {size: {"vocab_size": config.tokenizer.vocab_size, "max_len": config.seq_len, **SIZES[size]}
+              for size in {*config.sizes, config.main_size}}
+    return token_runs.token_plan(config, methods(config), namespace=NAMESPACE, models=models,
+                                 data=_corpus_spec(config), evaluation=evaluation_spec(config))
+
+
+def _corpus_of(spec: dict) -> dict:
+    items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.items()))
+    return _corpus_cached(cache_key("dna_corpus", spec), items)
+
+
+def work(group: list[RunSpec], options: Options) -> list[dict]:
+    """The engine's work on DNA runs: pretrain each with its masking step (:func:`step_for`, resumable), then
+    :func:`_evaluate`. Records: ``metrics`` (split/task/metric/value rows), ``history``, ``seconds``."""
+    out = []
+    for spec in group:
+        corp = _corpus_of(spec.data)
+        model = build_model("text_encoder", seed=spec.seed, **spec.model)
+        step = step_for(spec.method, spec.evaluation["first_random_id"])
+        res = token_runs.pretrain_run(spec, model, torch.as_tensor(corp["pretrain_ids"], dtype=torch.long), step,
+                                      options)
+        rows = _evaluate(res["model"], corp, spec.evaluation, options.device)
+        out.append({"metrics": pd.DataFrame(rows), "history": res["history"], "seconds": res["seconds"]})
+    return out
 
 
 def _kmer_rows(corp: dict, k: int) -> list[dict]:
@@ -456,7 +454,8 @@ def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
     Returns
     -------
     dict of DataFrame
-        ``metrics`` (method, kind, ratio, size, seed, split, task, metric, value), ``history`` (method, size,
+        ``metrics`` (the method's columns: method, group, kind, ratio, ...; size, seed index, split, task, metric,
+        value), ``history`` (method, size,
         seed, step, loss, ratio_mean), ``runs`` (method, size, seed, seconds, tokens), ``tasks`` (per task,
         split and label: windows, fraction, held-out groups, GC, soft-masked fraction, test windows overlapping
         pretraining text) and ``pretraining`` (per genome: bp, usable bp, windows).
@@ -466,7 +465,11 @@ def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
 
 def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
     corp = corpus(config)
-    metrics, history, runs = token_runs.run_sweep(config, train_and_evaluate, desc="04 runs", progress=progress)
+    runs_ = plan(config)
+    results = execute(runs_, work, options=Options(device=config.device, threads=config.threads),
+                      workers=config.workers, data_checksum=_data_checksum(config.genomes), desc="04 runs",
+                      progress=progress)
+    metrics, history, runs = token_runs.tables(runs_, results, config.seq_len)
     kmer = cached("dna_kmer_counts", {**_corpus_spec(config), "k": config.kmer_counts_k},
                   lambda: _kmer_rows(corp, config.kmer_counts_k), data_checksum=_data_checksum(config.genomes))
     metrics += token_runs.reference_rows("k-mer counts + LR", kmer, config.n_seeds)

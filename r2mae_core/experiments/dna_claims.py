@@ -50,7 +50,7 @@ SANITY_MARGIN = 0.05
 
 
 def scores(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Wide per run: (method, kind, ratio, size, seed, split) × MCC per task, ``mean`` and ``mlm_acc``
+    """Wide per run: (method, group, ratio, size, seed, split) × MCC per task, ``mean`` and ``mlm_acc``
     (masked-nucleotide accuracy at the first test ratio, test split only)."""
     wide = pivot_scores(metrics[metrics["task"].isin(TASKS) & (metrics["metric"] == "mcc")], TASKS)
     wide["mean"] = wide[list(TASKS)].mean(axis=1, skipna=False)
@@ -67,7 +67,7 @@ def best_ratios(sc: pd.DataFrame) -> pd.DataFrame:
     """Per size and task: the fixed ratio with the best seed-mean *validation* score, and its test score
     (mean and 95% interval over seeds). Test scores never choose the ratio."""
     rows = []
-    for size, g in sc[sc["kind"] == "fixed"].groupby("size", sort=False):
+    for size, g in sc[sc["group"] == "fixed"].groupby("size", sort=False):
         val, test = g[g["split"] == "val"], g[g["split"] == "test"]
         for task in SCORE_TASKS:
             r = float(argmax_ratio(val, task, None, 0)[0])
@@ -85,8 +85,8 @@ def comparisons(sc: pd.DataFrame, config: Config) -> pd.DataFrame:
     """Per score: R²MAE − best fixed, R²MAE − best of scheduled/curriculum (both chosen on val), R²MAE − random
     init; paired over seeds on the test split at the main size."""
     val, test = _main(sc, config, "val"), _main(sc, config, "test")
-    pools = {"best fixed": val.loc[val["kind"] == "fixed", "method"].unique(),
-             "best scheduled/curriculum": val.loc[val["kind"].isin(["scheduled", "curriculum"]), "method"].unique(),
+    pools = {"best fixed": val.loc[val["group"] == "fixed", "method"].unique(),
+             "best scheduled/curriculum": val.loc[val["group"].isin(["scheduled", "curriculum"]), "method"].unique(),
              "random init": ["random init"]}
     return paired_comparisons(val, test, SCORE_TASKS, pools, on_test=("random init",), require_in_test=True)
 

@@ -1,9 +1,11 @@
-"""One masked-image-model run, end to end and resumable: pretrain → checkpoint → evaluate (shared by 02 and 06).
+"""Masked image models as runs of the engine (:mod:`r2mae_core.runs`), shared by 02 and 06: the plan's specs,
+the group work (pretrain one run or an ensemble → checkpoint → evaluate) and the reference rows.
 
-A run is a pure function of its :class:`RunSpec` (model family and size, ratio sampler, seed, schedule, data)
-and the :class:`EvalSpec`. The weights live in a checkpoint under ``results/cache/image_models/`` named by the
-spec's cache key (an interrupted run resumes from it, bit for bit on CPU; notebook 06 reloads the same weights);
-the metrics are cached under ``results/cache/image_eval/``.
+A run is a pure function of its :class:`r2mae_core.runs.RunSpec` (built by :func:`image_spec`: model family,
+size and resolved config, method, seed, schedule, data, evaluation). The weights live in a checkpoint under
+``results/cache/image_models/`` keyed by the spec without its evaluation (an interrupted single run resumes
+from it, bit for bit on CPU; 02's spectra and reconstructions and every analysis of 06 reload the same
+weights); the result (metrics and the loss history) is the engine's record under ``results/cache/image_runs/``.
 
 Splits (fixed for every run, independent of the run seed): the official training images are permuted once
 with seed 0 and the last ``n_val`` become the **validation** split used to choose hyper-parameters (e.g. the
@@ -13,22 +15,27 @@ scored.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .. import evaluate, models
-from .._rng import check_seed, numpy_generator
+from .._rng import numpy_generator
 from ..cache import cache_key, cache_root, cached
 from ..data import fingerprint, load
+from ..ensemble import pretrain_ensemble
 from ..masking import make_sampler
-from ..train import pretrain
+from ..runs import Method, Options, RunSpec, TrainConfig, execute
+from ..train import HISTORY_COLUMNS, TrainResult, history_frame, pretrain, run_fingerprint, save_finished
+from ._checks import check_int
 
-__all__ = ["AUTO_TORCH_MAX_DIM", "AUTO_TORCH_MIN_TRAIN", "SIZES", "load_images", "run_identity", "RunSpec",
-           "EvalSpec", "Splits", "splits", "train_run", "evaluate_model", "run", "reference_rows"]
+__all__ = ["AUTO_TORCH_MAX_DIM", "AUTO_TORCH_MIN_TRAIN", "SIZES", "NAMESPACE", "EvalSpec", "Splits",
+           "load_images", "splits", "image_spec", "eval_spec", "checkpoint_path", "pretraining_images", "train_run",
+           "train_group", "evaluate_model", "work", "run_rows", "reference_rows"]
 
 #: ``probe_solver="auto"`` uses the torch L-BFGS probe up to this feature dimension and sklearn above it
 #: (measured on Fashion-MNIST, 2-core CPU, sklearn with one BLAS thread: 784-d raw pixels, 2000 / 5000 probe
@@ -47,62 +54,8 @@ SIZES: dict[str, dict[str, dict]] = {
             "M": {"dim": 128, "depth": 4, "heads": 4}, "L": {"dim": 192, "depth": 6, "heads": 6}},
 }
 
-
-@dataclass(frozen=True)
-class RunSpec:
-    """What one pretraining run is (everything its weights depend on).
-
-    Attributes
-    ----------
-    family, size
-        Model family (``mlp``, ``cnn``, ``vit``) and a key of :data:`SIZES` (or ``overrides`` alone).
-    sampler
-        Ratio-sampler spec for :func:`r2mae_core.masking.make_sampler`, e.g. ``{"kind": "fixed", "ratio": 0.75}``.
-    seed
-        Initialisation, data order and masks.
-    steps, batch_size, lr, warmup
-        AdamW schedule of :func:`r2mae_core.train.pretrain` (warmup + cosine).
-    uniformity_weight
-        λ of U-MAE (0 = plain MAE).
-    dataset, n_val, n_pretrain
-        Image dataset, validation hold-out size, pretraining images (None: all non-validation images).
-    overrides
-        Extra config fields of the family (e.g. ``{"norm_pix": True}``).
-    """
-
-    family: str
-    size: str
-    sampler: dict
-    seed: int = 0
-    steps: int = 200
-    batch_size: int = 256
-    lr: float = 1.5e-3
-    warmup: float = 0.05
-    uniformity_weight: float = 0.0
-    dataset: str = "fashion_mnist"
-    n_val: int = 10000
-    n_pretrain: int | None = None
-    overrides: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        check_seed(self.seed)
-        if self.family not in SIZES:
-            raise ValueError(f"family={self.family!r} is not allowed: use one of {', '.join(SIZES)}")
-        if self.size not in SIZES[self.family]:
-            raise ValueError(f"size={self.size!r} is not allowed for {self.family}: use one of "
-                             f"{', '.join(SIZES[self.family])}")
-        for name in ("steps", "batch_size", "n_val"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is not allowed: use an integer >= 1")
-        make_sampler(self.sampler)  # one clear line for a bad sampler spec
-        models.model_config(self.family, **self.model_config())
-
-    def model_config(self) -> dict:
-        return {**SIZES[self.family][self.size], **self.overrides}
-
-    def label(self) -> str:
-        return f"{self.family}-{self.size} {make_sampler(self.sampler).describe()} seed {self.seed}"
+#: Cache namespace of image-run results.
+NAMESPACE = "image_runs"
 
 
 @dataclass(frozen=True)
@@ -157,31 +110,112 @@ def splits(dataset: str, n_val: int) -> Splits:
     return Splits(np.sort(perm[:-n_val]), np.sort(perm[-n_val:]))
 
 
-def run_identity(spec: RunSpec) -> dict:
-    """What a run's cache entries are keyed on: the spec and the resolved model config (so editing a size
-    preset in :data:`SIZES` can never reuse the weights or metrics of the old preset)."""
-    return {**asdict(spec), "model": spec.model_config()}
+def image_spec(family: str, size: str, method: Method, seed: int, train: TrainConfig | None, *,
+               evaluation: EvalSpec | None = None, dataset: str = "fashion_mnist", n_val: int = 10000,
+               n_pretrain: int | None = None, overrides: dict | None = None, tags: dict | None = None) -> RunSpec:
+    """The :class:`~r2mae_core.runs.RunSpec` of one masked-image run.
 
-
-def _checkpoint_path(spec: RunSpec):
-    return cache_root() / "image_models" / f"{cache_key('image_models', run_identity(spec))}.pt"
-
-
-def train_run(spec: RunSpec, *, device: str = "cpu", progress: bool = True, **train_kwargs):
-    """Pretrain (or resume / reload) the run's model; returns :class:`r2mae_core.train.TrainResult`.
-
-    A finished checkpoint is reloaded without training; an interrupted one resumes where it stopped.
+    ``family`` (``mlp``, ``cnn``, ``vit``) and ``size`` (a key of :data:`SIZES`) with ``overrides`` (extra config
+    fields, e.g. ``{"patch": 7}``) resolve into the model config stored in the spec (so editing a size preset
+    can never reuse the weights or results of the old preset); ``dataset``, ``n_val`` (validation hold-out) and
+    ``n_pretrain`` (pretraining images, None: every non-validation image) are the data; ``evaluation`` how the
+    trained model is scored (:func:`evaluate_model`; None: not scored, the run is only trained).
     """
-    data = load_images(spec.dataset)
-    pool = splits(spec.dataset, spec.n_val).pool
-    images = data.train_images[pool if spec.n_pretrain is None else pool[: spec.n_pretrain]]
-    model = models.build_model(spec.family, seed=spec.seed, **spec.model_config())
-    path = _checkpoint_path(spec)
+    if family not in SIZES:
+        raise ValueError(f"family={family!r} is not allowed: use one of {', '.join(SIZES)}")
+    if size not in SIZES[family]:
+        raise ValueError(f"size={size!r} is not allowed for {family}: use one of {', '.join(SIZES[family])}")
+    check_int("n_val", n_val, 1)
+    if n_pretrain is not None:
+        check_int("n_pretrain", n_pretrain, 1)
+    config = {**SIZES[family][size], **(overrides or {})}
+    models.model_config(family, **config)  # one clear line for a bad config field
+    return RunSpec(NAMESPACE, family, size, method, seed, train, model=config,
+                   data={"dataset": dataset, "n_val": n_val, "n_pretrain": n_pretrain},
+                   evaluation={} if evaluation is None else _eval_key(evaluation), tags=dict(tags or {}))
+
+
+def eval_spec(spec: RunSpec) -> EvalSpec | None:
+    """The :class:`EvalSpec` a spec was built with (None: the run is not scored)."""
+    if not spec.evaluation:
+        return None
+    names = [f.name for f in fields(EvalSpec)]
+    values = {n: spec.evaluation[n] for n in names}
+    return EvalSpec(**{**values, "test_ratios": tuple(values["test_ratios"])})
+
+
+def checkpoint_path(spec: RunSpec) -> Path:
+    """The run's weights (resumable checkpoint, or finished weights of an ensemble member)."""
+    return cache_root() / "image_models" / f"{cache_key('image_models', spec.training_identity())}.pt"
+
+
+def pretraining_images(spec: RunSpec) -> np.ndarray:
+    """The run's pretraining images: the first ``n_pretrain`` of the non-validation pool (all if None)."""
+    data = spec.data
+    pool = splits(data["dataset"], data["n_val"]).pool
+    return load_images(data["dataset"]).train_images[pool if data["n_pretrain"] is None
+                                                     else pool[: data["n_pretrain"]]]
+
+
+def _build(spec: RunSpec) -> torch.nn.Module:
+    return models.build_model(spec.family, seed=spec.seed, **spec.model)
+
+
+def train_run(spec: RunSpec, options: Options | None = None) -> TrainResult:
+    """Pretrain (or resume / reload) one run's model.
+
+    A finished checkpoint is reloaded without training; an interrupted one resumes where it stopped. A
+    ``reference`` method is the model as initialised.
+    """
+    options = options or Options()
+    model = _build(spec)
+    if spec.method.kind == "reference":
+        return TrainResult(model.to(options.device).eval(), history_frame({c: [] for c in HISTORY_COLUMNS}), 0)
+    images = pretraining_images(spec)
+    path = checkpoint_path(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return pretrain(model, images, sampler=make_sampler(spec.sampler), steps=spec.steps,
-                    batch_size=min(spec.batch_size, len(images)), lr=spec.lr, warmup=spec.warmup, seed=spec.seed,
-                    uniformity_weight=spec.uniformity_weight, device=device, checkpoint_path=path,
-                    progress=progress, **train_kwargs)
+    kwargs = {**spec.train.pretrain_kwargs(), "batch_size": min(spec.train.batch_size, len(images))}
+    return pretrain(model, images, sampler=make_sampler(spec.method.sampler), seed=spec.seed,
+                    uniformity_weight=spec.method.uniformity_weight, device=options.device, checkpoint_path=path,
+                    checkpoint_every=spec.train.checkpoint_every or None, progress=options.progress,
+                    compile=options.compile, **kwargs)
+
+
+def train_group(group: list[RunSpec], options: Options | None = None) -> list[TrainResult]:
+    """Pretrain the runs of one engine group: one by one (:func:`train_run`) for a single run, a reference or
+    a group whose weights are all stored; else as one ensemble (:func:`r2mae_core.ensemble.pretrain_ensemble`),
+    each member's finished weights stored where :func:`train_run` reloads them."""
+    options = options or Options()
+    if len(group) == 1 or group[0].method.kind == "reference" or all(_finished(s) for s in group):
+        return [train_run(spec, options) for spec in group]
+    unique = list({checkpoint_path(spec): spec for spec in group}.values())  # runs scored two ways train once
+    if len(unique) < len(group):
+        trained = dict(zip(map(checkpoint_path, unique), train_group(unique, options), strict=True))
+        return [trained[checkpoint_path(spec)] for spec in group]
+    first = group[0]
+    images = pretraining_images(first)
+    kwargs = {**first.train.pretrain_kwargs(), "batch_size": min(first.train.batch_size, len(images))}
+    samplers = [make_sampler(spec.method.sampler) for spec in group]
+    results = pretrain_ensemble([_build(spec) for spec in group], images, samplers=samplers,
+                                seeds=[spec.seed for spec in group], device=options.device,
+                                compile=options.compile, uniformity_weight=first.method.uniformity_weight, **kwargs)
+    warm = kwargs["warmup"]
+    for spec, sampler, res in zip(group, samplers, results, strict=True):
+        fp = run_fingerprint(res.model, sampler, steps=kwargs["steps"], batch_size=kwargs["batch_size"],
+                             n_data=len(images), lr=kwargs["lr"], seed=spec.seed,
+                             weight_decay=kwargs["weight_decay"],
+                             warmup_steps=int(round(warm * kwargs["steps"])) if warm < 1 else int(warm),
+                             min_lr_ratio=kwargs["min_lr_ratio"], uniformity_weight=spec.method.uniformity_weight)
+        save_finished(checkpoint_path(spec), fp, res.model, res.history)
+    return results
+
+
+def _finished(spec: RunSpec) -> bool:
+    path = checkpoint_path(spec)
+    if not path.exists():
+        return False
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return int(state["step"]) == int(state["fingerprint"]["total_steps"])
 
 
 def evaluate_model(model: torch.nn.Module | None, spec_dataset: str, n_val: int, evaluation: EvalSpec, *,
@@ -230,28 +264,41 @@ def _eval_key(evaluation: EvalSpec) -> dict:
     return {**asdict(evaluation), "auto_solver": [AUTO_TORCH_MAX_DIM, AUTO_TORCH_MIN_TRAIN], "sklearn_threads": 1}
 
 
-def run(spec: RunSpec, evaluation: EvalSpec, *, device: str = "cpu", progress: bool = True,
-        compile: bool = False) -> dict:
-    """Pretrain (resumable) and evaluate one run; cached on (spec, evaluation, data checksum).
+def work(group: list[RunSpec], options: Options) -> list[dict]:
+    """The engine's work on a group of image runs: pretrain (:func:`train_group`), then evaluate each model
+    (unless its spec has no evaluation).
 
-    ``compile`` wraps the model in ``torch.compile`` for training (GPU; visible tokens bucketed, see
-    :mod:`r2mae_core.train`); it is not part of the cache key.
-
-    Returns one tidy row: the spec's fields (sampler as its label), the metrics, the final training loss and
-    the training wall time.
+    Returns one record per run: ``metrics`` (``params``, ``train_loss`` = mean loss of the last tenth of the
+    steps, ``train_seconds``, and :func:`evaluate_model`'s metrics) and ``history`` (step, loss, ratio_mean of
+    every ``max(1, steps // 50)``-th step; empty for a reference).
     """
-    def compute() -> dict:
-        result = train_run(spec, device=device, progress=progress, compile=compile)
-        metrics = evaluate_model(result.model, spec.dataset, spec.n_val, evaluation, seed=spec.seed, device=device)
-        tail = result.history["loss"].tail(max(1, spec.steps // 10))
-        return {"family": spec.family, "size": spec.size, "sampler": make_sampler(spec.sampler).describe(),
-                "seed": spec.seed, "steps": spec.steps, "uniformity_weight": spec.uniformity_weight,
-                "params": float(sum(p.numel() for p in result.model.parameters())),
-                "train_loss": float(tail.mean()), "train_seconds": float(result.history["seconds"].iloc[-1]),
-                **metrics}
+    out = []
+    for spec, result in zip(group, train_group(group, options), strict=True):
+        data, evaluation = spec.data, eval_spec(spec)
+        metrics = {} if evaluation is None else evaluate_model(result.model, data["dataset"], data["n_val"],
+                                                               evaluation, seed=spec.seed, device=options.device)
+        hist = result.history
+        steps = 0 if spec.train is None else spec.train.steps
+        tail = hist["loss"].tail(max(1, steps // 10))
+        summary = {"params": float(sum(p.numel() for p in result.model.parameters())),
+                   "train_loss": float(tail.mean()) if len(tail) else float("nan"),
+                   "train_seconds": float(hist["seconds"].iloc[-1]) if len(hist) else 0.0}
+        every = max(1, steps // 50)
+        out.append({"metrics": {**summary, **metrics},
+                    "history": hist.iloc[::every][["step", "loss", "ratio_mean"]].reset_index(drop=True)})
+    return out
 
-    return cached("image_eval", {"spec": run_identity(spec), "eval": _eval_key(evaluation)}, compute,
-                  data_checksum=fingerprint(spec.dataset))
+
+def run_rows(plan: list[RunSpec], options: Options | None = None, *, group_size: int = 1, workers: int = 1,
+             desc: str = "image runs", progress: bool = True) -> pd.DataFrame:
+    """Execute ``plan`` with the engine and return one tidy row per run: its columns
+    (:meth:`~r2mae_core.runs.RunSpec.columns`) and its metrics."""
+    checksums = {fingerprint(spec.data["dataset"]) for spec in plan}
+    if len(checksums) > 1:
+        raise ValueError("a plan of image runs must read one dataset")
+    results = execute(plan, work, options=options or Options(), group_size=group_size, workers=workers,
+                      data_checksum=checksums.pop() if checksums else "", desc=desc, progress=progress)
+    return pd.DataFrame([{**spec.columns(), **res["metrics"]} for spec, res in zip(plan, results, strict=True)])
 
 
 def reference_rows(dataset: str, n_val: int, evaluation: EvalSpec, models_: list[tuple], *, seed: int = 0,
@@ -269,7 +316,8 @@ def reference_rows(dataset: str, n_val: int, evaluation: EvalSpec, models_: list
 
     rows = []
     if pixels:
-        rows.append({"family": "pixels", "size": "-", "sampler": "raw pixels", "seed": seed,
+        rows.append({"family": "pixels", "size": "-", "method": "raw pixels", "group": "reference",
+                     "kind": "reference", "seed": seed,
                      **cached("image_eval", {"reference": "pixels", "dataset": dataset, "n_val": n_val,
                                              "eval": _eval_key(evaluation), "seed": seed},
                               lambda: evaluate_model(None, dataset, n_val, evaluation, features=raw, seed=seed),
@@ -285,6 +333,7 @@ def reference_rows(dataset: str, n_val: int, evaluation: EvalSpec, models_: list
 
         key = {"reference": "random_init", "family": family, "size": size, "dataset": dataset, "n_val": n_val,
                "eval": _eval_key(evaluation), "seed": seed, "model": config}
-        rows.append({"family": family, "size": size, "sampler": "random init", "seed": seed,
+        rows.append({"family": family, "size": size, "method": "random init", "group": "reference",
+                     "kind": "reference", "seed": seed,
                      **cached("image_eval", key, random_init, data_checksum=fingerprint(dataset))})
     return pd.DataFrame(rows)

@@ -27,10 +27,12 @@ from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
 from ..cache import cache_key, cached
 from ..data.language import BROWN_GENRES
 from ..models import build_model
+from ..runs import Method, Options, RunSpec, execute, fixed_method
 from . import _token_runs as token_runs
 from ._checks import check_int, check_learning_rates, check_ratio, check_sweep
 
-__all__ = ["Config", "SIZES", "TASKS", "run", "methods", "corpus", "train_and_evaluate", "probe", "finetune"]
+__all__ = ["Config", "SIZES", "TASKS", "NAMESPACE", "run", "methods", "plan", "work", "evaluation_spec", "corpus",
+           "mlm_step", "probe", "finetune"]
 
 #: Encoder sizes (the "model size" axis): width, blocks, heads.
 SIZES: dict[str, dict] = {
@@ -44,10 +46,7 @@ BASELINES = ("mrd_cosine", "mrd_linear", "scheduled", "r2mae")
 ABLATIONS = ("r2mae_sample",)
 _SPLIT_SEED = 0  # data splits and probe subsets: fixed, independent of the run seed
 _EVAL_SEED = 12345  # masks of the MLM evaluation: the same for every model
-
-
-
-
+NAMESPACE = "language_runs"
 
 
 @dataclass(frozen=True)
@@ -122,11 +121,10 @@ class Config:
         for pair in self.ablation_intervals:
             if len(pair) != 2:
                 raise ValueError(f"ablation_intervals entry {pair!r} is not allowed: use [low, high] pairs")
-        for _, _, spec in self.methods():
-            masking.make_sampler(spec)  # one clear line for low > high, unknown per, ...
+        self.methods()  # one clear line for low > high, unknown per, ...
 
-    def methods(self) -> list[tuple[str, str, dict]]:
-        """Pretraining methods at the main size: ``(name, kind, sampler spec)``."""
+    def methods(self) -> list[Method]:
+        """Pretraining methods at the main size (records: name, kind, sampler, group)."""
         return methods(self)
 
     def seeds(self) -> list[int]:
@@ -134,20 +132,20 @@ class Config:
         return child_seeds(self.seed, self.n_seeds)
 
 
-def methods(config: Config) -> list[tuple[str, str, dict]]:
-    """Fixed ratios of the sweep, then the declared baselines and ablations (``(name, kind, spec)``)."""
-    a, b = config.r2mae_low, config.r2mae_high
-    out = [(f"fixed {r:g}", "fixed", {"kind": "fixed", "ratio": float(r)}) for r in config.sweep_ratios]
-    named = {"mrd_cosine": ("MRD cosine", "mrd", {"kind": "mrd", "shape": "cosine"}),
-             "mrd_linear": ("MRD linear", "mrd", {"kind": "mrd", "shape": "linear"}),
-             "scheduled": (f"scheduled {b:g}→{a:g}", "scheduled",
-                           {"kind": "scheduled", "start": b, "end": a, "shape": "linear"}),
-             "r2mae": ("R²MAE", "r2mae", {"kind": "r2mae", "low": a, "high": b, "per": config.r2mae_per}),
-             "r2mae_sample": ("R²MAE per sample", "ablation", {"kind": "r2mae", "low": a, "high": b,
-                                                                "per": "sample"})}
+def methods(config: Config) -> list[Method]:
+    """Fixed ratios of the sweep, then the declared baselines and ablations. Groups: ``fixed``, ``mrd``,
+    ``scheduled``, ``r2mae`` (the declared interval, named ``R²MAE``) and ``ablation``."""
+    a, b, per = config.r2mae_low, config.r2mae_high, config.r2mae_per
+    out = [fixed_method(r) for r in config.sweep_ratios]
+    r2 = {"kind": "r2mae", "low": a, "high": b, "per": per}
+    named = {"mrd_cosine": Method("MRD cosine", "mrd", {"kind": "mrd", "shape": "cosine"}, "mrd"),
+             "mrd_linear": Method("MRD linear", "mrd", {"kind": "mrd", "shape": "linear"}, "mrd"),
+             "scheduled": Method(f"scheduled {b:g}→{a:g}", "scheduled",
+                                 {"kind": "scheduled", "start": b, "end": a, "shape": "linear"}, "scheduled"),
+             "r2mae": Method("R²MAE", "r2mae", r2, "r2mae"),
+             "r2mae_sample": Method("R²MAE per sample", "r2mae", {**r2, "per": "sample"}, "ablation")}
     out += [named[m] for m in config.baselines] + [named[m] for m in config.ablations]
-    out += [(f"R²MAE [{lo:g}, {hi:g}]", "ablation", {"kind": "r2mae", "low": float(lo), "high": float(hi),
-                                                      "per": config.r2mae_per})
+    out += [Method(f"R²MAE [{lo:g}, {hi:g}]", "r2mae", {**r2, "low": float(lo), "high": float(hi)}, "ablation")
             for lo, hi in config.ablation_intervals]
     return out
 
@@ -231,9 +229,10 @@ def corpus(config: Config) -> dict:
 # ------------------------------------------------------------------------------------------ training
 
 
-def mlm_step(model, batch: torch.Tensor, ratios: torch.Tensor, generator: torch.Generator):
+def mlm_step(model, batch: torch.Tensor, ratios: torch.Tensor, generator: torch.Generator, progress: float = 0.0):
     """``step_fn`` of :func:`r2mae_core.train.pretrain` for token models: exact-count random subset of the
-    *eligible* (non-special, non-padding) tokens at each row's ratio, BERT 80/10/10 corruption, MLM loss."""
+    *eligible* (non-special, non-padding) tokens at each row's ratio, BERT 80/10/10 corruption, MLM loss
+    (the same at every ``progress``)."""
     eligible = batch.cpu() >= text.N_SPECIAL  # (B, L) specials and padding are never selected
     mask = masking.random_subset_mask(ratios, batch.shape[1], generator=generator, eligible=eligible).mask
     corrupted, labels = masking.bert_corruption(batch.cpu(), mask, mask_token_id=text.MASK_ID,
@@ -418,9 +417,10 @@ def _finetune_one(model, train: tuple, val: tuple, test: tuple, *, metric: str, 
             **{f"test_{k}": v for k, v in test_scores.items()}}
 
 
-def _evaluate(model, corp: dict, config: Config) -> list[dict]:
-    """Every metric of one model: MLM at the test ratios, genre, spam and POS probes (rows: split/task/metric)."""
-    device = torch.device(config.device)
+def _evaluate(model, corp: dict, evaluation: dict, device) -> list[dict]:
+    """Every metric of one model: MLM at the test ratios, genre, spam and POS probes and, with
+    ``finetune_epochs``, fine-tuning (rows: split/task/metric)."""
+    device = torch.device(device)
     model = model.to(device).eval()
     rows = []
     feats, toks, spam = {}, {}, {}
@@ -430,7 +430,7 @@ def _evaluate(model, corp: dict, config: Config) -> list[dict]:
         s = corp["spam"][split]
         spam[split] = token_runs.features(model, s["ids"], s["attn"], device)
         if split != "train":
-            for r in config.test_ratios:
+            for r in evaluation["test_ratios"]:
                 loss, acc = _mlm_eval(model, d["ids"], r, device)
                 rows += [{"split": split, "task": f"mlm@{r:g}", "metric": "loss", "value": loss},
                          {"split": split, "task": f"mlm@{r:g}", "metric": "acc", "value": acc}]
@@ -441,12 +441,12 @@ def _evaluate(model, corp: dict, config: Config) -> list[dict]:
     results = {"genre": probe(*[(feats[k], b[k]["genre"]) for k in ("train", "val", "test")], metric="macro_f1"),
                "spam": probe(*[(spam[k], s[k]["label"]) for k in ("train", "val", "test")], metric="f1"),
                "pos": probe(*[(toks[k], b[k]["pos"]) for k in ("train", "val", "test")], metric="acc")}
-    if config.finetune_epochs:
+    if evaluation["finetune_epochs"]:
         for task, d, label, metric in (("genre", b, "genre", "macro_f1"), ("spam", s, "label", "f1")):
             results[f"{task}_ft"] = finetune(model, *[(d[k]["ids"], d[k]["attn"], d[k][label])
                                                       for k in ("train", "val", "test")],
-                                             metric=metric, epochs=config.finetune_epochs, lr=config.finetune_lrs,
-                                             device=device)
+                                             metric=metric, epochs=evaluation["finetune_epochs"],
+                                             lr=tuple(evaluation["finetune_lrs"]), device=device)
     for task, res in results.items():
         for split in ("val", "test"):
             for metric in (("acc", "macro_f1") if not task.startswith("spam") else ("acc", "f1")):
@@ -456,21 +456,34 @@ def _evaluate(model, corp: dict, config: Config) -> list[dict]:
     return rows
 
 
-def train_and_evaluate(config: Config, method: str, kind: str, spec: dict, size: str, seed_index: int) -> dict:
-    """One cached run: pretrain (checkpointed, resumable) then :func:`_evaluate`; ``spec=None`` = random init."""
-    seed = config.seeds()[seed_index]
-    model_cfg = {"vocab_size": config.vocab_size, "max_len": config.seq_len, **SIZES[size]}
-    key = token_runs.run_key(config, model_cfg, spec, seed, _corpus_spec(config))
+def evaluation_spec(config: Config) -> dict:
+    """How every run is evaluated: the MLM test ratios and, only with fine-tuning, its epochs and learning rates
+    (runs of profiles without it keep their keys)."""
+    out = {"test_ratios": list(config.test_ratios), "finetune_epochs": config.finetune_epochs}
+    if config.finetune_epochs:
+        out["finetune_lrs"] = sorted(config.finetune_lrs)
+    return out
 
-    def compute():
-        corp = corpus(config)
-        model = build_model("text_encoder", seed=seed, **model_cfg)
-        return token_runs.pretrain_and_evaluate(
-            model, torch.as_tensor(corp["pretrain_ids"]), config=config, spec=spec, seed=seed, key=key,
-            models_cache="language_models", make_sampler=masking.make_sampler, make_step=lambda sampler: mlm_step,
-            evaluate=lambda m: _evaluate(m, corp, config))
 
-    return cached("language_runs", key, compute, data_checksum=_data_checksum())
+def plan(config: Config) -> list[RunSpec]:
+    """Every run of the study (:func:`r2mae_core.experiments._token_runs.token_plan`)."""
+    models = {size: {"vocab_size": config.vocab_size, "max_len": config.seq_len, **SIZES[size]}
+              for size in {*config.sizes, config.main_size}}
+    return token_runs.token_plan(config, methods(config), namespace=NAMESPACE, models=models,
+                                 data=_corpus_spec(config), evaluation=evaluation_spec(config))
+
+
+def work(group: list[RunSpec], options: Options) -> list[dict]:
+    """The engine's work on language runs: pretrain each (:func:`mlm_step`, resumable), then :func:`_evaluate`.
+    Records: ``metrics`` (split/task/metric/value rows), ``history``, ``seconds``."""
+    out = []
+    for spec in group:
+        corp = _corpus_cached(cache_key("language_corpus", spec.data), tuple(sorted(spec.data.items())))
+        model = build_model("text_encoder", seed=spec.seed, **spec.model)
+        res = token_runs.pretrain_run(spec, model, torch.as_tensor(corp["pretrain_ids"]), mlm_step, options)
+        rows = _evaluate(res["model"], corp, spec.evaluation, options.device)
+        out.append({"metrics": pd.DataFrame(rows), "history": res["history"], "seconds": res["seconds"]})
+    return out
 
 
 def _tfidf_rows(corp: dict) -> list[dict]:
@@ -499,15 +512,23 @@ def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
     Returns
     -------
     dict of DataFrame
-        ``metrics`` (method, kind, ratio, size, seed, split, task, metric, value), ``history`` (method, size,
-        seed, step, loss, ratio_mean), ``runs`` (method, size, seed, seconds, tokens) and ``splits``.
+        ``metrics`` (the method's columns: method, group, kind, ratio, ...; size, seed index, split, task,
+        metric, value), ``history`` (method, size, seed, step, loss, ratio_mean), ``runs`` (method, size, seed,
+        seconds, tokens) and ``splits``.
+
+    ``config.workers`` > 1 runs that many runs at once, each in its own process (``config.threads`` torch
+    threads each; on a 2-core CPU two one-thread workers take about half the wall time of one); the results do
+    not depend on it.
     """
     return token_runs.with_threads(config.threads, _run, config, progress)
 
 
 def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
     corp = corpus(config)
-    metrics, history, runs = token_runs.run_sweep(config, train_and_evaluate, desc="03 runs", progress=progress)
+    runs_ = plan(config)
+    results = execute(runs_, work, options=Options(device=config.device, threads=config.threads),
+                      workers=config.workers, data_checksum=_data_checksum(), desc="03 runs", progress=progress)
+    metrics, history, runs = token_runs.tables(runs_, results, config.seq_len)
     tfidf = cached("language_tfidf", _corpus_spec(config), lambda: _tfidf_rows(corp), data_checksum=_data_checksum())
     metrics += token_runs.reference_rows("TF-IDF + LR", tfidf, config.n_seeds)
     summary = pd.DataFrame(corp["summary"]).assign(vocab_size=config.vocab_size, seq_len=config.seq_len,

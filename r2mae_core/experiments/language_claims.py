@@ -42,7 +42,7 @@ _NAN = float("nan")
 
 
 def scores(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Wide per run: (method, kind, ratio, size, seed, split) × score columns of :data:`SCORE_TASKS`."""
+    """Wide per run: (method, group, ratio, size, seed, split) × score columns of :data:`SCORE_TASKS`."""
     keep = pd.concat([metrics[(metrics["task"] == t) & (metrics["metric"] == m)] for t, m in TASKS.items()])
     wide = pivot_scores(keep, TASKS)
     wide["ratio"] = wide["ratio"].where(wide["ratio"] >= 0)
@@ -58,8 +58,8 @@ def comparisons(sc: pd.DataFrame, config: Config) -> pd.DataFrame:
     """Per task: R²MAE − best fixed and R²MAE − best MRD (comparators chosen on val), and R²MAE − random init;
     paired over seeds on test."""
     val, test = _main(sc, config, "val"), _main(sc, config, "test")
-    pools = {"best fixed": val.loc[val["kind"] == "fixed", "method"].unique(),
-             "best MRD": val.loc[val["kind"] == "mrd", "method"].unique(),
+    pools = {"best fixed": val.loc[val["group"] == "fixed", "method"].unique(),
+             "best MRD": val.loc[val["group"] == "mrd", "method"].unique(),
              "random init": ["random init"]}
     return paired_comparisons(val, test, SCORE_TASKS, pools, on_test=("random init",), require_in_test=True)
 
@@ -75,7 +75,7 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
     out = []
     task = config.primary_task
     test = sc[sc["split"] == "test"]
-    sizes = [s for s in config.sizes if (test[(test["size"] == s)]["kind"] == "fixed").any()]
+    sizes = [s for s in config.sizes if (test[(test["size"] == s)]["group"] == "fixed").any()]
     if len(sizes) >= 2 and len(config.sweep_ratios) >= 2:
         small, large = sizes[0], sizes[-1]
         diff = (argmax_ratio(test[test["size"] == large], task, rng, n_boot)

@@ -14,7 +14,8 @@ scGPT-like Transformer) with every masking scheme and seed, embeds every cell, a
 
 Reference rows: PCA (``pca_comps`` components, scanpy) of the same input and the randomly initialised encoder.
 Pretraining is unsupervised and sees every cell except the reconstruction hold-out (like PCA, which sees all
-cells); labels are used only inside the CV folds. Each (dataset, model, method, seed) unit is cached on disk;
+cells); labels are used only inside the CV folds. Each (dataset, model, method, seed) unit is a run of the
+engine (:mod:`r2mae_core.runs`), stored as a data-only record;
 every method of a seed shares its CV splits and leiden seed, so differences are paired over seeds.
 
 Datasets (``DATASET_SPECS``): PBMC 68k reduced (700 cells, 765 genes, 10 cell types in ``bulk_labels``; the
@@ -43,18 +44,17 @@ from sklearn.metrics import (
 from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from .. import data as datasets
 from .. import single_cell
 from .._rng import check_seed
-from ..cache import cached
 from ..masking import make_sampler
 from ..models import model_config
+from ..runs import Method, Options, RunSpec, TrainConfig, execute, reference_method
 from ._checks import check_int
 
-__all__ = ["Config", "run", "DATASET_SPECS", "MODELS", "load_dataset", "methods", "probe_fold", "annotation_cv",
-           "clustering_scores", "umap_adata"]
+__all__ = ["Config", "run", "plan", "work", "DATASET_SPECS", "MODELS", "NAMESPACE", "load_dataset", "methods",
+           "probe_fold", "annotation_cv", "clustering_scores", "umap_adata"]
 
 #: Dataset name -> label column of ``obs`` and a short name for tables.
 DATASET_SPECS: dict[str, dict] = {
@@ -63,8 +63,7 @@ DATASET_SPECS: dict[str, dict] = {
 }
 MODELS = ("mlp", "transformer")
 REFERENCES = ("PCA", "random init")
-
-
+NAMESPACE = "single_cell_runs"
 
 
 def _check_ratios(name: str, values: tuple, min_len: int = 1) -> None:
@@ -188,11 +187,6 @@ def methods(config: Config, model: str) -> list[str]:
     return [*config.sampler_specs(model), *REFERENCES]
 
 
-def _method_kind(method: str) -> str:
-    return {"scGPT choice": "choice", "scheduled": "scheduled", "R²MAE": "r2mae", "PCA": "reference",
-            "random init": "reference"}.get(method, "fixed")
-
-
 # --------------------------------------------------------------------------------------------------- data
 _DATA_MEMO: dict = {}
 
@@ -236,11 +230,12 @@ def load_dataset(name: str, *, hsmm_genes: int = 1000, transformer_genes: int = 
     return out
 
 
-def _holdout_cells(config: Config, n: int) -> np.ndarray:
-    """Boolean (n,) mask of cells held out of pretraining (reconstruction is scored on them)."""
-    rng = np.random.default_rng(config.seed_of(9))
+def _holdout_cells(holdout: float, seed: int, n: int) -> np.ndarray:
+    """Boolean (n,) mask of the ``holdout`` fraction of cells (at least 2) held out of pretraining
+    (reconstruction is scored on them), drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
     held = np.zeros(n, dtype=bool)
-    held[rng.permutation(n)[: max(2, int(round(config.holdout * n)))]] = True
+    held[rng.permutation(n)[: max(2, int(round(holdout * n)))]] = True
     return held
 
 
@@ -346,73 +341,92 @@ def _pca(x: np.ndarray, n_comps: int) -> np.ndarray:
         return np.asarray(sc.pp.pca(x, n_comps=n, random_state=0), dtype=np.float32)
 
 
-# ------------------------------------------------------------------------------------------------ one unit
-def _unit_key(config: Config, dataset: str, model: str, method: str, s: int, spec) -> dict:
-    key = {"dataset": dataset, "model": model, "method": method, "s": s, "seed": config.seed, "spec": spec,
-           "cv": [config.cv_folds, config.cv_repeats, list(config.probe_cs), config.val_fraction],
-           "cluster": [config.n_neighbors, list(config.leiden_resolutions)], "holdout": config.holdout,
-           "recon": list(config.recon_ratios), "hsmm_genes": config.hsmm_genes}
-    if config.neighbors_method != "umap":  # keys of umap-graph runs stay as they were
-        key["neighbors_method"] = config.neighbors_method
-    if method == "PCA":
-        key["pca_comps"] = config.pca_comps
-    else:
-        # every field of the model's config, defaults included (a changed default must not hit a stale entry)
-        sizes = asdict(model_config(single_cell.MODEL_ALIASES[model], n_genes=1, **config.model_kwargs(model)))
-        sizes.pop("n_genes")
-        key.update(model_kwargs=sizes, batch_size=config.batch_size, lr=config.lr,
-                   weight_decay=config.weight_decay, device=config.device,
-                   steps=config.steps if model == "mlp" else config.transformer_steps)
-        if model == "transformer":
-            key["transformer_genes"] = config.transformer_genes
-    return key
+# --------------------------------------------------------------------------------------------- the runs
+def _method(config: Config, model: str, name: str) -> Method:
+    if name in REFERENCES:
+        return reference_method(name)
+    spec = config.sampler_specs(model)[name]
+    return Method(name, spec["kind"], spec, spec["kind"])
 
 
-def _unit(config: Config, dataset: str, model: str, method: str, s: int) -> dict:
-    """Pretrain (or PCA / random init), embed and evaluate one (dataset, model, method, seed index); cached."""
-    spec = config.sampler_specs(model).get(method)
-    key = _unit_key(config, dataset, model, method, s, spec)
+def _unit_spec(config: Config, dataset: str, model: str, name: str, s: int) -> RunSpec:
+    """One (dataset, model, method, seed index) unit as a run; PCA is one run per dataset and seed (tagged with
+    each model it is listed under)."""
+    method = _method(config, model, name)
     ds = load_dataset(dataset, hsmm_genes=config.hsmm_genes, transformer_genes=config.transformer_genes)
+    family = "pca" if name == "PCA" else model
+    data = {"dataset": dataset, "hsmm_genes": config.hsmm_genes, "transformer_genes": config.transformer_genes,
+            "holdout": config.holdout, "holdout_seed": config.seed_of(9), "checksum": ds["checksum"]}
+    evaluation = {"seed": config.seed_of(2, s), "recon_seed": config.seed_of(3, s),
+                  "cv": [config.cv_folds, config.cv_repeats, list(config.probe_cs), config.val_fraction],
+                  "cluster": [config.n_neighbors, list(config.leiden_resolutions), config.neighbors_method],
+                  "recon": list(config.recon_ratios)}
+    if family == "pca":
+        model_cfg = {"pca_comps": config.pca_comps}
+    else:  # every field of the model's config, defaults included (a changed default must not hit a stale entry)
+        model_cfg = asdict(model_config(single_cell.MODEL_ALIASES[model], n_genes=1, **config.model_kwargs(model)))
+        model_cfg.pop("n_genes")
+    train = None if method.kind == "reference" else TrainConfig(
+        steps=config.steps if model == "mlp" else config.transformer_steps, batch_size=config.batch_size,
+        lr=config.lr, weight_decay=config.weight_decay, warmup=0.05)
+    tags = {"dataset": DATASET_SPECS[dataset]["short"], "model": model, "seed": s}
+    return RunSpec(NAMESPACE, family, "-", method, config.seed_of(1, s), train, model=model_cfg, data=data,
+                   evaluation=evaluation, tags=tags)
 
-    def compute() -> dict:
+
+def plan(config: Config) -> list[RunSpec]:
+    """Every unit of the study: per dataset, model (the Transformer only on ``transformer_datasets``), method
+    (:func:`methods`) and seed index."""
+    return [_unit_spec(config, dataset, model, name, s) for dataset in config.datasets for model in config.models
+            if model != "transformer" or dataset in config.transformer_datasets
+            for name in methods(config, model) for s in range(config.n_seeds)]
+
+
+def work(group: list[RunSpec], options: Options) -> list[dict]:
+    """The engine's work on single-cell units: pretrain (or PCA / random init), embed every cell and evaluate.
+
+    Records: ``annotation`` (CV rows), ``clustering`` (scores), ``embedding`` (cells × dims, float32),
+    ``history`` (every step; empty for references) and, for encoders, ``reconstruction`` (per evaluation ratio,
+    on the held-out cells).
+    """
+    out = []
+    for spec in group:
+        data, ev = spec.data, spec.evaluation
+        ds = load_dataset(data["dataset"], hsmm_genes=data["hsmm_genes"], transformer_genes=data["transformer_genes"])
         x, y = ds["x"], ds["y"]
-        eval_seed = config.seed_of(2, s)  # shared by every method of seed s: paired CV splits and leiden
-        out: dict = {"history": pd.DataFrame()}
-        if method == "PCA":
-            z = _pca(x, config.pca_comps)
+        res: dict = {"history": pd.DataFrame({"step": np.zeros(0, np.int64), "loss": np.zeros(0),
+                                              "ratio_mean": np.zeros(0)})}
+        if spec.family == "pca":
+            z = _pca(x, spec.model["pca_comps"])
         else:
-            xm = x if model == "mlp" else x[:, ds["tf_genes"]]
-            held = _holdout_cells(config, len(xm))
+            xm = x if spec.family == "mlp" else x[:, ds["tf_genes"]]
+            held = _holdout_cells(data["holdout"], data["holdout_seed"], len(xm))
+            trained = spec.train is not None
+            train = spec.train or TrainConfig(steps=1)
             net, history = single_cell.fit_encoder(
-                xm[~held], model=model, model_kwargs=config.model_kwargs(model), sampler=spec,
-                steps=config.steps if model == "mlp" else config.transformer_steps, batch_size=config.batch_size,
-                lr=config.lr, weight_decay=config.weight_decay, seed=config.seed_of(1, s), device=config.device,
-                train=method != "random init")
+                xm[~held], model=spec.family, model_kwargs=spec.model, sampler=spec.method.sampler, steps=train.steps,
+                batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay, seed=spec.seed,
+                device=options.device, train=trained, cache=False)
             z = single_cell.embed(net, xm)
-            out["history"] = history
-            out["reconstruction"] = pd.DataFrame([
-                {"eval_ratio": float(r), **single_cell.reconstruction_metrics(net, xm[held], r,
-                                                                              seed=config.seed_of(3, s))}
-                for r in config.recon_ratios])
-        out["annotation"] = annotation_cv(z, y, folds=config.cv_folds, repeats=config.cv_repeats, seed=eval_seed,
-                                          cs=config.probe_cs, val_fraction=config.val_fraction)
-        out["clustering"] = clustering_scores(z, y, resolutions=config.leiden_resolutions,
-                                              n_neighbors=config.n_neighbors, seed=eval_seed,
-                                              method=config.neighbors_method)
-        out["embedding"] = z.astype(np.float32)
-        return out
+            if trained:
+                res["history"] = history[["step", "loss", "ratio_mean"]].reset_index(drop=True)
+            res["reconstruction"] = pd.DataFrame([
+                {"eval_ratio": float(r), **single_cell.reconstruction_metrics(net, xm[held], r, seed=ev["recon_seed"])}
+                for r in ev["recon"]])
+        folds, repeats, cs, val_fraction = ev["cv"]
+        n_neighbors, resolutions, neighbors_method = ev["cluster"]
+        res["annotation"] = annotation_cv(z, y, folds=folds, repeats=repeats, seed=ev["seed"], cs=tuple(cs),
+                                          val_fraction=val_fraction)
+        res["clustering"] = clustering_scores(z, y, resolutions=tuple(resolutions), n_neighbors=n_neighbors,
+                                              seed=ev["seed"], method=neighbors_method)
+        res["embedding"] = z.astype(np.float32)
+        out.append(res)
+    return out
 
-    return cached("single_cell_unit", key, compute, data_checksum=ds["checksum"])
 
-
-def _units(config: Config):
-    for dataset in config.datasets:
-        for model in config.models:
-            if model == "transformer" and dataset not in config.transformer_datasets:
-                continue
-            for method in methods(config, model):
-                for s in range(config.n_seeds):
-                    yield dataset, model, method, s
+def _results(config: Config, runs: list[RunSpec], progress: bool) -> list[dict]:
+    return execute(runs, work, options=Options(device=config.device), desc="05 single-cell units",
+                   progress=progress)
 
 
 def run(config: Config, *, progress: bool = True) -> dict[str, pd.DataFrame]:
@@ -425,14 +439,13 @@ def run(config: Config, *, progress: bool = True) -> dict[str, pd.DataFrame]:
         ``clustering`` (dataset, model, method, kind, seed, nmi, ari, silhouette, resolution, n_clusters),
         ``reconstruction`` (dataset, model, method, kind, seed, eval_ratio, mse, pearson; trained and random
         encoders), ``loss`` (dataset, model, method, seed, step, loss, ratio_mean: every 10th step).
-        PCA rows are repeated under each model (one computation per dataset and seed, cached).
+        PCA rows are repeated under each model (one computation per dataset and seed).
     """
     tables: dict[str, list] = {"annotation": [], "clustering": [], "reconstruction": [], "loss": []}
-    todo = list(_units(config))
-    for dataset, model, method, s in tqdm(todo, desc="05 single-cell units", disable=not progress):
-        res = _unit(config, dataset, "pca" if method == "PCA" else model, method, s)
-        tags = {"dataset": DATASET_SPECS[dataset]["short"], "model": model, "method": method,
-                "kind": _method_kind(method), "seed": s}
+    runs = plan(config)
+    for spec, res in zip(runs, _results(config, runs, progress), strict=True):
+        tags = {"dataset": spec.tags["dataset"], "model": spec.tags["model"], "method": spec.method.name,
+                "kind": spec.method.kind, "seed": spec.tags["seed"]}
         tables["annotation"].append(res["annotation"].assign(**tags))
         tables["clustering"].append(pd.DataFrame([{**tags, **res["clustering"]}]))
         if "reconstruction" in res:
@@ -459,8 +472,8 @@ def umap_adata(config: Config, dataset: str, model: str, method_list, *, s: int 
     adata = anndata.AnnData(obs=pd.DataFrame(index=ds["adata"].obs_names.copy()))
     adata.obs["label"] = pd.Categorical.from_codes(ds["y"], ds["labels"])
     seed = config.seed_of(4, s) % 2**32
-    for i, method in enumerate(method_list):
-        res = _unit(config, dataset, "pca" if method == "PCA" else model, method, s)
+    runs = [_unit_spec(config, dataset, model, method, s) for method in method_list]
+    for i, res in enumerate(_results(config, runs, progress=False)):
         adata.obsm[f"X_emb_{i}"] = res["embedding"]
         with warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore")

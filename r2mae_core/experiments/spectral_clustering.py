@@ -31,9 +31,9 @@ from .._rng import check_seed, child_seeds
 from ..cache import cached
 from ..data import fingerprint
 from ..models.blocks import images_to_tensor, patchify
+from ..runs import Options, RunSpec, TrainConfig, fixed_method
 from ._checks import check_int, check_ratio
-from .image_runs import SIZES, EvalSpec, RunSpec, load_images, run_identity, splits, train_run
-from .image_runs import run as run_one
+from .image_runs import SIZES, EvalSpec, image_spec, load_images, run_rows, splits, train_run
 
 __all__ = ["Config", "ratio_specs", "probe_specs", "heads_specs", "component_table", "segmentation_table",
            "table1_probes", "run"]
@@ -159,9 +159,9 @@ class Config:
                         n_probe_eval=self.n_probe_eval, knn_k=self.knn_k, bn_lp_epochs=self.bn_lp_epochs,
                         ft_epochs=self.ft_epochs, probe_solver="auto")
 
-    def spec(self, ratio: float, seed: int, heads: int | None = None) -> RunSpec:
+    def spec(self, ratio: float, seed: int, heads: int | None = None, *, scored: bool = True) -> RunSpec:
         """The run at a fixed ``ratio``; ``heads`` (with :attr:`width`) only where it differs from the size preset,
-        so a run equal to 02's has 02's spec and cache key."""
+        so a run equal to 02's has 02's spec and cache key. ``scored=False``: trained only (no probes)."""
         overrides = {"pool": self.vit_pool, "patch": self.vit_patch}
         if heads is not None:
             preset = SIZES["vit"][self.vit_size]
@@ -169,14 +169,16 @@ class Config:
                 overrides["dim"] = self.width
             if heads != preset["heads"]:
                 overrides["heads"] = heads
-        return RunSpec(family="vit", size=self.vit_size, sampler={"kind": "fixed", "ratio": float(ratio)}, seed=seed,
-                       steps=self.steps, batch_size=self.batch_size, lr=self.lr, dataset=self.dataset,
-                       n_val=self.n_val, n_pretrain=self.n_pretrain or None, overrides=overrides)
+        train = TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup=0.05, weight_decay=0.05)
+        return image_spec("vit", self.vit_size, fixed_method(ratio), seed, train,
+                          evaluation=self.evaluation() if scored else None, dataset=self.dataset, n_val=self.n_val,
+                          n_pretrain=self.n_pretrain or None, overrides=overrides,
+                          tags={} if heads is None else {"heads": heads})
 
 
 def ratio_specs(config: Config) -> list[RunSpec]:
     """Fig. 2 / Theorem 4.3 runs: every ratio × the first ``ratio_seeds`` seeds."""
-    return [config.spec(r, s) for r in config.ratios for s in config.seeds[: config.ratio_seeds]]
+    return [config.spec(r, s, scored=False) for r in config.ratios for s in config.seeds[: config.ratio_seeds]]
 
 
 def probe_specs(config: Config) -> list[RunSpec]:
@@ -215,11 +217,11 @@ def component_table(spec: RunSpec, config: Config, *, device: str = "cpu") -> di
         its ``slope`` (least-squares slope of ``d_i`` over ``i``) and per-image bound ``lhs``/``rhs``/``ratio``;
         ``batches``: one row per test batch with ``lhs``, ``rhs``, ``ratio``, ``holds``.
     """
-    ratio = float(spec.sampler["ratio"])
+    ratio = spec.method.ratio
 
     def compute() -> dict[str, pd.DataFrame]:
-        model = train_run(spec, device=device, progress=False).model
-        images = load_images(spec.dataset).test_images[: config.n_test_images]
+        model = train_run(spec, Options(device=device)).model
+        images = load_images(spec.data["dataset"]).test_images[: config.n_test_images]
         mp = spectral.masked_patch_matrices(model, images, ratio, seed=config.seed, device=device)
         d = spectral.component_distances(mp.targets, mp.preds, k=config.n_components,
                                          min_energy=config.min_energy)  # (N, k)
@@ -238,10 +240,10 @@ def component_table(spec: RunSpec, config: Config, *, device: str = "cpu") -> di
                          "holds": bound.holds()})
         return {"components": comps, "images": imgs, "batches": pd.DataFrame(rows)}
 
-    key = {"spec": run_identity(spec), "n_test_images": config.n_test_images, "k": config.n_components,
+    key = {"spec": spec.training_identity(), "n_test_images": config.n_test_images, "k": config.n_components,
            "min_energy": config.min_energy,
            "mask_seed": config.seed, "bound_batch": config.bound_batch}
-    out = cached("spectral_components", key, compute, data_checksum=fingerprint(spec.dataset))
+    out = cached("spectral_components", key, compute, data_checksum=fingerprint(spec.data["dataset"]))
     tag = {"ratio": ratio, "seed": spec.seed}
     return {name: df.assign(**tag) for name, df in out.items()}
 
@@ -266,10 +268,10 @@ def segmentation_table(spec: RunSpec, config: Config, *, device: str = "cpu") ->
         ``("spectral", k)``.
     """
     def compute() -> dict:
-        images = load_images(spec.dataset).test_images[: config.n_seg_images]
-        trained = train_run(spec, device=device, progress=False).model
-        random = models.build_model("vit", seed=spec.seed, **spec.model_config())
-        patch = spec.model_config()["patch"]
+        images = load_images(spec.data["dataset"]).test_images[: config.n_seg_images]
+        trained = train_run(spec, Options(device=device)).model
+        random = models.build_model("vit", seed=spec.seed, **spec.model)
+        patch = spec.model["patch"]
         pixels = images_to_tensor(images)
         feats = {"MAE": evaluate.extract_features(trained, images, tokens=True, device=device),
                  "random init": evaluate.extract_features(random, images, tokens=True, device=device),
@@ -293,9 +295,9 @@ def segmentation_table(spec: RunSpec, config: Config, *, device: str = "cpu") ->
                     "object": spectral.patch_object_mask(images[: config.n_show], patch), "labels": labels}
         return {"scores": pd.DataFrame(rows), "examples": examples}
 
-    key = {"spec": run_identity(spec), "n_seg_images": config.n_seg_images, "ks": list(config.seg_ks),
+    key = {"spec": spec.training_identity(), "n_seg_images": config.n_seg_images, "ks": list(config.seg_ks),
            "seed": config.seed, "n_show": config.n_show, "n_init": config.kmeans_init}
-    return cached("spectral_segmentation", key, compute, data_checksum=fingerprint(spec.dataset))
+    return cached("spectral_segmentation", key, compute, data_checksum=fingerprint(spec.data["dataset"]))
 
 
 def table1_probes(spec: RunSpec, evaluation: EvalSpec, *, partial: bool = True, device: str = "cpu") -> dict:
@@ -312,37 +314,40 @@ def table1_probes(spec: RunSpec, evaluation: EvalSpec, *, partial: bool = True, 
     Trained on the first ``n_probe_train`` non-validation images and scored on the first ``n_probe_eval`` test
     images, as every probe of :func:`r2mae_core.experiments.image_runs.evaluate_model`.
     """
-    data = load_images(spec.dataset)
-    tr = splits(spec.dataset, spec.n_val).pool[: evaluation.n_probe_train]
+    dataset = spec.data["dataset"]
+    data = load_images(dataset)
+    tr = splits(dataset, spec.data["n_val"]).pool[: evaluation.n_probe_train]
     te = slice(0, evaluation.n_probe_eval)
     x_tr, y_tr = data.train_images[tr], data.train_labels[tr]
     x_te, y_te = data.test_images[te], data.test_labels[te]
-    key = {"spec": run_identity(spec), "n_train": evaluation.n_probe_train, "n_eval": evaluation.n_probe_eval,
+    key = {"spec": spec.training_identity(), "n_train": evaluation.n_probe_train, "n_eval": evaluation.n_probe_eval,
            "epochs": evaluation.bn_lp_epochs}
 
     def raw_lp() -> float:
-        model = train_run(spec, device=device, progress=False).model
+        model = train_run(spec, Options(device=device)).model
         f_tr = evaluate.extract_features(model, x_tr, device=device)
         f_te = evaluate.extract_features(model, x_te, device=device)
         return float(evaluate.bn_linear_probe(f_tr, y_tr, f_te, y_te, epochs=evaluation.bn_lp_epochs,
                                               seed=spec.seed, batch_norm=False).test_acc)
 
     def partial_ft() -> float:
-        model = train_run(spec, device=device, progress=False).model
+        model = train_run(spec, Options(device=device)).model
         return float(evaluate.finetune(model, x_tr, y_tr, x_te, y_te, mode="partial", epochs=evaluation.bn_lp_epochs,
                                        seed=spec.seed, device=device).test_acc)
 
-    checksum = fingerprint(spec.dataset)
+    checksum = fingerprint(dataset)
     out = {"lp_raw_test": cached("spectral_lp_raw", key, raw_lp, data_checksum=checksum)}
     if partial:
         out["partial_ft_test"] = cached("spectral_partial_ft", key, partial_ft, data_checksum=checksum)
     return out
 
 
-def run(config: Config, *, device: str = "cpu", progress: bool = True, compile: bool = False) -> dict:
+def run(config: Config, *, device: str = "cpu", progress: bool = True, compile: bool = False,
+        group_size: int = 1) -> dict:
     """Train (or reload) and analyse every run of the study, each cached; tidy results.
 
-    ``device`` and ``compile`` (``torch.compile`` for training on GPU) only change speed.
+    ``device``, ``compile`` (``torch.compile`` for training on GPU) and ``group_size`` (runs trained together as
+    an ensemble, :mod:`r2mae_core.runs`) only change speed.
 
     Returns
     -------
@@ -354,27 +359,25 @@ def run(config: Config, *, device: str = "cpu", progress: bool = True, compile: 
         :func:`segmentation_table`) and ``examples`` (the first seed's).
     """
     evaluation = config.evaluation()
-    heads = heads_specs(config)
-    every = ratio_specs(config) + probe_specs(config) + [s for v in heads.values() for s in v]
-    jobs = list({repr(run_identity(s)): s for s in every}.values())  # runs shared by two analyses train once
-    bar = tqdm(jobs, desc="06 runs", disable=not progress)
-    for spec in bar:
-        bar.set_postfix_str(spec.label())
-        train_run(spec, device=device, progress=False, compile=compile)
+    heads = [s for specs in heads_specs(config).values() for s in specs]
+    options = Options(device=device, compile=compile)
+    rows = run_rows(ratio_specs(config) + probe_specs(config) + heads, options, group_size=group_size,
+                    desc="06 runs", progress=progress)
+    n_ratio, n_probe = len(ratio_specs(config)), len(probe_specs(config))
 
     parts = [component_table(s, config, device=device) for s in tqdm(ratio_specs(config), desc="06 Fig. 2",
                                                                      disable=not progress)]
     out = {name: pd.concat([p[name] for p in parts], ignore_index=True) for name in ("components", "images",
                                                                                       "batches")}
 
-    def evaluated(spec: RunSpec, partial: bool = True) -> dict:
-        row = run_one(spec, evaluation, device=device, progress=False, compile=compile)
-        return {**row, **table1_probes(spec, evaluation, partial=partial, device=device)}
+    def table1(spec: RunSpec, row: pd.Series, partial: bool = True) -> dict:
+        return {**row.to_dict(), **table1_probes(spec, evaluation, partial=partial, device=device)}
 
-    out["probes"] = pd.DataFrame([evaluated(s) for s in tqdm(probe_specs(config), desc="06 Table 1",
-                                                             disable=not progress)])
-    out["heads"] = pd.DataFrame([{"heads": h, **evaluated(s, partial=False)} for h, specs in heads.items() for s in
-                                 tqdm(specs, desc=f"06 Table 2 ({h} heads)", disable=not progress)])
+    probe_rows = rows.iloc[n_ratio:n_ratio + n_probe]
+    out["probes"] = pd.DataFrame([table1(s, r) for s, (_, r) in zip(probe_specs(config), probe_rows.iterrows(),
+                                                                    strict=True)])
+    out["heads"] = pd.DataFrame([table1(s, r, partial=False) for s, (_, r) in
+                                 zip(heads, rows.iloc[n_ratio + n_probe:].iterrows(), strict=True)])
     segs = [segmentation_table(s, config, device=device) for s in tqdm(probe_specs(config), desc="06 Fig. 3",
                                                                         disable=not progress)]
     out["segmentation"] = pd.concat([seg["scores"].assign(seed=s.seed) for seg, s in

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .. import evaluate
 from .._rng import check_seed, child_seeds
@@ -25,18 +24,13 @@ from ..cache import cached
 from ..data import fingerprint
 from ..masking import make_sampler, random_subset_mask
 from ..models.blocks import as_token_mask, images_to_tensor
+from ..runs import Method, Options, RunSpec, TrainConfig, fixed_method, r2mae_method, r2mae_name
 from ._checks import check_int, check_ratio
-from .image_runs import SIZES, EvalSpec, RunSpec, load_images, reference_rows, run_identity, splits, train_run
-from .image_runs import run as run_one
+from .image_runs import SIZES, EvalSpec, image_spec, load_images, reference_rows, run_rows, splits, train_run
 
-__all__ = ["Config", "Method", "methods", "sweep_specs", "run", "best_fixed", "FAMILIES"]
+__all__ = ["Config", "methods", "sweep_specs", "method_specs", "plan", "run", "best_fixed", "FAMILIES"]
 
 FAMILIES = tuple(SIZES)
-
-
-
-
-
 
 @dataclass(frozen=True)
 class Config:
@@ -159,7 +153,7 @@ class Config:
             if len(ab) != 2 or not 0 < ab[0] < ab[1] < 1:
                 raise ValueError(f"ablation_intervals={ab!r} is not allowed: use pairs [a, b] with 0 < a < b < 1")
         self.evaluation()  # one clear line for a bad evaluation setting
-        self.run_spec("vit", self.vit_size, {"kind": "fixed", "ratio": self.fixed_ratios[0]}, 0, 1)
+        self.run_spec("vit", self.vit_size, fixed_method(self.fixed_ratios[0]), 0, 1)
 
     @property
     def seeds(self) -> list[int]:
@@ -175,26 +169,12 @@ class Config:
         """Config fields that differ from the size preset (the ViT's pooling and patch size)."""
         return {"pool": self.vit_pool, "patch": self.vit_patch} if family == "vit" else {}
 
-    def run_spec(self, family: str, size: str, sampler: dict, seed: int, steps: int,
-                 uniformity_weight: float = 0.0) -> RunSpec:
-        return RunSpec(family=family, size=size, sampler=sampler, seed=seed, steps=steps,
-                       batch_size=self.batch_size, lr=self.lr, uniformity_weight=uniformity_weight,
-                       dataset=self.dataset, n_val=self.n_val, n_pretrain=self.n_pretrain or None,
-                       overrides=self.overrides(family))
-
-
-@dataclass(frozen=True)
-class Method:
-    """One pretraining recipe of the method comparison: a name, its group and its sampler (+ U-MAE λ)."""
-
-    name: str
-    group: str
-    sampler: dict
-    uniformity_weight: float = 0.0
-
-
-def _interval_name(low: float, high: float, per: str = "batch") -> str:
-    return f"R²MAE U[{low:g},{high:g}]" + (" per sample" if per == "sample" else "")
+    def run_spec(self, family: str, size: str, method: Method, seed: int, steps: int, **tags) -> RunSpec:
+        """The run of ``method`` on ``family``-``size`` with ``seed`` for ``steps`` steps."""
+        return image_spec(family, size, method, seed, TrainConfig(steps=steps, batch_size=self.batch_size,
+                                                                  lr=self.lr, warmup=0.05, weight_decay=0.05),
+                          evaluation=self.evaluation(), dataset=self.dataset, n_val=self.n_val,
+                          n_pretrain=self.n_pretrain or None, overrides=self.overrides(family), tags=tags)
 
 
 _BASELINES = ("linear", "cosine", "maskgit", "truncnorm")
@@ -208,38 +188,48 @@ def methods(config: Config) -> list[Method]:
     ``umae`` (U-MAE at ``umae_ratio`` and R²MAE + U-MAE).
     """
     low, high, per = config.r2mae_low, config.r2mae_high, config.r2mae_per
-    r2 = {"kind": "r2mae", "low": low, "high": high, "per": per}
-    out = [Method(f"fixed {r:g}", "fixed", {"kind": "fixed", "ratio": r}) for r in config.fixed_ratios]
-    out.append(Method(_interval_name(low, high, per), "r2mae", r2))
+    out = [fixed_method(r) for r in config.fixed_ratios]
+    out.append(r2mae_method(low, high, per))
     specs = {"linear": {"kind": "scheduled", "start": high, "end": low, "shape": "linear", "per": per},
              "cosine": {"kind": "scheduled", "start": high, "end": low, "shape": "cosine", "per": per},
              "maskgit": {"kind": "maskgit", "per": per}, "truncnorm": {"kind": "truncnorm", "per": per}}
     for name in config.baselines:
-        out.append(Method(make_sampler(specs[name]).describe(), "baseline", specs[name]))
+        spec = specs[name]
+        out.append(Method(make_sampler(spec).describe(), spec["kind"], spec, "baseline"))
     for a, b in config.ablation_intervals:
         if (a, b) != (low, high):
-            out.append(Method(_interval_name(a, b, per), "ablation", {**r2, "low": a, "high": b}))
+            out.append(r2mae_method(a, b, per, group="ablation"))
     if config.ablation_per_sample:
-        other = "sample" if per == "batch" else "batch"
-        out.append(Method(_interval_name(low, high, other), "ablation", {**r2, "per": other}))
+        out.append(r2mae_method(low, high, "sample" if per == "batch" else "batch", group="ablation"))
     lam = config.umae_weight
-    out.append(Method(f"U-MAE fixed {config.umae_ratio:g}", "umae",
-                      {"kind": "fixed", "ratio": config.umae_ratio}, lam))
+    out.append(fixed_method(config.umae_ratio, group="umae", uniformity_weight=lam,
+                            name=f"U-MAE fixed {config.umae_ratio:g}"))
     if config.umae_r2mae:
-        out.append(Method(f"{_interval_name(low, high, per)} + U-MAE", "umae", r2, lam))
+        out.append(r2mae_method(low, high, per, group="umae", uniformity_weight=lam,
+                                name=f"{r2mae_name(low, high, per)} + U-MAE"))
     return out
 
 
 def sweep_specs(config: Config) -> list[RunSpec]:
     """Experiment 1: every (family, size, fixed ratio, sweep seed) run."""
-    return [config.run_spec(family, size, {"kind": "fixed", "ratio": ratio}, seed, entry["steps"])
+    return [config.run_spec(family, size, fixed_method(ratio), seed, entry["steps"], part="sweep")
             for family, entry in config.sweep.items() for size in entry["sizes"]
             for ratio in config.sweep_ratios for seed in config.seeds[: config.sweep_seeds]]
 
 
-def _method_spec(config: Config, method: Method, seed: int) -> RunSpec:
-    return config.run_spec("vit", config.vit_size, method.sampler, seed, config.method_steps,
-                           method.uniformity_weight)
+def method_spec(config: Config, method: Method, seed: int) -> RunSpec:
+    """The method comparison's run of ``method`` with ``seed`` (the comparison ViT, ``method_steps``)."""
+    return config.run_spec("vit", config.vit_size, method, seed, config.method_steps, part="methods")
+
+
+def method_specs(config: Config) -> list[RunSpec]:
+    """Experiments 2–3: every (method, seed) run, methods in table order."""
+    return [method_spec(config, m, s) for m in methods(config) for s in config.seeds]
+
+
+def plan(config: Config) -> list[RunSpec]:
+    """Every pretraining run of the study: the sweep, then the method comparison (a run in both is one run)."""
+    return sweep_specs(config) + method_specs(config)
 
 
 def best_fixed(method_rows: pd.DataFrame, *, metric: str = "lp_val") -> str:
@@ -257,13 +247,13 @@ def best_fixed(method_rows: pd.DataFrame, *, metric: str = "lp_val") -> str:
 def _spectrum(spec: RunSpec, evaluation: EvalSpec, device: str) -> pd.DataFrame:
     """Normalised singular values σ_i/Σσ of the run's centred test features (cached)."""
     def compute() -> pd.DataFrame:
-        model = train_run(spec, device=device, progress=False).model
-        images = load_images(spec.dataset).test_images[: evaluation.n_probe_eval]
+        model = train_run(spec, Options(device=device)).model
+        images = load_images(spec.data["dataset"]).test_images[: evaluation.n_probe_eval]
         sv = evaluate.singular_values(evaluate.extract_features(model, images, device=device), normalize=True)
         return pd.DataFrame({"index": np.arange(1, len(sv) + 1), "sv": sv})
 
-    return cached("image_spectra", {"spec": run_identity(spec), "n": evaluation.n_probe_eval}, compute,
-                  data_checksum=fingerprint(spec.dataset))
+    return cached("image_spectra", {"spec": spec.training_identity(), "n": evaluation.n_probe_eval}, compute,
+                  data_checksum=fingerprint(spec.data["dataset"]))
 
 
 def reconstruction_examples(spec: RunSpec, ratios: tuple[float, ...], n_images: int, *, seed: int = 0,
@@ -274,9 +264,9 @@ def reconstruction_examples(spec: RunSpec, ratios: tuple[float, ...], n_images: 
     input with hidden patches set to NaN (drawn blank), ``recon`` the visible patches of the input pasted
     over the model's prediction (MAE's visualisation). Masks are seeded (``seed``), the same for every model.
     """
-    model = train_run(spec, device=device, progress=False).model
-    data = load_images(spec.dataset)
-    images = images_to_tensor(data.train_images[splits(spec.dataset, spec.n_val).val[:n_images]])  # (n, 1, H, W)
+    model = train_run(spec, Options(device=device)).model
+    dataset, n_val = spec.data["dataset"], spec.data["n_val"]
+    images = images_to_tensor(load_images(dataset).train_images[splits(dataset, n_val).val[:n_images]])  # (n,1,H,W)
     if model.config.norm_pix:
         raise ValueError("reconstruction_examples needs a pixel-target model: norm_pix=True predicts per-patch "
                          "normalised pixels")
@@ -295,33 +285,28 @@ def reconstruction_examples(spec: RunSpec, ratios: tuple[float, ...], n_images: 
     return out
 
 
-def run(config: Config, *, device: str = "cpu", progress: bool = True, compile: bool = False) -> dict:
-    """Train and evaluate every run of the study (each cached and resumable); tidy results.
+def run(config: Config, *, device: str = "cpu", progress: bool = True, compile: bool = False,
+        group_size: int = 1) -> dict:
+    """Train and evaluate every run of the study (each cached and resumable, :mod:`r2mae_core.runs`); tidy results.
 
-    ``device`` and ``compile`` (``torch.compile`` on GPU, bucketed visible tokens) only change speed.
+    ``device``, ``compile`` (``torch.compile`` on GPU, bucketed visible tokens) and ``group_size`` (runs of one
+    architecture trained together as an ensemble) only change speed.
 
     Returns
     -------
     dict
-        ``sweep`` (one row per sweep run), ``methods`` (one row per method × seed, with ``method`` and
-        ``group``), ``references`` (raw pixels and random inits, per seed for the comparison ViT),
-        ``best_fixed`` (its name, chosen on validation LP), ``vit_size``, ``spectra`` (normalised singular values of the
-        U-MAE experiment's test features, first seed), ``reconstructions`` (best fixed and R²MAE, first seed).
+        ``sweep`` (one row per sweep run), ``methods`` (one row per method × seed, with the method's columns
+        ``method``, ``group``, ``kind``, ``ratio``, ...), ``references`` (raw pixels and random inits, per seed
+        for the comparison ViT), ``best_fixed`` (its name, chosen on validation LP), ``vit_size``, ``spectra``
+        (normalised singular values of the U-MAE experiment's test features, first seed), ``reconstructions``
+        (best fixed and R²MAE, first seed).
     """
     evaluation = config.evaluation()
-    sweep = sweep_specs(config)
-    recipes = methods(config)
-    jobs = [("sweep", None, spec) for spec in sweep]
-    jobs += [("methods", m, _method_spec(config, m, s)) for m in recipes for s in config.seeds]
-    rows: dict[str, list[dict]] = {"sweep": [], "methods": []}
-    bar = tqdm(jobs, desc="02_vision runs", disable=not progress)
-    for part, method, spec in bar:
-        bar.set_postfix_str(spec.label())
-        row = run_one(spec, evaluation, device=device, progress=False, compile=compile)
-        if method is not None:
-            row = {"method": method.name, "group": method.group, **row}
-        rows[part].append(row)
-    sweep_df, method_df = pd.DataFrame(rows["sweep"]), pd.DataFrame(rows["methods"])
+    options = Options(device=device, compile=compile)
+    runs = plan(config)
+    rows = run_rows(runs, options, group_size=group_size, desc="02_vision runs", progress=progress)
+    sweep_df = rows[rows["part"] == "sweep"].drop(columns="part").reset_index(drop=True)
+    method_df = rows[rows["part"] == "methods"].drop(columns="part").reset_index(drop=True)
 
     vit = [("vit", config.vit_size, config.overrides("vit"))]
     refs = [reference_rows(config.dataset, config.n_val, evaluation,
@@ -332,17 +317,16 @@ def run(config: Config, *, device: str = "cpu", progress: bool = True, compile: 
     references = pd.concat(refs, ignore_index=True)
 
     best = best_fixed(method_df)
+    recipes = methods(config)
     by_name = {m.name: m for m in recipes}
     first = config.seeds[0]
-    umae = [m for m in recipes if m.group == "umae"]
-    spectra_methods = [by_name[f"fixed {config.umae_ratio:g}"], by_name[_interval_name(
-        config.r2mae_low, config.r2mae_high, config.r2mae_per)], *umae]
-    spectra = pd.concat([_spectrum(_method_spec(config, m, first), evaluation, device).assign(method=m.name)
+    r2 = r2mae_name(config.r2mae_low, config.r2mae_high, config.r2mae_per)
+    spectra_methods = [by_name[f"fixed {config.umae_ratio:g}"], by_name[r2], *(m for m in recipes
+                                                                              if m.group == "umae")]
+    spectra = pd.concat([_spectrum(method_spec(config, m, first), evaluation, device).assign(method=m.name)
                          for m in spectra_methods], ignore_index=True)
-    shown = [best, _interval_name(config.r2mae_low, config.r2mae_high, config.r2mae_per)]
-    reconstructions = {name: reconstruction_examples(_method_spec(config, by_name[name], first),
+    reconstructions = {name: reconstruction_examples(method_spec(config, by_name[name], first),
                                                      config.recon_ratios, config.n_recon_images, seed=first,
-                                                     device=device) for name in shown}
+                                                     device=device) for name in (best, r2)}
     return {"sweep": sweep_df, "methods": method_df, "references": references, "best_fixed": best,
-            "vit_size": config.vit_size,
-            "spectra": spectra, "reconstructions": reconstructions}
+            "vit_size": config.vit_size, "spectra": spectra, "reconstructions": reconstructions}

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..claims import Claim, interval_claim
 from ..stats import mean_ci, summarise
-from .vision import Config, _interval_name
+from .vision import Config
 
 __all__ = ["sweep_table", "method_table", "best_ratios", "claims", "key_numbers", "training_minutes", "SOURCE",
            "METRICS"]
@@ -57,7 +57,7 @@ def _summary_table(df: pd.DataFrame, keys: list[str], values: list[str]) -> pd.D
 def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
     """Experiment 1, one row per (family, size, ratio): mean and 95% interval of validation/test LP, k-NN and
     the reconstruction losses over the sweep seeds."""
-    df = sweep.assign(ratio=sweep["sampler"].str.replace("fixed ", "").astype(float))
+    df = sweep
     values = ["lp_val", "lp_test", "knn_test", "effective_rank", *sorted(c for c in df if c.startswith("recon_"))]
     return _summary_table(df, ["family", "size", "ratio"], values)
 
@@ -71,7 +71,7 @@ def method_table(methods_df: pd.DataFrame, references: pd.DataFrame | None = Non
     out = out.set_index("method").loc[order].reset_index()
     if references is not None:
         refs = references.assign(group="reference",
-                                 method=references["sampler"] + " " + references["family"] + "-" + references["size"])
+                                 method=references["method"] + " " + references["family"] + "-" + references["size"])
         refs.loc[refs["family"] == "pixels", "method"] = "raw pixels"
         out = pd.concat([out, _summary_table(refs, ["group", "method"], [v for v in values if v in refs])],
                         ignore_index=True)
@@ -80,7 +80,7 @@ def method_table(methods_df: pd.DataFrame, references: pd.DataFrame | None = Non
 
 def best_ratios(sweep: pd.DataFrame, metric: str = "lp_val") -> pd.DataFrame:
     """Best fixed ratio per (family, size, seed) by ``metric`` (validation LP by default; higher is better)."""
-    df = sweep.assign(ratio=sweep["sampler"].str.replace("fixed ", "").astype(float))
+    df = sweep
     idx = df.groupby(["family", "size", "seed"], sort=False)[metric].idxmax()
     return df.loc[idx, ["family", "size", "seed", "ratio", metric]].reset_index(drop=True)
 
@@ -95,12 +95,20 @@ def _interval_claim(cid: str, text: str, source: str, metric: str, diffs, profil
 
 def _random_vit(refs: pd.DataFrame, size: str) -> pd.DataFrame:
     """Reference rows of the comparison's ViT, randomly initialised (one per seed)."""
-    return refs[(refs["family"] == "vit") & (refs["size"] == size) & (refs["sampler"] == "random init")]
+    return refs[(refs["family"] == "vit") & (refs["size"] == size) & (refs["kind"] == "reference")]
 
 
 def _paired(df: pd.DataFrame, a: str, b: str, value: str) -> np.ndarray:
     wide = df[df["method"].isin([a, b])].pivot_table(index="seed", columns="method", values=value).dropna()
     return (wide[a] - wide[b]).to_numpy() if {a, b} <= set(wide.columns) else np.array([])
+
+
+def _one(rows: pd.DataFrame, select: pd.Series, what: str) -> str:
+    """The name of the one method of ``rows`` that ``select`` picks (by its record's fields)."""
+    names = list(dict.fromkeys(rows.loc[select, "method"]))
+    if len(names) != 1:
+        raise ValueError(f"the method table has {len(names)} methods for {what}: expected exactly one")
+    return names[0]
 
 
 def _size_order(family: str, sizes) -> list[str]:
@@ -113,7 +121,7 @@ def claims(results: dict, config: Config, profile: str) -> list[Claim]:
     """The claims V0–V4 (rules in the module docstring)."""
     mdf, refs, sweep = results["methods"], results["references"], results["sweep"]
     best = results["best_fixed"]
-    r2 = _interval_name(config.r2mae_low, config.r2mae_high, config.r2mae_per)
+    r2 = _one(mdf, (mdf["group"] == "r2mae"), "the declared R²MAE")
     out = []
 
     rand = _random_vit(refs, config.vit_size).set_index("seed")["lp_test"]
@@ -151,7 +159,7 @@ def claims(results: dict, config: Config, profile: str) -> list[Claim]:
                                        _paired(mdf, r2, best, col), profile))
 
     baselines = mdf[mdf["group"] == "baseline"]
-    scheduled = [m for m in dict.fromkeys(baselines["method"]) if "→" in m]
+    scheduled = list(dict.fromkeys(baselines.loc[baselines["kind"] == "scheduled", "method"]))
     if scheduled:
         best_sched = str(baselines[baselines["method"].isin(scheduled)].groupby("method")["lp_val"].mean().idxmax())
         out.append(_interval_claim("V3", f"{r2} ≥ scheduled decay over the same interval (best of "
@@ -165,8 +173,11 @@ def claims(results: dict, config: Config, profile: str) -> list[Claim]:
         out.append(_interval_claim(f"V3-{name}", f"{r2} ≥ {name} in test LP", SOURCE, f"LP(R²MAE) − LP({name})",
                                    _paired(mdf, r2, name, "lp_test"), profile))
 
-    mae, umae = f"fixed {config.umae_ratio:g}", f"U-MAE fixed {config.umae_ratio:g}"
-    r2u = f"{r2} + U-MAE"
+    fixed_at = (mdf["kind"] == "fixed") & (mdf["ratio"] == config.umae_ratio)
+    mae = _one(mdf, fixed_at & (mdf["group"] == "fixed"), f"fixed {config.umae_ratio:g}")
+    umae = _one(mdf, fixed_at & (mdf["group"] == "umae"), f"U-MAE fixed {config.umae_ratio:g}")
+    r2u = _one(mdf, (mdf["kind"] == "r2mae") & (mdf["group"] == "umae"), "R²MAE + U-MAE") if config.umae_r2mae \
+        else ""
     pairs = [("V4a", umae, mae, "effective_rank", "effective rank"), ("V4b", umae, mae, "lp_test", "test LP")]
     if config.umae_r2mae:
         pairs += [("V4c", r2u, r2, "effective_rank", "effective rank"), ("V4d", r2u, r2, "lp_test", "test LP")]
@@ -180,7 +191,7 @@ def claims(results: dict, config: Config, profile: str) -> list[Claim]:
 def training_minutes(results: dict) -> float:
     """Total pretraining wall time of the study in minutes (runs shared by two experiments count once)."""
     runs = pd.concat([results["methods"], results["sweep"]], ignore_index=True).drop_duplicates(
-        ["family", "size", "sampler", "seed", "steps", "uniformity_weight"])
+        ["family", "size", "method", "seed", "steps", "uniformity_weight"])
     return float(runs["train_seconds"].sum()) / 60
 
 

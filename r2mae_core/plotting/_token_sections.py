@@ -14,23 +14,23 @@ from .style import method_colors, new_figure, palette
 __all__ = ["ordered_methods", "ci", "ratio_sweep", "method_comparison", "paired_differences", "training_curves"]
 
 
-def ordered_methods(frame: pd.DataFrame, kind_order: dict[str, int]) -> list[str]:
+def ordered_methods(frame: pd.DataFrame, group_order: dict[str, int]) -> list[str]:
     """Methods in reading order.
 
     Parameters
     ----------
     frame : DataFrame
-        Rows with ``method``, ``kind`` and ``ratio`` columns.
-    kind_order : dict of str to int
-        Rank of each kind (unknown kinds rank 9).
+        Rows with ``method``, ``group`` and ``ratio`` columns.
+    group_order : dict of str to int
+        Rank of each method group (unknown groups rank 9).
 
     Returns
     -------
     list of str
-        Unique methods sorted by (kind rank, ratio with NaN read as 0, name).
+        Unique methods sorted by (group rank, ratio with NaN read as 0, name).
     """
     first = frame.drop_duplicates("method")
-    key = first.assign(k=first["kind"].map(kind_order).fillna(9), r=first["ratio"].fillna(0.0))
+    key = first.assign(k=first["group"].map(group_order).fillna(9), r=first["ratio"].fillna(0.0))
     return key.sort_values(["k", "r", "method"])["method"].tolist()
 
 
@@ -44,7 +44,7 @@ def ci(values) -> tuple[float, float, float]:
 
 
 def ratio_sweep(sc: pd.DataFrame, *, main_size: str, split: str, tasks, task_labels: dict[str, str],
-                kind_order: dict[str, int], baseline: str, legend_cols: int) -> Figure:
+                group_order: dict[str, int], baseline: str, legend_cols: int) -> Figure:
     """Score against the fixed pretraining ratio, one line per model size (mean and 95% interval over seeds).
 
     Horizontal lines at the main size (or size ``"-"``): R²MAE (solid, shaded interval), the other baselines
@@ -53,13 +53,13 @@ def ratio_sweep(sc: pd.DataFrame, *, main_size: str, split: str, tasks, task_lab
     """
     sub = sc[sc["split"] == split]
     fig, axes = new_figure(len(tasks), 1, width=2.6, height=2.3)
-    sizes = list(dict.fromkeys(sub.loc[sub["kind"] == "fixed", "size"]))
+    sizes = list(dict.fromkeys(sub.loc[sub["group"] == "fixed", "size"]))
     colours = dict(zip(sizes, palette(len(sizes)), strict=True))
-    others = ordered_methods(sub[sub["kind"] != "fixed"], kind_order)
+    others = ordered_methods(sub[sub["group"] != "fixed"], group_order)
     other_colours = method_colors(others)
     for ax, task in zip(axes[0], tasks, strict=True):
         for size in sizes:
-            fx = sub[(sub["kind"] == "fixed") & (sub["size"] == size)]
+            fx = sub[(sub["group"] == "fixed") & (sub["size"] == size)]
             stats = [(r, *ci(g[task])) for r, g in fx.groupby("ratio")]
             if not stats:
                 continue
@@ -89,10 +89,10 @@ def ratio_sweep(sc: pd.DataFrame, *, main_size: str, split: str, tasks, task_lab
 
 
 def method_comparison(sc: pd.DataFrame, *, main_size: str, split: str, tasks, task_labels: dict[str, str],
-                      kind_order: dict[str, int]) -> Figure:
+                      group_order: dict[str, int]) -> Figure:
     """Every method at the main size (plus size ``"-"`` references): mean and 95% interval over seeds per task."""
     sub = sc[(sc["split"] == split) & sc["size"].isin([main_size, "-"])]
-    methods = ordered_methods(sub, kind_order)
+    methods = ordered_methods(sub, group_order)
     colours = method_colors(methods)
     fig, axes = new_figure(len(tasks), 1, width=2.5, height=0.28 * len(methods) + 1.2, sharey=True)
     for ax, task in zip(axes[0], tasks, strict=True):

@@ -13,7 +13,7 @@ from ._token_sections import training_curves
 
 __all__ = ["ratio_sweep", "method_comparison", "paired_differences", "training_curves", "TASK_LABELS"]
 
-_KIND_ORDER = {"fixed": 0, "scheduled": 1, "curriculum": 2, "r2mae": 3, "reference": 5}
+_GROUP_ORDER = {"fixed": 0, "scheduled": 1, "curriculum": 2, "r2mae": 3, "reference": 5}
 TASK_LABELS = {"mean": "task average MCC", "exon_intron": "exon vs intron MCC", "promoter": "promoter MCC",
                "species": "species (4-way) MCC", "mlm_acc": "masked-nucleotide accuracy"}
 TASKS = ("mean", "exon_intron", "promoter", "species")
@@ -26,13 +26,13 @@ def ratio_sweep(sc: pd.DataFrame, *, main_size: str, split: str = "test", tasks=
     (dashed), the randomly initialised encoder (grey dotted) and the k-mer-count baseline (dark dash-dot).
     """
     return shared.ratio_sweep(sc, main_size=main_size, split=split, tasks=tasks, task_labels=TASK_LABELS,
-                              kind_order=_KIND_ORDER, baseline="k-mer counts + LR", legend_cols=4)
+                              group_order=_GROUP_ORDER, baseline="k-mer counts + LR", legend_cols=4)
 
 
 def method_comparison(sc: pd.DataFrame, *, main_size: str, split: str = "test", tasks=TASKS) -> Figure:
     """Every method at the main size (plus the k-mer baseline): mean and 95% interval over seeds per task."""
     return shared.method_comparison(sc, main_size=main_size, split=split, tasks=tasks, task_labels=TASK_LABELS,
-                                    kind_order=_KIND_ORDER)
+                                    group_order=_GROUP_ORDER)
 
 
 def paired_differences(comp: pd.DataFrame) -> Figure:

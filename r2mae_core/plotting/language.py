@@ -13,7 +13,7 @@ from ._token_sections import training_curves
 
 __all__ = ["ratio_sweep", "method_comparison", "paired_differences", "training_curves"]
 
-_KIND_ORDER = {"fixed": 0, "mrd": 1, "scheduled": 2, "r2mae": 3, "ablation": 4, "reference": 5}
+_GROUP_ORDER = {"fixed": 0, "mrd": 1, "scheduled": 2, "r2mae": 3, "ablation": 4, "reference": 5}
 TASK_LABELS = {"downstream": "downstream mean", "genre": "genre macro-F1", "spam": "spam F1",
                "pos": "POS accuracy", "mlm": "− MLM loss (test ratios)"}
 TASKS = ("downstream", "genre", "spam", "pos", "mlm")
@@ -27,13 +27,13 @@ def ratio_sweep(sc: pd.DataFrame, *, main_size: str, split: str = "test", tasks=
     R²MAE, ablations, references — so each fixed-ratio curve reads against them.
     """
     return shared.ratio_sweep(sc, main_size=main_size, split=split, tasks=tasks, task_labels=TASK_LABELS,
-                              kind_order=_KIND_ORDER, baseline="TF-IDF + LR", legend_cols=5)
+                              group_order=_GROUP_ORDER, baseline="TF-IDF + LR", legend_cols=5)
 
 
 def method_comparison(sc: pd.DataFrame, *, main_size: str, split: str = "test", tasks=TASKS) -> Figure:
     """Every method at the main size (plus TF-IDF): mean and 95% interval over seeds per task (points, bars)."""
     return shared.method_comparison(sc, main_size=main_size, split=split, tasks=tasks, task_labels=TASK_LABELS,
-                                    kind_order=_KIND_ORDER)
+                                    group_order=_GROUP_ORDER)
 
 
 def paired_differences(comp: pd.DataFrame) -> Figure:

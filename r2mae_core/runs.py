@@ -1,0 +1,395 @@
+"""The run engine: a section's *plan* (a list of :class:`RunSpec`) becomes cached, resumable, tidy results.
+
+Every pretraining study of this project is a sweep of runs: model family × size × method (a ratio sampler) ×
+seed, each trained with one schedule and evaluated the same way. A section turns its config into a plan, and
+:func:`execute` does the rest:
+
+1. **Look up** each run's result in the cache (``<cache root>/<namespace>/<key>.npz``, a data-only
+   :mod:`r2mae_core.records` file; the key covers the spec, the data checksum, the package version and the
+   numerics, :func:`r2mae_core.cache.cache_key`). Runs that appear twice in a plan are done once.
+2. **Group** the missing runs that share an architecture, data and schedule (everything but the method's
+   sampler and the seed, :func:`group_key`) into groups of at most ``group_size``: a group is trained as one
+   ensemble (:func:`r2mae_core.ensemble.pretrain_ensemble`), how many small models fill a GPU.
+3. **Map** the section's ``work`` function over the groups (in this process, or in ``workers`` processes on a
+   CPU); each group's results are stored as soon as it finishes, so a killed sweep resumes without
+   recomputing what finished (and a run killed mid-training resumes from its checkpoint, if ``work`` keeps one).
+4. **Return** the results in plan order, each with the run's tidy columns (:meth:`RunSpec.columns`).
+
+``shard=(i, n)`` restricts the work to the runs with plan position ``p % n == i`` (a fixed partition of the
+plan, so several machines or GPU loans can fill one sweep into one cache); the other runs are returned only if
+their results are already there.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ._rng import check_seed
+from .cache import cache_key, canonical
+from .masking import make_sampler
+from .paths import cache_root
+from .records import RecordError, load_record, save_record
+
+__all__ = ["Method", "TrainConfig", "RunSpec", "Options", "fixed_method", "r2mae_method", "r2mae_name",
+           "reference_method", "group_key", "result_path", "execute", "parse_shard"]
+
+_NAN = float("nan")
+
+
+def r2mae_name(low: float, high: float, per: str = "batch") -> str:
+    """The one display name of an R²MAE method: ``R²MAE U[low,high]`` (``per sample`` appended)."""
+    return f"R²MAE U[{low:g},{high:g}]" + (" per sample" if per == "sample" else "")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A pretraining recipe as a record: tables and claims select on its fields, never on its display name.
+
+    Attributes
+    ----------
+    name
+        Display label (row label of tables and figures).
+    kind
+        The sampler's kind (``fixed``, ``r2mae``, ``scheduled``, ``maskgit``, ``truncnorm``, ``choice``, ...)
+        or ``reference`` for a run without pretraining (random initialisation).
+    sampler
+        Ratio-sampler spec for :func:`r2mae_core.masking.make_sampler`; None for a reference.
+    group
+        The method's role in its section (e.g. ``fixed``, ``r2mae``, ``baseline``, ``ablation``, ``umae``).
+    uniformity_weight
+        λ of U-MAE's uniformity term (0 = plain masked modelling).
+    mask
+        Options of the section's mask generator beyond the ratio (e.g. 04's span curriculum
+        ``{"span_start": 1, "span_end": 6}``); empty for the section's default masks.
+    """
+
+    name: str
+    kind: str
+    sampler: dict | None = None
+    group: str = ""
+    uniformity_weight: float = 0.0
+    mask: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.sampler is None:
+            if self.kind != "reference":
+                raise ValueError(f"method {self.name!r}: kind={self.kind!r} needs a sampler spec "
+                                 "(only kind 'reference' has none)")
+        else:
+            make_sampler(self.sampler)  # one clear line for a bad spec
+            if self.kind != self.sampler["kind"]:
+                raise ValueError(f"method {self.name!r}: kind={self.kind!r} is not allowed: its sampler is of "
+                                 f"kind {self.sampler['kind']!r}")
+        if not (isinstance(self.uniformity_weight, int | float) and self.uniformity_weight >= 0):
+            raise ValueError(f"uniformity_weight={self.uniformity_weight!r} is not allowed: use a number >= 0")
+
+    @property
+    def ratio(self) -> float:
+        """The fixed ratio of a ``fixed`` method, NaN otherwise."""
+        return float(self.sampler["ratio"]) if self.kind == "fixed" else _NAN
+
+    def columns(self) -> dict:
+        """Table columns: ``method``, ``group``, ``kind``, ``ratio`` (fixed only), ``ratio_low``/``ratio_high``
+        (interval of R²MAE-like samplers, else NaN), ``uniformity_weight``."""
+        spec = self.sampler or {}
+        return {"method": self.name, "group": self.group, "kind": self.kind, "ratio": self.ratio,
+                "ratio_low": float(spec.get("low", _NAN)), "ratio_high": float(spec.get("high", _NAN)),
+                "uniformity_weight": float(self.uniformity_weight)}
+
+
+def fixed_method(ratio: float, *, group: str = "fixed", uniformity_weight: float = 0.0,
+                 name: str | None = None) -> Method:
+    """The fixed-ratio method ``fixed <ratio>``."""
+    return Method(name or f"fixed {ratio:g}", "fixed", {"kind": "fixed", "ratio": float(ratio)}, group,
+                  uniformity_weight)
+
+
+def r2mae_method(low: float, high: float, per: str = "batch", *, group: str = "r2mae",
+                 uniformity_weight: float = 0.0, name: str | None = None) -> Method:
+    """R²MAE with ratios drawn from U[low, high] (per batch or per sample), named by :func:`r2mae_name`."""
+    return Method(name or r2mae_name(low, high, per), "r2mae",
+                  {"kind": "r2mae", "low": float(low), "high": float(high), "per": per}, group, uniformity_weight)
+
+
+def reference_method(name: str = "random init") -> Method:
+    """No pretraining: the model as initialised (a reference row of every table)."""
+    return Method(name, "reference", None, "reference")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The pretraining schedule of a run (the same for every member of an ensemble).
+
+    AdamW (betas 0.9, 0.95) with peak rate ``lr``, linear warmup over ``warmup`` (a fraction of the steps if
+    < 1, else a number of steps) then cosine decay to ``min_lr_ratio · lr``
+    (:func:`r2mae_core.train.warmup_cosine`); ``grad_clip`` bounds the global gradient norm (None: off);
+    ``checkpoint_every`` steps between resumable checkpoints (0: at the end only).
+    """
+
+    steps: int
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.05
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = None
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} is not allowed: use an integer >= 1")
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) \
+                or self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every!r} is not allowed: use an integer >= 0")
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup < 0:
+            raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, min_lr_ratio={self.min_lr_ratio}, "
+                             f"warmup={self.warmup}: need lr > 0, weight_decay >= 0, 0 <= min_lr_ratio <= 1, "
+                             "warmup >= 0")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip={self.grad_clip!r} is not allowed: use a number > 0 or None")
+
+    def pretrain_kwargs(self) -> dict:
+        """Keyword arguments of :func:`r2mae_core.train.pretrain` (and of the ensemble trainer)."""
+        return {"steps": self.steps, "batch_size": self.batch_size, "lr": self.lr,
+                "weight_decay": self.weight_decay, "warmup": self.warmup, "min_lr_ratio": self.min_lr_ratio,
+                "grad_clip": self.grad_clip}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a plan: everything its result depends on, as plain records.
+
+    Attributes
+    ----------
+    namespace
+        Cache namespace of the result (one per kind of run, e.g. ``image_runs``).
+    family, size
+        Model family and size preset (the section resolves them, with ``model``, into a model config).
+    method
+        The :class:`Method` (sampler, U-MAE λ); a ``reference`` method is not trained.
+    seed
+        Initialisation, data order and masks.
+    train
+        The schedule (:class:`TrainConfig`); None for a run that is not trained (a ``reference`` method).
+    model, data, evaluation
+        Model config fields beyond the size preset, the data the run reads and how it is evaluated (plain,
+        JSON-ready mappings; the section defines their fields).
+    tags
+        Columns added to the run's result rows that do not change the result (e.g. the part of a study, or
+        ``seed`` as the seed's index where a section numbers its seeds); not part of the key.
+    """
+
+    namespace: str
+    family: str
+    size: str
+    method: Method
+    seed: int
+    train: TrainConfig | None
+    model: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    evaluation: dict = field(default_factory=dict)
+    tags: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
+        if (self.train is None) != (self.method.kind == "reference"):
+            raise ValueError(f"train={self.train!r} is not allowed for method {self.method.name!r}: a reference "
+                             "method has no schedule (None), every other method one TrainConfig")
+        if not self.namespace or "/" in self.namespace or self.namespace.startswith("."):
+            raise ValueError(f"namespace={self.namespace!r} is not allowed: use a plain name like 'image_runs'")
+
+    def identity(self) -> dict:
+        """What the result is keyed on: every field but ``tags``, of the method only what it computes (sampler,
+        U-MAE λ, mask options; two labels of one recipe share the run) and of the schedule all but the
+        checkpoint interval."""
+        out = {k: v for k, v in asdict(self).items() if k != "tags"}
+        out["method"] = {"sampler": self.method.sampler, "uniformity_weight": self.method.uniformity_weight,
+                         "mask": self.method.mask}
+        if out["train"] is not None:
+            out["train"].pop("checkpoint_every")  # how often a run is saved does not change it
+        return canonical(out)
+
+    def training_identity(self) -> dict:
+        """What the trained weights are keyed on: the identity without the evaluation (runs evaluated two ways
+        share their weights)."""
+        return {k: v for k, v in self.identity().items() if k != "evaluation"}
+
+    def label(self) -> str:
+        return f"{self.family}-{self.size} {self.method.name} seed {self.seed}"
+
+    def columns(self) -> dict:
+        """The run's columns in every table: family, size, the method's columns, seed, steps, then the tags (a
+        tag of the same name replaces a column)."""
+        return {"family": self.family, "size": self.size, **self.method.columns(), "seed": self.seed,
+                "steps": 0 if self.train is None else self.train.steps, **self.tags}
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a plan is executed (never part of a result's key: they change speed, not numbers beyond float
+    rounding). ``device``: torch device; ``compile``: ``torch.compile`` the training step; ``threads``: torch
+    threads per worker (0 keeps them); ``progress``: per-run progress bars inside ``work``."""
+
+    device: str = "cpu"
+    compile: bool = False
+    threads: int = 0
+    progress: bool = False
+
+
+def group_key(spec: RunSpec) -> str:
+    """Runs with equal group keys can train as one ensemble: the same architecture, data and schedule, the same
+    U-MAE λ; only the sampler, the seed and the evaluation may differ. References never group."""
+    if spec.method.kind == "reference":
+        return f"reference {cache_key('group', spec.identity())}"
+    ident = spec.training_identity()
+    ident["method"].pop("sampler")
+    ident.pop("seed")
+    return cache_key("group", ident)
+
+
+def result_path(spec: RunSpec, data_checksum: str = "") -> Path:
+    """Where the result of ``spec`` is stored."""
+    key = cache_key(spec.namespace, spec.identity(), data_checksum=data_checksum)
+    return cache_root() / spec.namespace / f"{key}.npz"
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` (0 <= i < n) → ``(i, n)``; None → None."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        i, n = -1, 0
+    if not 0 <= i < n:
+        raise ValueError(f"shard={text!r} is not allowed: use i/n with 0 <= i < n, e.g. 0/4")
+    return i, n
+
+
+def _groups(todo: list[RunSpec], group_size: int) -> list[list[RunSpec]]:
+    """Consecutive chunks of at most ``group_size`` runs per group key, in order of first appearance."""
+    by_key: dict[str, list[RunSpec]] = {}
+    for spec in todo:
+        by_key.setdefault(group_key(spec), []).append(spec)
+    return [runs[i:i + group_size] for runs in by_key.values() for i in range(0, len(runs), group_size)]
+
+
+def _store(group: list[RunSpec], outs: list[dict], paths: dict[str, Path]) -> None:
+    if len(outs) != len(group):
+        raise RuntimeError(f"work returned {len(outs)} results for a group of {len(group)} runs")
+    for spec, out in zip(group, outs, strict=True):
+        save_record(paths[repr(spec.identity())], out)
+
+
+def _worker_init(threads: int, parent_pid: int) -> None:
+    """Start of a worker process: torch's intra-op threads (and BLAS's) as asked, and a watcher that ends the
+    worker once its parent is gone (a killed kernel must not leave workers behind)."""
+    if threads:
+        torch.set_num_threads(threads)
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
+    """Exit this process (status 1, at once) when its parent is no longer ``parent_pid``."""
+    while os.getppid() == parent_pid:
+        time.sleep(poll_seconds)
+    os._exit(1)
+
+
+def _load(path: Path) -> dict | None:
+    """The stored result at ``path``; None if there is none (or it is unreadable: then it is recomputed)."""
+    if not path.exists() or os.environ.get("R2MAE_NO_CACHE", "") in ("1", "true", "yes"):
+        return None
+    try:
+        return load_record(path)
+    except RecordError as err:
+        import warnings
+        warnings.warn(f"{err}; recomputing it", stacklevel=3)
+        return None
+
+
+def execute(plan: Sequence[RunSpec], work: Callable[[list[RunSpec], Options], list[dict]], *,
+            options: Options | None = None, group_size: int = 1, workers: int = 1, data_checksum: str = "",
+            shard: tuple[int, int] | None = None, desc: str = "runs", progress: bool = True) -> list[dict | None]:
+    """Run every spec of ``plan`` that has no stored result, then return all results in plan order.
+
+    Parameters
+    ----------
+    plan
+        The runs (duplicates are computed once).
+    work
+        ``work(group, options) -> [result, ...]``: trains (resumably) and evaluates a group of runs with equal
+        :func:`group_key` (one run if ``group_size`` is 1) and returns one result per run, a data-only record
+        (:func:`r2mae_core.records.save_record`). A module-level function (it may run in worker processes).
+    options
+        Device, compile, threads (:class:`Options`).
+    group_size
+        Most runs trained together as one ensemble (1: one run at a time).
+    workers
+        > 1: that many worker processes (``spawn``; each with ``options.threads`` torch threads), one group
+        each at a time. Results, their order and the cache do not depend on it.
+    data_checksum
+        Checksum of the data every run reads (part of every key).
+    shard
+        ``(i, n)``: compute only the runs at plan positions ``p % n == i`` (:func:`parse_shard`).
+    desc, progress
+        The progress bar over runs.
+
+    Returns
+    -------
+    list
+        Per plan entry: its result (as ``work`` returned it), or None for a run outside ``shard`` whose result is
+        not stored yet.
+    """
+    from tqdm.auto import tqdm
+
+    options = options or Options()
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"group_size={group_size!r} is not allowed: use an integer >= 1")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r} is not allowed: use an integer >= 1")
+    keys = [repr(spec.identity()) for spec in plan]
+    unique = dict(zip(keys, plan, strict=True))
+    mine = set(keys if shard is None else (k for p, k in enumerate(keys) if p % shard[1] == shard[0]))
+    paths = {k: result_path(spec, data_checksum) for k, spec in unique.items()}
+    done = {k: out for k in unique if (out := _load(paths[k])) is not None}
+    todo = [spec for k, spec in unique.items() if k not in done and k in mine]
+    groups = _groups(todo, group_size)
+    bar = tqdm(total=len(unique), initial=len(done), desc=desc, disable=not progress)
+    if workers <= 1 or len(groups) <= 1:
+        for group in groups:
+            bar.set_postfix_str(group[0].label() + (f" (+{len(group) - 1})" if len(group) > 1 else ""))
+            _store(group, work(group, options), paths)
+            bar.update(len(group))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        pool = ProcessPoolExecutor(min(workers, len(groups)), mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_init, initargs=(options.threads, os.getpid()))
+        try:
+            futures = {pool.submit(work, group, options): group for group in groups}
+            for future in as_completed(futures):
+                _store(futures[future], future.result(), paths)  # the first failure is raised here
+                bar.update(len(futures[future]))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # after a failure: groups not yet started never start
+    bar.close()
+    out = []
+    for key in keys:
+        result = done.get(key)
+        if result is None and key in mine:
+            result = load_record(paths[key])
+        out.append(result)
+    return out
