@@ -43,6 +43,7 @@ seed: int = 0  # master seed; runs use child seeds shared by every method (paire
 n_seeds: int = 2  # seeds per method of the comparison (at least 3 quick, 5 full)
 device: str = "cpu"  # torch device of training and evaluation (full: cuda)
 compile_model: bool = False  # torch.compile the training step (GPU; ratios bucketed, no recompilation storm)
+ensemble_size: int = 1  # runs of one architecture trained together as one vmapped ensemble (GPU: 8-32; CPU: 1)
 n_pretrain: int = 1000  # pretraining images (0: every non-validation training image)
 batch_size: int = 64  # pretraining batch of every run
 lr: float = 0.0015  # peak AdamW learning rate (warmup + cosine)
@@ -86,7 +87,7 @@ config = vision.Config(
     r2mae_low=r2mae_low, r2mae_high=r2mae_high, r2mae_per=r2mae_per, baselines=baselines,
     ablation_intervals=ablation_intervals, ablation_per_sample=ablation_per_sample, umae_weight=umae_weight,
     umae_ratio=umae_ratio, umae_r2mae=umae_r2mae, recon_ratios=recon_ratios, n_recon_images=n_recon_images)
-results = vision.run(config, device=device, compile=compile_model)
+results = vision.run(config, device=device, compile=compile_model, group_size=ensemble_size)
 
 # %% [markdown]
 # ## 1 · The mask ratio across architectures and model sizes

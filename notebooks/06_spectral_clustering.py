@@ -43,6 +43,7 @@ seed: int = 0  # master seed; runs use its child seeds (as 02), masks and k-mean
 n_seeds: int = 2  # seeds of the probe and heads runs (at least 3 quick, 5 full)
 device: str = "cpu"  # torch device of training and evaluation (full: cuda)
 compile_model: bool = False  # torch.compile the training step (GPU)
+ensemble_size: int = 1  # runs of one architecture trained together as one vmapped ensemble (GPU: 8-32; CPU: 1)
 n_pretrain: int = 1000  # pretraining images (0: every non-validation training image)
 steps: int = 10  # pretraining steps of every run
 batch_size: int = 64  # pretraining batch of every run
@@ -84,7 +85,7 @@ config = spectral_clustering.Config(
     n_probe_eval=n_probe_eval, bn_lp_epochs=bn_lp_epochs, ft_epochs=ft_epochs,
     test_ratios=test_ratios, head_counts=head_counts, heads_dim=heads_dim, seg_ks=seg_ks, n_seg_images=n_seg_images,
     n_show=n_show, kmeans_init=kmeans_init)
-results = spectral_clustering.run(config, device=device, compile=compile_model)
+results = spectral_clustering.run(config, device=device, compile=compile_model, group_size=ensemble_size)
 
 # %% [markdown]
 # ## 1 · Reconstructions are low rank (the 2023 paper's Fig. 2)

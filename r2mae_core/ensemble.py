@@ -43,12 +43,14 @@ from .models.blocks import TokenMask, as_token_mask
 from .train import (
     _FLUSH_EVERY,
     HISTORY_COLUMNS,
+    TrainConfig,
     TrainResult,
     _as_data,
     _batch,
     _epoch_perm,
+    adamw,
     history_frame,
-    warmup_cosine,
+    lr_schedule,
 )
 
 __all__ = ["stack_members", "pad_token_mask", "pretrain_ensemble"]
@@ -92,13 +94,6 @@ def pad_token_mask(tm: TokenMask, K: int) -> TokenMask:
                      inverse, True)
 
 
-def _optimizer(params: dict[str, Tensor], lr: float, weight_decay: float) -> torch.optim.AdamW:
-    decay = [p for p in params.values() if p.ndim > 2]  # a member's ndim > 1
-    no_decay = [p for p in params.values() if p.ndim <= 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
-
-
 def _clip_per_member(params: dict[str, Tensor], max_norm: float) -> None:
     """Scale each member's gradients so that their global L2 norm is at most ``max_norm`` (as
     ``clip_grad_norm_``: factor ``max_norm / (norm + 1e-6)`` clamped at 1)."""
@@ -122,13 +117,11 @@ def _flush(pending: list[Tensor], hist: list[dict], first_step: int, uniformity:
             h["uniformity"][first_step:] = values[:, 1, m].tolist()
 
 
-def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, seeds: Sequence[int], steps: int,
-                      batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.05, warmup: float = 0.05,
-                      min_lr_ratio: float = 0.0, grad_clip: float | None = None,
-                      device: str | torch.device = "cpu", amp: bool | None = None, compile: bool = False,
-                      compile_buckets: int = 8, uniformity_weight: float = 0.0) -> list[TrainResult]:
+def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, seeds: Sequence[int],
+                      train: TrainConfig, uniformity_weight: float = 0.0, device: str | torch.device = "cpu",
+                      amp: bool | None = None, compile: bool = False, compile_buckets: int = 8) -> list[TrainResult]:
     """Pretrain ``models`` (one architecture) together; member ``m`` is the run ``pretrain(models[m], data,
-    sampler=samplers[m], seed=seeds[m], ...)`` would make (module docstring).
+    sampler=samplers[m], seed=seeds[m], train=train, ...)`` would make (module docstring).
 
     Parameters
     ----------
@@ -140,10 +133,10 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
         draws its own order).
     samplers, seeds
         One ratio sampler and one seed per member.
-    steps, batch_size, lr, weight_decay, warmup, min_lr_ratio, grad_clip
-        As for :func:`~r2mae_core.train.pretrain`, the same for every member; ``grad_clip`` applies to each
-        member's own gradient norm.
-    device, amp, compile, compile_buckets, uniformity_weight
+    train
+        The schedule (:class:`~r2mae_core.train.TrainConfig`), the same for every member; ``grad_clip`` applies
+        to each member's own gradient norm (``checkpoint_every`` is not used: an ensemble is not checkpointed).
+    uniformity_weight, device, amp, compile, compile_buckets
         As for :func:`~r2mae_core.train.pretrain`.
 
     Returns
@@ -158,20 +151,17 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
     seeds = [check_seed(s) for s in seeds]
     data = _as_data(data)
     n = len(data)
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size={batch_size!r} is not allowed: use 1..{n} (the dataset size)")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps={steps!r} is not allowed: use a positive integer")
+    steps = train.total_steps(n)
+    batch_size = train.batch_size
     per_epoch = n // batch_size
-    n_warm = int(round(warmup * steps)) if warmup < 1 else int(warmup)
     device = torch.device(device)
     amp = (device.type == "cuda") if amp is None else bool(amp)
     L = models[0].num_patches
     bucket = math.ceil(L / compile_buckets) if compile else 1
 
     params, buffers, base = stack_members(models, device)
-    opt = _optimizer(params, lr, weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps, n_warm, min_lr_ratio))
+    opt = adamw(params, train, member_ndim=1)
+    sched = lr_schedule(opt, train, steps)
     data_seeds, mask_gens = [], []
     for s in seeds:
         data_seed, mask_seed = child_seeds(s, 2)
@@ -217,8 +207,8 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
             losses, unifs = step_fn(padded)(params, buffers, x, *fields)
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
-        if grad_clip is not None:
-            _clip_per_member(params, grad_clip)
+        if train.grad_clip is not None:
+            _clip_per_member(params, train.grad_clip)
         opt.step()
         sched.step()
         pending.append(torch.stack([losses.detach().float(), unifs.detach().float()]))  # (2, k)

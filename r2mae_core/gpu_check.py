@@ -31,7 +31,7 @@ from .ensemble import pretrain_ensemble
 from .experiments.image_runs import SIZES
 from .models import build_model
 from .paths import REPO_ROOT, check_notebook
-from .train import pretrain
+from .train import TrainConfig, pretrain
 
 __all__ = ["matmul_peak", "step_flops", "single_row", "ensemble_row", "run_notebook_script", "main"]
 
@@ -84,11 +84,15 @@ def _step_seconds(history) -> float:
     return float((s[-1] - s[warm - 1]) / (len(s) - warm))
 
 
+def _schedule(steps: int, batch: int) -> TrainConfig:
+    """``steps`` of batch ``batch`` at MAE's learning rate ``1.5e-4 · batch / 256``."""
+    return TrainConfig(steps=steps, batch_size=batch, lr=1.5e-4 * batch / 256)
+
+
 def single_row(size: str, batch: int, steps: int, compile: bool, spec: dict, device: str) -> dict:
     """One ViT-MAE through ``pretrain``: step time and samples/s."""
-    res = pretrain(_vit(size), _data(batch, device), sampler=masking.make_sampler(spec), steps=steps,
-                   batch_size=batch, lr=1.5e-4 * batch / 256, device=device, compile=compile, progress=False,
-                   callback=lambda step, row: _sync(device))
+    res = pretrain(_vit(size), _data(batch, device), sampler=masking.make_sampler(spec), train=_schedule(steps, batch),
+                   device=device, compile=compile, progress=False, callback=lambda step, row: _sync(device))
     dt = _step_seconds(res.history)
     return {"kind": "single", "size": size, "k": 1, "batch": batch, "compile": compile, "sampler": spec["kind"],
             "step_ms": 1e3 * dt, "samples_per_s": batch / dt}
@@ -98,8 +102,8 @@ def ensemble_row(size: str, k: int, batch: int, steps: int, compile: bool, spec:
     """k ViT-MAEs through ``pretrain_ensemble``: step time and samples/s of the group."""
     t0 = time.perf_counter()
     results = pretrain_ensemble([_vit(size, seed=m) for m in range(k)], _data(batch, device),
-                                samplers=[masking.make_sampler(spec)] * k, seeds=list(range(k)), steps=steps,
-                                batch_size=batch, lr=1.5e-4 * batch / 256, device=device, compile=compile)
+                                samplers=[masking.make_sampler(spec)] * k, seeds=list(range(k)),
+                                train=_schedule(steps, batch), device=device, compile=compile)
     dt = _step_seconds(results[0].history)
     return {"kind": "ensemble", "size": size, "k": k, "batch": batch, "compile": compile, "sampler": spec["kind"],
             "step_ms": 1e3 * dt, "samples_per_s": k * batch / dt, "wall_s": time.perf_counter() - t0}
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         out_file.write_text(json.dumps(report, indent=1))
     if cuda:
         report["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    extra = {"02_vision": {"compile_model": True}, "06_spectral_clustering": {"compile_model": True}}
+    extra = {nb: {"compile_model": True, "ensemble_size": 8} for nb in ("02_vision", "06_spectral_clustering")}
     for nb in notebooks:
         left = args.budget_s - (time.perf_counter() - t_start)
         if left < 30:

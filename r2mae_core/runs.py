@@ -36,6 +36,7 @@ from .cache import cache_key, canonical
 from .masking import make_sampler
 from .paths import cache_root
 from .records import RecordError, load_record, save_record
+from .train import TrainConfig
 
 __all__ = ["Method", "TrainConfig", "RunSpec", "Options", "fixed_method", "r2mae_method", "r2mae_name",
            "reference_method", "group_key", "result_path", "execute", "parse_shard"]
@@ -124,47 +125,6 @@ def reference_method(name: str = "random init") -> Method:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """The pretraining schedule of a run (the same for every member of an ensemble).
-
-    AdamW (betas 0.9, 0.95) with peak rate ``lr``, linear warmup over ``warmup`` (a fraction of the steps if
-    < 1, else a number of steps) then cosine decay to ``min_lr_ratio · lr``
-    (:func:`r2mae_core.train.warmup_cosine`); ``grad_clip`` bounds the global gradient norm (None: off);
-    ``checkpoint_every`` steps between resumable checkpoints (0: at the end only).
-    """
-
-    steps: int
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup: float = 0.05
-    min_lr_ratio: float = 0.0
-    grad_clip: float | None = None
-    checkpoint_every: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is not allowed: use an integer >= 1")
-        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) \
-                or self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every={self.checkpoint_every!r} is not allowed: use an integer >= 0")
-        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup < 0:
-            raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, min_lr_ratio={self.min_lr_ratio}, "
-                             f"warmup={self.warmup}: need lr > 0, weight_decay >= 0, 0 <= min_lr_ratio <= 1, "
-                             "warmup >= 0")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip={self.grad_clip!r} is not allowed: use a number > 0 or None")
-
-    def pretrain_kwargs(self) -> dict:
-        """Keyword arguments of :func:`r2mae_core.train.pretrain` (and of the ensemble trainer)."""
-        return {"steps": self.steps, "batch_size": self.batch_size, "lr": self.lr,
-                "weight_decay": self.weight_decay, "warmup": self.warmup, "min_lr_ratio": self.min_lr_ratio,
-                "grad_clip": self.grad_clip}
-
-
-@dataclass(frozen=True)
 class RunSpec:
     """One run of a plan: everything its result depends on, as plain records.
 
@@ -179,7 +139,8 @@ class RunSpec:
     seed
         Initialisation, data order and masks.
     train
-        The schedule (:class:`TrainConfig`); None for a run that is not trained (a ``reference`` method).
+        The schedule (:class:`r2mae_core.train.TrainConfig`); None for a run that is not trained (a ``reference``
+        method).
     model, data, evaluation
         Model config fields beyond the size preset, the data the run reads and how it is evaluated (plain,
         JSON-ready mappings; the section defines their fields).
@@ -230,7 +191,7 @@ class RunSpec:
         """The run's columns in every table: family, size, the method's columns, seed, steps, then the tags (a
         tag of the same name replaces a column)."""
         return {"family": self.family, "size": self.size, **self.method.columns(), "seed": self.seed,
-                "steps": 0 if self.train is None else self.train.steps, **self.tags}
+                "steps": 0 if self.train is None else self.train.steps or 0, **self.tags}
 
 
 @dataclass(frozen=True)

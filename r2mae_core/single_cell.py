@@ -36,7 +36,7 @@ from . import masking
 from ._rng import check_seed
 from .cache import cached
 from .models import build_model, model_config
-from .train import pretrain
+from .train import TrainConfig, pretrain
 
 __all__ = ["MODEL_ALIASES", "INPUTS", "DEFAULT_SAMPLER", "check_expression", "expression_matrix", "matrix_checksum",
            "fit_encoder", "embed", "reconstruction_metrics", "pretrain_embedding"]
@@ -204,8 +204,9 @@ def fit_encoder(x: np.ndarray, *, model: str = "mlp", model_kwargs: dict | None 
 
     def compute():
         with _torch_threads(num_threads if torch.device(device).type == "cpu" else None):
-            res = pretrain(net, torch.from_numpy(x), sampler=sampler, steps=int(steps), batch_size=batch_size, lr=lr,
-                           weight_decay=weight_decay, seed=seed, device=device, progress=progress)
+            schedule = TrainConfig(steps=int(steps), batch_size=batch_size, lr=lr, weight_decay=weight_decay)
+            res = pretrain(net, torch.from_numpy(x), sampler=sampler, train=schedule, seed=seed, device=device,
+                           progress=progress)
         return {"state": {k: v.detach().cpu() for k, v in res.model.state_dict().items()},
                 "history": res.history}
 

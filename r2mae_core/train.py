@@ -27,7 +27,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,8 @@ from ._rng import check_seed, child_seeds, torch_generator
 from .losses import uniformity_loss
 from .models.blocks import MAEOutput, as_token_mask, images_to_tensor
 
-__all__ = ["pretrain", "mae_step", "TrainResult", "StepFn", "warmup_cosine", "history_frame", "HISTORY_COLUMNS",
-           "run_fingerprint", "save_finished"]
+__all__ = ["pretrain", "TrainConfig", "mae_step", "TrainResult", "StepFn", "warmup_cosine", "adamw", "lr_schedule",
+           "history_frame", "HISTORY_COLUMNS", "run_fingerprint", "save_finished"]
 
 #: ``step_fn(model, batch, ratios, generator, progress)``: the model-specific part of a training step
 #: (``progress`` = step / total steps, in [0, 1)).
@@ -144,13 +144,78 @@ def history_frame(hist: dict[str, list]) -> pd.DataFrame:
          "uniformity": "float64", "seconds": "float64"})
 
 
-def run_fingerprint(model: nn.Module, sampler, *, steps: int, batch_size: int, n_data: int, lr: float, seed: int,
-                    weight_decay: float, warmup_steps: int, min_lr_ratio: float, uniformity_weight: float) -> dict:
+@dataclass(frozen=True)
+class TrainConfig:
+    """The pretraining schedule of a run: its length, batch, AdamW and learning-rate schedule, clipping and
+    checkpoint interval (the same for every member of an ensemble).
+
+    Attributes
+    ----------
+    steps, epochs
+        Length of training: give exactly one (``epochs`` counts full passes; the last partial batch of an epoch
+        is dropped).
+    batch_size, lr, weight_decay
+        AdamW (betas 0.9, 0.95 as MAE; no decay on biases and norm weights, i.e. parameters with ``ndim <= 1``).
+        ``lr`` is the absolute peak rate (MAE's rule: ``1.5e-4 · batch_size / 256``).
+    warmup, min_lr_ratio
+        Linear warmup over ``warmup`` (a fraction of the steps if < 1, else a number of steps), then cosine
+        decay to ``min_lr_ratio · lr`` (:func:`warmup_cosine`).
+    grad_clip
+        Max global gradient norm (None: no clipping).
+    checkpoint_every
+        Steps between resumable checkpoints when a checkpoint path is given (0: at the end only).
+    """
+
+    steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.05
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = None
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError(f"steps={self.steps!r}, epochs={self.epochs!r} is not allowed: give exactly one of them")
+        for name in ("steps", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}={value!r} is not allowed: use an integer >= 1")
+        every = self.checkpoint_every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+            raise ValueError(f"checkpoint_every={every!r} is not allowed: use an integer >= 0")
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup < 0:
+            raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, min_lr_ratio={self.min_lr_ratio}, "
+                             f"warmup={self.warmup}: need lr > 0, weight_decay >= 0, 0 <= min_lr_ratio <= 1, "
+                             "warmup >= 0")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip={self.grad_clip!r} is not allowed: use a number > 0 or None")
+
+    def total_steps(self, n_data: int) -> int:
+        """Steps of the schedule on ``n_data`` examples (``batch_size`` must fit in the data)."""
+        if not self.batch_size <= n_data:
+            raise ValueError(f"batch_size={self.batch_size!r} is not allowed: use 1..{n_data} (the dataset size)")
+        return self.steps if self.steps is not None else self.epochs * (n_data // self.batch_size)
+
+    def warmup_steps(self, total: int) -> int:
+        """Warmup length in steps: ``round(warmup · total)`` for a fraction, else ``warmup``."""
+        return int(round(self.warmup * total)) if self.warmup < 1 else int(self.warmup)
+
+    def capped(self, n_data: int) -> TrainConfig:
+        """The same schedule with the batch capped at ``n_data`` examples."""
+        return replace(self, batch_size=min(self.batch_size, n_data))
+
+
+def run_fingerprint(model: nn.Module, sampler, train: TrainConfig, *, n_data: int, seed: int,
+                    uniformity_weight: float) -> dict:
     """What a checkpoint must match to be resumed or reloaded: the schedule, data size, seed, sampler and model."""
-    return {"total_steps": steps, "batch_size": batch_size, "n_data": n_data, "lr": lr, "seed": seed,
-            "weight_decay": weight_decay, "warmup": warmup_steps, "min_lr_ratio": min_lr_ratio,
-            "uniformity_weight": uniformity_weight, "sampler": _describe(sampler),
-            "model": _describe(getattr(model, "config", model))}
+    total = train.total_steps(n_data)
+    return {"total_steps": total, "batch_size": train.batch_size, "n_data": n_data, "lr": train.lr, "seed": seed,
+            "weight_decay": train.weight_decay, "warmup": train.warmup_steps(total),
+            "min_lr_ratio": train.min_lr_ratio, "uniformity_weight": uniformity_weight,
+            "sampler": _describe(sampler), "model": _describe(getattr(model, "config", model))}
 
 
 def save_finished(path: str | Path, fingerprint: dict, model: nn.Module, history: pd.DataFrame) -> None:
@@ -172,21 +237,92 @@ def _save(path: Path, state: dict) -> None:
     os.close(fd)
     try:
         torch.save(state, tmp)
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # atomic: a reader sees the old or the new checkpoint, never half of one
     finally:
-        Path(tmp).unlink(missing_ok=True)  # atomic: a reader sees the old or the new checkpoint, never half of one
+        Path(tmp).unlink(missing_ok=True)
 
 
-def pretrain(model: nn.Module, data, *, sampler, steps: int | None = None, epochs: int | None = None,
-             batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.05, warmup: float = 0.05,
-             min_lr_ratio: float = 0.0, grad_clip: float | None = None, seed: int = 0,
-             device: str | torch.device = "cpu", amp: bool | None = None, compile: bool = False,
-             compile_buckets: int = 8, compile_kwargs: dict | None = None,
-             checkpoint_path: str | Path | None = None, checkpoint_every: int | None = None,
-             resume: bool = True, progress: bool = True,
-             uniformity_weight: float = 0.0, step_fn: StepFn | None = None,
+def adamw(params: dict[str, Tensor] | list[Tensor], train: TrainConfig, *, member_ndim: int = 0) -> torch.optim.AdamW:
+    """MAE's AdamW (betas 0.9, 0.95): weight decay on matrices only, none on biases and norm weights.
+
+    ``member_ndim`` leading dimensions are not the parameter's own (1 for stacked ensemble weights).
+    """
+    params = list(params.values()) if isinstance(params, dict) else list(params)
+    decay = [p for p in params if p.requires_grad and p.ndim - member_ndim > 1]
+    no_decay = [p for p in params if p.requires_grad and p.ndim - member_ndim <= 1]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": train.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=train.lr, betas=(0.9, 0.95))
+
+
+def lr_schedule(opt: torch.optim.Optimizer, train: TrainConfig, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step warmup + cosine multiplier of ``opt``'s rate (:func:`warmup_cosine`)."""
+    warm = train.warmup_steps(total)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warm, train.min_lr_ratio))
+
+
+class _History:
+    """Per-step history; device losses are copied to the host every :data:`_FLUSH_EVERY` steps (one sync)."""
+
+    def __init__(self, rows: dict[str, list] | None = None):
+        self.rows = rows or {c: [] for c in HISTORY_COLUMNS}
+        self.pending: list[Tensor] = []
+
+    def append(self, row: dict, losses: Tensor) -> None:
+        for c in HISTORY_COLUMNS:
+            self.rows[c].append(row[c])
+        self.pending.append(losses)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        vals = torch.stack(self.pending).cpu().tolist()
+        k = len(self.rows["loss"]) - len(self.pending)
+        bad = [k + j for j, v in enumerate(vals) if not math.isfinite(v[0])]
+        if bad:  # as MAE: stop rather than train on garbage
+            raise FloatingPointError(f"pretrain: non-finite loss at step {bad[0]}")
+        self.rows["loss"][k:] = [v[0] for v in vals]
+        self.rows["uniformity"][k:] = [v[1] for v in vals]
+        self.pending.clear()
+
+    def last(self) -> dict:
+        return {c: self.rows[c][-1] for c in HISTORY_COLUMNS}
+
+
+def _default_step(model: nn.Module, compile: bool, compile_buckets: int) -> StepFn:
+    bucket = math.ceil(model.num_patches / compile_buckets) if compile else 1
+
+    def step_fn(m, b, r, g, t):
+        return mae_step(m, b, r, g, t, bucket=bucket)
+
+    return step_fn
+
+
+def _loss(out, uniformity_weight: float) -> tuple[Tensor, Tensor | None]:
+    """The step's loss plus U-MAE's ``λ · L_unif(latent)`` (and the uniformity term, None when off)."""
+    loss = out.loss if isinstance(out, MAEOutput) else out
+    if not uniformity_weight:
+        return loss, None
+    if not isinstance(out, MAEOutput) or out.latent is None:
+        raise ValueError(f"uniformity_weight={uniformity_weight} needs an MAEOutput.latent")
+    unif = uniformity_loss(out.latent)
+    return loss + uniformity_weight * unif, unif
+
+
+def _update(model: nn.Module, opt, sched, loss: Tensor, grad_clip: float | None) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    sched.step()
+
+
+def pretrain(model: nn.Module, data, *, sampler, train: TrainConfig, seed: int = 0, uniformity_weight: float = 0.0,
+             step_fn: StepFn | None = None, device: str | torch.device = "cpu", amp: bool | None = None,
+             compile: bool = False, compile_buckets: int = 8, compile_kwargs: dict | None = None,
+             checkpoint_path: str | Path | None = None, resume: bool = True, progress: bool = True,
              callback: Callable[[int, dict], None] | None = None) -> TrainResult:
-    """Pretrain ``model`` with masks whose ratios come from ``sampler``.
+    """Pretrain ``model`` with masks whose ratios come from ``sampler``, on the schedule ``train``.
 
     Parameters
     ----------
@@ -194,38 +330,31 @@ def pretrain(model: nn.Module, data, *, sampler, steps: int | None = None, epoch
         A masked model (``forward(x, mask) -> MAEOutput`` and ``num_patches`` for the default step).
     data
         uint8 images ``(N, H, W)``/``(N, C, H, W)`` (scaled to [0, 1]), a float/long tensor, or a
-        map-style dataset (items collated with ``default_collate``). Batches are ``batch_size`` rows;
+        map-style dataset (items collated with ``default_collate``). Batches are ``train.batch_size`` rows;
         the last partial batch of an epoch is dropped.
     sampler
         Ratio sampler: ``sampler.sample(batch_size, generator=g, progress=step / total_steps) -> (B,)``.
-    steps, epochs
-        Length of training: give exactly one.
-    batch_size, lr, weight_decay
-        AdamW (betas 0.9, 0.95 as MAE; no decay on biases/norm weights, i.e. parameters with ``ndim <= 1``).
-        ``lr`` is the absolute peak rate (MAE's rule: ``1.5e-4 · batch_size / 256``).
-    warmup
-        Warmup length: a fraction of the steps if ``< 1``, else a number of steps.
-    min_lr_ratio
-        Final LR as a fraction of ``lr`` (cosine decay, :func:`warmup_cosine`).
-    grad_clip
-        Max global gradient norm (``None``: no clipping).
+    train
+        The schedule (:class:`TrainConfig`: length, batch, AdamW, warmup + cosine, clipping, checkpoint
+        interval).
     seed
         Seeds data order and masks (init is seeded when the model is built).
-    device, amp, compile
-        ``amp=None`` means bf16 autocast on CUDA only; ``compile`` wraps the model in ``torch.compile``
-        (meant for CUDA; visible tokens are bucketed, ``compile_buckets`` shapes at most);
-        ``compile_kwargs`` go to ``torch.compile`` (default ``dynamic=False``).
-    checkpoint_path, checkpoint_every, resume
-        Save model/optimizer/scheduler/generator state/history every ``checkpoint_every`` steps and at the end
-        (written to ``<path>.partial`` then renamed). With ``resume`` an existing checkpoint of the same run
-        (same seed, sizes, schedule and sampler) is continued; a checkpoint of another run is an error.
-    progress
-        Show a tqdm bar.
     uniformity_weight
         λ of the U-MAE loss ``L_MAE + λ · L_unif(latent)`` (Zhang, Wang & Wang 2022; their λ is 0.01).
     step_fn
         ``step_fn(model, batch, ratios, generator, progress) -> loss or MAEOutput`` with ``progress`` =
         step / total; default :func:`mae_step`.
+    device, amp, compile
+        ``amp=None`` means bf16 autocast on CUDA only; ``compile`` wraps the model in ``torch.compile``
+        (meant for CUDA; visible tokens are bucketed, ``compile_buckets`` shapes at most);
+        ``compile_kwargs`` go to ``torch.compile`` (default ``dynamic=False``).
+    checkpoint_path, resume
+        Save model/optimizer/scheduler/generator state/history every ``train.checkpoint_every`` steps and at the
+        end (written to a temporary file, then renamed). With ``resume`` an existing checkpoint of the same run
+        (same seed, sizes, schedule and sampler) is continued, or returned as is if finished; a checkpoint of
+        another run is an error.
+    progress
+        Show a tqdm bar.
     callback
         Called as ``callback(step, row)`` after each step (and after its checkpoint).
 
@@ -234,36 +363,20 @@ def pretrain(model: nn.Module, data, *, sampler, steps: int | None = None, epoch
     TrainResult
     """
     seed = check_seed(seed)
-    if (steps is None) == (epochs is None):
-        raise ValueError(f"steps={steps!r}, epochs={epochs!r} is not allowed: give exactly one of them")
     data = _as_data(data)
     n = len(data)
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size={batch_size!r} is not allowed: use 1..{n} (the dataset size)")
-    per_epoch = n // batch_size
-    total = int(steps) if steps is not None else int(epochs) * per_epoch
-    if total < 1:
-        raise ValueError(f"steps/epochs giving {total} steps is not allowed: train at least one step")
-    if not lr > 0 or weight_decay < 0 or not 0 <= min_lr_ratio <= 1 or warmup < 0:
-        raise ValueError(f"lr={lr}, weight_decay={weight_decay}, min_lr_ratio={min_lr_ratio}, "
-                         f"warmup={warmup}: need lr > 0, weight_decay >= 0, 0 <= min_lr_ratio <= 1, "
-                         "warmup >= 0")
-    n_warm = int(round(warmup * total)) if warmup < 1 else int(warmup)
+    total = train.total_steps(n)
+    per_epoch = n // train.batch_size
     device = torch.device(device)
     amp = (device.type == "cuda") if amp is None else bool(amp)
     data_seed, mask_seed = child_seeds(seed, 2)
 
     model.to(device).train()
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, n_warm, min_lr_ratio))
+    opt = adamw(model.parameters(), train)
+    sched = lr_schedule(opt, train, total)
     mask_gen = torch_generator(mask_seed)
-    fingerprint = run_fingerprint(model, sampler, steps=total, batch_size=batch_size, n_data=n, lr=lr, seed=seed,
-                                  weight_decay=weight_decay, warmup_steps=n_warm, min_lr_ratio=min_lr_ratio,
-                                  uniformity_weight=uniformity_weight)
-    hist: dict[str, list] = {c: [] for c in HISTORY_COLUMNS}
+    fingerprint = run_fingerprint(model, sampler, train, n_data=n, seed=seed, uniformity_weight=uniformity_weight)
+    history = _History()
     start, seconds_before = 0, 0.0
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if ckpt is not None and resume and ckpt.exists():
@@ -273,41 +386,23 @@ def pretrain(model: nn.Module, data, *, sampler, steps: int | None = None, epoch
             raise ValueError(f"checkpoint_path={str(ckpt)!r} holds another run (differs in {diff}): "
                              "use another path or resume=False")
         model.load_state_dict(state["model"])
+        history = _History({c: list(state["history"][c]) for c in HISTORY_COLUMNS})
         if state.get("optimizer") is None:  # a finished run saved without its optimizer (save_finished)
-            history = history_frame({c: list(state["history"][c]) for c in HISTORY_COLUMNS})
-            return TrainResult(model.to(device).eval(), history, total, int(state["step"]))
+            return TrainResult(model.to(device).eval(), history_frame(history.rows), total, int(state["step"]))
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         mask_gen.set_state(state["mask_generator"])
-        hist = {c: list(state["history"][c]) for c in HISTORY_COLUMNS}
         start, seconds_before = int(state["step"]), float(state["seconds"])
 
     run_model = torch.compile(model, **{"dynamic": False, **(compile_kwargs or {})}) if compile else model
-    if step_fn is None:
-        bucket = math.ceil(model.num_patches / compile_buckets) if compile else 1
-
-        def step_fn(m, b, r, g, t):
-            return mae_step(m, b, r, g, t, bucket=bucket)
-
-    pending: list[Tensor] = []  # (loss, uniformity) device tensors not yet copied to the host
-
-    def flush():
-        if pending:
-            vals = torch.stack(pending).cpu().tolist()
-            k = len(hist["loss"]) - len(pending)
-            bad = [k + j for j, v in enumerate(vals) if not math.isfinite(v[0])]
-            if bad:  # as MAE: stop rather than train on garbage
-                raise FloatingPointError(f"pretrain: non-finite loss at step {bad[0]}")
-            hist["loss"][k:] = [v[0] for v in vals]
-            hist["uniformity"][k:] = [v[1] for v in vals]
-            pending.clear()
+    step_fn = step_fn or _default_step(model, compile, compile_buckets)
 
     def checkpoint(step_done: int, elapsed: float):
-        flush()
+        history.flush()
         _save(ckpt, {"format": 1, "fingerprint": fingerprint, "step": step_done, "seconds": elapsed,
                      "model": model.state_dict(), "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict(), "mask_generator": mask_gen.get_state(),
-                     "history": hist})
+                     "history": history.rows})
 
     t0 = time.perf_counter()
     perm_epoch, perm = -1, None
@@ -316,41 +411,27 @@ def pretrain(model: nn.Module, data, *, sampler, steps: int | None = None, epoch
         epoch, i = divmod(step, per_epoch)
         if epoch != perm_epoch:
             perm_epoch, perm = epoch, _epoch_perm(data_seed, epoch, n)
-        batch = _to(_batch(data, perm[i * batch_size:(i + 1) * batch_size]), device)
-        ratios = sampler.sample(batch_size, generator=mask_gen, progress=step / total)
+        batch = _to(_batch(data, perm[i * train.batch_size:(i + 1) * train.batch_size]), device)
+        ratios = sampler.sample(train.batch_size, generator=mask_gen, progress=step / total)
         cur_lr = opt.param_groups[0]["lr"]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = step_fn(run_model, batch, ratios, mask_gen, step / total)
-            loss = out.loss if isinstance(out, MAEOutput) else out
-            unif = None
-            if uniformity_weight:
-                if not isinstance(out, MAEOutput) or out.latent is None:
-                    raise ValueError(f"uniformity_weight={uniformity_weight} needs an MAEOutput.latent")
-                unif = uniformity_loss(out.latent)
-                loss = loss + uniformity_weight * unif
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-        sched.step()
+            loss, unif = _loss(step_fn(run_model, batch, ratios, mask_gen, step / total), uniformity_weight)
+        _update(model, opt, sched, loss, train.grad_clip)
         nan = torch.full((), math.nan, device=loss.device)
-        pending.append(torch.stack([loss.detach().float(), nan if unif is None else unif.detach().float()]))
         elapsed = seconds_before + time.perf_counter() - t0
-        row = {"step": step, "epoch": epoch, "loss": math.nan, "ratio_mean": float(ratios.float().mean()),
-               "lr": cur_lr, "uniformity": math.nan, "seconds": elapsed}
-        for c in HISTORY_COLUMNS:
-            hist[c].append(row[c])
-        if len(pending) >= _FLUSH_EVERY or step + 1 == total:
-            flush()
-            bar.set_postfix(loss=f"{hist['loss'][-1]:.4f}")
+        history.append({"step": step, "epoch": epoch, "loss": math.nan, "ratio_mean": float(ratios.float().mean()),
+                        "lr": cur_lr, "uniformity": math.nan, "seconds": elapsed},
+                       torch.stack([loss.detach().float(), nan if unif is None else unif.detach().float()]))
+        if len(history.pending) >= _FLUSH_EVERY or step + 1 == total:
+            history.flush()
+            bar.set_postfix(loss=f"{history.rows['loss'][-1]:.4f}")
         bar.update(1)
-        due = step + 1 == total or (checkpoint_every and (step + 1) % checkpoint_every == 0)
+        due = step + 1 == total or (train.checkpoint_every and (step + 1) % train.checkpoint_every == 0)
         if ckpt is not None and due:
             checkpoint(step + 1, elapsed)
         if callback is not None:
-            flush()
-            callback(step, {c: hist[c][-1] for c in HISTORY_COLUMNS})
+            history.flush()
+            callback(step, history.last())
     bar.close()
-    flush()
-    return TrainResult(model.eval(), history_frame(hist), total, start)
+    history.flush()
+    return TrainResult(model.eval(), history_frame(history.rows), total, start)

@@ -11,7 +11,7 @@ from r2mae_core.experiments import dna as exp
 from r2mae_core.experiments import dna_claims
 from r2mae_core.masking import IGNORE_INDEX
 from r2mae_core.models import build_model
-from r2mae_core.train import pretrain
+from r2mae_core.train import TrainConfig, pretrain
 
 
 def _one_line(excinfo) -> str:
@@ -91,9 +91,9 @@ def test_curriculum_pretrain_resumes_with_the_right_progress(tmp_path):
 
     def go(path, callback=None):
         model = build_model("text_encoder", seed=0, vocab_size=tok.vocab_size, max_len=31, dim=16, depth=1, heads=2)
-        return pretrain(model, data, sampler=masking.make_sampler(method.sampler), steps=6, batch_size=16, seed=1,
-                        progress=False, step_fn=exp.step_for(method, tok.first_random_id), checkpoint_path=path,
-                        checkpoint_every=3, callback=callback)
+        return pretrain(model, data, sampler=masking.make_sampler(method.sampler), seed=1, progress=False,
+                        train=TrainConfig(steps=6, batch_size=16, checkpoint_every=3),
+                        step_fn=exp.step_for(method, tok.first_random_id), checkpoint_path=path, callback=callback)
 
     whole = go(tmp_path / "a.pt")
     with pytest.raises(Stop):

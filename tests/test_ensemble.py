@@ -9,13 +9,13 @@ from r2mae_core import masking, models
 from r2mae_core.ensemble import pad_token_mask, pretrain_ensemble, stack_members
 from r2mae_core.experiments.image_runs import load_images
 from r2mae_core.models.blocks import as_token_mask
-from r2mae_core.train import pretrain
+from r2mae_core.train import TrainConfig, pretrain
 
 VIT = {"img_size": 28, "in_chans": 1, "patch": 7, "dim": 32, "depth": 2, "heads": 2, "dec_dim": 32,
        "dec_depth": 1}
 SAMPLERS = [{"kind": "fixed", "ratio": 0.75}, {"kind": "r2mae", "low": 0.5, "high": 0.9},
             {"kind": "r2mae", "low": 0.3, "high": 0.9, "per": "sample"}]
-TRAIN = {"steps": 24, "batch_size": 16, "lr": 2e-3, "warmup": 0.2, "grad_clip": 0.5}
+TRAIN = TrainConfig(steps=24, batch_size=16, lr=2e-3, warmup=0.2, grad_clip=0.5)
 #: Measured on the 2-core CPU (fp32, pinned numerics): the largest loss difference over every step and member was
 #: 1.2e-7 and the largest weight difference 1.4e-6 (on weights of size 0.24: a few float32 rounding steps, from
 #: batched products and math-backend attention ordering their sums differently from the fused kernel). One
@@ -49,7 +49,7 @@ def _members(family="vit", config=VIT):
 def _one_by_one(members, images, **kwargs):
     pairs = enumerate(zip(members, SAMPLERS, strict=True))
     return [pretrain(copy.deepcopy(model), images, sampler=masking.make_sampler(spec), seed=7 + m,
-                     progress=False, **TRAIN, **kwargs) for m, (model, spec) in pairs]
+                     progress=False, train=TRAIN, **kwargs) for m, (model, spec) in pairs]
 
 
 @pytest.mark.parametrize("uniformity_weight", [0.0, 0.01])
@@ -57,7 +57,7 @@ def test_ensemble_equals_the_runs_one_by_one(images, uniformity_weight):
     members = _members()
     alone = _one_by_one(members, images, uniformity_weight=uniformity_weight)
     together = pretrain_ensemble(members, images, samplers=[masking.make_sampler(s) for s in SAMPLERS],
-                                 seeds=[7, 8, 9], uniformity_weight=uniformity_weight, **TRAIN)
+                                 seeds=[7, 8, 9], uniformity_weight=uniformity_weight, train=TRAIN)
     for a, b in zip(alone, together, strict=True):
         assert (a.history["ratio_mean"] == b.history["ratio_mean"]).all()  # the same draws, in the same order
         assert (a.history["lr"] == b.history["lr"]).all()
@@ -76,7 +76,7 @@ def test_members_of_other_families_train_too(images):
     members = [models.build_model("mlp", seed=100 + m, **config) for m in range(len(SAMPLERS))]
     alone = _one_by_one(members, images)
     together = pretrain_ensemble(members, images, samplers=[masking.make_sampler(s) for s in SAMPLERS],
-                                 seeds=[7, 8, 9], **TRAIN)
+                                 seeds=[7, 8, 9], train=TRAIN)
     for a, b in zip(alone, together, strict=True):
         assert (a.history["loss"] - b.history["loss"]).abs().max() < LOSS_TOL
 
@@ -97,10 +97,12 @@ def test_padding_keeps_the_loss(images):
 def test_bad_input_is_one_line(images):
     members = _members()
     with pytest.raises(ValueError, match="one sampler and one seed per model"):
-        pretrain_ensemble(members, images, samplers=[masking.make_sampler(0.5)], seeds=[1, 2, 3], steps=1)
+        pretrain_ensemble(members, images, samplers=[masking.make_sampler(0.5)], seeds=[1, 2, 3], train=TRAIN)
+    with pytest.raises(ValueError, match="batch_size=500 is not allowed"):
+        pretrain_ensemble(members[:1], images, samplers=[masking.make_sampler(0.5)], seeds=[1],
+                          train=TrainConfig(steps=2, batch_size=500))
     with pytest.raises(ValueError, match="steps=0 is not allowed"):
-        pretrain_ensemble(members[:1], images, samplers=[masking.make_sampler(0.5)], seeds=[1], steps=0,
-                          batch_size=16)
+        TrainConfig(steps=0)
     other = models.build_model("vit", seed=0, **{**VIT, "dim": 64})
     with pytest.raises(ValueError, match="different architectures"):
         stack_members([members[0], other])

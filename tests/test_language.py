@@ -11,7 +11,7 @@ from r2mae_core import text
 from r2mae_core.experiments import language, language_claims
 from r2mae_core.masking import IGNORE_INDEX
 from r2mae_core.models import build_model
-from r2mae_core.train import pretrain
+from r2mae_core.train import TrainConfig, pretrain
 
 WORDS = ("the jury said friday an investigation of recent primary election produced no evidence that any "
          "irregularities took place . city executive committee had over-all charge deserves praise").split()
@@ -189,7 +189,7 @@ def test_determinism_same_seed_same_weights_and_history():
     for _ in range(2):
         res = pretrain(_model(), data, sampler=language.masking.make_sampler({"kind": "r2mae", "low": 0.15,
                                                                               "high": 0.45}),
-                       steps=4, batch_size=16, seed=3, step_fn=language.mlm_step, progress=False)
+                       train=TrainConfig(steps=4, batch_size=16), seed=3, step_fn=language.mlm_step, progress=False)
         runs.append(res)
     pd.testing.assert_frame_equal(runs[0].history.drop(columns="seconds"), runs[1].history.drop(columns="seconds"))
     for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters(), strict=True):

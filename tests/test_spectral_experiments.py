@@ -38,7 +38,7 @@ def test_config_rejects_bad_values_with_one_line(kwargs, match):
 
 
 def test_notebook_parameters_are_the_config_fields():
-    declared = set(read_parameters("06_spectral_clustering")) - {"profile", "device", "compile_model"}
+    declared = set(read_parameters("06_spectral_clustering")) - {"profile", "device", "compile_model", "ensemble_size"}
     fields = set(Config.__dataclass_fields__) - {"dataset", "n_val", "vit_pool", "knn_k"}
     assert declared == fields
 

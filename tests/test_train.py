@@ -12,7 +12,7 @@ from r2mae_core import masking
 from r2mae_core.losses import mlm_loss
 from r2mae_core.models import build_model
 from r2mae_core.models.blocks import Block
-from r2mae_core.train import HISTORY_COLUMNS, pretrain, warmup_cosine
+from r2mae_core.train import HISTORY_COLUMNS, TrainConfig, pretrain, warmup_cosine
 
 VIT = dict(img_size=8, patch=2, dim=32, depth=2, heads=4, dec_dim=16, dec_depth=1, dec_heads=2)
 EXACT = ["step", "epoch", "loss", "ratio_mean", "lr", "uniformity"]  # everything but wall time
@@ -24,11 +24,14 @@ def digits():
     return (load_digits().images / 16.0 * 255.0).round().astype(np.uint8)
 
 
-def _run(images, steps=12, seed=0, **kw):
+SCHEDULE = ("weight_decay", "warmup", "min_lr_ratio", "grad_clip", "checkpoint_every")
+
+
+def _run(images, steps=12, seed=0, lr=2e-3, **kw):
     model = build_model("vit", seed=kw.pop("init_seed", 0), **VIT)
     kw.setdefault("sampler", masking.R2MAE(0.5, 0.9, per="sample"))
-    kw.setdefault("lr", 2e-3)
-    return pretrain(model, images[:256], steps=steps, batch_size=32, seed=seed, progress=False, **kw)
+    train = TrainConfig(steps=steps, batch_size=32, lr=lr, **{k: kw.pop(k) for k in SCHEDULE if k in kw})
+    return pretrain(model, images[:256], train=train, seed=seed, progress=False, **kw)
 
 
 def _same_weights(a, b):
@@ -93,8 +96,8 @@ def test_sampler_gets_progress_and_schedule_shape(digits):
 
 
 def test_loss_goes_down_and_epochs(digits):
-    res = pretrain(build_model("vit", **VIT), digits, sampler=masking.Fixed(0.75), epochs=2, batch_size=128,
-                   lr=3e-3, progress=False, uniformity_weight=0.01)
+    res = pretrain(build_model("vit", **VIT), digits, sampler=masking.Fixed(0.75),
+                   train=TrainConfig(epochs=2, batch_size=128, lr=3e-3), progress=False, uniformity_weight=0.01)
     h = res.history
     assert len(h) == 2 * (len(digits) // 128) and h["epoch"].tolist()[-1] == 1
     assert h["loss"].iloc[-5:].mean() < 0.6 * h["loss"].iloc[:5].mean()
@@ -127,7 +130,7 @@ def test_custom_step_fn_plugs_in_a_token_model():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = TinyMLM()
-    res = pretrain(model, tokens, sampler=masking.R2MAE(0.2, 0.5), steps=60, batch_size=16, lr=1e-2,
+    res = pretrain(model, tokens, sampler=masking.R2MAE(0.2, 0.5), train=TrainConfig(steps=60, batch_size=16, lr=1e-2),
                    progress=False, step_fn=step)
     assert res.history["loss"].iloc[-5:].mean() < 0.5 * res.history["loss"].iloc[0]
 
@@ -152,9 +155,16 @@ def test_bad_arguments(digits):
     with pytest.raises(ValueError, match="exactly one"):
         _run(digits, steps=None)
     with pytest.raises(ValueError, match="exactly one"):
-        pretrain(build_model("vit", **VIT), digits, sampler=masking.Fixed(0.5), steps=2, epochs=1)
+        TrainConfig(steps=2, epochs=1)
     with pytest.raises(ValueError, match="batch_size"):
-        pretrain(build_model("vit", **VIT), digits[:10], sampler=masking.Fixed(0.5), steps=2, batch_size=32)
+        pretrain(build_model("vit", **VIT), digits[:10], sampler=masking.Fixed(0.5),
+                 train=TrainConfig(steps=2, batch_size=32))
+    for bad, match in (({"steps": 2, "grad_clip": 0.0}, "grad_clip"), ({"steps": 2, "checkpoint_every": -1},
+                                                                       "checkpoint_every"),
+                       ({"steps": 2, "batch_size": True}, "batch_size")):
+        with pytest.raises(ValueError, match=match) as err:
+            TrainConfig(**bad)
+        assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="lr"):
         _run(digits, lr=0.0)
     with pytest.raises(ValueError):

@@ -66,9 +66,8 @@ def pretrain_run(spec: RunSpec, model, ids: torch.Tensor, step, options: Options
         return {"model": model, "history": history_table([]).iloc[:, :3], "seconds": 0.0}
     folder = f"{spec.namespace}_models"
     ckpt = cache_root() / folder / f"{cache_key(folder, spec.training_identity())}.pt"
-    res = pretrain(model, ids, sampler=make_sampler(spec.method.sampler), seed=spec.seed, device=options.device,
-                   step_fn=step, progress=options.progress, checkpoint_path=ckpt,
-                   checkpoint_every=spec.train.checkpoint_every or None, **spec.train.pretrain_kwargs())
+    res = pretrain(model, ids, sampler=make_sampler(spec.method.sampler), train=spec.train, seed=spec.seed,
+                   step_fn=step, device=options.device, progress=options.progress, checkpoint_path=ckpt)
     every = max(1, spec.train.steps // 50)
     history = res.history.iloc[::every][["step", "loss", "ratio_mean"]].reset_index(drop=True)
     ckpt.unlink(missing_ok=True)

@@ -16,7 +16,6 @@ __all__ = ["RUN_KEYS", "pivot_scores", "summary_table", "main_rows", "argmax_rat
 #: Columns that identify one run and split in the wide score table.
 RUN_KEYS = ["method", "group", "ratio", "size", "seed", "split"]
 _NAN = float("nan")
-_R2 = "R²MAE"
 
 
 def pivot_scores(keep: pd.DataFrame, tasks) -> pd.DataFrame:
@@ -69,21 +68,24 @@ def best_method(frame: pd.DataFrame, task: str, methods) -> str | None:
 
 def comparisons(val: pd.DataFrame, test: pd.DataFrame, tasks, pools: dict, *, on_test=(),
                 require_in_test: bool = False) -> pd.DataFrame:
-    """Per task and pool: R²MAE − the pool's best method, paired over seeds on ``test``.
+    """Per task and pool: R²MAE (the method of group ``r2mae``) − the pool's best method, paired over seeds on
+    ``test``.
 
     The comparator is the pool's method with the best seed-mean score on ``val`` (on ``test`` for the pools named
     in ``on_test``); a pool without a comparator, or a ``test`` without R²MAE (or, with ``require_in_test``,
     without the comparator), gives no row. Rows: task, against (pool name), comparator and
     :func:`r2mae_core.stats.paired_difference` of score(R²MAE) − score(comparator).
     """
+    declared = list(dict.fromkeys(test.loc[test["group"] == "r2mae", "method"]))
+    if len(declared) > 1:
+        raise ValueError(f"the score table has {len(declared)} methods of group 'r2mae': expected one")
     rows = []
     for task in tasks:
         for against, pool in pools.items():
             other = best_method(test if against in on_test else val, task, pool)
-            if other is None or _R2 not in set(test["method"]) or (require_in_test
-                                                                  and other not in set(test["method"])):
+            if other is None or not declared or (require_in_test and other not in set(test["method"])):
                 continue
-            d = paired_difference(test, method_col="method", a=_R2, b=other, value=task, pair_on="seed")
+            d = paired_difference(test, method_col="method", a=declared[0], b=other, value=task, pair_on="seed")
             rows.append({"task": task, "against": against, "comparator": other, **d})
     return pd.DataFrame(rows)
 

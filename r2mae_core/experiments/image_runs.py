@@ -174,11 +174,9 @@ def train_run(spec: RunSpec, options: Options | None = None) -> TrainResult:
     images = pretraining_images(spec)
     path = checkpoint_path(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {**spec.train.pretrain_kwargs(), "batch_size": min(spec.train.batch_size, len(images))}
-    return pretrain(model, images, sampler=make_sampler(spec.method.sampler), seed=spec.seed,
-                    uniformity_weight=spec.method.uniformity_weight, device=options.device, checkpoint_path=path,
-                    checkpoint_every=spec.train.checkpoint_every or None, progress=options.progress,
-                    compile=options.compile, **kwargs)
+    return pretrain(model, images, sampler=make_sampler(spec.method.sampler), train=spec.train.capped(len(images)),
+                    seed=spec.seed, uniformity_weight=spec.method.uniformity_weight, device=options.device,
+                    checkpoint_path=path, progress=options.progress, compile=options.compile)
 
 
 def train_group(group: list[RunSpec], options: Options | None = None) -> list[TrainResult]:
@@ -194,18 +192,15 @@ def train_group(group: list[RunSpec], options: Options | None = None) -> list[Tr
         return [trained[checkpoint_path(spec)] for spec in group]
     first = group[0]
     images = pretraining_images(first)
-    kwargs = {**first.train.pretrain_kwargs(), "batch_size": min(first.train.batch_size, len(images))}
+    train = first.train.capped(len(images))
     samplers = [make_sampler(spec.method.sampler) for spec in group]
     results = pretrain_ensemble([_build(spec) for spec in group], images, samplers=samplers,
-                                seeds=[spec.seed for spec in group], device=options.device,
-                                compile=options.compile, uniformity_weight=first.method.uniformity_weight, **kwargs)
-    warm = kwargs["warmup"]
+                                seeds=[spec.seed for spec in group], train=train,
+                                uniformity_weight=first.method.uniformity_weight, device=options.device,
+                                compile=options.compile)
     for spec, sampler, res in zip(group, samplers, results, strict=True):
-        fp = run_fingerprint(res.model, sampler, steps=kwargs["steps"], batch_size=kwargs["batch_size"],
-                             n_data=len(images), lr=kwargs["lr"], seed=spec.seed,
-                             weight_decay=kwargs["weight_decay"],
-                             warmup_steps=int(round(warm * kwargs["steps"])) if warm < 1 else int(warm),
-                             min_lr_ratio=kwargs["min_lr_ratio"], uniformity_weight=spec.method.uniformity_weight)
+        fp = run_fingerprint(res.model, sampler, train, n_data=len(images), seed=spec.seed,
+                             uniformity_weight=spec.method.uniformity_weight)
         save_finished(checkpoint_path(spec), fp, res.model, res.history)
     return results
 

@@ -22,7 +22,7 @@ import torch
 from r2mae_core import dna, masking
 from r2mae_core.experiments.dna import SIZES, DNAMLMStep
 from r2mae_core.models import build_model
-from r2mae_core.train import pretrain
+from r2mae_core.train import TrainConfig, pretrain
 
 TOK = dna.DNATokenizer(1)
 WINDOW, BATCH = 64, 32
@@ -47,8 +47,8 @@ def step_flops(model, ratio: float) -> int:
 
 
 def _pretrain(size: str, steps: int):
-    return pretrain(_model(size), _data(), sampler=masking.R2MAE(0.15, 0.45), steps=steps, batch_size=BATCH,
-                    lr=2e-3, step_fn=STEP, progress=False)
+    return pretrain(_model(size), _data(), sampler=masking.R2MAE(0.15, 0.45),
+                    train=TrainConfig(steps=steps, batch_size=BATCH, lr=2e-3), step_fn=STEP, progress=False)
 
 
 @pytest.mark.parametrize("size", ["XS", "S"])

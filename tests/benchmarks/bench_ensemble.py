@@ -21,7 +21,7 @@ from flops import matmul_flops_per_s
 from r2mae_core import masking
 from r2mae_core.ensemble import pretrain_ensemble
 from r2mae_core.models import build_model
-from r2mae_core.train import pretrain
+from r2mae_core.train import TrainConfig, pretrain
 
 SIZE = dict(img_size=28, in_chans=1, patch=4, dim=64, depth=2, heads=4, dec_dim=64, dec_depth=1, dec_heads=4)
 BATCH, STEPS = 64, 12
@@ -39,15 +39,16 @@ def _members(k: int):
 def _sequential(k: int, data) -> float:
     t0 = time.perf_counter()
     for m, model in enumerate(_members(k)):
-        pretrain(model, data, sampler=masking.Fixed(0.75), steps=STEPS, batch_size=BATCH, seed=m, progress=False)
+        pretrain(model, data, sampler=masking.Fixed(0.75), train=TrainConfig(steps=STEPS, batch_size=BATCH), seed=m,
+                 progress=False)
     return time.perf_counter() - t0
 
 
 def _together(k: int, data) -> float:
     members = _members(k)
     t0 = time.perf_counter()
-    pretrain_ensemble(members, data, samplers=[masking.Fixed(0.75)] * k, seeds=list(range(k)), steps=STEPS,
-                      batch_size=BATCH)
+    pretrain_ensemble(members, data, samplers=[masking.Fixed(0.75)] * k, seeds=list(range(k)),
+                      train=TrainConfig(steps=STEPS, batch_size=BATCH))
     return time.perf_counter() - t0
 
 

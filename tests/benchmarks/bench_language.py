@@ -21,7 +21,7 @@ import torch
 from r2mae_core import masking
 from r2mae_core.experiments.language import SIZES, mlm_step
 from r2mae_core.models import build_model
-from r2mae_core.train import pretrain
+from r2mae_core.train import TrainConfig, pretrain
 
 VOCAB, SEQ, BATCH = 2048, 64, 32
 SIZE = dict(vocab_size=VOCAB, max_len=SEQ, **SIZES["S"])
@@ -40,8 +40,8 @@ def step_flops(model, ratio: float) -> int:
 
 
 def _pretrain(steps: int):
-    return pretrain(build_model("text_encoder", **SIZE), _data(), sampler=masking.R2MAE(0.15, 0.45), steps=steps,
-                    batch_size=BATCH, lr=2e-3, step_fn=mlm_step, progress=False)
+    return pretrain(build_model("text_encoder", **SIZE), _data(), sampler=masking.R2MAE(0.15, 0.45),
+                    train=TrainConfig(steps=steps, batch_size=BATCH, lr=2e-3), step_fn=mlm_step, progress=False)
 
 
 @pytest.mark.parametrize("threads", [1, 0])

@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from r2mae_core import masking
 from r2mae_core.models import build_model
-from r2mae_core.train import mae_step, pretrain
+from r2mae_core.train import TrainConfig, mae_step, pretrain
 
 SIZE = dict(img_size=28, in_chans=1, patch=4, dim=128, depth=4, heads=4, dec_dim=64, dec_depth=2, dec_heads=4)
 BATCH = 128
@@ -51,8 +51,8 @@ def step_flops(model, ratio: float, batch: int) -> int:
 
 
 def _pretrain(sampler, steps: int, seed: int = 0):
-    return pretrain(build_model("vit", **SIZE), _data(), sampler=sampler, steps=steps, batch_size=BATCH,
-                    lr=1.5e-4 * BATCH / 256, seed=seed, progress=False)
+    return pretrain(build_model("vit", **SIZE), _data(), sampler=sampler, seed=seed, progress=False,
+                    train=TrainConfig(steps=steps, batch_size=BATCH, lr=1.5e-4 * BATCH / 256))
 
 
 def test_vit_mae_pretrain_throughput(benchmark):
