@@ -77,6 +77,7 @@ finetune_lrs: list = [0.0001]  # AdamW learning rates of fine-tuning; the best o
 device: str = "cpu"  # torch device of pretraining and features (cuda at full scale)
 threads: int = 1  # torch CPU threads during the runs, 0 keeps the default (1 is fastest on a busy 2-core CPU)
 workers: int = 1  # runs at once, each in its own process (2 one-thread workers on a 2-core CPU)
+ensemble_size: int = 1  # runs of one size and schedule trained together as one vmapped ensemble (GPU: 8-32; CPU: 1)
 
 # %%
 from r2mae_core import io, reference
@@ -94,7 +95,7 @@ config = language.Config(
     probe_train=probe_train, probe_eval=probe_eval, pos_train_tokens=pos_train_tokens,
     pos_eval_tokens=pos_eval_tokens, spam_train=spam_train, spam_eval=spam_eval, finetune_epochs=finetune_epochs,
     finetune_lrs=finetune_lrs, device=device, threads=threads,
-    workers=workers)
+    workers=workers, ensemble_size=ensemble_size)
 
 # %% [markdown]
 # Every run (pretraining, then all evaluations) is cached per (method, size, seed, evaluation): a re-run only

@@ -83,6 +83,7 @@ finetune_lrs: list = [0.0001]  # AdamW learning rates of fine-tuning; the best o
 device: str = "cpu"  # torch device of pretraining and features (cuda at full scale)
 threads: int = 1  # torch CPU threads during the runs, 0 keeps the default (1 is fastest on a busy 2-core CPU)
 workers: int = 1  # runs at once, each in its own process (2 one-thread workers on a 2-core CPU)
+ensemble_size: int = 1  # runs of one size and schedule trained together as one vmapped ensemble (GPU: 8-32; CPU: 1)
 
 # %%
 from r2mae_core import io, reference
@@ -100,7 +101,7 @@ config = dna.Config(
     batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, test_ratios=test_ratios,
     mlm_eval=mlm_eval, probe_train=probe_train, probe_eval=probe_eval, kmer_counts_k=kmer_counts_k,
     finetune_epochs=finetune_epochs, finetune_lrs=finetune_lrs, device=device, threads=threads,
-    workers=workers)
+    workers=workers, ensemble_size=ensemble_size)
 
 # %% [markdown]
 # ## 0 · Tasks and pretraining text

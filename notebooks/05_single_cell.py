@@ -86,7 +86,7 @@ probe_cs: list = [0.1, 1.0]  # inverse L2 strengths the probe chooses from on th
 neighbors_method: str = "gauss"  # kNN-graph kernel of leiden and UMAP: umap (scanpy default) or gauss (fast)
 leiden_resolutions: list = [1.0]  # leiden resolutions; NMI and ARI at the one with the best NMI
 recon_ratios: list = [0.15, 0.5]  # evaluation mask ratios of the reconstruction metrics
-umap_methods: list = ["PCA", "scGPT choice", "R²MAE"]  # methods shown in the UMAP figure
+umap_methods: list = ["PCA", "choice", "r2mae"]  # UMAP panels: method names (PCA, fixed 0.5, ...) or one-method groups (choice, scheduled, r2mae)
 device: str = "cpu"  # torch device of pretraining: cpu or cuda
 
 # %%

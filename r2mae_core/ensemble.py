@@ -1,4 +1,4 @@
-"""Train k masked image models of one architecture at once: stacked weights, one vmapped step, one optimizer.
+"""Train k masked models of one architecture at once: stacked weights, one vmapped step, one optimizer.
 
 A small model leaves a GPU almost idle (on one H200 a ViT-MAE of width 64 at batch 256 reaches under 0.1% of
 the bf16 matrix peak, ``results/gpu_checks/``), and on a CPU the per-step overhead of a small model dominates.
@@ -14,6 +14,8 @@ norm over its own parameters) and its own history. The members' visible-token co
 ratios): each member's :class:`~r2mae_core.models.blocks.TokenMask` is padded to the group's largest count, the
 padding slots are masked out of attention (as the models already do for per-sample ratios) and its masked
 positions point at the mask-token slot of the padded layout, so each member's loss is the one it has alone.
+Token models (:class:`r2mae_core.mlm.MLMStep`) see their whole corrupted sequence; their labelled positions are
+passed as flat indices padded to the group's largest count, the padding without loss.
 Attention runs on PyTorch's math backend: the fused CPU and CUDA attention kernels have no batching rule for
 ``vmap`` (it would loop over the members), the math backend's matrix products batch. The result equals the k
 runs trained one by one up to floating-point rounding: batched matrix products and the
@@ -53,7 +55,7 @@ from .train import (
     lr_schedule,
 )
 
-__all__ = ["stack_members", "pad_token_mask", "pretrain_ensemble"]
+__all__ = ["stack_members", "pad_token_mask", "ImageMasking", "pretrain_ensemble"]
 
 
 def stack_members(models: Sequence[nn.Module], device: str | torch.device = "cpu"):
@@ -94,6 +96,41 @@ def pad_token_mask(tm: TokenMask, K: int) -> TokenMask:
                      inverse, True)
 
 
+class ImageMasking:
+    """The member step of masked image models (the default of :func:`pretrain_ensemble`): each member masks its
+    images with an exact-count random subset at its ratios (:func:`r2mae_core.masking.random_subset_mask`, as
+    :func:`r2mae_core.train.mae_step`); the members' :class:`~r2mae_core.models.blocks.TokenMask` are padded to
+    the group's largest visible count. A step for another family offers the same three methods (e.g.
+    :class:`r2mae_core.mlm.MLMStep`)."""
+
+    @staticmethod
+    def draw(model, batch: Tensor, ratios: Tensor, generator: torch.Generator, progress: float):
+        """One member's inputs: its images and its mask."""
+        return batch, as_token_mask(masking.random_subset_mask(ratios, model.num_patches, generator=generator))
+
+    @staticmethod
+    def stack(draws, buckets: int = 0) -> tuple[tuple[Tensor, ...], bool]:
+        """Images ``(k, B, ...)`` and the mask's fields ``(k, B, ...)``, visible slots padded to the largest count
+        (rounded up to a multiple of ``ceil(L / buckets)`` when ``buckets`` > 0, as :func:`as_token_mask`'s
+        ``bucket``); the static part is whether the attention needs a key-padding mask."""
+        K = max(tm.ids_keep.shape[1] for _, tm in draws)
+        if buckets:
+            L = draws[0][1].mask.shape[1]
+            bucket = math.ceil(L / buckets)
+            K = min(L, math.ceil(max(K, 1) / bucket) * bucket)
+        masks = [pad_token_mask(tm, K) for _, tm in draws]
+        padded = bool(buckets) or any(tm.padded for tm in masks)
+        fields = tuple(torch.stack([getattr(tm, f) for tm in masks]) for f in ("mask", "ids_keep", "keep_valid",
+                                                                                 "inverse"))
+        return (torch.stack([x for x, _ in draws]), *fields), padded
+
+    @staticmethod
+    def call(model, tensors: tuple[Tensor, ...], static: bool):
+        """The member's forward on its slice of :meth:`stack`'s tensors (``model`` is the functional call)."""
+        x, mask, ids_keep, keep_valid, inverse = tensors
+        return model(x, TokenMask(mask, ids_keep, keep_valid, inverse, static))
+
+
 def _clip_per_member(params: dict[str, Tensor], max_norm: float) -> None:
     """Scale each member's gradients so that their global L2 norm is at most ``max_norm`` (as
     ``clip_grad_norm_``: factor ``max_norm / (norm + 1e-6)`` clamped at 1)."""
@@ -118,16 +155,17 @@ def _flush(pending: list[Tensor], hist: list[dict], first_step: int, uniformity:
 
 
 def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, seeds: Sequence[int],
-                      train: TrainConfig, uniformity_weight: float = 0.0, device: str | torch.device = "cpu",
-                      amp: bool | None = None, compile: bool = False, compile_buckets: int = 8) -> list[TrainResult]:
+                      train: TrainConfig, uniformity_weight: float = 0.0, step=None,
+                      device: str | torch.device = "cpu", amp: bool | None = None, compile: bool = False,
+                      compile_buckets: int = 8) -> list[TrainResult]:
     """Pretrain ``models`` (one architecture) together; member ``m`` is the run ``pretrain(models[m], data,
     sampler=samplers[m], seed=seeds[m], train=train, ...)`` would make (module docstring).
 
     Parameters
     ----------
     models
-        k masked image models of one architecture (``forward(x, mask) -> MAEOutput``, ``num_patches``), each
-        initialised with its own seed (:func:`r2mae_core.models.build_model`). Trained in place.
+        k masked models of one architecture (``forward(x, mask) -> MAEOutput``), each initialised with its own
+        seed (:func:`r2mae_core.models.build_model`). Trained in place.
     data
         As for :func:`~r2mae_core.train.pretrain`: uint8 images or a float tensor, shared by the members (each
         draws its own order).
@@ -138,6 +176,10 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
         to each member's own gradient norm (``checkpoint_every`` is not used: an ensemble is not checkpointed).
     uniformity_weight, device, amp, compile, compile_buckets
         As for :func:`~r2mae_core.train.pretrain`.
+    step
+        How each member masks its batch and calls the model: an object with ``draw``, ``stack`` and ``call``
+        (:class:`ImageMasking`, the default, or :class:`r2mae_core.mlm.MLMStep` for token models); it must draw
+        from the member's generator exactly as the ``step_fn`` of the runs one by one does.
 
     Returns
     -------
@@ -156,8 +198,7 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
     per_epoch = n // batch_size
     device = torch.device(device)
     amp = (device.type == "cuda") if amp is None else bool(amp)
-    L = models[0].num_patches
-    bucket = math.ceil(L / compile_buckets) if compile else 1
+    step = step or ImageMasking()
 
     params, buffers, base = stack_members(models, device)
     opt = adamw(params, train, member_ndim=1)
@@ -168,43 +209,38 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
         data_seeds.append(data_seed)
         mask_gens.append(torch_generator(mask_seed))
 
-    def member_step(p, b, x, mask, ids_keep, keep_valid, inverse, padded: bool):
-        out = torch.func.functional_call(base, (p, b), (x, TokenMask(mask, ids_keep, keep_valid, inverse, padded)))
+    def member_step(p, b, *tensors, static):
+        out = step.call(lambda *args: torch.func.functional_call(base, (p, b), args), tensors, static)
         unif = uniformity_loss(out.latent) if uniformity_weight else torch.zeros((), device=out.loss.device)
         return out.loss + uniformity_weight * unif, unif
 
     steps_fn = {}
 
-    def step_fn(padded: bool):
-        if padded not in steps_fn:
-            fn = torch.vmap(lambda p, b, *t: member_step(p, b, *t, padded=padded))
-            steps_fn[padded] = torch.compile(fn, dynamic=False) if compile else fn
-        return steps_fn[padded]
+    def step_fn(static):
+        if static not in steps_fn:
+            fn = torch.vmap(lambda p, b, *t: member_step(p, b, *t, static=static))
+            steps_fn[static] = torch.compile(fn, dynamic=False) if compile else fn
+        return steps_fn[static]
 
     hist = [{c: [] for c in HISTORY_COLUMNS} for _ in range(k)]
     pending: list[Tensor] = []
     perms: list[tuple[int, Tensor | None]] = [(-1, None)] * k
     t0 = time.perf_counter()
-    for step in range(steps):
-        epoch, i = divmod(step, per_epoch)
-        xs, masks, ratio_means = [], [], []
+    for step_i in range(steps):
+        epoch, i = divmod(step_i, per_epoch)
+        draws, ratio_means = [], []
         for m in range(k):
             if perms[m][0] != epoch:
                 perms[m] = (epoch, _epoch_perm(data_seeds[m], epoch, n))
-            xs.append(_batch(data, perms[m][1][i * batch_size:(i + 1) * batch_size]))
-            ratios = samplers[m].sample(batch_size, generator=mask_gens[m], progress=step / steps)
-            subset = masking.random_subset_mask(ratios, L, generator=mask_gens[m])
-            masks.append(as_token_mask(subset, bucket=bucket))
+            batch = _batch(data, perms[m][1][i * batch_size:(i + 1) * batch_size])
+            ratios = samplers[m].sample(batch_size, generator=mask_gens[m], progress=step_i / steps)
+            draws.append(step.draw(models[0], batch, ratios, mask_gens[m], step_i / steps))
             ratio_means.append(float(ratios.float().mean()))
-        K = max(tm.ids_keep.shape[1] for tm in masks)
-        masks = [pad_token_mask(tm, K) for tm in masks]
-        padded = any(tm.padded for tm in masks)
-        fields = [torch.stack([getattr(tm, f) for tm in masks]).to(device, non_blocking=True)
-                  for f in ("mask", "ids_keep", "keep_valid", "inverse")]
-        x = torch.stack(xs).to(device, non_blocking=True)
+        tensors, static = step.stack(draws, compile_buckets if compile else 0)
+        tensors = [t.to(device, non_blocking=True) for t in tensors]
         cur_lr = opt.param_groups[0]["lr"]
         with sdpa_kernel([SDPBackend.MATH]), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            losses, unifs = step_fn(padded)(params, buffers, x, *fields)
+            losses, unifs = step_fn(static)(params, buffers, *tensors)
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
         if train.grad_clip is not None:
@@ -214,12 +250,12 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
         pending.append(torch.stack([losses.detach().float(), unifs.detach().float()]))  # (2, k)
         elapsed = time.perf_counter() - t0
         for m in range(k):
-            row = {"step": step, "epoch": epoch, "loss": math.nan, "ratio_mean": ratio_means[m], "lr": cur_lr,
+            row = {"step": step_i, "epoch": epoch, "loss": math.nan, "ratio_mean": ratio_means[m], "lr": cur_lr,
                    "uniformity": math.nan, "seconds": elapsed}
             for c in HISTORY_COLUMNS:
                 hist[m][c].append(row[c])
-        if len(pending) >= _FLUSH_EVERY or step + 1 == steps:
-            _flush(pending, hist, step + 1 - len(pending), bool(uniformity_weight))
+        if len(pending) >= _FLUSH_EVERY or step_i + 1 == steps:
+            _flush(pending, hist, step_i + 1 - len(pending), bool(uniformity_weight))
     results = []
     for m, model in enumerate(models):
         state = {name: p[m].detach() for name, p in params.items()}

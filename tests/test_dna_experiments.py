@@ -11,6 +11,7 @@ from r2mae_core.experiments import dna as exp
 from r2mae_core.experiments import dna_claims
 from r2mae_core.masking import IGNORE_INDEX
 from r2mae_core.models import build_model
+from r2mae_core.runs import r2mae_name
 from r2mae_core.train import TrainConfig, pretrain
 
 
@@ -44,7 +45,7 @@ def _dna_batch(tok: dna.DNATokenizer, n: int = 64, length: int = 60, seed: int =
 def test_dna_mlm_step_masks_only_nucleotides_exact_count(k, curriculum):
     tok = dna.DNATokenizer(k)
     batch = _dna_batch(tok)
-    step = exp.DNAMLMStep(tok.first_random_id, 1.0, 4.0, curriculum=curriculum)
+    step = exp.mlm_step(tok.first_random_id, 1.0, 4.0, curriculum=curriculum)
     spy = _Spy(tok.vocab_size)
     g = torch.Generator().manual_seed(0)
     for ratio in (0.15, 0.5):
@@ -62,7 +63,7 @@ def test_dna_mlm_step_masks_only_nucleotides_exact_count(k, curriculum):
 def test_curriculum_spans_grow_with_progress():
     tok = dna.DNATokenizer(1)
     batch = _dna_batch(tok, n=256, length=120, seed=1)[2:]
-    step = exp.DNAMLMStep(tok.first_random_id, 1.0, 8.0, curriculum=True)
+    step = exp.mlm_step(tok.first_random_id, 1.0, 8.0, curriculum=True)
     spy = _Spy(tok.vocab_size)
     runs = {}
     for t in (0.0, 1.0):
@@ -225,7 +226,28 @@ def test_run_smoke_is_cached_and_reproducible(tmp_path, monkeypatch):
     b = exp.run(config, progress=False)  # from the cache
     pd.testing.assert_frame_equal(a["metrics"], b["metrics"])
     m = a["metrics"]
-    assert set(m["method"]) == {"fixed 0.15", "span curriculum 1→6", "R²MAE", "random init", "k-mer counts + LR"}
+    assert set(m["method"]) == {"fixed 0.15", "span curriculum 1→6", r2mae_name(config.r2mae_low, config.r2mae_high),
+                                "random init", "k-mer counts + LR"}
     assert m.loc[m.metric == "mcc", "value"].between(-1, 1).all()
     assert (a["tasks"]["test_overlap_pretraining"] == 0).all()
     exp._corpus_cached.cache_clear()
+
+
+def test_runs_trained_as_one_ensemble_match_the_runs_one_by_one(tmp_path, monkeypatch):
+    """``ensemble_size`` groups the runs of one size and schedule (fixed ratios and R²MAE of one seed) into one
+    vmapped ensemble; their histories and masked-token metrics equal the runs one by one to float tolerance."""
+    config = dict(n_seeds=1, sweep_ratios=(0.15, 0.5), baselines=("r2mae",), steps=6, pretrain_windows=300,
+                  probe_train=60, probe_eval=24, mlm_eval=40, threads=1)
+    out = {}
+    for size in (1, 3):
+        monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / str(size)))
+        exp._corpus_cached.cache_clear()
+        out[size] = exp.run(exp.Config(**config, ensemble_size=size), progress=False)
+    exp._corpus_cached.cache_clear()
+    a, b = out[1]["history"], out[3]["history"]
+    assert len(a) == len(b) and (a["loss"] - b["loss"]).abs().max() < 1e-5
+    mlm = [m[m.task.str.startswith("mlm") & (m.group != "reference")].reset_index(drop=True)
+           for m in (out[1]["metrics"], out[3]["metrics"])]
+    assert len(mlm[0]) >= 6 and (mlm[0]["value"] - mlm[1]["value"]).abs().max() < 1e-4
+    trained = out[3]["runs"].query("tokens > 0")["seconds"]
+    assert len(trained) == 3 and trained.nunique() == 1  # one ensemble: the members share its clock

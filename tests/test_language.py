@@ -9,7 +9,7 @@ import torch
 
 from r2mae_core import text
 from r2mae_core.experiments import language, language_claims
-from r2mae_core.masking import IGNORE_INDEX
+from r2mae_core.masking import IGNORE_INDEX, make_sampler
 from r2mae_core.models import build_model
 from r2mae_core.train import TrainConfig, pretrain
 
@@ -187,8 +187,7 @@ def test_determinism_same_seed_same_weights_and_history():
     data = torch.randint(4, 50, (64, 12))
     runs = []
     for _ in range(2):
-        res = pretrain(_model(), data, sampler=language.masking.make_sampler({"kind": "r2mae", "low": 0.15,
-                                                                              "high": 0.45}),
+        res = pretrain(_model(), data, sampler=make_sampler({"kind": "r2mae", "low": 0.15, "high": 0.45}),
                        train=TrainConfig(steps=4, batch_size=16), seed=3, step_fn=language.mlm_step, progress=False)
         runs.append(res)
     pd.testing.assert_frame_equal(runs[0].history.drop(columns="seconds"), runs[1].history.drop(columns="seconds"))

@@ -172,10 +172,10 @@ def test_probe_uses_no_test_information():
 def test_best_fixed_is_chosen_on_validation_never_on_test():
     rows = []
     for seed in range(3):
-        rows.append({"dataset": "d", "model": "mlp", "method": "fixed 0.15", "kind": "fixed", "seed": seed,
-                     "repeat": 0, "fold": 0, "val_f1": 0.9, "test_f1": 0.1, "test_acc": 0.1})
-        rows.append({"dataset": "d", "model": "mlp", "method": "fixed 0.5", "kind": "fixed", "seed": seed,
-                     "repeat": 0, "fold": 0, "val_f1": 0.2, "test_f1": 0.9, "test_acc": 0.9})
+        rows.append({"dataset": "d", "model": "mlp", "method": "fixed 0.15", "group": "fixed", "ratio": 0.15,
+                     "seed": seed, "repeat": 0, "fold": 0, "val_f1": 0.9, "test_f1": 0.1, "test_acc": 0.1})
+        rows.append({"dataset": "d", "model": "mlp", "method": "fixed 0.5", "group": "fixed", "ratio": 0.5,
+                     "seed": seed, "repeat": 0, "fold": 0, "val_f1": 0.2, "test_f1": 0.9, "test_acc": 0.9})
     out = sc_claims.with_best_fixed(pd.DataFrame(rows))
     best = out[out["method"] == sc_claims.BEST_FIXED]
     assert len(best) == 3 and (best["chosen"] == "fixed 0.15").all() and (best["test_f1"] == 0.1).all()
@@ -187,17 +187,18 @@ def _results(delta: float, n_seeds: int = 4) -> dict:
     rng = np.random.default_rng(0)
     for seed in range(n_seeds):
         base = 0.5 + 0.01 * rng.normal()
-        for method, kind, shift in [("fixed 0.15", "fixed", 0.0), ("fixed 0.5", "fixed", -0.01),
-                                    ("scGPT choice", "choice", 0.0), ("R²MAE", "r2mae", delta),
-                                    ("PCA", "reference", 0.0)]:
+        for method, group, ratio, shift in [("fixed 0.15", "fixed", 0.15, 0.0), ("fixed 0.5", "fixed", 0.5, -0.01),
+                                            ("scGPT choice", "choice", np.nan, 0.0),
+                                            ("R²MAE U[0.1,0.9]", "r2mae", np.nan, delta),
+                                            ("PCA", "reference", np.nan, 0.0)]:
             for fold in range(2):
-                ann.append({"dataset": "pbmc", "model": "mlp", "method": method, "kind": kind, "seed": seed,
-                            "repeat": 0, "fold": fold, "val_f1": base + shift, "test_f1": base + shift,
+                ann.append({"dataset": "pbmc", "model": "mlp", "method": method, "group": group, "ratio": ratio,
+                            "seed": seed, "repeat": 0, "fold": fold, "val_f1": base + shift, "test_f1": base + shift,
                             "test_acc": base + shift})
-            clu.append({"dataset": "pbmc", "model": "mlp", "method": method, "kind": kind, "seed": seed,
+            clu.append({"dataset": "pbmc", "model": "mlp", "method": method, "group": group, "seed": seed,
                         "nmi": base + shift, "ari": base + shift, "silhouette": 0.1})
     return {"annotation": pd.DataFrame(ann), "clustering": pd.DataFrame(clu),
-            "reconstruction": pd.DataFrame(columns=["dataset", "model", "method", "mse"])}
+            "reconstruction": pd.DataFrame(columns=["dataset", "model", "method", "group", "mse"])}
 
 
 @pytest.mark.parametrize("delta,verdict", [(0.05, "supported"), (-0.05, "contradicted")])
@@ -227,8 +228,16 @@ def test_config_errors_name_the_parameter(kwargs, match):
 
 def test_config_methods_include_every_baseline():
     config = exp.Config(fixed_ratios=[0.15, 0.5], r2mae_low=0.2, r2mae_high=0.8)
-    specs = config.sampler_specs("mlp")
-    assert list(specs) == ["fixed 0.15", "fixed 0.5", "scGPT choice", "scheduled", "R²MAE"]
-    assert specs["scheduled"]["start"] == 0.8 and specs["scheduled"]["end"] == 0.2
-    assert exp.methods(config, "mlp")[-2:] == ["PCA", "random init"]
-    assert masking.make_sampler(specs["scGPT choice"]).values == (0.25, 0.5, 0.75)
+    recipes = config.methods("mlp")
+    assert [m.name for m in recipes] == ["fixed 0.15", "fixed 0.5", "scGPT choice", "scheduled 0.8→0.2",
+                                         "R²MAE U[0.2,0.8]"]
+    assert [m.group for m in recipes] == ["fixed", "fixed", "choice", "scheduled", "r2mae"]
+    sched = recipes[3].sampler
+    assert sched["start"] == 0.8 and sched["end"] == 0.2
+    assert [(m.name, m.group) for m in exp.methods(config, "mlp")[-2:]] == [("PCA", "reference"),
+                                                                           ("random init", "reference")]
+    assert masking.make_sampler(recipes[2].sampler).values == (0.25, 0.5, 0.75)
+    picked = exp.select_methods(config, "mlp", ["PCA", "r2mae", "fixed 0.5", "choice"])
+    assert [m.name for m in picked] == ["PCA", "R²MAE U[0.2,0.8]", "fixed 0.5", "scGPT choice"]
+    with pytest.raises(ValueError, match="method 'fixed' is not allowed"):
+        exp.select_methods(config, "mlp", ["fixed"])  # two methods of group fixed: name one

@@ -1,5 +1,6 @@
 """What the token-MLM sections (03_language, 04_dna) share on the run engine (:mod:`r2mae_core.runs`): the
-torch thread setting around a study, the plan over sizes, methods and seeds, the pretraining of one run, the
+torch thread setting around a study, the plan over sizes, methods and seeds, the pretraining of one run or of an
+ensemble group, the
 tables built from the results, the reference rows and the pooled features the probes read."""
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import pandas as pd
 import torch
 
 from ..cache import cache_key, cache_root
+from ..ensemble import pretrain_ensemble
 from ..masking import make_sampler
 from ..runs import Method, Options, RunSpec, TrainConfig, fixed_method, reference_method
 from ..train import pretrain
 
-__all__ = ["with_threads", "train_config", "token_plan", "pretrain_run", "tables", "reference_rows",
+__all__ = ["with_threads", "train_config", "token_plan", "pretrain_run", "pretrain_group", "tables", "reference_rows",
            "history_table", "features"]
 
 
@@ -68,10 +70,34 @@ def pretrain_run(spec: RunSpec, model, ids: torch.Tensor, step, options: Options
     ckpt = cache_root() / folder / f"{cache_key(folder, spec.training_identity())}.pt"
     res = pretrain(model, ids, sampler=make_sampler(spec.method.sampler), train=spec.train, seed=spec.seed,
                    step_fn=step, device=options.device, progress=options.progress, checkpoint_path=ckpt)
-    every = max(1, spec.train.steps // 50)
-    history = res.history.iloc[::every][["step", "loss", "ratio_mean"]].reset_index(drop=True)
     ckpt.unlink(missing_ok=True)
-    return {"model": res.model, "history": history, "seconds": float(res.history["seconds"].iloc[-1])}
+    return {"model": res.model, "history": _thinned(res.history, spec.train),
+            "seconds": float(res.history["seconds"].iloc[-1])}
+
+
+def pretrain_group(group: list[RunSpec], models: list, ids: torch.Tensor, step, options: Options) -> list[dict]:
+    """Pretrain the runs of one engine group with the masking step ``step`` (the same for the group: the group
+    key holds the method's mask options): one by one (:func:`pretrain_run`, resumable) for a single run or a
+    reference, else as one ensemble (:func:`r2mae_core.ensemble.pretrain_ensemble`, not checkpointed: the
+    engine stores the group's results when it finishes; on CUDA its step is compiled, since the eager vmapped step
+    under bf16 autocast fails in PyTorch 2.11's attention backward). Returns what :func:`pretrain_run` returns,
+    per run."""
+    if len(group) == 1 or group[0].method.kind == "reference":
+        return [pretrain_run(spec, model, ids, step, options) for spec, model in zip(group, models, strict=True)]
+    first = group[0]
+    results = pretrain_ensemble(models, ids, samplers=[make_sampler(spec.method.sampler) for spec in group],
+                                seeds=[spec.seed for spec in group], train=first.train,
+                                uniformity_weight=first.method.uniformity_weight, step=step,
+                                device=options.device,
+                                compile=options.compile or torch.device(options.device).type == "cuda")
+    return [{"model": res.model, "history": _thinned(res.history, first.train),
+             "seconds": float(res.history["seconds"].iloc[-1])} for res in results]
+
+
+def _thinned(history: pd.DataFrame, train: TrainConfig) -> pd.DataFrame:
+    """Step, loss and ratio mean of every ``max(1, steps // 50)``-th step."""
+    every = max(1, train.steps // 50)
+    return history.iloc[::every][["step", "loss", "ratio_mean"]].reset_index(drop=True)
 
 
 def tables(plan: list[RunSpec], results: list[dict], seq_len: int) -> tuple[list, list, list]:

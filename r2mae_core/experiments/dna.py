@@ -38,17 +38,18 @@ import pandas as pd
 import torch
 
 from .. import data as datasets
-from .. import dna, masking
+from .. import dna
 from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
 from ..cache import cache_key, cached
+from ..mlm import MLMStep
 from ..models import build_model
-from ..runs import Method, Options, RunSpec, execute, fixed_method
+from ..runs import Method, Options, RunSpec, execute, fixed_method, r2mae_method
 from . import _token_runs as token_runs
 from ._checks import check_int, check_learning_rates, check_ratio, check_sweep
 from .language import SIZES, finetune, probe
 
 __all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "NAMESPACE", "run", "methods", "plan", "work",
-           "evaluation_spec", "corpus", "DNAMLMStep", "step_for", "config_dict"]
+           "evaluation_spec", "corpus", "mlm_step", "step_for", "config_dict"]
 
 #: Downstream tasks (score: Matthews correlation of the linear probe, as the Nucleotide Transformer reports).
 TASKS: tuple[str, ...] = ("exon_intron", "promoter", "species")
@@ -102,6 +103,7 @@ class Config:
     device: str = "cpu"
     threads: int = 0
     workers: int = 1
+    ensemble_size: int = 1
 
     def __post_init__(self) -> None:
         for name in ("sizes", "sweep_ratios", "baselines", "genomes", "test_ratios"):
@@ -111,6 +113,7 @@ class Config:
         for name in ("steps", "batch_size", "pretrain_windows", "mlm_eval", "threads", "finetune_epochs"):
             check_int(name, getattr(self, name), 0 if name in ("threads", "finetune_epochs") else 1)
         check_int("workers", self.workers, 1)
+        check_int("ensemble_size", self.ensemble_size, 1)
         check_int("probe_train", self.probe_train, 12)
         check_int("probe_eval", self.probe_eval, 12)
         if isinstance(self.kmer, bool) or not isinstance(self.kmer, int) or not 1 <= self.kmer <= 6:
@@ -161,7 +164,7 @@ class Config:
 def methods(config: Config) -> list[Method]:
     """Fixed ratios of the sweep, then the declared baselines. Groups: ``fixed``, ``scheduled``, ``curriculum``
     (a fixed ratio masked in spans whose mean length grows over training: ``mask`` holds ``span_start`` and
-    ``span_end``) and ``r2mae`` (the declared interval, named ``R²MAE``)."""
+    ``span_end``) and ``r2mae`` (the declared interval, named by :func:`r2mae_core.runs.r2mae_name`)."""
     a, b = config.r2mae_low, config.r2mae_high
     out = [fixed_method(r) for r in config.sweep_ratios]
     named = {"scheduled": Method(f"scheduled {b:g}→{a:g}", "scheduled",
@@ -169,52 +172,26 @@ def methods(config: Config) -> list[Method]:
              "curriculum": Method(f"span curriculum 1→{config.curriculum_max_span:g}", "fixed",
                                   {"kind": "fixed", "ratio": float(config.curriculum_ratio)}, "curriculum",
                                   mask={"span_start": 1.0, "span_end": float(config.curriculum_max_span)}),
-             "r2mae": Method("R²MAE", "r2mae", {"kind": "r2mae", "low": a, "high": b, "per": config.r2mae_per},
-                             "r2mae")}
+             "r2mae": r2mae_method(a, b, config.r2mae_per)}
     return out + [named[m] for m in config.baselines]
 
 
 # ------------------------------------------------------------------------------------------ masking step
-@dataclass(frozen=True)
-class DNAMLMStep:
-    """``step_fn`` of :func:`r2mae_core.train.pretrain` for DNA token models.
-
-    Eligible tokens: nucleotides / k-mers only (ids > N; never specials, ``[UNK]``, N or padding). Exactly
-    ``round(m · n_eligible)`` of them are selected per row — independently (random subset, BERT / DNABERT /
-    Nucleotide Transformer / Caduceus) or, with ``curriculum``, in contiguous spans of mean length
-    ``span_start + (span_end − span_start) · t`` at training progress t (the span curriculum, in the spirit of
-    RandomMask, Liang et al. 2023, whose masked spans widen during training) — then corrupted 80/10/10 with random
-    replacements drawn from the nucleotide / k-mer ids only (``first_random_id`` up).
-    """
-
-    first_random_id: int
-    span_start: float = 1.0
-    span_end: float = 1.0
-    curriculum: bool = False
-
-    def mean_span(self, progress: float) -> float:
-        return self.span_start + (self.span_end - self.span_start) * float(progress)
-
-    def __call__(self, model, batch: torch.Tensor, ratios: torch.Tensor, generator: torch.Generator,
-                 progress: float = 0.0):
-        tokens = batch.cpu()
-        eligible = tokens > dna.N_ID  # (B, L)
-        if not self.curriculum:
-            mask = masking.random_subset_mask(ratios, tokens.shape[1], generator=generator, eligible=eligible).mask
-        else:
-            mask = masking.span_mask(ratios, tokens.shape[1], mean_span=self.mean_span(progress),
-                                     generator=generator, eligible=eligible)
-        corrupted, labels = masking.bert_corruption(tokens, mask, mask_token_id=dna.MASK_ID,
-                                                    vocab_size=model.config.vocab_size, generator=generator,
-                                                    random_token_low=self.first_random_id)
-        return model(corrupted.to(batch.device), labels.to(batch.device))
+def mlm_step(first_random_id: int, span_start: float = 1.0, span_end: float = 1.0,
+             curriculum: bool = False) -> MLMStep:
+    """The MLM step of DNA token models (:class:`r2mae_core.mlm.MLMStep`): only nucleotides / k-mers (ids > N;
+    never specials, ``[UNK]``, N or padding) are masked, exactly ``round(m · n_eligible)`` per row —
+    independently or, with ``curriculum``, in spans of mean length ``span_start + (span_end − span_start) · t``
+    at training progress t — and random replacements are drawn from the nucleotide / k-mer ids
+    (``first_random_id`` up)."""
+    return MLMStep(dna.MASK_ID, dna.N_ID + 1, first_random_id, span_start, span_end, curriculum)
 
 
-def step_for(method: Method, first_random_id: int) -> DNAMLMStep:
+def step_for(method: Method, first_random_id: int) -> MLMStep:
     """The masking step of ``method``: independent masks, or its span curriculum (``method.mask``)."""
     if method.mask:
-        return DNAMLMStep(first_random_id, method.mask["span_start"], method.mask["span_end"], curriculum=True)
-    return DNAMLMStep(first_random_id)
+        return mlm_step(first_random_id, method.mask["span_start"], method.mask["span_end"], curriculum=True)
+    return mlm_step(first_random_id)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -346,7 +323,7 @@ def _mlm_eval(model, ids: np.ndarray, ratio: float, first_random_id: int, device
     """Masked-token cross-entropy (nats) and accuracy over the corrupted tokens at ``ratio`` (independent
     masking; the same masks for every model)."""
     gen = torch_generator(_EVAL_SEED + int(round(ratio * 1000)))
-    step = DNAMLMStep(first_random_id)
+    step = mlm_step(first_random_id)
     total, correct, n = 0.0, 0, 0
     for i in range(0, len(ids), batch):
         x = torch.as_tensor(ids[i:i + batch], dtype=torch.long)
@@ -412,18 +389,17 @@ def _corpus_of(spec: dict) -> dict:
 
 
 def work(group: list[RunSpec], options: Options) -> list[dict]:
-    """The engine's work on DNA runs: pretrain each with its masking step (:func:`step_for`, resumable), then
-    :func:`_evaluate`. Records: ``metrics`` (split/task/metric/value rows), ``history``, ``seconds``."""
-    out = []
-    for spec in group:
-        corp = _corpus_of(spec.data)
-        model = build_model("text_encoder", seed=spec.seed, **spec.model)
-        step = step_for(spec.method, spec.evaluation["first_random_id"])
-        res = token_runs.pretrain_run(spec, model, torch.as_tensor(corp["pretrain_ids"], dtype=torch.long), step,
-                                      options)
-        rows = _evaluate(res["model"], corp, spec.evaluation, options.device)
-        out.append({"metrics": pd.DataFrame(rows), "history": res["history"], "seconds": res["seconds"]})
-    return out
+    """The engine's work on a group of DNA runs: pretrain them with their masking step (:func:`step_for`; one by
+    one and resumable, or as one ensemble), then :func:`_evaluate` each. Records: ``metrics``
+    (split/task/metric/value rows), ``history``, ``seconds``."""
+    first = group[0]
+    corp = _corpus_of(first.data)
+    models = [build_model("text_encoder", seed=spec.seed, **spec.model) for spec in group]
+    step = step_for(first.method, first.evaluation["first_random_id"])
+    trained = token_runs.pretrain_group(group, models, torch.as_tensor(corp["pretrain_ids"], dtype=torch.long),
+                                        step, options)
+    return [{"metrics": pd.DataFrame(_evaluate(res["model"], corp, spec.evaluation, options.device)),
+             "history": res["history"], "seconds": res["seconds"]} for spec, res in zip(group, trained, strict=True)]
 
 
 def _kmer_rows(corp: dict, k: int) -> list[dict]:
@@ -467,8 +443,8 @@ def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
     corp = corpus(config)
     runs_ = plan(config)
     results = execute(runs_, work, options=Options(device=config.device, threads=config.threads),
-                      workers=config.workers, data_checksum=_data_checksum(config.genomes), desc="04 runs",
-                      progress=progress)
+                      workers=config.workers, group_size=config.ensemble_size,
+                      data_checksum=_data_checksum(config.genomes), desc="04 runs", progress=progress)
     metrics, history, runs = token_runs.tables(runs_, results, config.seq_len)
     kmer = cached("dna_kmer_counts", {**_corpus_spec(config), "k": config.kmer_counts_k},
                   lambda: _kmer_rows(corp, config.kmer_counts_k), data_checksum=_data_checksum(config.genomes))

@@ -124,9 +124,9 @@ def key_numbers(results: dict[str, pd.DataFrame], claims_list: list[Claim], conf
     sc = scores(results["metrics"])
     test = sc[(sc["split"] == "test") & sc["size"].isin([config.main_size, "-"])]
     out = {}
-    names = {"R²MAE": "R2MAE", "random init": "random_init", "k-mer counts + LR": "kmer_LR"}
-    for method, g in test.groupby("method", sort=False):
-        name = names.get(method, method.replace(" ", "_").replace("→", "to"))
+    names = {"random init": "random_init", "k-mer counts + LR": "kmer_LR"}
+    for (method, group), g in test.groupby(["method", "group"], sort=False):
+        name = "R2MAE" if group == "r2mae" else names.get(method, method.replace(" ", "_").replace("→", "to"))
         for t in (*SCORE_TASKS, "mlm_acc"):
             if t in g and g[t].notna().any():
                 out[f"{name}_{t}"] = g[t].mean()

@@ -22,12 +22,13 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .. import data as datasets
-from .. import masking, text
+from .. import text
 from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
 from ..cache import cache_key, cached
 from ..data.language import BROWN_GENRES
+from ..mlm import MLMStep
 from ..models import build_model
-from ..runs import Method, Options, RunSpec, execute, fixed_method
+from ..runs import Method, Options, RunSpec, execute, fixed_method, r2mae_method
 from . import _token_runs as token_runs
 from ._checks import check_int, check_learning_rates, check_ratio, check_sweep
 
@@ -88,6 +89,7 @@ class Config:
     device: str = "cpu"
     threads: int = 0
     workers: int = 1
+    ensemble_size: int = 1
 
     def __post_init__(self) -> None:
         for name in ("sizes", "sweep_ratios", "baselines", "ablations", "test_ratios"):
@@ -100,6 +102,7 @@ class Config:
         check_int("seq_len", self.seq_len, 8)
         check_int("threads", self.threads, 0)
         check_int("workers", self.workers, 1)
+        check_int("ensemble_size", self.ensemble_size, 1)
         check_int("finetune_epochs", self.finetune_epochs, 0)
         object.__setattr__(self, "finetune_lrs", check_learning_rates("finetune_lrs", self.finetune_lrs))
         for name in ("steps", "batch_size", "probe_train", "probe_eval", "pos_train_tokens", "pos_eval_tokens",
@@ -134,19 +137,18 @@ class Config:
 
 def methods(config: Config) -> list[Method]:
     """Fixed ratios of the sweep, then the declared baselines and ablations. Groups: ``fixed``, ``mrd``,
-    ``scheduled``, ``r2mae`` (the declared interval, named ``R²MAE``) and ``ablation``."""
+    ``scheduled``, ``r2mae`` (the declared interval, named by :func:`r2mae_core.runs.r2mae_name`) and
+    ``ablation``."""
     a, b, per = config.r2mae_low, config.r2mae_high, config.r2mae_per
     out = [fixed_method(r) for r in config.sweep_ratios]
-    r2 = {"kind": "r2mae", "low": a, "high": b, "per": per}
     named = {"mrd_cosine": Method("MRD cosine", "mrd", {"kind": "mrd", "shape": "cosine"}, "mrd"),
              "mrd_linear": Method("MRD linear", "mrd", {"kind": "mrd", "shape": "linear"}, "mrd"),
              "scheduled": Method(f"scheduled {b:g}→{a:g}", "scheduled",
                                  {"kind": "scheduled", "start": b, "end": a, "shape": "linear"}, "scheduled"),
-             "r2mae": Method("R²MAE", "r2mae", r2, "r2mae"),
-             "r2mae_sample": Method("R²MAE per sample", "r2mae", {**r2, "per": "sample"}, "ablation")}
+             "r2mae": r2mae_method(a, b, per),
+             "r2mae_sample": r2mae_method(a, b, "sample", group="ablation")}
     out += [named[m] for m in config.baselines] + [named[m] for m in config.ablations]
-    out += [Method(f"R²MAE [{lo:g}, {hi:g}]", "r2mae", {**r2, "low": float(lo), "high": float(hi)}, "ablation")
-            for lo, hi in config.ablation_intervals]
+    out += [r2mae_method(lo, hi, per, group="ablation") for lo, hi in config.ablation_intervals]
     return out
 
 
@@ -229,16 +231,10 @@ def corpus(config: Config) -> dict:
 # ------------------------------------------------------------------------------------------ training
 
 
-def mlm_step(model, batch: torch.Tensor, ratios: torch.Tensor, generator: torch.Generator, progress: float = 0.0):
-    """``step_fn`` of :func:`r2mae_core.train.pretrain` for token models: exact-count random subset of the
-    *eligible* (non-special, non-padding) tokens at each row's ratio, BERT 80/10/10 corruption, MLM loss
-    (the same at every ``progress``)."""
-    eligible = batch.cpu() >= text.N_SPECIAL  # (B, L) specials and padding are never selected
-    mask = masking.random_subset_mask(ratios, batch.shape[1], generator=generator, eligible=eligible).mask
-    corrupted, labels = masking.bert_corruption(batch.cpu(), mask, mask_token_id=text.MASK_ID,
-                                                vocab_size=model.config.vocab_size, generator=generator,
-                                                random_token_low=text.N_SPECIAL)
-    return model(corrupted.to(batch.device), labels.to(batch.device))
+mlm_step = MLMStep(text.MASK_ID, first_eligible_id=text.N_SPECIAL, first_random_id=text.N_SPECIAL)
+"""The MLM step of the language models (:class:`r2mae_core.mlm.MLMStep`): an exact-count random subset of the
+eligible (non-special, non-padding) tokens at each row's ratio, BERT 80/10/10 corruption with random
+replacements from the non-special ids."""
 
 
 @torch.no_grad()
@@ -474,16 +470,15 @@ def plan(config: Config) -> list[RunSpec]:
 
 
 def work(group: list[RunSpec], options: Options) -> list[dict]:
-    """The engine's work on language runs: pretrain each (:func:`mlm_step`, resumable), then :func:`_evaluate`.
-    Records: ``metrics`` (split/task/metric/value rows), ``history``, ``seconds``."""
-    out = []
-    for spec in group:
-        corp = _corpus_cached(cache_key("language_corpus", spec.data), tuple(sorted(spec.data.items())))
-        model = build_model("text_encoder", seed=spec.seed, **spec.model)
-        res = token_runs.pretrain_run(spec, model, torch.as_tensor(corp["pretrain_ids"]), mlm_step, options)
-        rows = _evaluate(res["model"], corp, spec.evaluation, options.device)
-        out.append({"metrics": pd.DataFrame(rows), "history": res["history"], "seconds": res["seconds"]})
-    return out
+    """The engine's work on a group of language runs: pretrain them (:func:`mlm_step`; one by one and resumable,
+    or as one ensemble), then :func:`_evaluate` each. Records: ``metrics`` (split/task/metric/value rows),
+    ``history``, ``seconds``."""
+    first = group[0]
+    corp = _corpus_cached(cache_key("language_corpus", first.data), tuple(sorted(first.data.items())))
+    models = [build_model("text_encoder", seed=spec.seed, **spec.model) for spec in group]
+    trained = token_runs.pretrain_group(group, models, torch.as_tensor(corp["pretrain_ids"]), mlm_step, options)
+    return [{"metrics": pd.DataFrame(_evaluate(res["model"], corp, spec.evaluation, options.device)),
+             "history": res["history"], "seconds": res["seconds"]} for spec, res in zip(group, trained, strict=True)]
 
 
 def _tfidf_rows(corp: dict) -> list[dict]:
@@ -518,7 +513,9 @@ def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
 
     ``config.workers`` > 1 runs that many runs at once, each in its own process (``config.threads`` torch
     threads each; on a 2-core CPU two one-thread workers take about half the wall time of one); the results do
-    not depend on it.
+    not depend on it. ``config.ensemble_size`` > 1 trains up to that many runs of one size and schedule as one
+    vmapped ensemble (:func:`r2mae_core.ensemble.pretrain_ensemble`; for GPUs): equal to the runs one by one up
+    to float rounding (``tests/test_ensemble.py``).
     """
     return token_runs.with_threads(config.threads, _run, config, progress)
 
@@ -527,7 +524,8 @@ def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
     corp = corpus(config)
     runs_ = plan(config)
     results = execute(runs_, work, options=Options(device=config.device, threads=config.threads),
-                      workers=config.workers, data_checksum=_data_checksum(), desc="03 runs", progress=progress)
+                      workers=config.workers, group_size=config.ensemble_size, data_checksum=_data_checksum(),
+                      desc="03 runs", progress=progress)
     metrics, history, runs = token_runs.tables(runs_, results, config.seq_len)
     tfidf = cached("language_tfidf", _corpus_spec(config), lambda: _tfidf_rows(corp), data_checksum=_data_checksum())
     metrics += token_runs.reference_rows("TF-IDF + LR", tfidf, config.n_seeds)

@@ -116,18 +116,18 @@ def key_numbers(results: dict[str, pd.DataFrame], claims_list: list[Claim], conf
     sc = scores(results["metrics"])
     test = _main(sc, config, "test")
     out = {}
-    for method in ("R²MAE", "random init"):
+    for name, rows in (("R2MAE", test["group"] == "r2mae"), ("random_init", test["method"] == "random init")):
         for t in ("genre", "spam", "pos", "mlm"):
-            vals = test.loc[test["method"] == method, t].dropna()
+            vals = test.loc[rows, t].dropna()
             if len(vals):
-                out[f"{method.replace('²', '2').replace(' ', '_')}_{t}"] = vals.mean()
+                out[f"{name}_{t}"] = vals.mean()
     tfidf = sc[(sc["method"] == "TF-IDF + LR") & (sc["split"] == "test")]
     for t in ("genre", "spam"):
         out[f"tfidf_{t}"] = tfidf[t].mean()
     metrics = results["metrics"]
     for t, m in (("genre_ft", "macro_f1"), ("spam_ft", "f1")):  # fine-tuning (full profile)
         sel = metrics[(metrics["task"] == t) & (metrics["metric"] == m) & (metrics["split"] == "test")
-                      & (metrics["method"] == "R²MAE")]
+                      & (metrics["group"] == "r2mae")]
         if len(sel):
             out[f"R2MAE_{t}"] = sel["value"].mean()
             out[f"R2MAE_{t}_minus_tfidf"] = out[f"R2MAE_{t}"] - out[f"tfidf_{t.removesuffix('_ft')}"]

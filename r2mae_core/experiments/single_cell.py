@@ -50,11 +50,11 @@ from .. import single_cell
 from .._rng import check_seed
 from ..masking import make_sampler
 from ..models import model_config
-from ..runs import Method, Options, RunSpec, TrainConfig, execute, reference_method
+from ..runs import Method, Options, RunSpec, TrainConfig, execute, fixed_method, r2mae_method, reference_method
 from ._checks import check_int
 
 __all__ = ["Config", "run", "plan", "work", "DATASET_SPECS", "MODELS", "NAMESPACE", "load_dataset", "methods",
-           "probe_fold", "annotation_cv", "clustering_scores", "umap_adata"]
+           "select_methods", "probe_fold", "annotation_cv", "clustering_scores", "umap_adata"]
 
 #: Dataset name -> label column of ``obs`` and a short name for tables.
 DATASET_SPECS: dict[str, dict] = {
@@ -157,18 +157,20 @@ class Config:
             raise ValueError(f"device={self.device!r} is not allowed: use 'cpu' or 'cuda'")
         if not self.lr > 0 or self.weight_decay < 0:
             raise ValueError(f"lr={self.lr!r}, weight_decay={self.weight_decay!r}: need lr > 0, weight_decay >= 0")
-        for spec in self.sampler_specs("mlp").values():  # one clear line for low > high, unknown per/shape, ...
-            make_sampler(spec)
+        for method in self.methods("mlp"):  # one clear line for low > high, unknown per/shape, ...
+            make_sampler(method.sampler)
 
-    def sampler_specs(self, model: str) -> dict[str, dict]:
-        """Method label -> ratio-sampler spec, for ``model``: the fixed sweep, scGPT's choice, the schedule, R²MAE."""
+    def methods(self, model: str) -> list[Method]:
+        """The masking methods of ``model`` (records): the fixed sweep (group ``fixed``), scGPT's per-batch choice
+        (``choice``), the schedule (``scheduled``) and the declared R²MAE (``r2mae``)."""
         ratios = self.fixed_ratios if model == "mlp" else self.transformer_fixed_ratios
-        specs: dict[str, dict] = {f"fixed {r:g}": {"kind": "fixed", "ratio": float(r)} for r in ratios}
-        specs["scGPT choice"] = {"kind": "choice", "values": list(self.choice_values), "per": "batch"}
-        specs["scheduled"] = {"kind": "scheduled", "start": self.r2mae_high, "end": self.r2mae_low,
-                              "shape": self.schedule_shape}
-        specs["R²MAE"] = {"kind": "r2mae", "low": self.r2mae_low, "high": self.r2mae_high, "per": self.r2mae_per}
-        return specs
+        lo, hi = self.r2mae_low, self.r2mae_high
+        return [*(fixed_method(r) for r in ratios),
+                Method("scGPT choice", "choice", {"kind": "choice", "values": list(self.choice_values), "per": "batch"},
+                       "choice"),
+                Method(f"scheduled {hi:g}→{lo:g}", "scheduled",
+                       {"kind": "scheduled", "start": hi, "end": lo, "shape": self.schedule_shape}, "scheduled"),
+                r2mae_method(lo, hi, self.r2mae_per)]
 
     def model_kwargs(self, model: str) -> dict:
         """Sizes of ``model`` (``n_genes`` comes from the data)."""
@@ -182,9 +184,23 @@ class Config:
         return int(state >> np.uint64(1))
 
 
-def methods(config: Config, model: str) -> list[str]:
-    """Every method label of ``model`` in table order: the masking schemes, then the references."""
-    return [*config.sampler_specs(model), *REFERENCES]
+def methods(config: Config, model: str) -> list[Method]:
+    """Every method of ``model`` in table order: the masking schemes, then the references (group ``reference``)."""
+    return [*config.methods(model), *(reference_method(name) for name in REFERENCES)]
+
+
+def select_methods(config: Config, model: str, keys) -> list[Method]:
+    """The methods of ``model`` named by ``keys``: each key is a method's name (``"PCA"``, ``"fixed 0.5"``) or a
+    group holding exactly one method (``"r2mae"``, ``"choice"``, ``"scheduled"``)."""
+    every = methods(config, model)
+    out = []
+    for key in keys:
+        hits = [m for m in every if m.name == key] or [m for m in every if m.group == key]
+        if len(hits) != 1:
+            raise ValueError(f"method {key!r} is not allowed: use a name of {[m.name for m in every]} or a group "
+                             "with one method (r2mae, choice, scheduled)")
+        out.append(hits[0])
+    return out
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -342,19 +358,11 @@ def _pca(x: np.ndarray, n_comps: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- the runs
-def _method(config: Config, model: str, name: str) -> Method:
-    if name in REFERENCES:
-        return reference_method(name)
-    spec = config.sampler_specs(model)[name]
-    return Method(name, spec["kind"], spec, spec["kind"])
-
-
-def _unit_spec(config: Config, dataset: str, model: str, name: str, s: int) -> RunSpec:
+def _unit_spec(config: Config, dataset: str, model: str, method: Method, s: int) -> RunSpec:
     """One (dataset, model, method, seed index) unit as a run; PCA is one run per dataset and seed (tagged with
     each model it is listed under)."""
-    method = _method(config, model, name)
     ds = load_dataset(dataset, hsmm_genes=config.hsmm_genes, transformer_genes=config.transformer_genes)
-    family = "pca" if name == "PCA" else model
+    family = "pca" if method.name == "PCA" else model
     data = {"dataset": dataset, "hsmm_genes": config.hsmm_genes, "transformer_genes": config.transformer_genes,
             "holdout": config.holdout, "holdout_seed": config.seed_of(9), "checksum": ds["checksum"]}
     evaluation = {"seed": config.seed_of(2, s), "recon_seed": config.seed_of(3, s),
@@ -377,9 +385,9 @@ def _unit_spec(config: Config, dataset: str, model: str, name: str, s: int) -> R
 def plan(config: Config) -> list[RunSpec]:
     """Every unit of the study: per dataset, model (the Transformer only on ``transformer_datasets``), method
     (:func:`methods`) and seed index."""
-    return [_unit_spec(config, dataset, model, name, s) for dataset in config.datasets for model in config.models
+    return [_unit_spec(config, dataset, model, method, s) for dataset in config.datasets for model in config.models
             if model != "transformer" or dataset in config.transformer_datasets
-            for name in methods(config, model) for s in range(config.n_seeds)]
+            for method in methods(config, model) for s in range(config.n_seeds)]
 
 
 def work(group: list[RunSpec], options: Options) -> list[dict]:
@@ -435,17 +443,18 @@ def run(config: Config, *, progress: bool = True) -> dict[str, pd.DataFrame]:
     Returns
     -------
     dict of DataFrame
-        ``annotation`` (dataset, model, method, kind, seed, repeat, fold, val_f1, test_acc, test_f1, C),
-        ``clustering`` (dataset, model, method, kind, seed, nmi, ari, silhouette, resolution, n_clusters),
-        ``reconstruction`` (dataset, model, method, kind, seed, eval_ratio, mse, pearson; trained and random
-        encoders), ``loss`` (dataset, model, method, seed, step, loss, ratio_mean: every 10th step).
+        Each table starts with dataset, model, the method's columns (method, group, kind, ratio, ratio_low,
+        ratio_high, uniformity_weight: :meth:`r2mae_core.runs.Method.columns`) and the seed index.
+        ``annotation`` (+ repeat, fold, val_f1, test_acc, test_f1, C), ``clustering`` (+ nmi, ari, silhouette,
+        resolution, n_clusters), ``reconstruction`` (+ eval_ratio, mse, pearson; trained and random encoders),
+        ``loss`` (+ step, loss, ratio_mean: every 10th step).
         PCA rows are repeated under each model (one computation per dataset and seed).
     """
     tables: dict[str, list] = {"annotation": [], "clustering": [], "reconstruction": [], "loss": []}
     runs = plan(config)
     for spec, res in zip(runs, _results(config, runs, progress), strict=True):
-        tags = {"dataset": spec.tags["dataset"], "model": spec.tags["model"], "method": spec.method.name,
-                "kind": spec.method.kind, "seed": spec.tags["seed"]}
+        tags = {"dataset": spec.tags["dataset"], "model": spec.tags["model"], **spec.method.columns(),
+                "seed": spec.tags["seed"]}
         tables["annotation"].append(res["annotation"].assign(**tags))
         tables["clustering"].append(pd.DataFrame([{**tags, **res["clustering"]}]))
         if "reconstruction" in res:
@@ -453,7 +462,8 @@ def run(config: Config, *, progress: bool = True) -> dict[str, pd.DataFrame]:
         hist = res["history"]
         if len(hist):
             tables["loss"].append(hist.loc[hist["step"] % 10 == 0, ["step", "loss", "ratio_mean"]].assign(**tags))
-    order = ["dataset", "model", "method", "kind", "seed"]
+    order = ["dataset", "model", "method", "group", "kind", "ratio", "ratio_low", "ratio_high", "uniformity_weight",
+             "seed"]
     out = {}
     for name, frames in tables.items():
         df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=order)
@@ -461,10 +471,11 @@ def run(config: Config, *, progress: bool = True) -> dict[str, pd.DataFrame]:
     return out
 
 
-def umap_adata(config: Config, dataset: str, model: str, method_list, *, s: int = 0):
-    """The dataset's cells with, per method, its embedding (``obsm["X_emb_<i>"]``, seed index ``s``, read from the
-    cache) and a UMAP of it (``obsm["X_umap_<i>"]``: ``sc.pp.neighbors`` + ``sc.tl.umap``), ``obs["label"]`` the
-    cell types and ``uns["methods"]`` the method labels (for :func:`r2mae_core.plotting.single_cell.umap_grid`)."""
+def umap_adata(config: Config, dataset: str, model: str, method_keys, *, s: int = 0):
+    """The dataset's cells with, per method (``method_keys``: names or one-method groups, :func:`select_methods`),
+    its embedding (``obsm["X_emb_<i>"]``, seed index ``s``, read from the cache) and a UMAP of it
+    (``obsm["X_umap_<i>"]``: ``sc.pp.neighbors`` + ``sc.tl.umap``), ``obs["label"]`` the cell types and
+    ``uns["methods"]`` the method labels (for :func:`r2mae_core.plotting.single_cell.umap_grid`)."""
     import anndata
     import scanpy as sc
 
@@ -472,7 +483,8 @@ def umap_adata(config: Config, dataset: str, model: str, method_list, *, s: int 
     adata = anndata.AnnData(obs=pd.DataFrame(index=ds["adata"].obs_names.copy()))
     adata.obs["label"] = pd.Categorical.from_codes(ds["y"], ds["labels"])
     seed = config.seed_of(4, s) % 2**32
-    runs = [_unit_spec(config, dataset, model, method, s) for method in method_list]
+    chosen = select_methods(config, model, method_keys)
+    runs = [_unit_spec(config, dataset, model, method, s) for method in chosen]
     for i, res in enumerate(_results(config, runs, progress=False)):
         adata.obsm[f"X_emb_{i}"] = res["embedding"]
         with warnings.catch_warnings(), threadpool_limits(1):
@@ -481,5 +493,5 @@ def umap_adata(config: Config, dataset: str, model: str, method_list, *, s: int 
                             method=config.neighbors_method)
             sc.tl.umap(adata, random_state=seed)
         adata.obsm[f"X_umap_{i}"] = adata.obsm.pop("X_umap")
-    adata.uns["methods"] = list(method_list)
+    adata.uns["methods"] = [m.name for m in chosen]
     return adata

@@ -36,44 +36,47 @@ _METRICS = ("test_f1", "test_acc", "nmi", "ari", "silhouette")
 
 
 def with_best_fixed(annotation: pd.DataFrame) -> pd.DataFrame:
-    """``annotation`` plus the rows of method ``"best fixed (val)"``: per (dataset, model, seed, repeat, fold) the
-    fixed ratio with the best *inner validation* macro-F1 (ties: the smaller ratio), with its test scores and
-    the chosen ratio in column ``chosen``."""
-    fixed = annotation[annotation["kind"] == "fixed"].copy()
-    fixed["ratio"] = fixed["method"].str.removeprefix("fixed ").astype(float)
+    """``annotation`` plus the rows of method ``"best fixed (val)"`` (group ``best fixed``): per (dataset, model,
+    seed, repeat, fold) the method of group ``fixed`` with the best *inner validation* macro-F1 (ties: the smaller
+    ratio), with its test scores and the chosen method in column ``chosen``."""
+    fixed = annotation[annotation["group"] == "fixed"]
     keys = ["dataset", "model", "seed", "repeat", "fold"]
     fixed = fixed.sort_values([*keys, "val_f1", "ratio"], ascending=[True] * len(keys) + [False, True])
     best = fixed.groupby(keys, as_index=False, sort=False).head(1)
-    best = best.assign(method=BEST_FIXED, kind="best fixed", chosen=best["method"]).drop(columns="ratio")
+    best = best.assign(method=BEST_FIXED, group="best fixed", kind="fixed", chosen=best["method"], ratio=np.nan)
     return pd.concat([annotation, best], ignore_index=True)
 
 
 def per_seed(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per (dataset, model, method, seed): CV-mean test macro-F1 and accuracy, clustering scores."""
+    """One row per (dataset, model, method, seed) with the method's group and ratio: CV-mean test macro-F1 and
+    accuracy, clustering scores."""
     ann = with_best_fixed(results["annotation"])
-    keys = ["dataset", "model", "method", "seed"]
-    cv = ann.groupby(keys, as_index=False, sort=False)[["test_f1", "test_acc", "val_f1"]].mean()
+    keys = ["dataset", "model", "method", "group", "seed"]
+    cv = ann.groupby(keys, as_index=False, sort=False).agg(
+        ratio=("ratio", "first"), test_f1=("test_f1", "mean"), test_acc=("test_acc", "mean"), val_f1=("val_f1", "mean"))
     clu = results["clustering"][[*keys, "nmi", "ari", "silhouette"]]
     return cv.merge(clu, on=keys, how="left")
 
 
 def summary(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Mean and 95% interval over seeds of every metric, per (dataset, model, method): tidy (``metric`` column)."""
+    """Mean and 95% interval over seeds of every metric, per (dataset, model, method) with the method's group and
+    ratio: tidy (``metric`` column)."""
     seeds = per_seed(results)
     frames = []
     for metric in _METRICS:
         sub = seeds.dropna(subset=[metric])
         if len(sub):
-            frames.append(summarise(sub, ["dataset", "model", "method"], metric).assign(metric=metric))
+            frames.append(summarise(sub, ["dataset", "model", "method", "group", "ratio"], metric)
+                          .assign(metric=metric))
     out = pd.concat(frames, ignore_index=True)
-    return out[["dataset", "model", "method", "metric", "mean", "ci_low", "ci_high", "sem", "n"]]
+    return out[["dataset", "model", "method", "group", "ratio", "metric", "mean", "ci_low", "ci_high", "sem", "n"]]
 
 
 def best_ratio_table(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Fixed-ratio sweep: per (dataset, model) the ratio with the best mean test macro-F1 and NMI over seeds
     (descriptive, for the figure; S1 uses the validation choice) and how often the validation picked each ratio."""
     seeds = per_seed(results)
-    fixed = seeds[seeds["method"].str.startswith("fixed ")]
+    fixed = seeds[seeds["group"] == "fixed"]
     rows = []
     ann = with_best_fixed(results["annotation"])
     picks = ann[ann["method"] == BEST_FIXED]
@@ -87,24 +90,39 @@ def best_ratio_table(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-#: The comparisons of the study: (baseline, metric) pairs, R²MAE − baseline.
-COMPARISONS = ((BEST_FIXED, "test_f1"), ("scGPT choice", "test_f1"), ("PCA", "nmi"), ("PCA", "ari"))
+#: The comparisons of the study, R²MAE − baseline: (claim, baseline group or reference name, metric).
+COMPARISONS = (("S1", "best fixed", "test_f1"), ("S2", "choice", "test_f1"), ("S3", "PCA", "nmi"),
+               ("S3-ARI", "PCA", "ari"))
+
+
+def _baseline_methods(g: pd.DataFrame, key: str) -> list[str]:
+    """The method names of ``g`` that ``key`` names: a reference's name or a group."""
+    if key in set(g.loc[g["group"] == "reference", "method"]):
+        return [key]
+    return list(dict.fromkeys(g.loc[g["group"] == key, "method"]))
 
 
 def differences(results: dict[str, pd.DataFrame], baselines: tuple[str, ...] | None = None,
                 metrics: tuple[str, ...] = ("test_f1", "test_acc", "nmi", "ari", "silhouette")) -> pd.DataFrame:
-    """Paired differences R²MAE − baseline over seeds for every (dataset, model, baseline, metric)."""
+    """Paired differences R²MAE (the method of group ``r2mae``) − baseline over seeds for every (dataset, model,
+    baseline, metric); ``baselines`` are groups or reference names (default: every other method)."""
     seeds = per_seed(results)
     rows = []
     for (dataset, model), g in seeds.groupby(["dataset", "model"], sort=False):
-        others = [m for m in g["method"].unique() if m != "R²MAE"] if baselines is None else baselines
+        declared = list(dict.fromkeys(g.loc[g["group"] == "r2mae", "method"]))
+        if len(declared) != 1:
+            continue
+        r2 = declared[0]
+        others = ([m for m in g["method"].unique() if m != r2] if baselines is None else
+                  [m for key in baselines for m in _baseline_methods(g, key)])
         for base in others:
             for metric in metrics:
                 sub = g.dropna(subset=[metric])
-                if base not in set(sub["method"]) or "R²MAE" not in set(sub["method"]):
+                if base not in set(sub["method"]) or r2 not in set(sub["method"]):
                     continue
-                d = paired_difference(sub, method_col="method", a="R²MAE", b=base, value=metric, pair_on="seed")
-                rows.append({"dataset": dataset, "model": model, "baseline": base, "metric": metric, **d,
+                d = paired_difference(sub, method_col="method", a=r2, b=base, value=metric, pair_on="seed")
+                rows.append({"dataset": dataset, "model": model, "baseline": base,
+                             "baseline_group": g.loc[g["method"] == base, "group"].iloc[0], "metric": metric, **d,
                              "verdict": verdict_from_interval(d["ci_low"], d["ci_high"])})
     return pd.DataFrame(rows)
 
@@ -124,17 +142,17 @@ def _claim_text(cid: str, base: str, metric: str, dataset: str, model: str, conf
 
 def claims(results: dict[str, pd.DataFrame], config: Config, profile: str) -> list[Claim]:
     """S1–S3 with the rules of the module docstring, for the primary (dataset, model) and the others."""
-    diffs = differences(results, baselines=tuple(dict.fromkeys(b for b, _ in COMPARISONS)),
+    diffs = differences(results, baselines=tuple(dict.fromkeys(b for _, b, _ in COMPARISONS)),
                         metrics=("test_f1", "nmi", "ari"))
     primary = (DATASET_SPECS[config.datasets[0]]["short"], config.models[0])
     out = []
     for (dataset, model), g in diffs.groupby(["dataset", "model"], sort=False):
-        for base, metric in COMPARISONS:
-            row = g[(g["baseline"] == base) & (g["metric"] == metric)]
+        for cid, key, metric in COMPARISONS:
+            row = g[((g["baseline_group"] == key) | (g["baseline"] == key)) & (g["metric"] == metric)]
             if row.empty:
                 continue
             row = row.iloc[0]
-            cid = {BEST_FIXED: "S1", "scGPT choice": "S2"}.get(base, "S3" if metric == "nmi" else "S3-ARI")
+            base = row["baseline"]
             if (dataset, model) != primary:
                 cid = f"{cid}-{dataset}-{model}"
             label = "macro-F1" if metric == "test_f1" else metric.upper()
@@ -150,18 +168,18 @@ def key_numbers(results: dict[str, pd.DataFrame], claims_list: list[Claim]) -> d
     seeds = per_seed(results)
     first = seeds.iloc[0]
     prim = seeds[(seeds["dataset"] == first["dataset"]) & (seeds["model"] == first["model"])]
-    means = prim.groupby("method")[["test_f1", "nmi"]].mean()
     out: dict[str, float] = {}
-    for method in ("R²MAE", BEST_FIXED, "scGPT choice", "PCA"):
-        if method in means.index:
-            slug = method.lower().replace("²", "2").replace(" ", "_").replace("(", "").replace(")", "")
-            out[f"f1_{slug}"] = means.loc[method, "test_f1"]
-            if np.isfinite(means.loc[method, "nmi"]):  # the per-fold "best fixed (val)" has no clustering
-                out[f"nmi_{slug}"] = means.loc[method, "nmi"]
+    for slug, rows in (("r2mae", prim["group"] == "r2mae"), ("best_fixed_val", prim["group"] == "best fixed"),
+                       ("scgpt_choice", prim["group"] == "choice"), ("pca", prim["method"] == "PCA")):
+        if rows.any():
+            out[f"f1_{slug}"] = prim.loc[rows, "test_f1"].mean()
+            nmi = prim.loc[rows, "nmi"].mean()
+            if np.isfinite(nmi):  # the per-fold "best fixed (val)" has no clustering
+                out[f"nmi_{slug}"] = nmi
     for claim in claims_list:
         out[f"{claim.id}_value"] = claim.value
     rec = results["reconstruction"]
     if len(rec):
-        out["recon_mse_r2mae"] = rec[(rec["method"] == "R²MAE") & (rec["dataset"] == first["dataset"])
+        out["recon_mse_r2mae"] = rec[(rec["group"] == "r2mae") & (rec["dataset"] == first["dataset"])
                                      & (rec["model"] == first["model"])]["mse"].mean()
     return {k: float(f"{float(v):.4g}") for k, v in out.items()}

@@ -10,11 +10,17 @@ enters as MLM ``labels`` — the original token at corrupted positions, ``IGNORE
 :func:`r2mae_core.masking.bert_corruption` returns — since a BERT sees the corrupted tokens rather than a
 subset of them. ``forward(tokens, labels) -> MAEOutput``; ``encode(tokens) -> (B, D)`` (mean over real tokens);
 ``encode_tokens(tokens) -> (B, L, D)``. The padding mask defaults to ``tokens != pad_id``.
+
+The labels can also come as :class:`MLMTargets` (flat positions and their targets, padded to a fixed count):
+then nothing in the forward depends on the values of the inputs (no range check, no boolean indexing), so
+``torch.vmap`` and ``torch.compile`` trace it with static shapes, as an ensemble of encoders needs
+(:mod:`r2mae_core.ensemble`). The loss is the same mean over the same labelled positions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +30,27 @@ from ..losses import mlm_loss
 from ..masking import IGNORE_INDEX
 from .blocks import Block, MAEOutput
 
-__all__ = ["TextEncoderConfig", "TextEncoder"]
+__all__ = ["TextEncoderConfig", "TextEncoder", "MLMTargets", "mlm_targets"]
+
+
+class MLMTargets(NamedTuple):
+    """MLM labels as flat positions: the loss is taken at ``positions`` (indices into the flattened ``(B·L,)``
+    tokens) against ``targets``; padding entries have target ``IGNORE_INDEX`` (−100) and no loss."""
+
+    positions: Tensor
+    targets: Tensor
+
+
+def mlm_targets(labels: Tensor, count: int | None = None) -> MLMTargets:
+    """The labelled positions of ``labels`` ``(B, L)`` (row-major) and their targets, padded with position 0 and
+    target ``IGNORE_INDEX`` up to ``count`` entries (default: the number of labelled positions)."""
+    flat = labels.reshape(-1)
+    positions = torch.nonzero(flat != IGNORE_INDEX).squeeze(1)
+    count = len(positions) if count is None else int(count)
+    if count < len(positions):
+        raise ValueError(f"count={count} is not allowed: the labels have {len(positions)} labelled positions")
+    pad = count - len(positions)
+    return MLMTargets(F.pad(positions, (0, pad)), F.pad(flat[positions], (0, pad), value=IGNORE_INDEX))
 
 
 @dataclass(frozen=True)
@@ -126,7 +152,9 @@ class TextEncoder(nn.Module):
 
     def encode_tokens(self, tokens: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Final-layer token features ``(B, L, D)`` (padding positions hold values but attend to nothing real)."""
-        valid = self._check(tokens, attention_mask)
+        return self._encode(tokens, self._check(tokens, attention_mask))
+
+    def _encode(self, tokens: Tensor, valid: Tensor) -> Tensor:
         ignore = ~valid  # (B, L) True = padding key
         ignore[:, 0] &= ~ignore.all(1)  # an all-padding row attends to position 0 (no NaN)
         x = self.tok_embed(tokens) + self.pos_embed[:, :tokens.shape[1]]  # (B, L, D)
@@ -141,29 +169,46 @@ class TextEncoder(nn.Module):
     def encode(self, tokens: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Mean of the final-layer features over real tokens (``[CLS]``/``[SEP]`` included): ``(B, D)``."""
         valid = self._check(tokens, attention_mask)
-        return self._pool(self.encode_tokens(tokens, valid), valid)
+        return self._pool(self._encode(tokens, valid), valid)
 
     def logits(self, h: Tensor) -> Tensor:
         """MLM scores ``(..., V)`` of features ``(..., D)`` through the tied head."""
         z = self.head_norm(F.gelu(self.head_transform(h)))
         return z @ self.tok_embed.weight.T + self.head_bias
 
-    def forward(self, tokens: Tensor, labels: Tensor, attention_mask: Tensor | None = None) -> MAEOutput:
-        """MLM loss of corrupted ``tokens`` ``(B, L)`` against ``labels`` ``(B, L)`` (−100 = no loss).
+    def forward(self, tokens: Tensor, labels: Tensor | MLMTargets, attention_mask: Tensor | None = None) -> MAEOutput:
+        """MLM loss of corrupted ``tokens`` ``(B, L)`` against ``labels`` ``(B, L)`` (−100 = no loss) or
+        :class:`MLMTargets`.
 
         Returns
         -------
         MAEOutput
             ``loss`` (mean cross-entropy over labelled positions, :func:`r2mae_core.losses.mlm_loss`),
             ``pred`` the logits ``(M, V)`` of the ``M`` labelled positions only (the head is applied only
-            where the loss is, in row-major order), ``mask`` ``(B, L)`` bool = labelled, ``latent`` the pooled
-            feature ``(B, D)`` of the corrupted input.
+            where the loss is, in row-major order; with :class:`MLMTargets` the logits of its ``positions``,
+            padding included), ``mask`` ``(B, L)`` bool = labelled (None with :class:`MLMTargets`), ``latent``
+            the pooled feature ``(B, D)`` of the corrupted input.
         """
+        if isinstance(labels, MLMTargets):
+            return self._forward_at(tokens, labels, attention_mask)
         valid = self._check(tokens, attention_mask)
         if not isinstance(labels, Tensor) or labels.shape != tokens.shape:
             got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
             raise ValueError(f"labels={got} is not allowed: use a long tensor of shape {tuple(tokens.shape)}")
-        h = self.encode_tokens(tokens, valid)  # (B, L, D)
+        h = self._encode(tokens, valid)  # (B, L, D)
         mask = labels != IGNORE_INDEX  # (B, L)
         pred = self.logits(h[mask])  # (M, V)
         return MAEOutput(mlm_loss(pred, labels[mask]), pred, mask, self._pool(h, valid))
+
+    def _forward_at(self, tokens: Tensor, labels: MLMTargets, attention_mask: Tensor | None) -> MAEOutput:
+        """The forward with :class:`MLMTargets`: shapes checked, values not (traceable under vmap/compile)."""
+        if tokens.ndim != 2 or not 1 <= tokens.shape[1] <= self.config.max_len:
+            raise ValueError(f"tokens={tuple(tokens.shape)} is not allowed: use (B, L) with L <= max_len="
+                             f"{self.config.max_len}")
+        if labels.positions.shape != labels.targets.shape or labels.positions.ndim != 1:
+            raise ValueError(f"MLMTargets of shapes {tuple(labels.positions.shape)} and "
+                             f"{tuple(labels.targets.shape)} are not allowed: use two (M,) tensors")
+        valid = tokens != self.config.pad_id if attention_mask is None else attention_mask.to(torch.bool)
+        h = self._encode(tokens, valid)  # (B, L, D)
+        pred = self.logits(h.reshape(-1, h.shape[-1])[labels.positions])  # (M, V)
+        return MAEOutput(mlm_loss(pred, labels.targets), pred, None, self._pool(h, valid))

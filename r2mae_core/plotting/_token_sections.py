@@ -47,7 +47,8 @@ def ratio_sweep(sc: pd.DataFrame, *, main_size: str, split: str, tasks, task_lab
                 group_order: dict[str, int], baseline: str, legend_cols: int) -> Figure:
     """Score against the fixed pretraining ratio, one line per model size (mean and 95% interval over seeds).
 
-    Horizontal lines at the main size (or size ``"-"``): R²MAE (solid, shaded interval), the other baselines
+    Horizontal lines at the main size (or size ``"-"``): the declared R²MAE (group ``r2mae``: solid, shaded
+    interval), the other baselines
     (dashed), the randomly initialised encoder (grey dotted) and the non-neural ``baseline`` (dark dash-dot,
     labelled without the size). A task missing from the table draws no horizontal lines.
     """
@@ -57,6 +58,7 @@ def ratio_sweep(sc: pd.DataFrame, *, main_size: str, split: str, tasks, task_lab
     colours = dict(zip(sizes, palette(len(sizes)), strict=True))
     others = ordered_methods(sub[sub["group"] != "fixed"], group_order)
     other_colours = method_colors(others)
+    declared = set(sub.loc[sub["group"] == "r2mae", "method"])
     for ax, task in zip(axes[0], tasks, strict=True):
         for size in sizes:
             fx = sub[(sub["group"] == "fixed") & (sub["size"] == size)]
@@ -72,11 +74,11 @@ def ratio_sweep(sc: pd.DataFrame, *, main_size: str, split: str, tasks, task_lab
             if not np.isfinite(m):
                 continue
             ref = method in ("random init", baseline)
-            style = (":" if method == "random init" else "-.") if ref else ("-" if method == "R²MAE" else "--")
+            style = (":" if method == "random init" else "-.") if ref else ("-" if method in declared else "--")
             colour = ("0.55" if method == "random init" else "0.25") if ref else other_colours[method]
-            ax.axhline(m, color=colour, linestyle=style, linewidth=1.2 if method == "R²MAE" else 1.0,
+            ax.axhline(m, color=colour, linestyle=style, linewidth=1.2 if method in declared else 1.0,
                        label=method if method == baseline else f"{method} ({main_size})")
-            if method == "R²MAE" and np.isfinite(lo):
+            if method in declared and np.isfinite(lo):
                 ax.axhspan(lo, hi, color=colour, alpha=0.12, linewidth=0)
         ax.set_xlabel("fixed pretraining mask ratio")
         ax.set_title(task_labels.get(task, task))

@@ -15,8 +15,8 @@ __all__ = ["ratio_sweep", "method_scores", "paired_differences", "reconstruction
 METRIC_LABELS = {"test_f1": "annotation macro-F1", "test_acc": "annotation accuracy", "nmi": "leiden NMI",
                  "ari": "leiden ARI", "silhouette": "label silhouette", "mse": "masked-gene MSE",
                  "pearson": "masked-gene Pearson r"}
-_FLAT = ("R²MAE", "scGPT choice", "scheduled", "PCA", "random init")
-_STYLES = {"R²MAE": "-", "scGPT choice": "--", "scheduled": "-.", "PCA": ":", "random init": (0, (1, 3))}
+#: Line styles of the methods drawn flat against the sweep: by group, references by name.
+_FLAT_STYLES = {"r2mae": "-", "choice": "--", "scheduled": "-.", "PCA": ":", "random init": (0, (1, 3))}
 
 
 def _groups(frame: pd.DataFrame) -> list[tuple[str, str]]:
@@ -24,15 +24,25 @@ def _groups(frame: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def _colors(methods) -> dict:
-    return method_colors(list(dict.fromkeys(["fixed", *_FLAT, *methods])))
+    return method_colors(list(dict.fromkeys(["fixed", *_FLAT_STYLES, *methods])))
+
+
+def _style_key(method: str, group: str) -> str:
+    """The key of ``_FLAT_STYLES`` (and of the colours) of a method: a reference's name, else its group."""
+    return method if group == "reference" else group
+
+
+def _line_style(frame: pd.DataFrame, method: str) -> str | tuple:
+    group = frame.loc[frame["method"] == method, "group"].iloc[0]
+    return _FLAT_STYLES.get(_style_key(method, group), "-")
 
 
 def ratio_sweep(summary: pd.DataFrame, *, metrics=("test_f1", "nmi")) -> Figure:
     """Fixed-ratio sweep (points ± 95% CI over seeds, joined) per (dataset, model) row and metric column, with
     R²MAE, scGPT's choice, the schedule, PCA and the random encoder as horizontal lines (R²MAE: with its CI band).
 
-    ``summary``: :func:`r2mae_core.experiments.single_cell_claims.summary` (dataset, model, method, metric, mean,
-    ci_low, ci_high).
+    ``summary``: :func:`r2mae_core.experiments.single_cell_claims.summary` (dataset, model, method, group, ratio,
+    metric, mean, ci_low, ci_high).
     """
     groups = _groups(summary)
     fig, axes = new_figure(len(metrics), len(groups), width=3.0, height=2.2)
@@ -41,20 +51,18 @@ def ratio_sweep(summary: pd.DataFrame, *, metrics=("test_f1", "nmi")) -> Figure:
         for j, metric in enumerate(metrics):
             ax = axes[i, j]
             sub = summary[(summary["dataset"] == dataset) & (summary["model"] == model) & (summary["metric"] == metric)]
-            fixed = sub[sub["method"].str.startswith("fixed ")].copy()
-            fixed["ratio"] = fixed["method"].str.removeprefix("fixed ").astype(float)
-            fixed = fixed.sort_values("ratio")
+            fixed = sub[sub["group"] == "fixed"].sort_values("ratio")
             err = np.vstack([fixed["mean"] - fixed["ci_low"], fixed["ci_high"] - fixed["mean"]])
             ax.errorbar(fixed["ratio"], fixed["mean"], yerr=np.nan_to_num(err), marker="o", color=colors["fixed"],
                         capsize=2, label="fixed ratio")
-            for method in _FLAT:
-                row = sub[sub["method"] == method]
+            for key, style in _FLAT_STYLES.items():
+                row = sub[sub["method"] == key] if key in ("PCA", "random init") else sub[sub["group"] == key]
                 if row.empty:
                     continue
                 row = row.iloc[0]
-                ax.axhline(row["mean"], color=colors[method], ls=_STYLES[method], lw=1.2, label=method)
-                if method == "R²MAE" and np.isfinite(row["ci_low"]):
-                    ax.axhspan(row["ci_low"], row["ci_high"], color=colors[method], alpha=0.12, lw=0)
+                ax.axhline(row["mean"], color=colors[key], ls=style, lw=1.2, label=row["method"])
+                if key == "r2mae" and np.isfinite(row["ci_low"]):
+                    ax.axhspan(row["ci_low"], row["ci_high"], color=colors[key], alpha=0.12, lw=0)
             ax.set_title(f"{dataset} · {model}")
             ax.set_xlabel("pretraining mask ratio")
             ax.set_ylabel(METRIC_LABELS.get(metric, metric))
@@ -70,7 +78,8 @@ def method_scores(summary: pd.DataFrame, *, metrics=("test_f1", "test_acc", "nmi
     for i, (dataset, model) in enumerate(groups):
         g = summary[(summary["dataset"] == dataset) & (summary["model"] == model)]
         order = list(dict.fromkeys(g["method"]))
-        colors = _colors(order)
+        keys = {m: _style_key(m, grp) for m, grp in zip(g["method"], g["group"], strict=True)}
+        colors = _colors(list(keys.values()))
         for j, metric in enumerate(metrics):
             ax = axes[i, j]
             sub = g[g["metric"] == metric].set_index("method").reindex(order)
@@ -79,7 +88,7 @@ def method_scores(summary: pd.DataFrame, *, metrics=("test_f1", "test_acc", "nmi
                 if method not in sub.index or not np.isfinite(sub.loc[method, "mean"]):
                     continue
                 row = sub.loc[method]
-                c = colors.get(method, colors["fixed"]) if not method.startswith("fixed") else colors["fixed"]
+                c = colors[keys[method]]
                 ax.errorbar(row["mean"], y[k], xerr=np.nan_to_num([[row["mean"] - row["ci_low"]],
                                                                   [row["ci_high"] - row["mean"]]]),
                             fmt="o", color=c, capsize=2)
@@ -135,7 +144,7 @@ def reconstruction(recon: pd.DataFrame) -> Figure:
             for method in order:
                 s = stats[stats["method"] == method]
                 ax.errorbar(s["eval_ratio"], s["mean"], yerr=s["sem"].fillna(0.0), marker="o", capsize=2,
-                            color=colors[method], label=method, ls=_STYLES.get(method, "-"))
+                            color=colors[method], label=method, ls=_line_style(g, method))
             ax.set_xlabel("evaluation mask ratio")
             ax.set_ylabel(METRIC_LABELS[metric])
             ax.set_title(f"{dataset} · {model}")
@@ -156,7 +165,7 @@ def loss_curves(loss: pd.DataFrame) -> Figure:
         order = list(dict.fromkeys(g["method"]))
         for method in order:
             s = g[g["method"] == method].groupby("step")["loss"].mean()
-            ax.plot(s.index, s.to_numpy(), color=colors[method], label=method, ls=_STYLES.get(method, "-"))
+            ax.plot(s.index, s.to_numpy(), color=colors[method], label=method, ls=_line_style(g, method))
         ax.set_xlabel("step")
         ax.set_ylabel("training loss")
         ax.set_title(f"{dataset} · {model}")

@@ -8,7 +8,7 @@ Masked-nucleotide pretraining throughput (tokens/s, ``[CLS]`` included) of the t
 vocabulary at the quick-profile sizes (XS: width 32, 1 block; S: width 64, 2 blocks; single-nucleotide tokens,
 64 bp windows = 65 tokens, batch 32, R²MAE U[0.15, 0.45]) and the achieved FLOP/s as a fraction of this machine's
 dense fp32 matmul FLOP/s, both from one run of :func:`r2mae_core.train.pretrain` with
-:class:`r2mae_core.experiments.dna.DNAMLMStep`, at one torch thread (the quick profile's setting) and at the
+:func:`r2mae_core.experiments.dna.mlm_step`, at one torch thread (the quick profile's setting) and at the
 default thread count. Model FLOPs (forward + backward, the MLM head on the masked tokens only, at ratio 0.30 =
 the mean of the interval) are counted with ``torch.utils.flop_counter.FlopCounterMode``; masking, corruption and
 the optimizer's element-wise work are not counted.
@@ -20,14 +20,14 @@ import pytest
 import torch
 
 from r2mae_core import dna, masking
-from r2mae_core.experiments.dna import SIZES, DNAMLMStep
+from r2mae_core.experiments.dna import SIZES, mlm_step
 from r2mae_core.models import build_model
 from r2mae_core.train import TrainConfig, pretrain
 
 TOK = dna.DNATokenizer(1)
 WINDOW, BATCH = 64, 32
 SEQ = 1 + TOK.n_tokens(WINDOW)
-STEP = DNAMLMStep(TOK.first_random_id)
+STEP = mlm_step(TOK.first_random_id)
 
 
 def _model(size: str):
