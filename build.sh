@@ -11,6 +11,9 @@
 #   ./build.sh pair [--seeds N] [NN_slug ...]
 #                                   smoke references (N seeds) + re-execute the committed notebooks/*.ipynb
 #   ./build.sh bench                the benchmarks under tests/benchmarks/ (not part of `test`)
+#   ./build.sh gpu next|status|run|unpack ...
+#                                   the GPU route (r2mae_core.campaign): the next shard, the ledger's state, run a
+#                                   shard into an archive (--dry-run: on this CPU, small), take archives into the ledger
 #   ./build.sh lab                  JupyterLab on notebooks/
 #   ./build.sh numerics             the CPU code paths and thread counts every command runs with (pinned)
 #
@@ -133,9 +136,10 @@ main() {
     bench)   cmd_setup; "$PY" -m pytest tests/benchmarks -p no:cacheprovider --benchmark-only \
                -o python_files='bench_*.py' "$@" ;;
     numerics) cmd_setup >/dev/null; "$PY" -m r2mae_core.numerics describe ;;
+    gpu)     cmd_setup; "$PY" -m r2mae_core.campaign "$@" ;;
     lab)     cmd_setup; exec "$PY" -m jupyter lab --notebook-dir="$ROOT/notebooks" "$@" ;;
-    -h|--help|help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *)       die "unknown command '$sub': use setup | data | run | report | test | pair | bench | lab | numerics (see ./build.sh help)" ;;
+    -h|--help|help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *)       die "unknown command '$sub': use setup | data | run | report | test | pair | bench | gpu | lab | numerics (see ./build.sh help)" ;;
   esac
 }
 

@@ -56,10 +56,11 @@ def canonical(obj):
     raise ValueError(f"config value of type {type(obj).__name__} cannot be part of a cache key: {obj!r}")
 
 
-def cache_key(namespace: str, config, *, data_checksum: str = "") -> str:
-    """SHA-256 (hex, 24 chars) of the canonical JSON of namespace, config, data checksum, version, numerics."""
+def cache_key(namespace: str, config, *, data_checksum: str = "", with_numerics: bool = True) -> str:
+    """SHA-256 (hex, 24 chars) of the canonical JSON of namespace, config, data checksum, version and (unless
+    ``with_numerics`` is False: results made on a GPU do not depend on the CPU's numerics) numerics."""
     payload = {"namespace": namespace, "config": canonical(config), "data": data_checksum,
-               "version": __version__, "numerics": numerics.signature()}
+               "version": __version__, "numerics": numerics.signature() if with_numerics else "any"}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

@@ -1,7 +1,7 @@
 """Where things live: every path is resolved from the package location, never from the caller's cwd.
 
 Environment overrides (for tests and for moving caches to a bigger disk):
-``R2MAE_RESULTS_DIR``, ``R2MAE_CACHE_DIR``, ``R2MAE_DATA_DIR``.
+``R2MAE_RESULTS_DIR``, ``R2MAE_CACHE_DIR``, ``R2MAE_LEDGER_DIR``, ``R2MAE_DATA_DIR``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "PROFILES", "results_root", "cache_root", "data_root", "notebook_names",
+__all__ = ["REPO_ROOT", "PROFILES", "results_root", "cache_root", "ledger_root", "data_root", "notebook_names",
            "check_profile", "check_notebook"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +31,12 @@ def results_root() -> Path:
 def cache_root() -> Path:
     """Result cache of expensive runs: ``results/cache/`` (``R2MAE_CACHE_DIR`` overrides)."""
     return _env_path("R2MAE_CACHE_DIR", results_root() / "cache")
+
+
+def ledger_root() -> Path:
+    """Committed results of runs made on another machine (the GPU campaign): ``results/full/runs/``
+    (``R2MAE_LEDGER_DIR`` overrides)."""
+    return _env_path("R2MAE_LEDGER_DIR", results_root() / "full" / "runs")
 
 
 def data_root() -> Path:

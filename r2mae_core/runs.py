@@ -6,7 +6,8 @@ seed, each trained with one schedule and evaluated the same way. A section turns
 
 1. **Look up** each run's result in the cache (``<cache root>/<namespace>/<key>.npz``, a data-only
    :mod:`r2mae_core.records` file; the key covers the spec, the data checksum, the package version and the
-   numerics, :func:`r2mae_core.cache.cache_key`). Runs that appear twice in a plan are done once.
+   numerics, :func:`r2mae_core.cache.cache_key`), then in the committed ledger of runs made on a GPU
+   (:func:`ledger_path`: the same key without the CPU numerics). Runs that appear twice in a plan are done once.
 2. **Group** the missing runs that share an architecture, data and schedule (everything but the method's
    sampler and the seed, :func:`group_key`) into groups of at most ``group_size``: a group is trained as one
    ensemble (:func:`r2mae_core.ensemble.pretrain_ensemble`), how many small models fill a GPU.
@@ -34,12 +35,12 @@ import torch
 from ._rng import check_seed
 from .cache import cache_key, canonical
 from .masking import make_sampler
-from .paths import cache_root
+from .paths import cache_root, ledger_root
 from .records import RecordError, load_record, save_record
 from .train import TrainConfig
 
 __all__ = ["Method", "TrainConfig", "RunSpec", "Options", "fixed_method", "r2mae_method", "r2mae_name",
-           "reference_method", "group_key", "result_path", "execute", "parse_shard"]
+           "reference_method", "group_key", "groups", "result_path", "ledger_path", "execute", "parse_shard"]
 
 _NAN = float("nan")
 
@@ -223,6 +224,15 @@ def result_path(spec: RunSpec, data_checksum: str = "") -> Path:
     return cache_root() / spec.namespace / f"{key}.npz"
 
 
+def ledger_path(spec: RunSpec, data_checksum: str = "") -> Path:
+    """Where the result of ``spec`` made on another machine is committed: ``<ledger root>/<namespace>/<key>.npz``
+    (:func:`r2mae_core.paths.ledger_root`). The key is :func:`result_path`'s without the CPU numerics: a run
+    trained on a GPU does not depend on them, and neither the device nor torch's version is part of any key (the
+    GPU machine runs another torch than the CPU side: its results are taken as the runs of the same spec)."""
+    key = cache_key(spec.namespace, spec.identity(), data_checksum=data_checksum, with_numerics=False)
+    return ledger_root() / spec.namespace / f"{key}.npz"
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """``"i/n"`` (0 <= i < n) → ``(i, n)``; None → None."""
     if text is None:
@@ -236,8 +246,9 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def _groups(todo: list[RunSpec], group_size: int) -> list[list[RunSpec]]:
-    """Consecutive chunks of at most ``group_size`` runs per group key, in order of first appearance."""
+def groups(todo: list[RunSpec], group_size: int) -> list[list[RunSpec]]:
+    """Consecutive chunks of at most ``group_size`` runs per :func:`group_key`, in order of first appearance: the
+    groups :func:`execute` trains together."""
     by_key: dict[str, list[RunSpec]] = {}
     for spec in todo:
         by_key.setdefault(group_key(spec), []).append(spec)
@@ -266,6 +277,12 @@ def _exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
     while os.getppid() == parent_pid:
         time.sleep(poll_seconds)
     os._exit(1)
+
+
+def _stored(path: Path, spec: RunSpec, data_checksum: str) -> dict | None:
+    """The result of ``spec`` from the cache, else from the ledger; None if neither has it."""
+    out = _load(path)
+    return out if out is not None else _load(ledger_path(spec, data_checksum))
 
 
 def _load(path: Path) -> dict | None:
@@ -324,12 +341,12 @@ def execute(plan: Sequence[RunSpec], work: Callable[[list[RunSpec], Options], li
     unique = dict(zip(keys, plan, strict=True))
     mine = set(keys if shard is None else (k for p, k in enumerate(keys) if p % shard[1] == shard[0]))
     paths = {k: result_path(spec, data_checksum) for k, spec in unique.items()}
-    done = {k: out for k in unique if (out := _load(paths[k])) is not None}
+    done = {k: out for k, spec in unique.items() if (out := _stored(paths[k], spec, data_checksum)) is not None}
     todo = [spec for k, spec in unique.items() if k not in done and k in mine]
-    groups = _groups(todo, group_size)
+    chunks = groups(todo, group_size)
     bar = tqdm(total=len(unique), initial=len(done), desc=desc, disable=not progress)
-    if workers <= 1 or len(groups) <= 1:
-        for group in groups:
+    if workers <= 1 or len(chunks) <= 1:
+        for group in chunks:
             bar.set_postfix_str(group[0].label() + (f" (+{len(group) - 1})" if len(group) > 1 else ""))
             _store(group, work(group, options), paths)
             bar.update(len(group))
@@ -337,10 +354,10 @@ def execute(plan: Sequence[RunSpec], work: Callable[[list[RunSpec], Options], li
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        pool = ProcessPoolExecutor(min(workers, len(groups)), mp_context=multiprocessing.get_context("spawn"),
+        pool = ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_worker_init, initargs=(options.threads, os.getpid()))
         try:
-            futures = {pool.submit(work, group, options): group for group in groups}
+            futures = {pool.submit(work, group, options): group for group in chunks}
             for future in as_completed(futures):
                 _store(futures[future], future.result(), paths)  # the first failure is raised here
                 bar.update(len(futures[future]))

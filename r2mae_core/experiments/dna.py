@@ -43,13 +43,14 @@ from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
 from ..cache import cache_key, cached
 from ..mlm import MLMStep
 from ..models import build_model
+from ..records import record_digest
 from ..runs import Method, Options, RunSpec, execute, fixed_method, r2mae_method
 from . import _token_runs as token_runs
 from ._checks import check_int, check_learning_rates, check_ratio, check_sweep
 from .language import SIZES, finetune, probe
 
-__all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "NAMESPACE", "run", "methods", "plan", "work",
-           "evaluation_spec", "corpus", "mlm_step", "step_for", "config_dict"]
+__all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work",
+           "evaluation_spec", "corpus", "data_checksum", "data_digest", "mlm_step", "step_for", "config_dict"]
 
 #: Downstream tasks (score: Matthews correlation of the linear probe, as the Nucleotide Transformer reports).
 TASKS: tuple[str, ...] = ("exon_intron", "promoter", "species")
@@ -59,6 +60,10 @@ _SPLIT_SEED = 0  # tasks, splits, probe subsets and pretraining windows: fixed, 
 _EVAL_SEED = 12345  # masks of the masked-nucleotide evaluation: the same for every model
 _VAL_FRACTION = 0.15
 NAMESPACE = "dna_runs"
+#: A dry run of a profile (:mod:`r2mae_core.campaign`): every size and method of its plan (one seed) and every code
+#: path of training and evaluation, with two steps on small data.
+DRY_RUN = {"n_seeds": 1, "steps": 2, "batch_size": 8, "pretrain_windows": 400, "mlm_eval": 40, "probe_train": 60,
+           "probe_eval": 30, "finetune_epochs": 1, "finetune_lrs": (1e-3,), "device": "cpu"}
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,17 @@ def _corpus_spec(config: Config) -> dict:
             "pretrain_windows": config.pretrain_windows, "pretrain_max_n_frac": config.pretrain_max_n_frac,
             "rc_augment": config.rc_augment, "mlm_eval": config.mlm_eval, "probe_train": config.probe_train,
             "probe_eval": config.probe_eval, "split_seed": _SPLIT_SEED, "format": 1}
+
+
+def data_digest(config: Config) -> str:
+    """The digest of the corpus every run of ``config`` trains and is evaluated on
+    (:func:`r2mae_core.records.record_digest`; each run's record carries the one it used)."""
+    return record_digest(corpus(config))
+
+
+def data_checksum(config: Config) -> str:
+    """The checksum of the data every run of ``config`` reads (part of every run's key)."""
+    return _data_checksum(config.genomes)
 
 
 def _data_checksum(genomes=()) -> str:
@@ -391,15 +407,17 @@ def _corpus_of(spec: dict) -> dict:
 def work(group: list[RunSpec], options: Options) -> list[dict]:
     """The engine's work on a group of DNA runs: pretrain them with their masking step (:func:`step_for`; one by
     one and resumable, or as one ensemble), then :func:`_evaluate` each. Records: ``metrics``
-    (split/task/metric/value rows), ``history``, ``seconds``."""
+    (split/task/metric/value rows), ``history``, ``seconds`` and ``data_digest`` (of the corpus)."""
     first = group[0]
     corp = _corpus_of(first.data)
     models = [build_model("text_encoder", seed=spec.seed, **spec.model) for spec in group]
     step = step_for(first.method, first.evaluation["first_random_id"])
     trained = token_runs.pretrain_group(group, models, torch.as_tensor(corp["pretrain_ids"], dtype=torch.long),
                                         step, options)
+    digest = record_digest(corp)
     return [{"metrics": pd.DataFrame(_evaluate(res["model"], corp, spec.evaluation, options.device)),
-             "history": res["history"], "seconds": res["seconds"]} for spec, res in zip(group, trained, strict=True)]
+             "history": res["history"], "seconds": res["seconds"], "data_digest": digest}
+            for spec, res in zip(group, trained, strict=True)]
 
 
 def _kmer_rows(corp: dict, k: int) -> list[dict]:
@@ -444,7 +462,7 @@ def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
     runs_ = plan(config)
     results = execute(runs_, work, options=Options(device=config.device, threads=config.threads),
                       workers=config.workers, group_size=config.ensemble_size,
-                      data_checksum=_data_checksum(config.genomes), desc="04 runs", progress=progress)
+                      data_checksum=data_checksum(config), desc="04 runs", progress=progress)
     metrics, history, runs = token_runs.tables(runs_, results, config.seq_len)
     kmer = cached("dna_kmer_counts", {**_corpus_spec(config), "k": config.kmer_counts_k},
                   lambda: _kmer_rows(corp, config.kmer_counts_k), data_checksum=_data_checksum(config.genomes))

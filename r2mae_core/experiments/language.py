@@ -28,12 +28,13 @@ from ..cache import cache_key, cached
 from ..data.language import BROWN_GENRES
 from ..mlm import MLMStep
 from ..models import build_model
+from ..records import record_digest
 from ..runs import Method, Options, RunSpec, execute, fixed_method, r2mae_method
 from . import _token_runs as token_runs
 from ._checks import check_int, check_learning_rates, check_ratio, check_sweep
 
-__all__ = ["Config", "SIZES", "TASKS", "NAMESPACE", "run", "methods", "plan", "work", "evaluation_spec", "corpus",
-           "mlm_step", "probe", "finetune"]
+__all__ = ["Config", "SIZES", "TASKS", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work", "evaluation_spec",
+           "corpus", "data_checksum", "data_digest", "mlm_step", "probe", "finetune"]
 
 #: Encoder sizes (the "model size" axis): width, blocks, heads.
 SIZES: dict[str, dict] = {
@@ -48,6 +49,11 @@ ABLATIONS = ("r2mae_sample",)
 _SPLIT_SEED = 0  # data splits and probe subsets: fixed, independent of the run seed
 _EVAL_SEED = 12345  # masks of the MLM evaluation: the same for every model
 NAMESPACE = "language_runs"
+#: A dry run of a profile (:mod:`r2mae_core.campaign`): every size and method of its plan (one seed) and every code
+#: path of training and evaluation, with two steps on small data.
+DRY_RUN = {"n_seeds": 1, "steps": 2, "batch_size": 8, "probe_train": 60, "probe_eval": 30, "pos_train_tokens": 300,
+           "pos_eval_tokens": 150, "spam_train": 40, "spam_eval": 20, "finetune_epochs": 1, "finetune_lrs": (1e-3,),
+           "device": "cpu"}
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,17 @@ def _corpus_spec(config: Config) -> dict:
             "probe_eval": config.probe_eval, "pos_train_tokens": config.pos_train_tokens,
             "pos_eval_tokens": config.pos_eval_tokens, "spam_train": config.spam_train,
             "spam_eval": config.spam_eval, "split_seed": _SPLIT_SEED, "format": 1}
+
+
+def data_digest(config: Config) -> str:
+    """The digest of the corpus every run of ``config`` trains and is evaluated on
+    (:func:`r2mae_core.records.record_digest`; each run's record carries the one it used)."""
+    return record_digest(corpus(config))
+
+
+def data_checksum(config: Config) -> str:
+    """The checksum of the data every run of ``config`` reads (part of every run's key)."""
+    return _data_checksum()
 
 
 def _data_checksum() -> str:
@@ -472,13 +489,15 @@ def plan(config: Config) -> list[RunSpec]:
 def work(group: list[RunSpec], options: Options) -> list[dict]:
     """The engine's work on a group of language runs: pretrain them (:func:`mlm_step`; one by one and resumable,
     or as one ensemble), then :func:`_evaluate` each. Records: ``metrics`` (split/task/metric/value rows),
-    ``history``, ``seconds``."""
+    ``history``, ``seconds`` and ``data_digest`` (of the corpus)."""
     first = group[0]
     corp = _corpus_cached(cache_key("language_corpus", first.data), tuple(sorted(first.data.items())))
     models = [build_model("text_encoder", seed=spec.seed, **spec.model) for spec in group]
     trained = token_runs.pretrain_group(group, models, torch.as_tensor(corp["pretrain_ids"]), mlm_step, options)
+    digest = record_digest(corp)
     return [{"metrics": pd.DataFrame(_evaluate(res["model"], corp, spec.evaluation, options.device)),
-             "history": res["history"], "seconds": res["seconds"]} for spec, res in zip(group, trained, strict=True)]
+             "history": res["history"], "seconds": res["seconds"], "data_digest": digest}
+            for spec, res in zip(group, trained, strict=True)]
 
 
 def _tfidf_rows(corp: dict) -> list[dict]:
@@ -524,7 +543,7 @@ def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
     corp = corpus(config)
     runs_ = plan(config)
     results = execute(runs_, work, options=Options(device=config.device, threads=config.threads),
-                      workers=config.workers, group_size=config.ensemble_size, data_checksum=_data_checksum(),
+                      workers=config.workers, group_size=config.ensemble_size, data_checksum=data_checksum(config),
                       desc="03 runs", progress=progress)
     metrics, history, runs = token_runs.tables(runs_, results, config.seq_len)
     tfidf = cached("language_tfidf", _corpus_spec(config), lambda: _tfidf_rows(corp), data_checksum=_data_checksum())

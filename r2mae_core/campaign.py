@@ -1,0 +1,269 @@
+"""The GPU route: a section's profile split into shards, each run headlessly on a borrowed GPU, its finished runs
+brought back as one archive of data-only results and committed to the ledger.
+
+A GPU is lent now and then, for minutes, with no package registry, no papermill and another torch than this
+machine's. So the GPU machine runs the engine only (:func:`r2mae_core.runs.execute` over one shard of a section's
+plan) and the notebooks replay on the CPU from the results:
+
+1. ``python -m r2mae_core.campaign run NB i/n OUT`` plans the section's profile (``full`` unless told), trains and
+   evaluates the runs at plan positions ``p % n == i`` that the ledger does not hold yet, group by group
+   (:func:`r2mae_core.runs.groups`: ensembles of ``--group-size`` runs), and after each group appends the group's
+   results to ``OUT/NB-iofn.tar``: a command killed at its time limit still brings back every finished group.
+2. ``python -m r2mae_core.campaign unpack OUT ...`` checks every result of the archives against this machine's
+   plan of the same section and profile (an entry that is not a run of that plan is refused: the source or the
+   data differ) and against the corpus built here (each record carries the digest of the corpus it was trained
+   and evaluated on: a tokenizer that trains otherwise on the GPU image is caught here), and writes it to the
+   ledger, ``results/full/runs/<namespace>/<key>.npz`` (:func:`r2mae_core.runs.ledger_path`), which is
+   committed.
+3. ``python -m r2mae_core.campaign next`` names the first shard with runs missing from the ledger; ``status``
+   counts them per section. When none is missing, ``./build.sh run --profile full`` executes the notebooks on the
+   CPU: the engine finds every run in the ledger and trains nothing.
+
+Why the engine and not papermill on the GPU: the GPU image has no papermill, jupyter or scanpy, a notebook is
+not resumable within a 10-minute command, and its figures need no GPU; the engine's records are small, data-only
+and keyed by what they compute, so they travel and resume.
+
+``--dry-run`` executes a shard of the profile's plan on the CPU with two steps and small data
+(``DRY_RUN`` of the section): every method, size and seed of the profile and every code path of training and
+evaluation, so that a config, shape or key error shows here first. Its results never enter the ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import json
+import os
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .notebook_params import load_profile_parameters, read_parameters
+from .paths import ledger_root
+from .records import RecordError, load_record, save_record
+from .runs import Options, RunSpec, execute, groups, ledger_path, parse_shard, result_path
+
+__all__ = ["SECTIONS", "Section", "section", "shard_runs", "run_shard", "unpack", "missing", "next_shard", "main"]
+
+#: The sections whose every pretraining run goes through the engine, and their shard counts at ``full``.
+SECTIONS: dict[str, dict[str, Any]] = {
+    "03_language": {"module": "r2mae_core.experiments.language", "shards": 8},
+    "04_dna": {"module": "r2mae_core.experiments.dna", "shards": 8},
+}
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section at one profile: its experiment module, config and plan."""
+
+    notebook: str
+    profile: str
+    module: ModuleType
+    config: Any
+    plan: list[RunSpec]
+    data_checksum: str
+
+
+def _check_notebook(notebook: str) -> str:
+    if notebook not in SECTIONS:
+        raise ValueError(f"notebook={notebook!r} is not allowed: the campaign runs {sorted(SECTIONS)}")
+    return notebook
+
+
+def section(notebook: str, profile: str = "full", *, dry_run: bool = False) -> Section:
+    """The section's config as its notebook builds it at ``profile`` (the parameters cell's defaults, the
+    profile's YAML over them; with ``dry_run`` the module's ``DRY_RUN`` over those) and its plan."""
+    module = importlib.import_module(SECTIONS[_check_notebook(notebook)]["module"])
+    params = {name: p.default for name, p in read_parameters(notebook).items()}
+    params.update(load_profile_parameters(profile, notebook))
+    if dry_run:
+        params.update(module.DRY_RUN)
+    names = {f.name for f in fields(module.Config)}
+    config = module.Config(**{k: v for k, v in params.items() if k in names})
+    return Section(notebook, profile, module, config, module.plan(config), module.data_checksum(config))
+
+
+def shard_runs(sec: Section, shard: tuple[int, int]) -> list[RunSpec]:
+    """The distinct runs at plan positions ``p % n == i`` (a run that appears twice is done once)."""
+    i, n = shard
+    unique: dict[str, RunSpec] = {}
+    for p, spec in enumerate(sec.plan):
+        if p % n == i:
+            unique.setdefault(repr(spec.identity()), spec)
+    return list(unique.values())
+
+
+def missing(sec: Section, shard: tuple[int, int] | None = None) -> list[RunSpec]:
+    """The runs (of ``shard``, or of the whole plan) that the ledger does not hold."""
+    runs = shard_runs(sec, shard) if shard else shard_runs(sec, (0, 1))
+    return [spec for spec in runs if not ledger_path(spec, sec.data_checksum).exists()]
+
+
+def _archive_name(notebook: str, shard: tuple[int, int]) -> str:
+    return f"{notebook}-{shard[0]}of{shard[1]}.tar"
+
+
+def _append(archive: Path, sec: Section, group: list[RunSpec]) -> None:
+    """Append the stored results of ``group`` to ``archive`` as ``<namespace>/<ledger key>.npz`` entries, and a
+    manifest entry per run (its identity, for the reader)."""
+    with tarfile.open(archive, "a") as tar:
+        for spec in group:
+            name = f"{spec.namespace}/{ledger_path(spec, sec.data_checksum).name}"
+            tar.add(result_path(spec, sec.data_checksum), arcname=name)
+            doc = json.dumps({"label": spec.label(), "identity": spec.identity()}, sort_keys=True).encode()
+            info = tarfile.TarInfo(name.removesuffix(".npz") + ".json")
+            info.size, info.mtime = len(doc), int(time.time())
+            tar.addfile(info, io.BytesIO(doc))
+
+
+def run_shard(notebook: str, shard: tuple[int, int], out: Path, *, profile: str = "full", device: str = "cuda",
+              group_size: int = 8, compile: bool = False, dry_run: bool = False, progress: bool = True) -> Path:
+    """Run one shard of a section's plan (module docstring, step 1) and return its archive.
+
+    The runs the ledger already holds are skipped; the engine's cache is a scratch folder under ``out`` (the
+    archive is what comes back). With ``dry_run`` the device is the CPU and the section's ``DRY_RUN`` applies.
+    """
+    sec = section(notebook, profile, dry_run=dry_run)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    archive = out / _archive_name(notebook, shard)
+    todo = missing(sec, shard)
+    options = Options(device="cpu" if dry_run else device, compile=compile, threads=sec.config.threads,
+                      progress=False)
+    previous = os.environ.get("R2MAE_CACHE_DIR")
+    os.environ["R2MAE_CACHE_DIR"] = str(Path(tempfile.mkdtemp(prefix="cache-", dir=out)))
+    try:
+        for k, group in enumerate(groups(todo, group_size)):
+            t0 = time.perf_counter()
+            execute(group, sec.module.work, options=options, group_size=group_size,
+                    data_checksum=sec.data_checksum, progress=False)
+            _append(archive, sec, group)
+            if progress:
+                print(f"{notebook} shard {shard[0]}/{shard[1]}: group {k + 1} ({len(group)} runs, "
+                      f"{group[0].label()}) in {time.perf_counter() - t0:.1f} s", flush=True)
+    finally:
+        if previous is None:
+            os.environ.pop("R2MAE_CACHE_DIR", None)
+        else:
+            os.environ["R2MAE_CACHE_DIR"] = previous
+    if not archive.exists():
+        with tarfile.open(archive, "w"):
+            pass  # nothing was missing: an empty archive says so
+    return archive
+
+
+def unpack(archives: list[Path], *, profile: str = "full") -> dict[str, int]:
+    """Check every result of ``archives`` against this machine's plan of its section and write it to the
+    ledger (module docstring, step 2). Returns the number of results written per notebook.
+
+    Raises
+    ------
+    ValueError
+        An archive whose name is not ``NB-iofn.tar`` of a campaign section, an entry that is not a run of that
+        section's plan at ``profile``, a result that does not read as a record or that was made from other data.
+        Nothing of that archive is written then.
+    """
+    written: dict[str, int] = {}
+    for archive in map(Path, archives):
+        notebook, _, rest = archive.name.rpartition("-")
+        if notebook not in SECTIONS or not rest.endswith(".tar"):
+            raise ValueError(f"archive {archive.name!r} is not allowed: use the NB-iofn.tar that 'run' wrote "
+                             f"for one of {sorted(SECTIONS)}")
+        sec = section(notebook, profile)
+        expected = {f"{s.namespace}/{ledger_path(s, sec.data_checksum).name}": s for s in sec.plan}
+        with tarfile.open(archive) as tar, tempfile.TemporaryDirectory() as tmp:
+            entries = [m for m in tar.getmembers() if m.name.endswith(".npz")]
+            checked = []
+            for member in entries:
+                if member.name not in expected:
+                    raise ValueError(f"{archive.name}: {member.name} is not a run of {notebook}'s {profile} plan "
+                                     "here: the source or the data differ from the machine that made it")
+                path = Path(tmp) / member.name.replace("/", "_")
+                path.write_bytes(tar.extractfile(member).read())
+                try:
+                    result = load_record(path)
+                except RecordError as err:
+                    raise ValueError(f"{archive.name}: {member.name} does not read as a result: {err}") from None
+                checked.append((expected[member.name], result))
+            local = sec.module.data_digest(sec.config) if checked else ""
+            for (_, result), member in zip(checked, entries, strict=True):
+                if result.get("data_digest") != local:
+                    raise ValueError(f"{archive.name}: {member.name} was made from other data (corpus digest "
+                                     f"{result.get('data_digest')!r}, here {local!r}): the data or a library that "
+                                     "builds it differ")
+        for spec, result in checked:
+            save_record(ledger_path(spec, sec.data_checksum), result)
+        written[notebook] = written.get(notebook, 0) + len(checked)
+    return written
+
+
+def next_shard(profile: str = "full") -> tuple[str, tuple[int, int], int] | None:
+    """The first (notebook, shard, runs missing) with runs missing from the ledger, in section order."""
+    for notebook, info in SECTIONS.items():
+        sec = section(notebook, profile)
+        n = info["shards"]
+        for i in range(n):
+            left = missing(sec, (i, n))
+            if left:
+                return notebook, (i, n), len(left)
+    return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m r2mae_core.campaign", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one shard into OUT/NB-iofn.tar")
+    run.add_argument("notebook")
+    run.add_argument("shard", help="i/n")
+    run.add_argument("out", type=Path)
+    run.add_argument("--profile", default="full")
+    run.add_argument("--device", default="cuda")
+    run.add_argument("--group-size", type=int, default=8)
+    run.add_argument("--compile", action="store_true")
+    run.add_argument("--dry-run", action="store_true", help="on the CPU, two steps, small data; not for the ledger")
+    unp = sub.add_parser("unpack", help="check the archives and write their results to the ledger")
+    unp.add_argument("archives", nargs="+", type=Path)
+    unp.add_argument("--profile", default="full")
+    for name in ("next", "status"):
+        p = sub.add_parser(name, help="the first shard with missing runs" if name == "next" else
+                           "runs missing from the ledger per section")
+        p.add_argument("--profile", default="full")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            archive = run_shard(args.notebook, parse_shard(args.shard), args.out, profile=args.profile,
+                                device=args.device, group_size=args.group_size, compile=args.compile,
+                                dry_run=args.dry_run)
+            with tarfile.open(archive) as tar:
+                n = sum(m.name.endswith(".npz") for m in tar.getmembers())
+            print(f"{archive}: {n} results")
+        elif args.command == "unpack":
+            for notebook, n in unpack(args.archives, profile=args.profile).items():
+                print(f"{notebook}: {n} results written to {ledger_root()}")
+        elif args.command == "next":
+            found = next_shard(args.profile)
+            print("every shard is in the ledger" if found is None else
+                  f"{found[0]} {found[1][0]}/{found[1][1]} ({found[2]} runs missing)")
+        else:
+            for notebook in SECTIONS:
+                sec = section(notebook, args.profile)
+                total = len(shard_runs(sec, (0, 1)))
+                print(f"{notebook}: {total - len(missing(sec))} of {total} runs in the ledger")
+    except (ValueError, FileNotFoundError) as err:
+        print(f"campaign: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The GPU route (:mod:`r2mae_core.campaign`): shards of a section's plan run headlessly into one archive per
+shard, the archive is checked against this machine's plan before its results enter the ledger, and the engine
+then finds every run there without training."""
+
+import io
+import tarfile
+
+import pytest
+
+from r2mae_core import campaign
+from r2mae_core.experiments import dna, language
+from r2mae_core.records import load_record, save_record
+from r2mae_core.runs import ledger_path
+
+
+@pytest.fixture
+def ledger(tmp_path, monkeypatch):
+    monkeypatch.setenv("R2MAE_LEDGER_DIR", str(tmp_path / "ledger"))
+    monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / "cache"))
+    for module in (dna, language):
+        module._corpus_cached.cache_clear()
+    yield tmp_path / "ledger"
+    for module in (dna, language):
+        module._corpus_cached.cache_clear()
+
+
+def _entries(archive):
+    with tarfile.open(archive) as tar:
+        return sorted(m.name for m in tar.getmembers() if m.name.endswith(".npz"))
+
+
+def test_a_smoke_shard_comes_back_and_the_engine_then_trains_nothing(ledger, tmp_path, monkeypatch):
+    sec = campaign.section("04_dna", "smoke")
+    shard = (1, 3)
+    archive = campaign.run_shard("04_dna", shard, tmp_path / "out", profile="smoke", device="cpu", group_size=2,
+                                 progress=False)
+    runs = campaign.shard_runs(sec, shard)
+    assert archive.name == "04_dna-1of3.tar" and len(_entries(archive)) == len(runs) > 0
+    assert campaign.missing(sec, shard) == runs  # nothing is in the ledger before unpack
+    assert campaign.unpack([archive], profile="smoke") == {"04_dna": len(runs)}
+    assert campaign.missing(sec, shard) == []
+    for spec in runs:
+        assert "metrics" in load_record(ledger_path(spec, sec.data_checksum))
+    # a second run of the shard finds every run in the ledger: an empty archive
+    again = campaign.run_shard("04_dna", shard, tmp_path / "again", profile="smoke", device="cpu", progress=False)
+    assert _entries(again) == []
+    # the engine reads the ledger: with an empty cache, the shard's runs are not trained again
+    monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / "empty-cache"))
+
+    def no_training(group, options):
+        raise AssertionError(f"{group[0].label()} was trained although the ledger holds it")
+
+    from r2mae_core.runs import execute
+    results = execute(runs, no_training, data_checksum=sec.data_checksum, progress=False)
+    assert all(r is not None for r in results)
+
+
+@pytest.mark.parametrize("notebook", list(campaign.SECTIONS))
+def test_a_dry_run_shard_runs_the_full_plan_small_and_never_enters_the_ledger(ledger, tmp_path, notebook):
+    """One shard of the full plan on the CPU (two steps, small data; the whole plan: ``campaign run NB 0/1 OUT
+    --dry-run``, minutes); its results are not runs of the full plan, so unpack refuses them."""
+    archive = campaign.run_shard(notebook, (0, 16), tmp_path / "out", dry_run=True, group_size=2, progress=False)
+    sec = campaign.section(notebook, "full", dry_run=True)
+    assert len(_entries(archive)) == len(campaign.shard_runs(sec, (0, 16))) > 0
+    with pytest.raises(ValueError, match=f"is not a run of {notebook}'s full plan here"):
+        campaign.unpack([archive])
+    assert not ledger.exists() or not any(ledger.rglob("*.npz"))
+
+
+def test_next_names_the_first_shard_with_missing_runs(ledger):
+    notebook, shard, left = campaign.next_shard()
+    assert notebook == "03_language" and shard == (0, campaign.SECTIONS["03_language"]["shards"]) and left > 0
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["run", "02_vision", "0/2", "OUT"], "notebook='02_vision' is not allowed"),
+    (["run", "04_dna", "3/2", "OUT"], "3/2"),
+    (["unpack", "notes.tar"], "archive 'notes.tar' is not allowed"),
+])
+def test_bad_input_is_one_line_and_exit_2(ledger, tmp_path, capsys, argv, match):
+    argv = [str(tmp_path / a) if a in ("OUT", "notes.tar") else a for a in argv]
+    assert campaign.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("campaign: ") and "\n" not in err and match in err
+
+
+def test_a_result_made_from_other_data_is_refused(ledger, tmp_path):
+    archive = campaign.run_shard("04_dna", (0, 4), tmp_path / "out", profile="smoke", device="cpu",
+                                 progress=False)
+    with tarfile.open(archive) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(".npz"))
+        path = tmp_path / "entry.npz"
+        path.write_bytes(tar.extractfile(member).read())
+        others = [m for m in tar.getmembers() if m.name != member.name]
+        kept = {m.name: tar.extractfile(m).read() for m in others}
+    result = load_record(path)
+    result["data_digest"] = "0" * 24  # as if the GPU side had built another corpus
+    save_record(path, result)
+    forged = tmp_path / "forged" / archive.name
+    forged.parent.mkdir()
+    with tarfile.open(forged, "w") as tar:
+        tar.add(path, arcname=member.name)
+        for name, data in kept.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ValueError, match="was made from other data"):
+        campaign.unpack([forged], profile="smoke")
+    assert not ledger.exists() or not any(ledger.rglob("*.npz"))
