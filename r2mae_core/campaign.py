@@ -16,8 +16,10 @@ plan) and the notebooks replay on the CPU from the results:
    ledger, ``results/full/runs/<namespace>/<key>.npz`` (:func:`r2mae_core.runs.ledger_path`), which is
    committed.
 3. ``python -m r2mae_core.campaign next`` names the first shard with runs missing from the ledger; ``status``
-   counts them per section. When none is missing, ``./build.sh run --profile full`` executes the notebooks on the
-   CPU: the engine finds every run in the ledger and trains nothing.
+   counts them per section; ``carry NB`` lists the prepared datasets a shard needs on the GPU machine (the
+   ignored paths to carry with the working tree, checked against the 64 MiB / 8 paths a command may carry).
+   When none is missing, ``./build.sh run --profile full`` executes the notebooks on the CPU: the engine finds
+   every run in the ledger and trains nothing (``R2MAE_REPLAY=1``: a missing run is an error, not a training).
 
 Why the engine and not papermill on the GPU: the GPU image has no papermill, jupyter or scanpy, a notebook is
 not resumable within a 10-minute command, and its figures need no GPU; the engine's records are small, data-only
@@ -45,11 +47,15 @@ from types import ModuleType
 from typing import Any
 
 from .notebook_params import load_profile_parameters, read_parameters
-from .paths import ledger_root
+from .paths import REPO_ROOT, ledger_root
 from .records import RecordError, load_record, save_record
 from .runs import Options, RunSpec, execute, groups, ledger_path, parse_shard, result_path
 
-__all__ = ["SECTIONS", "Section", "section", "shard_runs", "run_shard", "unpack", "missing", "next_shard", "main"]
+__all__ = ["SECTIONS", "CARRY_LIMIT_BYTES", "CARRY_LIMIT_PATHS", "Section", "section", "shard_runs", "carry",
+           "run_shard", "unpack", "missing", "next_shard", "main"]
+
+#: What a GPU command may carry beside the tracked files: at most 64 MiB in at most 8 paths.
+CARRY_LIMIT_BYTES, CARRY_LIMIT_PATHS = 64 * 2**20, 8
 
 #: The sections whose every pretraining run goes through the engine, and their shard counts at ``full``.
 SECTIONS: dict[str, dict[str, Any]] = {
@@ -103,6 +109,32 @@ def missing(sec: Section, shard: tuple[int, int] | None = None) -> list[RunSpec]
     """The runs (of ``shard``, or of the whole plan) that the ledger does not hold."""
     runs = shard_runs(sec, shard) if shard else shard_runs(sec, (0, 1))
     return [spec for spec in runs if not ledger_path(spec, sec.data_checksum).exists()]
+
+
+def carry(notebook: str, profile: str = "full") -> tuple[list[str], int]:
+    """The ignored paths a shard of ``notebook`` needs on the GPU machine (its prepared datasets, ``data/<name>``,
+    relative to the repository) and their total size in bytes.
+
+    Raises
+    ------
+    ValueError
+        A dataset that is not prepared here (run ``./build.sh data`` first), or more than
+        :data:`CARRY_LIMIT_PATHS` paths or :data:`CARRY_LIMIT_BYTES` bytes.
+    """
+    from .data import registry
+
+    sec = section(notebook, profile)
+    paths, total = [], 0
+    for name in sec.module.data_names(sec.config):
+        folder = registry.cache_dir(name)
+        if not registry.manifest_path(name).exists():
+            raise ValueError(f"dataset {name!r} is not prepared in {folder}: run ./build.sh data {name} first")
+        paths.append(str(folder.relative_to(REPO_ROOT)) if folder.is_relative_to(REPO_ROOT) else str(folder))
+        total += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    if len(paths) > CARRY_LIMIT_PATHS or total > CARRY_LIMIT_BYTES:
+        raise ValueError(f"{notebook} needs {len(paths)} paths of {total / 2**20:.1f} MiB: a GPU command carries "
+                         f"at most {CARRY_LIMIT_PATHS} paths of {CARRY_LIMIT_BYTES / 2**20:.0f} MiB")
+    return paths, total
 
 
 def _archive_name(notebook: str, shard: tuple[int, int]) -> str:
@@ -230,6 +262,9 @@ def _parser() -> argparse.ArgumentParser:
     unp = sub.add_parser("unpack", help="check the archives and write their results to the ledger")
     unp.add_argument("archives", nargs="+", type=Path)
     unp.add_argument("--profile", default="full")
+    car = sub.add_parser("carry", help="the data paths a shard needs on the GPU machine (checked against its limits)")
+    car.add_argument("notebook")
+    car.add_argument("--profile", default="full")
     for name in ("next", "status"):
         p = sub.add_parser(name, help="the first shard with missing runs" if name == "next" else
                            "runs missing from the ledger per section")
@@ -250,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "unpack":
             for notebook, n in unpack(args.archives, profile=args.profile).items():
                 print(f"{notebook}: {n} results written to {ledger_root()}")
+        elif args.command == "carry":
+            paths, total = carry(args.notebook, args.profile)
+            print(json.dumps({"carry": paths, "mib": round(total / 2**20, 1)}))
         elif args.command == "next":
             found = next_shard(args.profile)
             print("every shard is in the ledger" if found is None else

@@ -6,7 +6,9 @@
 2. validates the profile YAML against the notebook's parameters cell (unknown key or wrong type: error),
 3. clears ``results/<profile>/NN_slug/`` and marks it ``.incomplete``,
 4. executes the notebook with papermill (cwd ``notebooks/``, parameters from the YAML plus ``profile``)
-   into ``NN_slug.partial.ipynb`` and renames it to ``NN_slug.ipynb`` on success, removing the mark.
+   into ``NN_slug.partial.ipynb`` and renames it to ``NN_slug.ipynb`` on success, removing the mark. At
+   ``full`` on a machine without CUDA the kernel gets ``R2MAE_REPLAY=1``: the notebook replays the runs of the
+   GPU ledger and trains nothing (:mod:`r2mae_core.campaign`).
 
 A failed notebook keeps its ``.incomplete`` mark and its partial notebook (so nothing failed looks
 complete), the others still run, and the exit status is non-zero with one summary line per notebook.
@@ -20,7 +22,9 @@ running anything.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -86,6 +90,29 @@ def _first_error_line(err: BaseException) -> str:
     return f"{name}: {value[0] if value else ''}"[:200]
 
 
+@contextlib.contextmanager
+def _replay_env(value: str | None):
+    """``R2MAE_REPLAY`` set to ``value`` (None: left as it is) for the duration (the kernel inherits it)."""
+    previous = os.environ.get("R2MAE_REPLAY")
+    if value is not None:
+        os.environ["R2MAE_REPLAY"] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("R2MAE_REPLAY", None)
+        else:
+            os.environ["R2MAE_REPLAY"] = previous
+
+
+def _replay_only(profile: str) -> bool:
+    """At ``full`` on a machine without CUDA the notebooks replay the ledger (``R2MAE_REPLAY=1``: the engine
+    trains nothing, :func:`r2mae_core.runs.execute`), unless ``R2MAE_REPLAY`` is set already."""
+    import torch
+
+    return profile == "full" and "R2MAE_REPLAY" not in os.environ and not torch.cuda.is_available()
+
+
 def run_notebook(notebook: str, profile: str) -> NotebookResult:
     """Execute one notebook at ``profile`` (see the module docstring for the steps)."""
     import papermill
@@ -104,9 +131,10 @@ def run_notebook(notebook: str, profile: str) -> NotebookResult:
     (out_dir / INCOMPLETE).write_text(f"started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     partial = out_dir / f"{notebook}.partial.ipynb"
     try:
-        papermill.execute_notebook(str(ipynb), str(partial), parameters={**parameters, "profile": profile},
-                                   cwd=str(NOTEBOOK_DIR), kernel_name=KERNEL, progress_bar=True,
-                                   log_output=False)
+        with _replay_env("1" if _replay_only(profile) else None):
+            papermill.execute_notebook(str(ipynb), str(partial), parameters={**parameters, "profile": profile},
+                                       cwd=str(NOTEBOOK_DIR), kernel_name=KERNEL, progress_bar=True,
+                                       log_output=False)
     except Exception as err:  # noqa: BLE001 - any failure of a notebook is reported, and the next one runs
         return NotebookResult(notebook, False, (time.monotonic() - start) / 60, _first_error_line(err))
     partial.replace(out_dir / f"{notebook}.ipynb")

@@ -107,3 +107,13 @@ def test_a_result_made_from_other_data_is_refused(ledger, tmp_path):
     with pytest.raises(ValueError, match="was made from other data"):
         campaign.unpack([forged], profile="smoke")
     assert not ledger.exists() or not any(ledger.rglob("*.npz"))
+
+
+@pytest.mark.parametrize("notebook", list(campaign.SECTIONS))
+def test_carry_lists_the_prepared_data_within_the_gpu_limits(notebook, monkeypatch):
+    paths, total = campaign.carry(notebook)
+    assert paths and all(p.startswith("data/") for p in paths)
+    assert len(paths) <= campaign.CARRY_LIMIT_PATHS and 0 < total <= campaign.CARRY_LIMIT_BYTES
+    monkeypatch.setattr(campaign, "CARRY_LIMIT_BYTES", total - 1)
+    with pytest.raises(ValueError, match="a GPU command carries at most"):
+        campaign.carry(notebook)

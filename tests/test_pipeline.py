@@ -1,6 +1,7 @@
 """The notebook runner, the parameter checks and the report, on throw-away notebooks in a temp repo."""
 
 import json
+import os
 import textwrap
 
 import pytest
@@ -196,3 +197,16 @@ def test_pair_writes_the_reference_from_several_seeds_and_strips_machine_outputs
     outputs = [o for c in stored.cells if c.cell_type == "code" for o in c.outputs]
     assert outputs and not [o for o in outputs if o.get("name") == "stderr"]
     assert "{'x': 1.3" in "".join(o.get("text", "") for o in outputs)
+
+
+def test_full_replays_the_ledger_on_a_machine_without_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("R2MAE_REPLAY", raising=False)
+    assert pipeline._replay_only("full") == (not torch.cuda.is_available())
+    assert not pipeline._replay_only("quick")
+    monkeypatch.setenv("R2MAE_REPLAY", "0")  # the user's choice wins: train on this machine
+    assert not pipeline._replay_only("full")
+    with pipeline._replay_env("1"):
+        assert os.environ["R2MAE_REPLAY"] == "1"
+    assert os.environ["R2MAE_REPLAY"] == "0"

@@ -152,3 +152,22 @@ def test_worker_processes_give_the_same_results(cache, tmp_path, monkeypatch):
 def test_execute_rejects_bad_settings(cache, kw, match):
     with pytest.raises(ValueError, match=match):
         execute([_spec()], work, progress=False, **kw)
+
+
+def test_the_ledger_is_read_after_the_cache_and_replay_trains_nothing(cache, tmp_path, monkeypatch):
+    """A result in the ledger (runs made on another machine; its key has no CPU numerics) is found with an empty
+    cache; under ``R2MAE_REPLAY=1`` a run that is in neither is an error, not a training."""
+    monkeypatch.setenv("R2MAE_LEDGER_DIR", str(tmp_path / "ledger"))
+    plan = [_spec(seed=s) for s in range(3)]
+    made = execute(plan[:2], work, progress=False)
+    for spec in plan[:2]:
+        runs.ledger_path(spec).parent.mkdir(parents=True, exist_ok=True)
+        runs.result_path(spec).replace(runs.ledger_path(spec))
+    monkeypatch.setenv("R2MAE_REPLAY", "1")
+    def no_training(group, options):
+        raise AssertionError(f"{group[0].label()} was trained although the ledger holds it")
+
+    read = execute(plan[:2], no_training, progress=False)
+    assert [r["metrics"] for r in read] == [r["metrics"] for r in made]
+    with pytest.raises(RuntimeError, match="1 of 3 runs are neither in the cache nor in the ledger"):
+        execute(plan, work, progress=False)

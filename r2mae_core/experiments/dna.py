@@ -50,7 +50,8 @@ from ._checks import check_int, check_learning_rates, check_ratio, check_sweep
 from .language import SIZES, finetune, probe
 
 __all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work",
-           "evaluation_spec", "corpus", "data_checksum", "data_digest", "mlm_step", "step_for", "config_dict"]
+           "evaluation_spec", "corpus", "data_names", "data_checksum", "data_digest", "mlm_step", "step_for",
+           "config_dict"]
 
 #: Downstream tasks (score: Matthews correlation of the linear probe, as the Nucleotide Transformer reports).
 TASKS: tuple[str, ...] = ("exon_intron", "promoter", "species")
@@ -218,9 +219,17 @@ def data_checksum(config: Config) -> str:
     return _data_checksum(config.genomes)
 
 
+def data_names(config: Config) -> list[str]:
+    """The prepared datasets the runs of ``config`` read (``data/<name>/``): the task sources and the genomes."""
+    return _data_names(config.genomes)
+
+
+def _data_names(genomes=()) -> list[str]:
+    return ["dm_genes", "dm_chr2r", "dm_promoters", "bacteria", *sorted(set(genomes) - {"dm_chr2r", "bacteria"})]
+
+
 def _data_checksum(genomes=()) -> str:
-    names = ["dm_genes", "dm_chr2r", "dm_promoters", "bacteria", *sorted(set(genomes) - {"dm_chr2r", "bacteria"})]
-    return "".join(datasets.fingerprint(n) for n in names)
+    return "".join(datasets.fingerprint(n) for n in _data_names(genomes))
 
 
 def _subsample(table: pd.DataFrame, caps: dict[str, int], rng: np.random.Generator) -> pd.DataFrame:

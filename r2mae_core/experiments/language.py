@@ -34,7 +34,7 @@ from . import _token_runs as token_runs
 from ._checks import check_int, check_learning_rates, check_ratio, check_sweep
 
 __all__ = ["Config", "SIZES", "TASKS", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work", "evaluation_spec",
-           "corpus", "data_checksum", "data_digest", "mlm_step", "probe", "finetune"]
+           "corpus", "data_names", "data_checksum", "data_digest", "mlm_step", "probe", "finetune"]
 
 #: Encoder sizes (the "model size" axis): width, blocks, heads.
 SIZES: dict[str, dict] = {
@@ -46,6 +46,7 @@ SIZES: dict[str, dict] = {
 TASKS: dict[str, str] = {"genre": "macro_f1", "spam": "f1", "pos": "acc", "mlm": "neg_loss"}
 BASELINES = ("mrd_cosine", "mrd_linear", "scheduled", "r2mae")
 ABLATIONS = ("r2mae_sample",)
+_DATASETS = ("brown", "spam_assassin")
 _SPLIT_SEED = 0  # data splits and probe subsets: fixed, independent of the run seed
 _EVAL_SEED = 12345  # masks of the MLM evaluation: the same for every model
 NAMESPACE = "language_runs"
@@ -174,13 +175,18 @@ def data_digest(config: Config) -> str:
     return record_digest(corpus(config))
 
 
+def data_names(config: Config) -> list[str]:
+    """The prepared datasets the runs of ``config`` read (``data/<name>/``)."""
+    return list(_DATASETS)
+
+
 def data_checksum(config: Config) -> str:
     """The checksum of the data every run of ``config`` reads (part of every run's key)."""
     return _data_checksum()
 
 
 def _data_checksum() -> str:
-    return datasets.fingerprint("brown") + datasets.fingerprint("spam_assassin")
+    return "".join(datasets.fingerprint(name) for name in _DATASETS)
 
 
 def _build_corpus(spec: dict) -> dict:

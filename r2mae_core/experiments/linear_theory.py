@@ -277,21 +277,25 @@ def _r2mae_grid(config: Config) -> pd.DataFrame:
 
 def _c4_monte_carlo(config: Config) -> pd.DataFrame:
     """C4: every MC fixed ratio, the declared R²MAE and R²MAE on every interval [a, b] of ``mc_ratios``, on
-    validation repetitions (to select) and test repetitions (to compare), sharing seeds (paired)."""
+    validation repetitions (to select) and test repetitions (to compare), sharing seeds (paired). Each row
+    carries its method's ``group`` (``fixed``, ``r2mae`` the declared interval, ``interval`` the others) and its
+    ``ratio_low`` / ``ratio_high``."""
     n = config.n_of(config.focus_gamma)
     cov = covariance(config, config.focus_family)
     tests = _tests(config)
     frames = []
-    methods = [(f"fixed {m:g}", float(m)) for m in config.mc_ratios] + [("R²MAE", config.r2mae_sampler())]
+    methods = [(f"fixed {m:g}", float(m), "fixed", float(m), float(m)) for m in config.mc_ratios]
+    methods.append(("R²MAE", config.r2mae_sampler(), "r2mae", config.r2mae_low, config.r2mae_high))
     methods += [(f"R²MAE [{lo:g}, {hi:g}]", make_sampler({"kind": "r2mae", "low": lo, "high": hi,
-                                                         "per": config.r2mae_per}))
+                                                         "per": config.r2mae_per}), "interval", lo, hi)
                 for lo in config.mc_ratios for hi in config.mc_ratios if lo < hi]
     for split, tag in (("validation", 41), ("test", 42)):
-        for label, law in methods:
+        for label, law, group, low, high in methods:
             frame, _ = _mc(config, config.focus_family, law, n, tests, config.c4_reps, _seed(config, tag))
             theory_risk = {name: theory.pretraining_risk(cov, law, n, test=t, ridge=config.ridge)
                            for name, t in tests.items()}
-            frames.append(frame.assign(method=label, split=split,
+            frames.append(frame.assign(method=label, group=group, ratio_low=float(low), ratio_high=float(high),
+                                       split=split,
                                        theory=frame["test"].map({k: v.risk for k, v in theory_risk.items()}),
                                        gamma_eff=theory_risk["universal"].gamma_eff))
     return pd.concat(frames, ignore_index=True)

@@ -161,15 +161,18 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
     for criterion, frame in _c4_frames(results).items():
         val = frame[frame["split"] == "validation"].groupby("method")["risk"].mean()
         test = frame[frame["split"] == "test"]
-        best = val[val.index.str.startswith("fixed")].idxmin()
-        tuned = val[val.index.str.startswith("R²MAE [")]
+        meta = frame.drop_duplicates("method").set_index("method")
+        group = meta.loc[val.index, "group"].to_numpy()
+        best = val[group == "fixed"].idxmin()
+        tuned = val[group == "interval"]
         contenders = [("tuned", tuned.idxmin())] if len(tuned) else []
-        contenders.append(("default", "R²MAE"))
+        contenders.append(("default", meta.index[meta["group"] == "r2mae"][0]))
         for kind, r2 in contenders:
             primary = criterion == config.primary_criterion and kind == "tuned"
             cid = "C4" if primary else f"C4-{criterion}-{kind}"
             diff = paired_difference(test, method_col="method", a=best, b=r2, value="risk", pair_on="rep")
-            label = (f"R²MAE (interval chosen on validation: {r2.removeprefix('R²MAE ')})" if kind == "tuned" else
+            low, high = meta.loc[r2, ["ratio_low", "ratio_high"]]
+            label = (f"R²MAE (interval chosen on validation: [{low:g}, {high:g}])" if kind == "tuned" else
                      f"R²MAE U[{config.r2mae_low:g}, {config.r2mae_high:g}] (declared default)")
             out.append(_interval_claim(
                 cid, f"{label} beats the best fixed ratio ({best}, chosen on validation) on the {criterion} "
@@ -178,12 +181,16 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
 
 
 def _c4_frames(results: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """Per criterion: (method, split, rep, risk) with methods 'fixed m' and 'R²MAE'."""
+    """Per criterion: (method, group, ratio_low, ratio_high, split, rep, risk); the downstream criterion has the
+    fixed ratios of its Monte Carlo (group ``fixed``) and the declared R²MAE (group ``r2mae``, no ratio)."""
     c4 = results["c4_mc"]
-    frames = {name: g[["method", "split", "rep", "risk"]] for name, g in c4.groupby("test")}
+    columns = ["method", "group", "ratio_low", "ratio_high", "split", "rep", "risk"]
+    frames = {name: g[columns] for name, g in c4.groupby("test")}
     ds = results["downstream_mc"]
-    ds = ds.assign(method=np.where(ds["law"] == "R²MAE", "R²MAE", "fixed " + ds["law"].astype(str)))
-    frames["downstream"] = ds.groupby(["method", "split", "rep"], as_index=False)["risk"].mean()
+    fixed = ds["ratio"].notna()
+    ds = ds.assign(method=np.where(fixed, "fixed " + ds["law"].astype(str), "R²MAE"),
+                   group=np.where(fixed, "fixed", "r2mae"), ratio_low=ds["ratio"], ratio_high=ds["ratio"])
+    frames["downstream"] = ds.groupby(columns[:-3] + ["split", "rep"], as_index=False, dropna=False)["risk"].mean()
     return frames
 
 
