@@ -45,7 +45,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from unittest import mock
 
+from . import runs
 from .notebook_params import load_profile_parameters, read_parameters
 from .paths import REPO_ROOT, ledger_root
 from .records import RecordError, load_record, save_record
@@ -96,19 +98,13 @@ def section(notebook: str, profile: str = "full", *, dry_run: bool = False) -> S
 
 
 def shard_runs(sec: Section, shard: tuple[int, int]) -> list[RunSpec]:
-    """The distinct runs at plan positions ``p % n == i`` (a run that appears twice is done once)."""
-    i, n = shard
-    unique: dict[str, RunSpec] = {}
-    for p, spec in enumerate(sec.plan):
-        if p % n == i:
-            unique.setdefault(repr(spec.identity()), spec)
-    return list(unique.values())
+    """The distinct runs of ``shard`` of the section's plan (:func:`r2mae_core.runs.shard_runs`)."""
+    return runs.shard_runs(sec.plan, shard)
 
 
 def missing(sec: Section, shard: tuple[int, int] | None = None) -> list[RunSpec]:
     """The runs (of ``shard``, or of the whole plan) that the ledger does not hold."""
-    runs = shard_runs(sec, shard) if shard else shard_runs(sec, (0, 1))
-    return [spec for spec in runs if not ledger_path(spec, sec.data_checksum).exists()]
+    return [spec for spec in shard_runs(sec, shard or (0, 1)) if not ledger_path(spec, sec.data_checksum).exists()]
 
 
 def carry(notebook: str, profile: str = "full") -> tuple[list[str], int]:
@@ -168,9 +164,8 @@ def run_shard(notebook: str, shard: tuple[int, int], out: Path, *, profile: str 
     todo = missing(sec, shard)
     options = Options(device="cpu" if dry_run else device, compile=compile, threads=sec.config.threads,
                       progress=False)
-    previous = os.environ.get("R2MAE_CACHE_DIR")
-    os.environ["R2MAE_CACHE_DIR"] = str(Path(tempfile.mkdtemp(prefix="cache-", dir=out)))
-    try:
+    scratch = {"R2MAE_CACHE_DIR": tempfile.mkdtemp(prefix="cache-", dir=out)}
+    with mock.patch.dict(os.environ, scratch):
         for k, group in enumerate(groups(todo, group_size)):
             t0 = time.perf_counter()
             execute(group, sec.module.work, options=options, group_size=group_size,
@@ -179,11 +174,6 @@ def run_shard(notebook: str, shard: tuple[int, int], out: Path, *, profile: str 
             if progress:
                 print(f"{notebook} shard {shard[0]}/{shard[1]}: group {k + 1} ({len(group)} runs, "
                       f"{group[0].label()}) in {time.perf_counter() - t0:.1f} s", flush=True)
-    finally:
-        if previous is None:
-            os.environ.pop("R2MAE_CACHE_DIR", None)
-        else:
-            os.environ["R2MAE_CACHE_DIR"] = previous
     if not archive.exists():
         with tarfile.open(archive, "w"):
             pass  # nothing was missing: an empty archive says so
@@ -222,14 +212,14 @@ def unpack(archives: list[Path], *, profile: str = "full") -> dict[str, int]:
                     result = load_record(path)
                 except RecordError as err:
                     raise ValueError(f"{archive.name}: {member.name} does not read as a result: {err}") from None
-                checked.append((expected[member.name], result))
+                checked.append((expected[member.name], result, member.name))
             local = sec.module.data_digest(sec.config) if checked else ""
-            for (_, result), member in zip(checked, entries, strict=True):
+            for _, result, name in checked:
                 if result.get("data_digest") != local:
-                    raise ValueError(f"{archive.name}: {member.name} was made from other data (corpus digest "
+                    raise ValueError(f"{archive.name}: {name} was made from other data (corpus digest "
                                      f"{result.get('data_digest')!r}, here {local!r}): the data or a library that "
                                      "builds it differ")
-        for spec, result in checked:
+        for spec, result, _ in checked:
             save_record(ledger_path(spec, sec.data_checksum), result)
         written[notebook] = written.get(notebook, 0) + len(checked)
     return written

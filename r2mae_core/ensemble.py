@@ -41,7 +41,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from . import masking
 from ._rng import check_seed, child_seeds, torch_generator
 from .losses import uniformity_loss
-from .models.blocks import TokenMask, as_token_mask
+from .models.blocks import TokenMask, as_token_mask, round_up_to_bucket
 from .train import (
     _FLUSH_EVERY,
     HISTORY_COLUMNS,
@@ -116,8 +116,7 @@ class ImageMasking:
         K = max(tm.ids_keep.shape[1] for _, tm in draws)
         if buckets:
             L = draws[0][1].mask.shape[1]
-            bucket = math.ceil(L / buckets)
-            K = min(L, math.ceil(max(K, 1) / bucket) * bucket)
+            K = round_up_to_bucket(max(K, 1), math.ceil(L / buckets), L)
         masks = [pad_token_mask(tm, K) for _, tm in draws]
         padded = bool(buckets) or any(tm.padded for tm in masks)
         fields = tuple(torch.stack([getattr(tm, f) for tm in masks]) for f in ("mask", "ids_keep", "keep_valid",

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from . import masking
+from .models.blocks import round_up_to_bucket
 from .models.text_encoder import MLMTargets, mlm_targets
 
 __all__ = ["MLMStep"]
@@ -87,8 +88,7 @@ class MLMStep:
         count = max(int((labels != masking.IGNORE_INDEX).sum()) for _, labels in draws)
         if buckets:
             size = draws[0][1].numel()
-            step = math.ceil(size / buckets)
-            count = min(size, math.ceil(max(count, 1) / step) * step)
+            count = round_up_to_bucket(max(count, 1), math.ceil(size / buckets), size)
         padded = [mlm_targets(labels, count) for _, labels in draws]
         return (torch.stack([x for x, _ in draws]), torch.stack([t.positions for t in padded]),
                 torch.stack([t.targets for t in padded])), None

@@ -41,7 +41,8 @@ from .records import RecordError, load_record, save_record
 from .train import TrainConfig
 
 __all__ = ["Method", "TrainConfig", "RunSpec", "Options", "fixed_method", "r2mae_method", "r2mae_name",
-           "reference_method", "group_key", "groups", "result_path", "ledger_path", "execute", "parse_shard"]
+           "reference_method", "group_key", "groups", "shard_runs", "result_path", "ledger_path", "execute",
+           "parse_shard"]
 
 _NAN = float("nan")
 
@@ -225,6 +226,17 @@ def result_path(spec: RunSpec, data_checksum: str = "") -> Path:
     return cache_root() / spec.namespace / f"{key}.npz"
 
 
+def shard_runs(plan: Sequence[RunSpec], shard: tuple[int, int]) -> list[RunSpec]:
+    """The distinct runs at plan positions ``p % n == i`` of ``shard = (i, n)`` (a run that appears twice is done
+    once): one fixed partition of a plan."""
+    i, n = shard
+    unique: dict[str, RunSpec] = {}
+    for p, spec in enumerate(plan):
+        if p % n == i:
+            unique.setdefault(repr(spec.identity()), spec)
+    return list(unique.values())
+
+
 def ledger_path(spec: RunSpec, data_checksum: str = "") -> Path:
     """Where the result of ``spec`` made on another machine is committed: ``<ledger root>/<namespace>/<key>.npz``
     (:func:`r2mae_core.paths.ledger_root`). The key is :func:`result_path`'s without the CPU numerics: a run
@@ -340,7 +352,7 @@ def execute(plan: Sequence[RunSpec], work: Callable[[list[RunSpec], Options], li
         raise ValueError(f"workers={workers!r} is not allowed: use an integer >= 1")
     keys = [repr(spec.identity()) for spec in plan]
     unique = dict(zip(keys, plan, strict=True))
-    mine = set(keys if shard is None else (k for p, k in enumerate(keys) if p % shard[1] == shard[0]))
+    mine = set(keys) if shard is None else {repr(spec.identity()) for spec in shard_runs(plan, shard)}
     paths = {k: result_path(spec, data_checksum) for k, spec in unique.items()}
     done = {k: out for k, spec in unique.items() if (out := _stored(paths[k], spec, data_checksum)) is not None}
     todo = [spec for k, spec in unique.items() if k not in done and k in mine]

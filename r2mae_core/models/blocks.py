@@ -112,6 +112,12 @@ def as_bool_mask(mask) -> Tensor:
     return m
 
 
+def round_up_to_bucket(count: int, bucket: int, cap: int) -> int:
+    """``count`` rounded up to a multiple of ``bucket``, at most ``cap``: the padded token count under
+    ``torch.compile``, so that a compiled step sees at most ``ceil(cap / bucket)`` shapes."""
+    return min(cap, math.ceil(count / bucket) * bucket)
+
+
 def as_token_mask(mask, *, bucket: int = 1) -> TokenMask:
     """Turn a bool ``(B, L)`` mask or a ``masking.SubsetMask`` into a :class:`TokenMask`.
 
@@ -140,7 +146,7 @@ def as_token_mask(mask, *, bucket: int = 1) -> TokenMask:
         keep_valid = torch.arange(ids_keep.shape[1], device=m.device)[None] < n_keep[:, None]
     if bucket > 1:
         K = ids_keep.shape[1]
-        K_b = min(L, math.ceil(K / bucket) * bucket)
+        K_b = round_up_to_bucket(K, bucket, L)
         if K_b > K:
             ids_keep = F.pad(ids_keep, (0, K_b - K))
             keep_valid = F.pad(keep_valid, (0, K_b - K), value=False)
