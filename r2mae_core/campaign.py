@@ -61,8 +61,10 @@ CARRY_LIMIT_BYTES, CARRY_LIMIT_PATHS = 64 * 2**20, 8
 
 #: The sections whose every pretraining run goes through the engine, and their shard counts at ``full``.
 SECTIONS: dict[str, dict[str, Any]] = {
+    "02_vision": {"module": "r2mae_core.experiments.vision", "shards": 8},
     "03_language": {"module": "r2mae_core.experiments.language", "shards": 8},
     "04_dna": {"module": "r2mae_core.experiments.dna", "shards": 8},
+    "06_spectral_clustering": {"module": "r2mae_core.experiments.spectral_clustering", "shards": 4},
 }
 
 
@@ -86,12 +88,13 @@ def _check_notebook(notebook: str) -> str:
 
 def section(notebook: str, profile: str = "full", *, dry_run: bool = False) -> Section:
     """The section's config as its notebook builds it at ``profile`` (the parameters cell's defaults, the
-    profile's YAML over them; with ``dry_run`` the module's ``DRY_RUN`` over those) and its plan."""
+    profile's YAML over them; with ``dry_run`` the module's ``DRY_RUN`` over those: a value, or a function of
+    the profile's value) and its plan."""
     module = importlib.import_module(SECTIONS[_check_notebook(notebook)]["module"])
     params = {name: p.default for name, p in read_parameters(notebook).items()}
     params.update(load_profile_parameters(profile, notebook))
     if dry_run:
-        params.update(module.DRY_RUN)
+        params.update({k: v(params[k]) if callable(v) else v for k, v in module.DRY_RUN.items()})
     names = {f.name for f in fields(module.Config)}
     config = module.Config(**{k: v for k, v in params.items() if k in names})
     return Section(notebook, profile, module, config, module.plan(config), module.data_checksum(config))
@@ -151,32 +154,36 @@ def _append(archive: Path, sec: Section, group: list[RunSpec]) -> None:
 
 
 def run_shard(notebook: str, shard: tuple[int, int], out: Path, *, profile: str = "full", device: str = "cuda",
-              group_size: int = 8, compile: bool = False, dry_run: bool = False, progress: bool = True) -> Path:
+              group_size: int = 8, compile: bool = False, dry_run: bool = False, progress: bool = True,
+              scratch: Path | None = None) -> Path:
     """Run one shard of a section's plan (module docstring, step 1) and return its archive.
 
-    The runs the ledger already holds are skipped; the engine's cache is a scratch folder under ``out`` (the
-    archive is what comes back). With ``dry_run`` the device is the CPU and the section's ``DRY_RUN`` applies.
+    The runs the ledger already holds are skipped. The engine's cache (records and checkpoints) is ``scratch``
+    (None: a temporary folder, removed at the end), never under ``out``: only the archive comes back. A
+    ``scratch`` kept between two commands on one machine lets the second resume the first's checkpoints. With
+    ``dry_run`` the device is the CPU and the section's ``DRY_RUN`` applies.
     """
     sec = section(notebook, profile, dry_run=dry_run)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     archive = out / _archive_name(notebook, shard)
     todo = missing(sec, shard)
-    options = Options(device="cpu" if dry_run else device, compile=compile, threads=sec.config.threads,
-                      progress=False)
-    scratch = {"R2MAE_CACHE_DIR": tempfile.mkdtemp(prefix="cache-", dir=out)}
-    with mock.patch.dict(os.environ, scratch):
-        for k, group in enumerate(groups(todo, group_size)):
-            t0 = time.perf_counter()
-            execute(group, sec.module.work, options=options, group_size=group_size,
-                    data_checksum=sec.data_checksum, progress=False)
-            _append(archive, sec, group)
-            if progress:
-                print(f"{notebook} shard {shard[0]}/{shard[1]}: group {k + 1} ({len(group)} runs, "
-                      f"{group[0].label()}) in {time.perf_counter() - t0:.1f} s", flush=True)
-    if not archive.exists():
-        with tarfile.open(archive, "w"):
-            pass  # nothing was missing: an empty archive says so
+    options = Options(device="cpu" if dry_run else device, compile=compile,
+                      threads=getattr(sec.config, "threads", 0), progress=False)
+    with tempfile.TemporaryDirectory(prefix="r2mae-campaign-") as tmp:
+        cache = Path(scratch) if scratch is not None else Path(tmp)
+        with mock.patch.dict(os.environ, {"R2MAE_CACHE_DIR": str(cache)}):
+            for k, group in enumerate(groups(todo, group_size)):
+                t0 = time.perf_counter()
+                execute(group, sec.module.work, options=options, group_size=group_size,
+                        data_checksum=sec.data_checksum, progress=False)
+                _append(archive, sec, group)
+                if progress:
+                    print(f"{notebook} shard {shard[0]}/{shard[1]}: group {k + 1} ({len(group)} runs, "
+                          f"{group[0].label()}) in {time.perf_counter() - t0:.1f} s", flush=True)
+            if not archive.exists():
+                with tarfile.open(archive, "w"):
+                    pass  # nothing was missing: an empty archive says so
     return archive
 
 
@@ -249,6 +256,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--group-size", type=int, default=8)
     run.add_argument("--compile", action="store_true")
     run.add_argument("--dry-run", action="store_true", help="on the CPU, two steps, small data; not for the ledger")
+    run.add_argument("--scratch", type=Path, default=None,
+                     help="the engine's cache folder (default: a temporary one); keep it to resume checkpoints")
     unp = sub.add_parser("unpack", help="check the archives and write their results to the ledger")
     unp.add_argument("archives", nargs="+", type=Path)
     unp.add_argument("--profile", default="full")
@@ -268,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             archive = run_shard(args.notebook, parse_shard(args.shard), args.out, profile=args.profile,
                                 device=args.device, group_size=args.group_size, compile=args.compile,
-                                dry_run=args.dry_run)
+                                dry_run=args.dry_run, scratch=args.scratch)
             with tarfile.open(archive) as tar:
                 n = sum(m.name.endswith(".npz") for m in tar.getmembers())
             print(f"{archive}: {n} results")

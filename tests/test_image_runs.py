@@ -103,11 +103,58 @@ def test_an_ensemble_group_equals_the_runs_one_by_one(tmp_path, monkeypatch):
 
 
 @needs_data
-def test_reference_rows_cover_pixels_and_random_init(cache):
-    refs = R.reference_rows("fashion_mnist", 10000, TINY_EVAL, [("mlp", "S")])
+def test_references_are_runs_of_pixels_and_random_init(cache):
+    specs = R.reference_specs("fashion_mnist", 10000, R.EvalSpec(**{**TINY_EVAL.__dict__, "ft_epochs": 2}),
+                              [("mlp", "S")])
+    assert all(R.eval_spec(s).ft_epochs == 0 for s in specs)  # references are not fine-tuned
+    refs = _rows(specs)
     assert list(refs["method"]) == ["raw pixels", "random init"] and set(refs["kind"]) == {"reference"}
     pixels = refs.iloc[0]
+    assert pixels["family"] == R.PIXELS and pixels["params"] == 0
     assert pixels["feature_dim"] == 784 and pixels["lp_test"] > 0.6  # 300 labelled images of 10 classes
+    assert refs.iloc[1]["params"] > 0 and refs.iloc[1]["steps"] == 0
+
+
+@pytest.mark.parametrize(("kw", "word"), [({"size": "S"}, "size '-'"), ({"overrides": {"patch": 7}}, "overrides"),
+                                          ({"analyses": {"spectrum": {}}}, "analyses")])
+def test_a_pixels_spec_is_only_the_raw_pixel_reference(kw, word):
+    from r2mae_core.runs import reference_method
+
+    args = {"size": "-", **kw}
+    with pytest.raises(ValueError, match=word) as err:
+        R.image_spec(R.PIXELS, args.pop("size"), reference_method("raw pixels"), 0, None, evaluation=TINY_EVAL,
+                     **args)
+    assert "\n" not in str(err.value)
+
+
+@needs_data
+def test_analyses_run_on_the_trained_model_and_are_stored_in_the_record(cache):
+    """A spec that names analyses gets their values in its record (data-only, read back equal), is another
+    result than the same run without them, shares its weights, and an analysis the section lacks is one line."""
+    from r2mae_core.runs import Options
+
+    seen = []
+
+    def mean_weight(model, spec, params, device):
+        seen.append(spec.seed)
+        return {"scale": params["scale"] * float(next(model.parameters()).detach().abs().mean()), "seed": spec.seed}
+
+    def work(group, options):
+        return R.work(group, options, {"mean_weight": mean_weight})
+
+    plain = _spec()
+    spec = R.image_spec("vit", "S", fixed_method(0.75), 0, plain.train, n_pretrain=256, evaluation=TINY_EVAL,
+                        analyses={"mean_weight": {"scale": 2.0}})
+    assert spec.training_identity() == plain.training_identity() and spec.identity() != plain.identity()
+    first = R.run_records([spec], Options(), work=work, progress=False)[0]
+    again = R.run_records([spec], Options(), work=work, progress=False)[0]
+    assert seen == [0] and first["analyses"] == again["analyses"]  # read back, not recomputed
+    assert first["analyses"]["mean_weight"]["scale"] > 0 and first["data_digest"] == R.data_digest("fashion_mnist")
+    assert R.train_run(plain).resumed_from == plain.train.steps  # one set of weights
+    with pytest.raises(ValueError, match="analysis 'mean_weight'") as err:
+        R.run_records([R.image_spec("vit", "S", fixed_method(0.75), 1, plain.train, n_pretrain=256,
+                                    analyses={"mean_weight": {}})], Options(), progress=False)
+    assert "\n" not in str(err.value)
 
 
 class _Killed(Exception):

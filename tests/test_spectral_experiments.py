@@ -9,7 +9,7 @@ import pytest
 
 from r2mae_core.evaluate import bn_linear_probe
 from r2mae_core.experiments import spectral_claims, spectral_clustering, vision
-from r2mae_core.experiments.image_runs import SIZES
+from r2mae_core.experiments.image_runs import SIZES, eval_spec
 from r2mae_core.notebook_params import load_profile_parameters, read_parameters
 
 Config = spectral_clustering.Config
@@ -49,7 +49,9 @@ def test_shared_runs_train_once_and_heads_runs_share_the_probe_runs():
     probe = spectral_clustering.probe_specs(config)
     same = next(s for s in ratio0 if s.method.ratio == 0.8)
     assert probe[0].training_identity() == same.training_identity()  # one set of weights
-    assert same.evaluation == {} and probe[0].evaluation  # the ratio runs are only trained, the probe runs scored
+    assert eval_spec(same) is None and eval_spec(probe[0]) is not None  # ratio runs are analysed, probe runs scored
+    assert set(same.evaluation["analyses"]) == {"components"}
+    assert set(probe[0].evaluation["analyses"]) == {"table1", "segmentation"}
     heads = spectral_clustering.heads_specs(config)
     assert [s.identity() for s in heads[4]] == [s.identity() for s in probe]  # the preset's 4 heads
     assert all(s.model["heads"] == 2 and s.model["dim"] == SIZES["vit"]["S"]["dim"] for s in heads[2])
@@ -58,8 +60,9 @@ def test_shared_runs_train_once_and_heads_runs_share_the_probe_runs():
     assert wide[3][0].model["heads"] == 3 and wide[6][0].model["heads"] == 6
 
 
-def test_full_profile_reuses_02_full_checkpoints_and_evaluations():
-    """Every ViT-S run of 06 full is a run of 02 full's method comparison: same spec (cache key) and evaluation."""
+def test_full_profile_trains_02_full_runs_with_02_full_probes():
+    """Every ViT-S run of 06 full trains as a run of 02 full's method comparison (one checkpoint where both run on
+    one machine) and is probed with 02's evaluation; 06 adds its analyses."""
     p06 = load_profile_parameters("full", "06_spectral_clustering")
     p02 = load_profile_parameters("full", "02_vision")
     keep06 = {k: v for k, v in p06.items() if k in Config.__dataclass_fields__}
@@ -70,9 +73,9 @@ def test_full_profile_reuses_02_full_checkpoints_and_evaluations():
     weights02 = {repr(s.training_identity()) for s in runs02}
     for spec in spectral_clustering.ratio_specs(c06):
         assert repr(spec.training_identity()) in weights02, spec.label()
-    results02 = {repr(s.identity()) for s in runs02}
+    probes02 = {repr({**s.evaluation, "analyses": None}) for s in runs02}
     for spec in spectral_clustering.probe_specs(c06):
-        assert repr(spec.identity()) in results02, spec.label()
+        assert repr({**spec.evaluation, "analyses": None}) in probes02, spec.label()
 
 
 def test_slopes_over_components_and_ratios():

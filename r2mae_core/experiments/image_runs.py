@@ -4,8 +4,13 @@ the group work (pretrain one run or an ensemble → checkpoint → evaluate) and
 A run is a pure function of its :class:`r2mae_core.runs.RunSpec` (built by :func:`image_spec`: model family,
 size and resolved config, method, seed, schedule, data, evaluation). The weights live in a checkpoint under
 ``results/cache/image_models/`` keyed by the spec without its evaluation (an interrupted single run resumes
-from it, bit for bit on CPU; 02's spectra and reconstructions and every analysis of 06 reload the same
-weights); the result (metrics and the loss history) is the engine's record under ``results/cache/image_runs/``.
+from it, bit for bit on CPU; runs of one training scored two ways share it); the result is the engine's record
+under ``results/cache/image_runs/``: metrics, the loss history and the *analyses* the spec names (a section's
+functions of the trained model, e.g. 02's feature spectrum and reconstructions, 06's SVD components and
+segmentations), so that a record made on a GPU holds everything its notebook needs and no weights travel.
+
+References are runs too: a ``reference`` method is the model as initialised, and the family :data:`PIXELS` is
+the raw-pixel row (no model: the probes read the pixels).
 
 Splits (fixed for every run, independent of the run seed): the official training images are permuted once
 with seed 0 and the last ``n_val`` become the **validation** split used to choose hyper-parameters (e.g. the
@@ -15,9 +20,12 @@ scored.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,17 +33,18 @@ import torch
 
 from .. import evaluate, models
 from .._rng import numpy_generator
-from ..cache import cache_key, cache_root, cached
+from ..cache import cache_key, cache_root
 from ..data import fingerprint, load
 from ..ensemble import pretrain_ensemble
 from ..masking import make_sampler
-from ..runs import Method, Options, RunSpec, TrainConfig, execute
+from ..runs import Method, Options, RunSpec, TrainConfig, execute, reference_method
 from ..train import HISTORY_COLUMNS, TrainResult, history_frame, pretrain, run_fingerprint, save_finished
 from ._checks import check_int
 
-__all__ = ["AUTO_TORCH_MAX_DIM", "AUTO_TORCH_MIN_TRAIN", "SIZES", "NAMESPACE", "EvalSpec", "Splits",
-           "load_images", "splits", "image_spec", "eval_spec", "checkpoint_path", "pretraining_images", "train_run",
-           "train_group", "evaluate_model", "work", "run_rows", "reference_rows"]
+__all__ = ["AUTO_TORCH_MAX_DIM", "AUTO_TORCH_MIN_TRAIN", "SIZES", "NAMESPACE", "PIXELS", "EvalSpec", "Splits",
+           "Analysis", "load_images", "splits", "data_digest", "image_spec", "reference_specs", "eval_spec",
+           "checkpoint_path", "pretraining_images", "train_run", "train_group", "evaluate_model", "work",
+           "run_records", "run_rows"]
 
 #: ``probe_solver="auto"`` uses the torch L-BFGS probe up to this feature dimension and sklearn above it
 #: (measured on Fashion-MNIST, 2-core CPU, sklearn with one BLAS thread: 784-d raw pixels, 2000 / 5000 probe
@@ -56,6 +65,13 @@ SIZES: dict[str, dict[str, dict]] = {
 
 #: Cache namespace of image-run results.
 NAMESPACE = "image_runs"
+
+#: The family of the raw-pixel reference: no model, the probes read the pixels scaled to [0, 1].
+PIXELS = "pixels"
+
+#: A section's analysis of a trained run: ``analysis(model, spec, params, device)`` → a record value
+#: (:func:`r2mae_core.records.save_record`), with ``params`` the JSON-ready settings the spec names it with.
+Analysis = Callable[[torch.nn.Module, RunSpec, dict, str], Any]
 
 
 @dataclass(frozen=True)
@@ -111,33 +127,75 @@ def splits(dataset: str, n_val: int) -> Splits:
 
 
 def image_spec(family: str, size: str, method: Method, seed: int, train: TrainConfig | None, *,
-               evaluation: EvalSpec | None = None, dataset: str = "fashion_mnist", n_val: int = 10000,
-               n_pretrain: int | None = None, overrides: dict | None = None, tags: dict | None = None) -> RunSpec:
+               evaluation: EvalSpec | None = None, analyses: Mapping[str, dict] | None = None,
+               dataset: str = "fashion_mnist", n_val: int = 10000, n_pretrain: int | None = None,
+               overrides: dict | None = None, tags: dict | None = None) -> RunSpec:
     """The :class:`~r2mae_core.runs.RunSpec` of one masked-image run.
 
     ``family`` (``mlp``, ``cnn``, ``vit``) and ``size`` (a key of :data:`SIZES`) with ``overrides`` (extra config
     fields, e.g. ``{"patch": 7}``) resolve into the model config stored in the spec (so editing a size preset
-    can never reuse the weights or results of the old preset); ``dataset``, ``n_val`` (validation hold-out) and
-    ``n_pretrain`` (pretraining images, None: every non-validation image) are the data; ``evaluation`` how the
-    trained model is scored (:func:`evaluate_model`; None: not scored, the run is only trained).
+    can never reuse the weights or results of the old preset); :data:`PIXELS` with size ``"-"`` and a
+    reference method is the raw-pixel row. ``dataset``, ``n_val`` (validation hold-out) and ``n_pretrain``
+    (pretraining images, None: every non-validation image) are the data; ``evaluation`` how the trained model is
+    scored (:func:`evaluate_model`; None: not scored, the run is only trained); ``analyses`` maps the name of a
+    section's :data:`Analysis` to its settings (part of the key; its value lands in the record's ``analyses``).
     """
-    if family not in SIZES:
-        raise ValueError(f"family={family!r} is not allowed: use one of {', '.join(SIZES)}")
-    if size not in SIZES[family]:
-        raise ValueError(f"size={size!r} is not allowed for {family}: use one of {', '.join(SIZES[family])}")
+    if family == PIXELS:
+        if size != "-" or method.kind != "reference" or overrides or analyses:
+            raise ValueError(f"family={PIXELS!r} is the raw-pixel reference: use size '-', a reference method, "
+                             "no model overrides and no analyses")
+        config = {}
+    else:
+        if family not in SIZES:
+            raise ValueError(f"family={family!r} is not allowed: use one of {', '.join(SIZES)} or {PIXELS!r}")
+        if size not in SIZES[family]:
+            raise ValueError(f"size={size!r} is not allowed for {family}: use one of {', '.join(SIZES[family])}")
+        config = {**SIZES[family][size], **(overrides or {})}
+        models.model_config(family, **config)  # one clear line for a bad config field
     check_int("n_val", n_val, 1)
     if n_pretrain is not None:
         check_int("n_pretrain", n_pretrain, 1)
-    config = {**SIZES[family][size], **(overrides or {})}
-    models.model_config(family, **config)  # one clear line for a bad config field
+    scoring = {} if evaluation is None else _eval_key(evaluation)
+    if analyses:
+        scoring["analyses"] = {name: dict(params) for name, params in analyses.items()}
     return RunSpec(NAMESPACE, family, size, method, seed, train, model=config,
                    data={"dataset": dataset, "n_val": n_val, "n_pretrain": n_pretrain},
-                   evaluation={} if evaluation is None else _eval_key(evaluation), tags=dict(tags or {}))
+                   evaluation=scoring, tags=dict(tags or {}))
+
+
+def reference_specs(dataset: str, n_val: int, evaluation: EvalSpec, models_: list[tuple], *, seed: int = 0,
+                    pixels: bool = True) -> list[RunSpec]:
+    """The reference runs of every table: raw pixels, and each model randomly initialised.
+
+    ``models_`` lists ``(family, size)`` or ``(family, size, overrides)``: the same config fields as the
+    pretrained runs (e.g. the ViT's pooling), so "random init" is the same architecture under the same probe.
+    ``pixels=False`` leaves out the raw-pixel row. No fine-tuning of references (``ft_epochs`` ignored).
+    """
+    evaluation = replace(evaluation, ft_epochs=0)
+    out = [image_spec(PIXELS, "-", reference_method("raw pixels"), seed, None, evaluation=evaluation,
+                      dataset=dataset, n_val=n_val)] if pixels else []
+    for family, size, *rest in models_:
+        out.append(image_spec(family, size, reference_method(), seed, None, evaluation=evaluation, dataset=dataset,
+                              n_val=n_val, overrides=dict(rest[0]) if rest else None))
+    return out
+
+
+@lru_cache(maxsize=4)
+def data_digest(dataset: str) -> str:
+    """SHA-256 (hex, 24 chars) of the prepared arrays of ``dataset`` as read here: every record carries the one
+    it was made from, so a result made from differently prepared data is refused when it is taken in."""
+    data = load_images(dataset)
+    h = hashlib.sha256()
+    for name in ("train_images", "train_labels", "test_images", "test_labels"):
+        array = np.ascontiguousarray(getattr(data, name))
+        h.update(f"{name}:{array.dtype.str}:{array.shape}".encode("ascii"))
+        h.update(array.tobytes())
+    return h.hexdigest()[:24]
 
 
 def eval_spec(spec: RunSpec) -> EvalSpec | None:
     """The :class:`EvalSpec` a spec was built with (None: the run is not scored)."""
-    if not spec.evaluation:
+    if "n_probe_train" not in spec.evaluation:
         return None
     names = [f.name for f in fields(EvalSpec)]
     values = {n: spec.evaluation[n] for n in names}
@@ -259,14 +317,41 @@ def _eval_key(evaluation: EvalSpec) -> dict:
     return {**asdict(evaluation), "auto_solver": [AUTO_TORCH_MAX_DIM, AUTO_TORCH_MIN_TRAIN], "sklearn_threads": 1}
 
 
-def work(group: list[RunSpec], options: Options) -> list[dict]:
+def _raw_pixels(images: np.ndarray) -> np.ndarray:
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+def _pixels_record(spec: RunSpec) -> dict:
+    data, evaluation = spec.data, eval_spec(spec)
+    metrics = evaluate_model(None, data["dataset"], data["n_val"], evaluation, features=_raw_pixels, seed=spec.seed)
+    return {"metrics": {"params": 0.0, "train_loss": float("nan"), "train_seconds": 0.0, **metrics},
+            "history": history_frame({c: [] for c in HISTORY_COLUMNS})[["step", "loss", "ratio_mean"]],
+            "data_digest": data_digest(data["dataset"])}
+
+
+def work(group: list[RunSpec], options: Options, analyses: Mapping[str, Analysis] | None = None) -> list[dict]:
     """The engine's work on a group of image runs: pretrain (:func:`train_group`), then evaluate each model
-    (unless its spec has no evaluation).
+    (unless its spec has no evaluation) and run the analyses its spec names (from ``analyses``, the section's
+    functions by name).
 
     Returns one record per run: ``metrics`` (``params``, ``train_loss`` = mean loss of the last tenth of the
-    steps, ``train_seconds``, and :func:`evaluate_model`'s metrics) and ``history`` (step, loss, ratio_mean of
-    every ``max(1, steps // 50)``-th step; empty for a reference).
+    steps, ``train_seconds``, and :func:`evaluate_model`'s metrics), ``history`` (step, loss, ratio_mean of
+    every ``max(1, steps // 50)``-th step; empty for a reference), ``data_digest`` (:func:`data_digest`) and,
+    where the spec names any, ``analyses`` (name → value).
+
+    Raises
+    ------
+    ValueError
+        A spec names an analysis that ``analyses`` does not have.
     """
+    analyses = analyses or {}
+    for spec in group:
+        unknown = sorted(set(spec.evaluation.get("analyses", {})) - set(analyses))
+        if unknown:
+            raise ValueError(f"analysis {unknown[0]!r} of {spec.label()} is not allowed: this section has "
+                             f"{sorted(analyses) or 'none'}")
+    if group[0].family == PIXELS:
+        return [_pixels_record(spec) for spec in group]
     out = []
     for spec, result in zip(group, train_group(group, options), strict=True):
         data, evaluation = spec.data, eval_spec(spec)
@@ -279,56 +364,31 @@ def work(group: list[RunSpec], options: Options) -> list[dict]:
                    "train_loss": float(tail.mean()) if len(tail) else float("nan"),
                    "train_seconds": float(hist["seconds"].iloc[-1]) if len(hist) else 0.0}
         every = max(1, steps // 50)
-        out.append({"metrics": {**summary, **metrics},
-                    "history": hist.iloc[::every][["step", "loss", "ratio_mean"]].reset_index(drop=True)})
+        record = {"metrics": {**summary, **metrics},
+                  "history": hist.iloc[::every][["step", "loss", "ratio_mean"]].reset_index(drop=True),
+                  "data_digest": data_digest(data["dataset"])}
+        requested = spec.evaluation.get("analyses", {})
+        if requested:
+            record["analyses"] = {name: analyses[name](result.model, spec, params, options.device)
+                                  for name, params in requested.items()}
+        out.append(record)
     return out
 
 
-def run_rows(plan: list[RunSpec], options: Options | None = None, *, group_size: int = 1, workers: int = 1,
-             desc: str = "image runs", progress: bool = True) -> pd.DataFrame:
-    """Execute ``plan`` with the engine and return one tidy row per run: its columns
-    (:meth:`~r2mae_core.runs.RunSpec.columns`) and its metrics."""
+def run_records(plan: list[RunSpec], options: Options | None = None, *, work: Callable = work, group_size: int = 1,
+                workers: int = 1, desc: str = "image runs", progress: bool = True) -> list[dict]:
+    """Execute ``plan`` with the engine (``work``: :func:`work` or a section's wrapper of it that passes its
+    analyses) and return each run's record, in plan order."""
     checksums = {fingerprint(spec.data["dataset"]) for spec in plan}
     if len(checksums) > 1:
         raise ValueError("a plan of image runs must read one dataset")
-    results = execute(plan, work, options=options or Options(), group_size=group_size, workers=workers,
-                      data_checksum=checksums.pop() if checksums else "", desc=desc, progress=progress)
-    return pd.DataFrame([{**spec.columns(), **res["metrics"]} for spec, res in zip(plan, results, strict=True)])
+    return execute(plan, work, options=options or Options(), group_size=group_size, workers=workers,
+                   data_checksum=checksums.pop() if checksums else "", desc=desc, progress=progress)
 
 
-def reference_rows(dataset: str, n_val: int, evaluation: EvalSpec, models_: list[tuple], *, seed: int = 0,
-                   pixels: bool = True) -> pd.DataFrame:
-    """The reference rows of every table: raw pixels, and each model randomly initialised (cached).
-
-    ``models_`` lists ``(family, size)`` or ``(family, size, overrides)``: the same config fields as the
-    pretrained runs (e.g. the ViT's pooling), so "random init" is the same architecture under the same probe.
-    ``pixels=False`` leaves out the raw-pixel row. No fine-tuning of references (``ft_epochs`` ignored).
-    """
-    evaluation = replace(evaluation, ft_epochs=0)
-
-    def raw(imgs: np.ndarray) -> np.ndarray:
-        return imgs.reshape(len(imgs), -1).astype(np.float32) / 255.0
-
-    rows = []
-    if pixels:
-        rows.append({"family": "pixels", "size": "-", "method": "raw pixels", "group": "reference",
-                     "kind": "reference", "seed": seed,
-                     **cached("image_eval", {"reference": "pixels", "dataset": dataset, "n_val": n_val,
-                                             "eval": _eval_key(evaluation), "seed": seed},
-                              lambda: evaluate_model(None, dataset, n_val, evaluation, features=raw, seed=seed),
-                              data_checksum=fingerprint(dataset))})
-    for entry in models_:
-        family, size, *rest = entry
-        overrides = dict(rest[0]) if rest else {}
-        config = {**SIZES[family][size], **overrides}
-
-        def random_init(family=family, config=config) -> dict:
-            model = models.build_model(family, seed=seed, **config)
-            return evaluate_model(model, dataset, n_val, evaluation, seed=seed)
-
-        key = {"reference": "random_init", "family": family, "size": size, "dataset": dataset, "n_val": n_val,
-               "eval": _eval_key(evaluation), "seed": seed, "model": config}
-        rows.append({"family": family, "size": size, "method": "random init", "group": "reference",
-                     "kind": "reference", "seed": seed,
-                     **cached("image_eval", key, random_init, data_checksum=fingerprint(dataset))})
-    return pd.DataFrame(rows)
+def run_rows(plan: list[RunSpec], records: list[dict] | None = None, options: Options | None = None,
+             **execute_kw) -> pd.DataFrame:
+    """One tidy row per run of ``plan``: its columns (:meth:`~r2mae_core.runs.RunSpec.columns`) and its metrics,
+    from ``records`` (else executed by :func:`run_records` with ``options`` and ``execute_kw``)."""
+    records = run_records(plan, options, **execute_kw) if records is None else records
+    return pd.DataFrame([{**spec.columns(), **res["metrics"]} for spec, res in zip(plan, records, strict=True)])

@@ -2,17 +2,21 @@
 
 Reproduces the analyses of "Mask Models are Token Level Contrastive Learners" (NeurIPS 2023 submission; *the
 2023 paper*) on the ViT-MAEs of 02_vision (Fashion-MNIST, 4×4 patches: a 7×7 token grid). ``run(config)``
-trains (resumably, cached, through :mod:`~r2mae_core.experiments.image_runs`) or reloads every run the config
-names and returns tidy tables; :mod:`r2mae_core.experiments.spectral_claims` turns them into the claims T1–T6.
+trains (resumably, cached, through :mod:`~r2mae_core.experiments.image_runs`) every run the config names, with
+its analyses (:data:`ANALYSES`, run on the trained model inside the engine's work, so a run made on a GPU brings
+them back in its record), and returns tidy tables; :mod:`r2mae_core.experiments.spectral_claims` turns them into
+the claims T1–T6.
 
-Runs (one :class:`~r2mae_core.experiments.image_runs.RunSpec` each; a spec equal to one of 02's is the same cache
-entry, so 02's checkpoints and evaluations are reused, e.g. the full profiles share every ViT-S run):
+Runs (one :class:`~r2mae_core.experiments.image_runs.RunSpec` each; the weights of a run that 02 trains with the
+same schedule are 02's checkpoint, e.g. the full profiles share every ViT-S training):
 
-- **ratio runs** (Fig. 2, Theorem 4.3): ViT at each fixed ratio of ``ratios``, the first ``ratio_seeds`` seeds.
-- **probe runs** (Table 1, Fig. 3, spectral clustering): ViT at ``probe_ratio`` for every seed.
+- **ratio runs** (Fig. 2, Theorem 4.3): ViT at each fixed ratio of ``ratios``, the first ``ratio_seeds`` seeds;
+  analysis ``components``.
+- **probe runs** (Table 1, Fig. 3, spectral clustering): ViT at ``probe_ratio`` for every seed; analyses
+  ``table1`` (LP on raw features, partial fine-tuning) and ``segmentation``.
 - **heads runs** (Table 2): the same ViT with each of ``head_counts`` attention heads at width ``heads_dim``
-  (``0``: the size preset's width), every seed; a heads run equal to the probe run (same width and heads) is the
-  probe run.
+  (``0``: the size preset's width), every seed; analysis ``table1`` without partial fine-tuning; a heads run
+  equal to the probe run (same width and heads) is the probe run.
 
 Everything is scored on the official test images; nothing is tuned here (the LP's ``C`` is chosen on a held-out
 part of the probe's training images, as in 02).
@@ -24,19 +28,24 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+import torch
 
 from .. import evaluate, models, spectral
 from .._rng import check_seed, child_seeds
-from ..cache import cached
-from ..data import fingerprint
 from ..models.blocks import images_to_tensor, patchify
 from ..runs import Options, RunSpec, TrainConfig, fixed_method
+from . import image_runs
 from ._checks import check_int, check_ratio
-from .image_runs import SIZES, EvalSpec, image_spec, load_images, run_rows, splits, train_run
+from .image_runs import SIZES, EvalSpec, eval_spec, image_spec, load_images, run_records, run_rows, splits
 
-__all__ = ["Config", "ratio_specs", "probe_specs", "heads_specs", "component_table", "segmentation_table",
-           "table1_probes", "run"]
+__all__ = ["Config", "ratio_specs", "probe_specs", "heads_specs", "plan", "component_table", "segmentation_table",
+           "table1_probes", "ANALYSES", "work", "run", "DRY_RUN", "data_names", "data_checksum", "data_digest"]
+
+#: The GPU route's dry run (:mod:`r2mae_core.campaign`): the profile's plan with two steps and small data on the
+#: CPU (every ratio, head count and seed; probes, factorisations and segmentations on a few dozen images).
+DRY_RUN = {"n_pretrain": 600, "steps": 2, "batch_size": 16, "n_test_images": 20, "bound_batch": 10,
+           "n_probe_train": 200, "n_probe_eval": 100, "bn_lp_epochs": 1, "ft_epochs": 1, "n_seg_images": 12,
+           "n_show": 4, "kmeans_init": 2, "device": "cpu"}
 
 
 @dataclass(frozen=True)
@@ -159,9 +168,11 @@ class Config:
                         n_probe_eval=self.n_probe_eval, knn_k=self.knn_k, bn_lp_epochs=self.bn_lp_epochs,
                         ft_epochs=self.ft_epochs, probe_solver="auto")
 
-    def spec(self, ratio: float, seed: int, heads: int | None = None, *, scored: bool = True) -> RunSpec:
+    def spec(self, ratio: float, seed: int, heads: int | None = None, *, scored: bool = True,
+             analyses: dict | None = None) -> RunSpec:
         """The run at a fixed ``ratio``; ``heads`` (with :attr:`width`) only where it differs from the size preset,
-        so a run equal to 02's has 02's spec and cache key. ``scored=False``: trained only (no probes)."""
+        so a run that 02 also trains has 02's training identity (one checkpoint). ``scored=False``: no probes;
+        ``analyses``: the :data:`ANALYSES` it runs, by name, with their settings."""
         overrides = {"pool": self.vit_pool, "patch": self.vit_patch}
         if heads is not None:
             preset = SIZES["vit"][self.vit_size]
@@ -171,24 +182,64 @@ class Config:
                 overrides["heads"] = heads
         train = TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup=0.05, weight_decay=0.05)
         return image_spec("vit", self.vit_size, fixed_method(ratio), seed, train,
-                          evaluation=self.evaluation() if scored else None, dataset=self.dataset, n_val=self.n_val,
-                          n_pretrain=self.n_pretrain or None, overrides=overrides,
+                          evaluation=self.evaluation() if scored else None, analyses=analyses,
+                          dataset=self.dataset, n_val=self.n_val, n_pretrain=self.n_pretrain or None,
+                          overrides=overrides,
                           tags={} if heads is None else {"heads": heads})
 
 
 def ratio_specs(config: Config) -> list[RunSpec]:
-    """Fig. 2 / Theorem 4.3 runs: every ratio × the first ``ratio_seeds`` seeds."""
-    return [config.spec(r, s, scored=False) for r in config.ratios for s in config.seeds[: config.ratio_seeds]]
+    """Fig. 2 / Theorem 4.3 runs: every ratio × the first ``ratio_seeds`` seeds (analysis ``components``)."""
+    components = {"n_test_images": config.n_test_images, "k": config.n_components, "min_energy": config.min_energy,
+                  "mask_seed": config.seed, "bound_batch": config.bound_batch}
+    return [config.spec(r, s, scored=False, analyses={"components": components}) for r in config.ratios
+            for s in config.seeds[: config.ratio_seeds]]
+
+
+def _probe_analyses(config: Config) -> dict:
+    segmentation = {"n_seg_images": config.n_seg_images, "ks": list(config.seg_ks), "seed": config.seed,
+                    "n_show": config.n_show, "n_init": config.kmeans_init}
+    return {"table1": {"partial": True}, "segmentation": segmentation}
 
 
 def probe_specs(config: Config) -> list[RunSpec]:
-    """Table 1 runs: ``probe_ratio`` × every seed."""
-    return [config.spec(config.probe_ratio, s) for s in config.seeds]
+    """Table 1 runs: ``probe_ratio`` × every seed (analyses ``table1`` and ``segmentation``)."""
+    return [config.spec(config.probe_ratio, s, analyses=_probe_analyses(config)) for s in config.seeds]
 
 
 def heads_specs(config: Config) -> dict[int, list[RunSpec]]:
-    """Table 2 runs: per head count, ``probe_ratio`` × every seed at width :attr:`Config.width`."""
-    return {h: [config.spec(config.probe_ratio, s, heads=h) for s in config.seeds] for h in config.head_counts}
+    """Table 2 runs: per head count, ``probe_ratio`` × every seed at width :attr:`Config.width` (analysis
+    ``table1`` without partial fine-tuning; a heads run with the size preset's width and heads is the probe
+    run, with its analyses)."""
+    preset = SIZES["vit"][config.vit_size]
+    out = {}
+    for h in config.head_counts:
+        probe = h == preset["heads"] and config.width == preset["dim"]
+        analyses = _probe_analyses(config) if probe else {"table1": {"partial": False}}
+        out[h] = [config.spec(config.probe_ratio, s, heads=h, analyses=analyses) for s in config.seeds]
+    return out
+
+
+def plan(config: Config) -> list[RunSpec]:
+    """Every run of the study: the ratio runs, the probe runs, the heads runs."""
+    return ratio_specs(config) + probe_specs(config) + [s for specs in heads_specs(config).values() for s in specs]
+
+
+def data_names(config: Config) -> list[str]:
+    """The prepared datasets the runs of ``config`` read (``data/<name>/``)."""
+    return [config.dataset]
+
+
+def data_checksum(config: Config) -> str:
+    """The checksum of the data every run of ``config`` reads (part of every run's key)."""
+    from ..data import fingerprint
+
+    return fingerprint(config.dataset)
+
+
+def data_digest(config: Config) -> str:
+    """The digest of the prepared images every run reads (:func:`r2mae_core.experiments.image_runs.data_digest`)."""
+    return image_runs.data_digest(config.dataset)
 
 
 def _slope(d: np.ndarray) -> float:
@@ -200,15 +251,15 @@ def _slope(d: np.ndarray) -> float:
     return float(np.polyfit(i, d[ok], 1)[0])
 
 
-def component_table(spec: RunSpec, config: Config, *, device: str = "cpu") -> dict[str, pd.DataFrame]:
-    """Fig. 2 and Theorem 4.3 on one ratio run (cached): SVD-component distances and both sides of the bound.
+def component_table(model: torch.nn.Module, spec: RunSpec, params: dict, device: str = "cpu") -> dict:
+    """Fig. 2 and Theorem 4.3 on one ratio run: SVD-component distances and both sides of the bound.
 
-    The first ``n_test_images`` test images are masked at the run's training ratio (masks from ``config.seed``:
+    The first ``n_test_images`` test images are masked at the run's training ratio (masks from ``mask_seed``:
     every run of that ratio sees the same masks); per image, :func:`r2mae_core.spectral.component_distances` of
-    its masked-patch matrix :math:`X_0` and reconstruction :math:`\\hat X_0`
-    (:func:`r2mae_core.spectral.masked_patch_matrices`); per batch of ``bound_batch`` images,
-    :func:`r2mae_core.spectral.spectral_bound` with ``M`` the stacked reconstructions and ``N`` the stacked targets
-    (masked patches × pixels); per image, the same bound on its own matrices.
+    its masked-patch matrix :math:`X_0` and reconstruction :math:`\\hat X_0` (``k`` components, those under
+    ``min_energy`` left out; :func:`r2mae_core.spectral.masked_patch_matrices`); per batch of ``bound_batch``
+    images, :func:`r2mae_core.spectral.spectral_bound` with ``M`` the stacked reconstructions and ``N`` the stacked
+    targets (masked patches × pixels); per image, the same bound on its own matrices.
 
     Returns
     -------
@@ -217,129 +268,118 @@ def component_table(spec: RunSpec, config: Config, *, device: str = "cpu") -> di
         its ``slope`` (least-squares slope of ``d_i`` over ``i``) and per-image bound ``lhs``/``rhs``/``ratio``;
         ``batches``: one row per test batch with ``lhs``, ``rhs``, ``ratio``, ``holds``.
     """
-    ratio = spec.method.ratio
-
-    def compute() -> dict[str, pd.DataFrame]:
-        model = train_run(spec, Options(device=device)).model
-        images = load_images(spec.data["dataset"]).test_images[: config.n_test_images]
-        mp = spectral.masked_patch_matrices(model, images, ratio, seed=config.seed, device=device)
-        d = spectral.component_distances(mp.targets, mp.preds, k=config.n_components,
-                                         min_energy=config.min_energy)  # (N, k)
-        n = len(d)
-        comps = pd.DataFrame({"image": np.repeat(np.arange(n), d.shape[1]),
-                              "component": np.tile(np.arange(1, d.shape[1] + 1), n), "distance": d.ravel()})
-        per_image = spectral.spectral_bound(mp.preds.astype(np.float64), mp.targets.astype(np.float64))
-        imgs = pd.DataFrame({"image": np.arange(n), "slope": [_slope(row) for row in d], "lhs": per_image.lhs,
-                             "rhs": per_image.rhs, "bound_ratio": per_image.ratio})
-        rows = []
-        for b, start in enumerate(range(0, n, config.bound_batch)):
-            M = mp.preds[start:start + config.bound_batch].reshape(-1, mp.preds.shape[-1]).astype(np.float64)
-            N = mp.targets[start:start + config.bound_batch].reshape(-1, mp.targets.shape[-1]).astype(np.float64)
-            bound = spectral.spectral_bound(M, N)
-            rows.append({"batch": b, "lhs": bound.lhs, "rhs": bound.rhs, "bound_ratio": bound.ratio,
-                         "holds": bound.holds()})
-        return {"components": comps, "images": imgs, "batches": pd.DataFrame(rows)}
-
-    key = {"spec": spec.training_identity(), "n_test_images": config.n_test_images, "k": config.n_components,
-           "min_energy": config.min_energy,
-           "mask_seed": config.seed, "bound_batch": config.bound_batch}
-    out = cached("spectral_components", key, compute, data_checksum=fingerprint(spec.data["dataset"]))
-    tag = {"ratio": ratio, "seed": spec.seed}
-    return {name: df.assign(**tag) for name, df in out.items()}
+    ratio, batch = spec.method.ratio, params["bound_batch"]
+    images = load_images(spec.data["dataset"]).test_images[: params["n_test_images"]]
+    mp = spectral.masked_patch_matrices(model, images, ratio, seed=params["mask_seed"], device=device)
+    d = spectral.component_distances(mp.targets, mp.preds, k=params["k"], min_energy=params["min_energy"])  # (N, k)
+    n = len(d)
+    comps = pd.DataFrame({"image": np.repeat(np.arange(n), d.shape[1]),
+                          "component": np.tile(np.arange(1, d.shape[1] + 1), n), "distance": d.ravel()})
+    per_image = spectral.spectral_bound(mp.preds.astype(np.float64), mp.targets.astype(np.float64))
+    imgs = pd.DataFrame({"image": np.arange(n), "slope": [_slope(row) for row in d], "lhs": per_image.lhs,
+                         "rhs": per_image.rhs, "bound_ratio": per_image.ratio})
+    rows = []
+    for b, start in enumerate(range(0, n, batch)):
+        M = mp.preds[start:start + batch].reshape(-1, mp.preds.shape[-1]).astype(np.float64)
+        N = mp.targets[start:start + batch].reshape(-1, mp.targets.shape[-1]).astype(np.float64)
+        bound = spectral.spectral_bound(M, N)
+        rows.append({"batch": b, "lhs": bound.lhs, "rhs": bound.rhs, "bound_ratio": bound.ratio,
+                     "holds": bound.holds()})
+    return {"components": comps, "images": imgs, "batches": pd.DataFrame(rows)}
 
 
-def segmentation_table(spec: RunSpec, config: Config, *, device: str = "cpu") -> dict:
-    """Fig. 3 and the spectral-clustering comparison on one run (cached).
+def segmentation_table(model: torch.nn.Module, spec: RunSpec, params: dict, device: str = "cpu") -> dict:
+    """Fig. 3 and the spectral-clustering comparison on one run.
 
-    For each of the first ``n_seg_images`` test images and each ``k`` of ``seg_ks``: k-means labels
-    (:func:`r2mae_core.spectral.patch_kmeans`) of its patch features from three sources — the pretrained MAE's
-    encoder tokens (``"MAE"``), the same ViT randomly initialised (``"random init"``), and the raw patch pixels
-    (``"pixels"``, a reference: Fashion-MNIST's zero background makes pixel clustering nearly exact) — scored by
-    :func:`r2mae_core.spectral.foreground_agreement` (object IoU, best cluster → object assignment) and by
-    :func:`r2mae_core.spectral.cluster_nmi` against NJW spectral clustering of the raw patch pixels
-    (:func:`r2mae_core.spectral.spectral_embedding_clusters`, RBF affinity with the median bandwidth).
-    ``k = 1`` IoU (every patch object) is the ``"one cluster"`` baseline.
+    For each of the first ``n_seg_images`` test images and each ``k`` of ``ks``: k-means labels
+    (:func:`r2mae_core.spectral.patch_kmeans`, ``n_init`` restarts, seeded by ``seed``) of its patch features
+    from three sources — the pretrained MAE's encoder tokens (``"MAE"``), the same ViT randomly initialised
+    (``"random init"``), and the raw patch pixels (``"pixels"``, a reference: Fashion-MNIST's zero background
+    makes pixel clustering nearly exact) — scored by :func:`r2mae_core.spectral.foreground_agreement` (object IoU,
+    best cluster → object assignment) and by :func:`r2mae_core.spectral.cluster_nmi` against NJW spectral
+    clustering of the raw patch pixels (:func:`r2mae_core.spectral.spectral_embedding_clusters`, RBF affinity
+    with the median bandwidth). ``k = 1`` IoU (every patch object) is the ``"one cluster"`` baseline.
 
     Returns
     -------
     dict
         ``scores``: one row per (image, k, features) with ``iou`` and ``nmi``; ``examples``: the first ``n_show``
-        images (``(n, H, W)`` uint8), the object mask ``(n, L)`` and labels ``{(features, k): (n, L)}`` including
-        ``("spectral", k)``.
+        images (``(n, H, W)`` uint8), the object mask ``(n, L)`` and ``labels`` ``{features: {str(k): (n, L)}}``
+        including ``"spectral"`` (:func:`example_labels` keys them by ``(features, k)``).
     """
-    def compute() -> dict:
-        images = load_images(spec.data["dataset"]).test_images[: config.n_seg_images]
-        trained = train_run(spec, Options(device=device)).model
-        random = models.build_model("vit", seed=spec.seed, **spec.model)
-        patch = spec.model["patch"]
-        pixels = images_to_tensor(images)
-        feats = {"MAE": evaluate.extract_features(trained, images, tokens=True, device=device),
-                 "random init": evaluate.extract_features(random, images, tokens=True, device=device),
-                 "pixels": patchify(pixels, patch).numpy()}  # (n, L, D)
-        rows, labels = [], {}
-        n = len(images)
-        one = spectral.foreground_agreement(np.zeros((n, feats["pixels"].shape[1]), np.int64), images, patch)
-        for k in config.seg_ks:
-            spec_lab = np.stack([spectral.spectral_embedding_clusters(x, k, seed=config.seed,
-                                                                      n_init=config.kmeans_init)
-                                 for x in feats["pixels"]])
-            labels[("spectral", k)] = spec_lab[: config.n_show]
-            for name, f in feats.items():
-                lab = spectral.patch_kmeans(f, k, seed=config.seed, n_init=config.kmeans_init)  # (n, L)
-                labels[(name, k)] = lab[: config.n_show]
-                iou = spectral.foreground_agreement(lab, images, patch)
-                nmi = [spectral.cluster_nmi(a, b) for a, b in zip(lab, spec_lab, strict=True)]
-                rows += [{"image": i, "k": k, "features": name, "iou": iou[i], "nmi": nmi[i]} for i in range(n)]
-        rows += [{"image": i, "k": 1, "features": "one cluster", "iou": one[i], "nmi": np.nan} for i in range(n)]
-        examples = {"images": images[: config.n_show],
-                    "object": spectral.patch_object_mask(images[: config.n_show], patch), "labels": labels}
-        return {"scores": pd.DataFrame(rows), "examples": examples}
-
-    key = {"spec": spec.training_identity(), "n_seg_images": config.n_seg_images, "ks": list(config.seg_ks),
-           "seed": config.seed, "n_show": config.n_show, "n_init": config.kmeans_init}
-    return cached("spectral_segmentation", key, compute, data_checksum=fingerprint(spec.data["dataset"]))
+    seed, n_init, n_show = params["seed"], params["n_init"], params["n_show"]
+    images = load_images(spec.data["dataset"]).test_images[: params["n_seg_images"]]
+    random = models.build_model("vit", seed=spec.seed, **spec.model)
+    patch = spec.model["patch"]
+    feats = {"MAE": evaluate.extract_features(model, images, tokens=True, device=device),
+             "random init": evaluate.extract_features(random, images, tokens=True, device=device),
+             "pixels": patchify(images_to_tensor(images), patch).numpy()}  # (n, L, D)
+    rows, labels = [], {name: {} for name in ("spectral", *feats)}
+    n = len(images)
+    one = spectral.foreground_agreement(np.zeros((n, feats["pixels"].shape[1]), np.int64), images, patch)
+    for k in params["ks"]:
+        spec_lab = np.stack([spectral.spectral_embedding_clusters(x, k, seed=seed, n_init=n_init)
+                             for x in feats["pixels"]])
+        labels["spectral"][str(k)] = spec_lab[:n_show]
+        for name, f in feats.items():
+            lab = spectral.patch_kmeans(f, k, seed=seed, n_init=n_init)  # (n, L)
+            labels[name][str(k)] = lab[:n_show]
+            iou = spectral.foreground_agreement(lab, images, patch)
+            nmi = [spectral.cluster_nmi(a, b) for a, b in zip(lab, spec_lab, strict=True)]
+            rows += [{"image": i, "k": k, "features": name, "iou": iou[i], "nmi": nmi[i]} for i in range(n)]
+    rows += [{"image": i, "k": 1, "features": "one cluster", "iou": one[i], "nmi": np.nan} for i in range(n)]
+    examples = {"images": images[:n_show], "object": spectral.patch_object_mask(images[:n_show], patch),
+                "labels": labels}
+    return {"scores": pd.DataFrame(rows), "examples": examples}
 
 
-def table1_probes(spec: RunSpec, evaluation: EvalSpec, *, partial: bool = True, device: str = "cpu") -> dict:
-    """The probes of the 2023 paper's Table 1 that 02 does not run (each cached), on the probes' images.
+def example_labels(examples: dict) -> dict:
+    """:func:`segmentation_table`'s examples with the labels keyed by ``(features, k)`` (the figure's form)."""
+    labels = {(name, int(k)): lab for name, by_k in examples["labels"].items() for k, lab in by_k.items()}
+    return {**examples, "labels": labels}
+
+
+def table1_probes(model: torch.nn.Module, spec: RunSpec, params: dict, device: str = "cpu") -> dict:
+    """The probes of the 2023 paper's Table 1 that 02 does not run, on the probes' images.
 
     - ``lp_raw_test``: its LP, a linear head on the raw (un-normalised) frozen features trained exactly like
       BN+LP (:func:`r2mae_core.evaluate.bn_linear_probe` with ``batch_norm=False``, ``bn_lp_epochs`` epochs), so
       LP and BN+LP differ only by the BatchNorm. 02's ``lp_test`` standardises the features first and is kept
       as a reference.
-    - ``partial_ft_test`` (when ``partial``): partial fine-tuning, the BN+linear head of BN+LP and the last
-      block's ``qkv`` projection trained (:func:`r2mae_core.evaluate.finetune`, ``mode="partial"``) for the same
-      ``bn_lp_epochs`` epochs.
+    - ``partial_ft_test`` (when ``params["partial"]``): partial fine-tuning, the BN+linear head of BN+LP and the
+      last block's ``qkv`` projection trained (:func:`r2mae_core.evaluate.finetune`, ``mode="partial"``) for the
+      same ``bn_lp_epochs`` epochs.
 
     Trained on the first ``n_probe_train`` non-validation images and scored on the first ``n_probe_eval`` test
-    images, as every probe of :func:`r2mae_core.experiments.image_runs.evaluate_model`.
+    images of the spec's evaluation, as every probe of
+    :func:`r2mae_core.experiments.image_runs.evaluate_model`.
     """
+    evaluation = eval_spec(spec)
     dataset = spec.data["dataset"]
     data = load_images(dataset)
     tr = splits(dataset, spec.data["n_val"]).pool[: evaluation.n_probe_train]
     te = slice(0, evaluation.n_probe_eval)
     x_tr, y_tr = data.train_images[tr], data.train_labels[tr]
     x_te, y_te = data.test_images[te], data.test_labels[te]
-    key = {"spec": spec.training_identity(), "n_train": evaluation.n_probe_train, "n_eval": evaluation.n_probe_eval,
-           "epochs": evaluation.bn_lp_epochs}
-
-    def raw_lp() -> float:
-        model = train_run(spec, Options(device=device)).model
-        f_tr = evaluate.extract_features(model, x_tr, device=device)
-        f_te = evaluate.extract_features(model, x_te, device=device)
-        return float(evaluate.bn_linear_probe(f_tr, y_tr, f_te, y_te, epochs=evaluation.bn_lp_epochs,
-                                              seed=spec.seed, batch_norm=False).test_acc)
-
-    def partial_ft() -> float:
-        model = train_run(spec, Options(device=device)).model
-        return float(evaluate.finetune(model, x_tr, y_tr, x_te, y_te, mode="partial", epochs=evaluation.bn_lp_epochs,
-                                       seed=spec.seed, device=device).test_acc)
-
-    checksum = fingerprint(dataset)
-    out = {"lp_raw_test": cached("spectral_lp_raw", key, raw_lp, data_checksum=checksum)}
-    if partial:
-        out["partial_ft_test"] = cached("spectral_partial_ft", key, partial_ft, data_checksum=checksum)
+    f_tr = evaluate.extract_features(model, x_tr, device=device)
+    f_te = evaluate.extract_features(model, x_te, device=device)
+    out = {"lp_raw_test": float(evaluate.bn_linear_probe(f_tr, y_tr, f_te, y_te, epochs=evaluation.bn_lp_epochs,
+                                                         seed=spec.seed, batch_norm=False).test_acc)}
+    if params["partial"]:
+        out["partial_ft_test"] = float(evaluate.finetune(model, x_tr, y_tr, x_te, y_te, mode="partial",
+                                                         epochs=evaluation.bn_lp_epochs, seed=spec.seed,
+                                                         device=device).test_acc)
     return out
+
+
+#: The analyses a 06 run may name (:data:`r2mae_core.experiments.image_runs.Analysis`).
+ANALYSES = {"components": component_table, "segmentation": segmentation_table, "table1": table1_probes}
+
+
+def work(group: list[RunSpec], options: Options) -> list[dict]:
+    """The engine's work on a group of 06 runs: :func:`r2mae_core.experiments.image_runs.work` with
+    :data:`ANALYSES`."""
+    return image_runs.work(group, options, ANALYSES)
 
 
 def run(config: Config, *, device: str = "cpu", progress: bool = True, compile: bool = False,
@@ -358,30 +398,26 @@ def run(config: Config, *, device: str = "cpu", progress: bool = True, compile: 
         with ``heads``); ``segmentation`` (scores of every probe run, with ``seed``, see
         :func:`segmentation_table`) and ``examples`` (the first seed's).
     """
-    evaluation = config.evaluation()
+    ratio, probes = ratio_specs(config), probe_specs(config)
     heads = [s for specs in heads_specs(config).values() for s in specs]
-    options = Options(device=device, compile=compile)
-    rows = run_rows(ratio_specs(config) + probe_specs(config) + heads, options, group_size=group_size,
-                    desc="06 runs", progress=progress)
-    n_ratio, n_probe = len(ratio_specs(config)), len(probe_specs(config))
+    runs = ratio + probes + heads
+    records = run_records(runs, Options(device=device, compile=compile), work=work, group_size=group_size,
+                          desc="06 runs", progress=progress)
+    found = [rec["analyses"] for rec in records]
+    rows = run_rows(runs, records)
+    n_ratio, n_probe = len(ratio), len(probes)
 
-    parts = [component_table(s, config, device=device) for s in tqdm(ratio_specs(config), desc="06 Fig. 2",
-                                                                     disable=not progress)]
-    out = {name: pd.concat([p[name] for p in parts], ignore_index=True) for name in ("components", "images",
-                                                                                      "batches")}
-
-    def table1(spec: RunSpec, row: pd.Series, partial: bool = True) -> dict:
-        return {**row.to_dict(), **table1_probes(spec, evaluation, partial=partial, device=device)}
-
-    probe_rows = rows.iloc[n_ratio:n_ratio + n_probe]
-    out["probes"] = pd.DataFrame([table1(s, r) for s, (_, r) in zip(probe_specs(config), probe_rows.iterrows(),
-                                                                    strict=True)])
-    out["heads"] = pd.DataFrame([table1(s, r, partial=False) for s, (_, r) in
-                                 zip(heads, rows.iloc[n_ratio + n_probe:].iterrows(), strict=True)])
-    segs = [segmentation_table(s, config, device=device) for s in tqdm(probe_specs(config), desc="06 Fig. 3",
-                                                                        disable=not progress)]
-    out["segmentation"] = pd.concat([seg["scores"].assign(seed=s.seed) for seg, s in
-                                     zip(segs, probe_specs(config), strict=True)], ignore_index=True)
-    out["examples"] = segs[0]["examples"]
+    out = {}
+    for name in ("components", "images", "batches"):
+        out[name] = pd.concat([a["components"][name].assign(ratio=s.method.ratio, seed=s.seed)
+                               for s, a in zip(ratio, found[:n_ratio], strict=True)], ignore_index=True)
+    table1 = [{**row.to_dict(), **a["table1"]} for (_, row), a in zip(rows.iloc[n_ratio:].iterrows(),
+                                                                       found[n_ratio:], strict=True)]
+    out["probes"] = pd.DataFrame(table1[:n_probe])
+    out["heads"] = pd.DataFrame(table1[n_probe:])
+    segs = found[n_ratio:n_ratio + n_probe]
+    out["segmentation"] = pd.concat([a["segmentation"]["scores"].assign(seed=s.seed) for a, s in
+                                     zip(segs, probes, strict=True)], ignore_index=True)
+    out["examples"] = example_labels(segs[0]["segmentation"]["examples"])
     out["width"] = config.width
     return out

@@ -18,19 +18,29 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dataclasses import replace
+
 from .. import evaluate
 from .._rng import check_seed, child_seeds
-from ..cache import cached
-from ..data import fingerprint
 from ..masking import make_sampler, random_subset_mask
 from ..models.blocks import as_token_mask, images_to_tensor
 from ..runs import Method, Options, RunSpec, TrainConfig, fixed_method, r2mae_method, r2mae_name
+from . import image_runs
 from ._checks import check_int, check_ratio
-from .image_runs import SIZES, EvalSpec, image_spec, load_images, reference_rows, run_rows, splits, train_run
+from .image_runs import SIZES, EvalSpec, image_spec, load_images, reference_specs, run_records, run_rows, splits
 
-__all__ = ["Config", "methods", "sweep_specs", "method_specs", "plan", "run", "best_fixed", "FAMILIES"]
+__all__ = ["Config", "methods", "sweep_specs", "method_specs", "reference_run_specs", "plan", "work", "run",
+           "best_fixed", "spectrum", "reconstruction_examples", "FAMILIES", "ANALYSES", "DRY_RUN", "data_names",
+           "data_checksum", "data_digest"]
 
 FAMILIES = tuple(SIZES)
+
+#: The GPU route's dry run (:mod:`r2mae_core.campaign`): the profile's plan with two steps and small data on the
+#: CPU (every method, architecture, size and seed; probes on a few hundred images). A callable maps the
+#: profile's value.
+DRY_RUN = {"n_pretrain": 600, "batch_size": 16, "method_steps": 2, "n_probe_train": 200, "n_probe_eval": 100,
+           "bn_lp_epochs": 1, "ft_epochs": 1, "n_recon_images": 2, "device": "cpu",
+           "sweep": lambda sweep: {family: {**entry, "steps": 2} for family, entry in sweep.items()}}
 
 @dataclass(frozen=True)
 class Config:
@@ -169,12 +179,29 @@ class Config:
         """Config fields that differ from the size preset (the ViT's pooling and patch size)."""
         return {"pool": self.vit_pool, "patch": self.vit_patch} if family == "vit" else {}
 
-    def run_spec(self, family: str, size: str, method: Method, seed: int, steps: int, **tags) -> RunSpec:
-        """The run of ``method`` on ``family``-``size`` with ``seed`` for ``steps`` steps."""
+    def run_spec(self, family: str, size: str, method: Method, seed: int, steps: int, *,
+                 analyses: dict | None = None, **tags) -> RunSpec:
+        """The run of ``method`` on ``family``-``size`` with ``seed`` for ``steps`` steps (and the
+        :data:`ANALYSES` named in ``analyses``)."""
         return image_spec(family, size, method, seed, TrainConfig(steps=steps, batch_size=self.batch_size,
                                                                   lr=self.lr, warmup=0.05, weight_decay=0.05),
-                          evaluation=self.evaluation(), dataset=self.dataset, n_val=self.n_val,
+                          evaluation=self.evaluation(), analyses=analyses, dataset=self.dataset, n_val=self.n_val,
                           n_pretrain=self.n_pretrain or None, overrides=self.overrides(family), tags=tags)
+
+    def analyses(self, method: Method, seed: int) -> dict:
+        """The analyses of the method comparison's run of ``method`` with ``seed``: on the first seed, the feature
+        spectrum of the U-MAE experiment's methods (fixed ``umae_ratio``, the declared R²MAE, the U-MAE group)
+        and the reconstructions of the fixed candidates and the declared R²MAE."""
+        if seed != self.seeds[0]:
+            return {}
+        out = {}
+        declared = method.group == "r2mae"
+        if declared or method.group == "umae" or (method.group == "fixed" and method.ratio == self.umae_ratio):
+            out["spectrum"] = {"n_images": self.n_probe_eval}
+        if declared or method.group == "fixed":
+            out["reconstructions"] = {"ratios": list(self.recon_ratios), "n_images": self.n_recon_images,
+                                      "seed": seed}
+        return out
 
 
 _BASELINES = ("linear", "cosine", "maskgit", "truncnorm")
@@ -211,15 +238,22 @@ def methods(config: Config) -> list[Method]:
 
 
 def sweep_specs(config: Config) -> list[RunSpec]:
-    """Experiment 1: every (family, size, fixed ratio, sweep seed) run."""
-    return [config.run_spec(family, size, fixed_method(ratio), seed, entry["steps"], part="sweep")
-            for family, entry in config.sweep.items() for size in entry["sizes"]
-            for ratio in config.sweep_ratios for seed in config.seeds[: config.sweep_seeds]]
+    """Experiment 1: every (family, size, fixed ratio, sweep seed) run; a run with the method comparison's ViT
+    and steps is that comparison's run (with its analyses), so it trains and is scored once."""
+    def spec(family: str, size: str, ratio: float, seed: int, steps: int) -> RunSpec:
+        method = fixed_method(ratio)
+        shared = family == "vit" and size == config.vit_size and steps == config.method_steps
+        return config.run_spec(family, size, method, seed, steps,
+                               analyses=config.analyses(method, seed) if shared else None, part="sweep")
+
+    return [spec(family, size, ratio, seed, entry["steps"]) for family, entry in config.sweep.items()
+            for size in entry["sizes"] for ratio in config.sweep_ratios for seed in config.seeds[: config.sweep_seeds]]
 
 
 def method_spec(config: Config, method: Method, seed: int) -> RunSpec:
     """The method comparison's run of ``method`` with ``seed`` (the comparison ViT, ``method_steps``)."""
-    return config.run_spec("vit", config.vit_size, method, seed, config.method_steps, part="methods")
+    return config.run_spec("vit", config.vit_size, method, seed, config.method_steps,
+                           analyses=config.analyses(method, seed), part="methods")
 
 
 def method_specs(config: Config) -> list[RunSpec]:
@@ -227,9 +261,39 @@ def method_specs(config: Config) -> list[RunSpec]:
     return [method_spec(config, m, s) for m in methods(config) for s in config.seeds]
 
 
+def reference_run_specs(config: Config) -> list[RunSpec]:
+    """The reference rows: raw pixels and every sweep model randomly initialised (first seed), and the
+    comparison ViT randomly initialised on every other seed."""
+    evaluation, first = config.evaluation(), config.seeds[0]
+    sweep_models = [(f, s, config.overrides(f)) for f, entry in config.sweep.items() for s in entry["sizes"]]
+    vit = [("vit", config.vit_size, config.overrides("vit"))]
+    specs = reference_specs(config.dataset, config.n_val, evaluation, sweep_models, seed=first)
+    specs += [spec for s in config.seeds[1:] for spec in
+              reference_specs(config.dataset, config.n_val, evaluation, vit, seed=s, pixels=False)]
+    return [replace(spec, tags={"part": "references"}) for spec in specs]
+
+
 def plan(config: Config) -> list[RunSpec]:
-    """Every pretraining run of the study: the sweep, then the method comparison (a run in both is one run)."""
-    return sweep_specs(config) + method_specs(config)
+    """Every run of the study: the sweep, the method comparison (a run in both trains once), the references."""
+    return sweep_specs(config) + method_specs(config) + reference_run_specs(config)
+
+
+def data_names(config: Config) -> list[str]:
+    """The prepared datasets the runs of ``config`` read (``data/<name>/``)."""
+    return [config.dataset]
+
+
+def data_checksum(config: Config) -> str:
+    """The checksum of the data every run of ``config`` reads (part of every run's key)."""
+    from ..data import fingerprint
+
+    return fingerprint(config.dataset)
+
+
+def data_digest(config: Config) -> str:
+    """The digest of the prepared images every run reads (:func:`r2mae_core.experiments.image_runs.data_digest`;
+    each run's record carries the one it used)."""
+    return image_runs.data_digest(config.dataset)
 
 
 def best_fixed(method_rows: pd.DataFrame, *, metric: str = "lp_val") -> str:
@@ -244,45 +308,57 @@ def best_fixed(method_rows: pd.DataFrame, *, metric: str = "lp_val") -> str:
     return str(means.idxmax())
 
 
-def _spectrum(spec: RunSpec, evaluation: EvalSpec, device: str) -> pd.DataFrame:
-    """Normalised singular values σ_i/Σσ of the run's centred test features (cached)."""
-    def compute() -> pd.DataFrame:
-        model = train_run(spec, Options(device=device)).model
-        images = load_images(spec.data["dataset"]).test_images[: evaluation.n_probe_eval]
-        sv = evaluate.singular_values(evaluate.extract_features(model, images, device=device), normalize=True)
-        return pd.DataFrame({"index": np.arange(1, len(sv) + 1), "sv": sv})
-
-    return cached("image_spectra", {"spec": spec.training_identity(), "n": evaluation.n_probe_eval}, compute,
-                  data_checksum=fingerprint(spec.data["dataset"]))
+def spectrum(model: torch.nn.Module, spec: RunSpec, params: dict, device: str = "cpu") -> pd.DataFrame:
+    """Normalised singular values σ_i/Σσ of the model's centred features of the first ``params["n_images"]``
+    test images (the images the probes are scored on): one row per ``index`` i = 1, 2, ... with ``sv``."""
+    images = load_images(spec.data["dataset"]).test_images[: params["n_images"]]
+    sv = evaluate.singular_values(evaluate.extract_features(model, images, device=device), normalize=True)
+    return pd.DataFrame({"index": np.arange(1, len(sv) + 1), "sv": sv})
 
 
-def reconstruction_examples(spec: RunSpec, ratios: tuple[float, ...], n_images: int, *, seed: int = 0,
-                            device: str = "cpu") -> dict[float, dict[str, np.ndarray]]:
-    """Input, mask and reconstruction of the first ``n_images`` validation images at each test ratio.
+def reconstruction_examples(model: torch.nn.Module, spec: RunSpec, params: dict, device: str = "cpu") -> dict:
+    """Input, mask and reconstruction of the first ``params["n_images"]`` validation images at each ratio of
+    ``params["ratios"]`` (masks seeded by ``params["seed"]``, the same for every model).
 
-    Returns ``{ratio: {"image", "masked", "recon"}}`` of ``(n, H, W)`` arrays in [0, 1]: ``masked`` is the
-    input with hidden patches set to NaN (drawn blank), ``recon`` the visible patches of the input pasted
-    over the model's prediction (MAE's visualisation). Masks are seeded (``seed``), the same for every model.
+    Returns ``{"ratios": [r, ...], "image": (n, H, W), "mask": (R, n, H, W) bool, "recon": (R, n, H, W)}``
+    (float32 in [0, 1]): ``recon`` is the visible patches of the input pasted over the model's prediction (MAE's
+    visualisation); :func:`reconstruction_panels` turns it into the figure's panels.
     """
-    model = train_run(spec, Options(device=device)).model
-    dataset, n_val = spec.data["dataset"], spec.data["n_val"]
+    dataset, n_val, n_images = spec.data["dataset"], spec.data["n_val"], params["n_images"]
     images = images_to_tensor(load_images(dataset).train_images[splits(dataset, n_val).val[:n_images]])  # (n,1,H,W)
     if model.config.norm_pix:
         raise ValueError("reconstruction_examples needs a pixel-target model: norm_pix=True predicts per-patch "
                          "normalised pixels")
-    out = {}
-    for ratio in ratios:
-        gen = torch.Generator().manual_seed(seed)
+    masks, recons = [], []
+    for ratio in params["ratios"]:
+        gen = torch.Generator().manual_seed(params["seed"])
         sub = random_subset_mask(torch.full((n_images,), float(ratio)), model.num_patches, generator=gen)
         with torch.no_grad():
             res = model(images.to(device), as_token_mask(sub).to(device))
         pixel_mask = model.reconstruct(res.mask[..., None].float().expand_as(res.pred)).bool().cpu()
         pred = model.reconstruct(res.pred.float()).cpu()
-        recon = torch.where(pixel_mask, pred.clamp(0, 1), images)
-        masked = images.masked_fill(pixel_mask, float("nan"))
-        out[float(ratio)] = {k: v[:, 0].numpy() for k, v in
-                             {"image": images, "masked": masked, "recon": recon}.items()}
-    return out
+        recons.append(torch.where(pixel_mask, pred.clamp(0, 1), images)[:, 0].numpy())
+        masks.append(pixel_mask[:, 0].numpy())
+    return {"ratios": [float(r) for r in params["ratios"]], "image": images[:, 0].numpy(),
+            "mask": np.stack(masks), "recon": np.stack(recons)}
+
+
+def reconstruction_panels(examples: dict) -> dict[float, dict[str, np.ndarray]]:
+    """``{ratio: {"image", "masked", "recon"}}`` of ``(n, H, W)`` arrays from :func:`reconstruction_examples`:
+    ``masked`` is the input with hidden pixels set to NaN (drawn blank)."""
+    image = np.asarray(examples["image"])
+    return {float(r): {"image": image, "masked": np.where(mask, np.nan, image).astype(image.dtype), "recon": recon}
+            for r, mask, recon in zip(examples["ratios"], examples["mask"], examples["recon"], strict=True)}
+
+
+#: The analyses a 02 run may name (:data:`r2mae_core.experiments.image_runs.Analysis`).
+ANALYSES = {"spectrum": spectrum, "reconstructions": reconstruction_examples}
+
+
+def work(group: list[RunSpec], options: Options) -> list[dict]:
+    """The engine's work on a group of 02 runs: :func:`r2mae_core.experiments.image_runs.work` with
+    :data:`ANALYSES`."""
+    return image_runs.work(group, options, ANALYSES)
 
 
 def run(config: Config, *, device: str = "cpu", progress: bool = True, compile: bool = False,
@@ -301,32 +377,20 @@ def run(config: Config, *, device: str = "cpu", progress: bool = True, compile: 
         (normalised singular values of the U-MAE experiment's test features, first seed), ``reconstructions``
         (best fixed and R²MAE, first seed).
     """
-    evaluation = config.evaluation()
     options = Options(device=device, compile=compile)
     runs = plan(config)
-    rows = run_rows(runs, options, group_size=group_size, desc="02_vision runs", progress=progress)
-    sweep_df = rows[rows["part"] == "sweep"].drop(columns="part").reset_index(drop=True)
-    method_df = rows[rows["part"] == "methods"].drop(columns="part").reset_index(drop=True)
-
-    vit = [("vit", config.vit_size, config.overrides("vit"))]
-    refs = [reference_rows(config.dataset, config.n_val, evaluation,
-                           [(f, s, config.overrides(f)) for f, entry in config.sweep.items() for s in entry["sizes"]],
-                           seed=config.seeds[0])]
-    refs += [reference_rows(config.dataset, config.n_val, evaluation, vit, seed=s, pixels=False)
-             for s in config.seeds[1:]]
-    references = pd.concat(refs, ignore_index=True)
-
+    records = run_records(runs, options, work=work, group_size=group_size, desc="02_vision runs",
+                          progress=progress)
+    rows = run_rows(runs, records)
+    parts = {part: rows[rows["part"] == part].drop(columns="part").reset_index(drop=True)
+             for part in ("sweep", "methods", "references")}
+    method_df = parts["methods"]
     best = best_fixed(method_df)
-    recipes = methods(config)
-    by_name = {m.name: m for m in recipes}
-    first = config.seeds[0]
+    by_name = {spec.method.name: rec.get("analyses", {}) for spec, rec in zip(runs, records, strict=True)
+               if spec.tags["part"] == "methods" and spec.seed == config.seeds[0]}
     r2 = r2mae_name(config.r2mae_low, config.r2mae_high, config.r2mae_per)
-    spectra_methods = [by_name[f"fixed {config.umae_ratio:g}"], by_name[r2], *(m for m in recipes
-                                                                              if m.group == "umae")]
-    spectra = pd.concat([_spectrum(method_spec(config, m, first), evaluation, device).assign(method=m.name)
-                         for m in spectra_methods], ignore_index=True)
-    reconstructions = {name: reconstruction_examples(method_spec(config, by_name[name], first),
-                                                     config.recon_ratios, config.n_recon_images, seed=first,
-                                                     device=device) for name in (best, r2)}
-    return {"sweep": sweep_df, "methods": method_df, "references": references, "best_fixed": best,
+    spectra = pd.concat([found["spectrum"].assign(method=name) for name, found in by_name.items()
+                         if "spectrum" in found], ignore_index=True)
+    reconstructions = {name: reconstruction_panels(by_name[name]["reconstructions"]) for name in (best, r2)}
+    return {"sweep": parts["sweep"], "methods": method_df, "references": parts["references"], "best_fixed": best,
             "vit_size": config.vit_size, "spectra": spectra, "reconstructions": reconstructions}
