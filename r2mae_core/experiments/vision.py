@@ -12,13 +12,11 @@ with the highest mean **validation** LP accuracy; every reported accuracy is on 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import torch
-
-from dataclasses import replace
 
 from .. import evaluate
 from .._rng import check_seed, child_seeds
