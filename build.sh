@@ -11,8 +11,9 @@
 #   ./build.sh pair [--seeds N] [NN_slug ...]
 #                                   smoke references (N seeds) + re-execute the committed notebooks/*.ipynb
 #   ./build.sh bench                the benchmarks under tests/benchmarks/ (not part of `test`)
-#   ./build.sh gpu next|status|run|unpack ...
-#                                   the GPU route (r2mae_core.campaign): the next shard, the ledger's state, run a
+#   ./build.sh gpu next|status|estimate|run|unpack ...
+#                                   the GPU route (r2mae_core.campaign): the next shard, the ledger's state, each
+#                                   shard's estimated H200 minutes, run a
 #                                   shard into an archive (--dry-run: on this CPU, small), take archives into the ledger
 #   ./build.sh lab                  JupyterLab on notebooks/
 #   ./build.sh numerics             the CPU code paths and thread counts every command runs with (pinned)
@@ -138,7 +139,7 @@ main() {
     numerics) cmd_setup >/dev/null; "$PY" -m r2mae_core.numerics describe ;;
     gpu)     cmd_setup; "$PY" -m r2mae_core.campaign "$@" ;;
     lab)     cmd_setup; exec "$PY" -m jupyter lab --notebook-dir="$ROOT/notebooks" "$@" ;;
-    -h|--help|help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' ;;
+    -h|--help|help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' ;;
     *)       die "unknown command '$sub': use setup | data | run | report | test | pair | bench | gpu | lab | numerics (see ./build.sh help)" ;;
   esac
 }

@@ -6,9 +6,9 @@ machine's. So the GPU machine runs the engine only (:func:`r2mae_core.runs.execu
 plan) and the notebooks replay on the CPU from the results:
 
 1. ``python -m r2mae_core.campaign run NB i/n OUT`` plans the section's profile (``full`` unless told), trains and
-   evaluates the runs at plan positions ``p % n == i`` that the ledger does not hold yet, group by group
-   (:func:`r2mae_core.runs.groups`: ensembles of ``--group-size`` runs), and after each group appends the group's
-   results to ``OUT/NB-iofn.tar``: a command killed at its time limit still brings back every finished group.
+   evaluates the runs of shard ``i`` of ``n`` (whole ensemble groups, :func:`shard_groups`) that the ledger does
+   not hold yet, group by group, and after each group appends the group's results to ``OUT/NB-iofn.tar``: a
+   command killed at its time limit still brings back every finished group.
 2. ``python -m r2mae_core.campaign unpack OUT ...`` checks every result of the archives against this machine's
    plan of the same section and profile (an entry that is not a run of that plan is refused: the source or the
    data differ) and against the corpus built here (each record carries the digest of the corpus it was trained
@@ -16,7 +16,8 @@ plan) and the notebooks replay on the CPU from the results:
    ledger, ``results/full/runs/<namespace>/<key>.npz`` (:func:`r2mae_core.runs.ledger_path`), which is
    committed.
 3. ``python -m r2mae_core.campaign next`` names the first shard with runs missing from the ledger; ``status``
-   counts them per section; ``carry NB`` lists the prepared datasets a shard needs on the GPU machine (the
+   counts them per section; ``estimate NB`` prints each shard's estimated H200 minutes
+   (:mod:`r2mae_core.shard_time`); ``carry NB`` lists the prepared datasets a shard needs on the GPU machine (the
    ignored paths to carry with the working tree, checked against the 64 MiB / 8 paths a command may carry).
    When none is missing, ``./build.sh run --profile full`` executes the notebooks on the CPU: the engine finds
    every run in the ledger and trains nothing (``R2MAE_REPLAY=1``: a missing run is an error, not a training).
@@ -27,7 +28,12 @@ and keyed by what they compute, so they travel and resume.
 
 ``--dry-run`` executes a shard of the profile's plan on the CPU with two steps and small data
 (``DRY_RUN`` of the section): every method, size and seed of the profile and every code path of training and
-evaluation, so that a config, shape or key error shows here first. Its results never enter the ledger.
+evaluation, so that a config, shape or key error shows here first; ``--dry-run --paths`` runs one run per
+distinct code path of the whole plan (:func:`code_paths`, minutes: the tests run it for every section). Its
+results never enter the ledger.
+
+``pack NB i/n`` prints what one GPU command of a shard needs: the paths to carry, the command, the shard's
+estimate and a time limit with room for it.
 """
 
 from __future__ import annotations
@@ -53,18 +59,23 @@ from .paths import REPO_ROOT, ledger_root
 from .records import RecordError, load_record, save_record
 from .runs import Options, RunSpec, execute, groups, ledger_path, parse_shard, result_path
 
-__all__ = ["SECTIONS", "CARRY_LIMIT_BYTES", "CARRY_LIMIT_PATHS", "Section", "section", "shard_runs", "carry",
-           "run_shard", "unpack", "missing", "next_shard", "main"]
+__all__ = ["SECTIONS", "CARRY_LIMIT_BYTES", "CARRY_LIMIT_PATHS", "Section", "section", "shard_groups", "shard_runs",
+           "code_paths", "carry", "pack", "estimate_lines", "measured_eval_seconds", "run_shard", "unpack",
+           "missing", "next_shard", "main"]
 
 #: What a GPU command may carry beside the tracked files: at most 64 MiB in at most 8 paths.
 CARRY_LIMIT_BYTES, CARRY_LIMIT_PATHS = 64 * 2**20, 8
 
 #: The sections whose every pretraining run goes through the engine, and their shard counts at ``full``.
+#: The sections whose every run goes through the engine: their shard counts at ``full`` and the most runs trained
+#: as one ensemble (on one H200, 32 ViT-S members step in 23.7 ms against 27.2 ms for 8: small image models
+#: take 32; the text encoders, compute-bound at their larger sizes, 8).
 SECTIONS: dict[str, dict[str, Any]] = {
-    "02_vision": {"module": "r2mae_core.experiments.vision", "shards": 8},
-    "03_language": {"module": "r2mae_core.experiments.language", "shards": 8},
-    "04_dna": {"module": "r2mae_core.experiments.dna", "shards": 8},
-    "06_spectral_clustering": {"module": "r2mae_core.experiments.spectral_clustering", "shards": 4},
+    "02_vision": {"module": "r2mae_core.experiments.vision", "shards": 8, "group_size": 32},
+    "03_language": {"module": "r2mae_core.experiments.language", "shards": 8, "group_size": 8},
+    "04_dna": {"module": "r2mae_core.experiments.dna", "shards": 8, "group_size": 8},
+    "06_spectral_clustering": {"module": "r2mae_core.experiments.spectral_clustering", "shards": 4,
+                               "group_size": 32},
 }
 
 
@@ -100,9 +111,57 @@ def section(notebook: str, profile: str = "full", *, dry_run: bool = False) -> S
     return Section(notebook, profile, module, config, module.plan(config), module.data_checksum(config))
 
 
+def shard_groups(sec: Section, n: int) -> list[list[list[RunSpec]]]:
+    """The section's plan in ``n`` shards of whole ensemble groups.
+
+    The distinct runs are grouped as the engine trains them (:func:`r2mae_core.runs.groups` with the section's
+    ``group_size``), so a shard never splits an architecture's runs into small ensembles that each pay the full
+    number of steps; the groups are dealt to the shards longest first, each to the shard with the least
+    estimated seconds so far (steps × the ensemble step floor + compilation + each run's estimated evaluation,
+    :mod:`r2mae_core.shard_time`; ties to the lower shard). A fixed partition: it depends on the plan only.
+    """
+    from .shard_time import H200, eval_seconds
+
+    unique = runs.shard_runs(sec.plan, (0, 1))
+    chunks = groups(unique, SECTIONS[sec.notebook]["group_size"])
+
+    def cost(group: list[RunSpec]) -> float:
+        steps = 0 if group[0].train is None else group[0].train.steps
+        return (steps * H200.floor_ensemble_s + (H200.compile_s if steps else 0.0)
+                + sum(eval_seconds(sec.notebook, spec) for spec in group))
+
+    shards: list[list[list[RunSpec]]] = [[] for _ in range(n)]
+    load = [0.0] * n
+    for j in sorted(range(len(chunks)), key=lambda j: (-cost(chunks[j]), j)):
+        i = min(range(n), key=lambda i: (load[i], i))
+        shards[i].append(chunks[j])
+        load[i] += cost(chunks[j])
+    return shards
+
+
 def shard_runs(sec: Section, shard: tuple[int, int]) -> list[RunSpec]:
-    """The distinct runs of ``shard`` of the section's plan (:func:`r2mae_core.runs.shard_runs`)."""
-    return runs.shard_runs(sec.plan, shard)
+    """The distinct runs of ``shard = (i, n)`` of the section's plan: the runs of the groups of shard ``i`` of
+    :func:`shard_groups` (``(0, 1)``: the whole plan)."""
+    i, n = shard
+    return [spec for group in shard_groups(sec, n)[i] for spec in group]
+
+
+def code_paths(plan: list[RunSpec]) -> list[RunSpec]:
+    """One run per distinct code path of ``plan``: runs that differ only in their seed or in the numbers of their
+    ratio sampler (a ratio, an interval's ends) take the same path through training and evaluation; the first of
+    each kind is kept. The model, schedule, data, evaluation, analyses, sampler kind and options (per batch or
+    per sample, a schedule's shape), U-MAE on or off and mask options all tell paths apart."""
+    seen: dict[str, RunSpec] = {}
+    for spec in plan:
+        ident = spec.identity()
+        ident.pop("seed")
+        method = ident["method"]
+        sampler = method["sampler"]
+        if sampler is not None:
+            method["sampler"] = {k: v for k, v in sampler.items() if isinstance(v, str | bool)}
+        method["uniformity_weight"] = method["uniformity_weight"] > 0
+        seen.setdefault(repr(ident), spec)
+    return list(seen.values())
 
 
 def missing(sec: Section, shard: tuple[int, int] | None = None) -> list[RunSpec]:
@@ -154,20 +213,24 @@ def _append(archive: Path, sec: Section, group: list[RunSpec]) -> None:
 
 
 def run_shard(notebook: str, shard: tuple[int, int], out: Path, *, profile: str = "full", device: str = "cuda",
-              group_size: int = 8, compile: bool = False, dry_run: bool = False, progress: bool = True,
-              scratch: Path | None = None) -> Path:
+              group_size: int | None = None, compile: bool = False, dry_run: bool = False, progress: bool = True,
+              scratch: Path | None = None, paths: bool = False) -> Path:
     """Run one shard of a section's plan (module docstring, step 1) and return its archive.
 
     The runs the ledger already holds are skipped. The engine's cache (records and checkpoints) is ``scratch``
     (None: a temporary folder, removed at the end), never under ``out``: only the archive comes back. A
     ``scratch`` kept between two commands on one machine lets the second resume the first's checkpoints. With
-    ``dry_run`` the device is the CPU and the section's ``DRY_RUN`` applies.
+    ``dry_run`` the device is the CPU and the section's ``DRY_RUN`` applies; with ``paths`` (dry runs only) the
+    shard's runs are :func:`code_paths` of the whole plan instead.
     """
+    if paths and not dry_run:
+        raise ValueError("paths=True is not allowed without dry_run: it leaves runs of the plan out")
     sec = section(notebook, profile, dry_run=dry_run)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     archive = out / _archive_name(notebook, shard)
-    todo = missing(sec, shard)
+    todo = code_paths(sec.plan) if paths else missing(sec, shard)
+    group_size = group_size or SECTIONS[notebook]["group_size"]
     options = Options(device="cpu" if dry_run else device, compile=compile,
                       threads=getattr(sec.config, "threads", 0), progress=False)
     with tempfile.TemporaryDirectory(prefix="r2mae-campaign-") as tmp:
@@ -244,6 +307,57 @@ def next_shard(profile: str = "full") -> tuple[str, tuple[int, int], int] | None
     return None
 
 
+def estimate_lines(notebook: str, profile: str = "full") -> list[str]:
+    """One line per shard of ``notebook`` (its runs still missing from the ledger) and a total: runs, groups and
+    estimated minutes of training (FLOPs and measured H200 rates), evaluation and start-up (allowances)."""
+    from .shard_time import estimate
+
+    sec = section(notebook, profile)
+    n = SECTIONS[notebook]["shards"]
+    measured = measured_eval_seconds(sec)
+    found = [estimate(notebook, missing(sec, (i, n)), SECTIONS[notebook]["group_size"], eval_s=measured)
+             for i in range(n)]
+    lines = [f"{notebook} {i}/{n}: {e.runs} runs in {e.groups} groups, {e.total / 60:.1f} min (training "
+             f"{e.train / 60:.1f}, evaluation {e.evaluation / 60:.1f}, start {e.start / 60:.1f})"
+             for i, e in enumerate(found)]
+    total = sum(e.total for e in found)
+    lines.append(f"{notebook}: {sum(e.runs for e in found)} runs, {total / 60:.1f} min in all, longest shard "
+                 f"{max(e.total for e in found) / 60:.1f} min; evaluation "
+                 + ("estimated from allowances (no run in the ledger yet)" if measured is None else
+                    f"{measured:.1f} s per run as measured on the GPU"))
+    return lines
+
+
+def pack(notebook: str, shard: tuple[int, int], profile: str = "full") -> dict:
+    """What one GPU command of ``shard`` needs: ``carry`` (the ignored paths, :func:`carry`) and their ``mib``,
+    ``command`` (run in the repository root with the output folder in ``$OUT``), ``estimate_s`` of the runs
+    still missing and ``timeout_s``: the estimate with half again as much room, at most the 600 s a command may
+    run (a command stopped at its limit still returns its finished groups)."""
+    from .shard_time import estimate
+
+    paths, total = carry(notebook, profile)
+    sec = section(notebook, profile)
+    measured = measured_eval_seconds(sec)
+    found = estimate(notebook, missing(sec, shard), SECTIONS[notebook]["group_size"], eval_s=measured)
+    flags = "" if profile == "full" else f" --profile {profile}"
+    return {"carry": paths, "mib": round(total / 2**20, 1),
+            "command": (f"PYTHONPATH=$PWD python3 -m r2mae_core.campaign run {notebook} {shard[0]}/{shard[1]} $OUT "
+                        f"--compile{flags}"),
+            "runs": found.runs, "estimate_s": round(found.total), "timeout_s": min(600, round(1.5 * found.total))}
+
+
+def measured_eval_seconds(sec: Section) -> float | None:
+    """Mean ``eval_seconds`` of the section's runs in the ledger (made on the GPU), None if it holds none."""
+    seconds = []
+    for spec in runs.shard_runs(sec.plan, (0, 1)):
+        path = ledger_path(spec, sec.data_checksum)
+        if path.exists():
+            value = load_record(path).get("eval_seconds")
+            if value is not None:
+                seconds.append(float(value))
+    return sum(seconds) / len(seconds) if seconds else None
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m r2mae_core.campaign", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -253,14 +367,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("out", type=Path)
     run.add_argument("--profile", default="full")
     run.add_argument("--device", default="cuda")
-    run.add_argument("--group-size", type=int, default=8)
+    run.add_argument("--group-size", type=int, default=None,
+                     help="most runs trained as one ensemble (default: the section's, see SECTIONS)")
     run.add_argument("--compile", action="store_true")
     run.add_argument("--dry-run", action="store_true", help="on the CPU, two steps, small data; not for the ledger")
+    run.add_argument("--paths", action="store_true", help="with --dry-run: one run per code path of the whole plan")
     run.add_argument("--scratch", type=Path, default=None,
                      help="the engine's cache folder (default: a temporary one); keep it to resume checkpoints")
     unp = sub.add_parser("unpack", help="check the archives and write their results to the ledger")
     unp.add_argument("archives", nargs="+", type=Path)
     unp.add_argument("--profile", default="full")
+    pck = sub.add_parser("pack", help="what one GPU command of a shard needs: carry paths, command, time limit")
+    pck.add_argument("notebook")
+    pck.add_argument("shard", help="i/n")
+    pck.add_argument("--profile", default="full")
+    est = sub.add_parser("estimate", help="each shard's estimated minutes on one H200 (r2mae_core.shard_time)")
+    est.add_argument("notebook")
+    est.add_argument("--profile", default="full")
     car = sub.add_parser("carry", help="the data paths a shard needs on the GPU machine (checked against its limits)")
     car.add_argument("notebook")
     car.add_argument("--profile", default="full")
@@ -277,13 +400,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             archive = run_shard(args.notebook, parse_shard(args.shard), args.out, profile=args.profile,
                                 device=args.device, group_size=args.group_size, compile=args.compile,
-                                dry_run=args.dry_run, scratch=args.scratch)
+                                dry_run=args.dry_run, scratch=args.scratch, paths=args.paths)
             with tarfile.open(archive) as tar:
                 n = sum(m.name.endswith(".npz") for m in tar.getmembers())
             print(f"{archive}: {n} results")
         elif args.command == "unpack":
             for notebook, n in unpack(args.archives, profile=args.profile).items():
                 print(f"{notebook}: {n} results written to {ledger_root()}")
+        elif args.command == "pack":
+            print(json.dumps(pack(args.notebook, parse_shard(args.shard), args.profile)))
+        elif args.command == "estimate":
+            for line in estimate_lines(args.notebook, args.profile):
+                print(line)
         elif args.command == "carry":
             paths, total = carry(args.notebook, args.profile)
             print(json.dumps({"carry": paths, "mib": round(total / 2**20, 1)}))

@@ -140,7 +140,8 @@ _LBFGS_FTOL = 64 * float(np.finfo(np.float64).eps)  # torch solver: objective ch
 
 def linear_probe(train_x, train_y, test_x, test_y, *, Cs=(1e-2, 1e-1, 1.0, 10.0, 100.0),
                  val_fraction: float = 0.2, seed: int = 0, max_iter: int = 1000,
-                 solver: str = "sklearn", extra_tests: dict | None = None) -> ProbeResult:
+                 solver: str = "sklearn", extra_tests: dict | None = None,
+                 device: str | torch.device = "cpu") -> ProbeResult:
     """Linear probe: standardised frozen features + multinomial logistic regression.
 
     Each fit minimises sklearn's L2-penalised objective on standardised features ``z_i``, with an
@@ -193,6 +194,9 @@ def linear_probe(train_x, train_y, test_x, test_y, *, Cs=(1e-2, 1e-1, 1.0, 10.0,
     extra_tests
         ``{name: (x, y)}``: further sets scored by the same final probe (e.g. a validation split next to the
         test set: one fit instead of two), returned in ``ProbeResult.extra``.
+    device
+        Where the torch solver computes (float64 throughout; a GPU runs the same iterations, its sums in
+        another order). The sklearn solver always runs on the CPU.
 
     Returns
     -------
@@ -223,7 +227,7 @@ def linear_probe(train_x, train_y, test_x, test_y, *, Cs=(1e-2, 1e-1, 1.0, 10.0,
     fit_z, val_z = scaler.transform(fit_x), scaler.transform(val_x)
     if solver == "torch":
         return _torch_linear_probe(fit_z, fit_y, val_z, val_y, train_x, train_y, test_x, test_y, Cs, max_iter,
-                                   extra_tests or {})
+                                   extra_tests or {}, torch.device(device))
     clf = LogisticRegression(max_iter=max_iter, tol=1e-4, warm_start=True, random_state=seed)
     val_accs = []
     with warnings.catch_warnings(), threadpool_limits(1):
@@ -241,7 +245,8 @@ def linear_probe(train_x, train_y, test_x, test_y, *, Cs=(1e-2, 1e-1, 1.0, 10.0,
                        bool(np.max(final.n_iter_) < max_iter), extra)
 
 
-def _torch_linear_probe(fit_z, fit_y, val_z, val_y, train_x, train_y, test_x, test_y, Cs, max_iter, extra_tests):
+def _torch_linear_probe(fit_z, fit_y, val_z, val_y, train_x, train_y, test_x, test_y, Cs, max_iter, extra_tests,
+                        device: torch.device):
     """``linear_probe(solver="torch")`` after the split: C path on ``fit``, choice on ``val``, refit.
 
     Runs with one intra-op thread (restored on return): the products are small and skinny, and OpenMP
@@ -251,7 +256,7 @@ def _torch_linear_probe(fit_z, fit_y, val_z, val_y, train_x, train_y, test_x, te
     torch.set_num_threads(1)
     try:
         with torch.no_grad():
-            problem = _SoftmaxRegression(fit_z, fit_y)
+            problem = _SoftmaxRegression(fit_z, fit_y, device)
             corr = torch.linalg.eigh(problem.zt[:-1] @ problem.zt[:-1].T / problem.n)  # preconditioner basis
             theta = problem.zeros()
             path, val_accs = [], []
@@ -262,7 +267,7 @@ def _torch_linear_probe(fit_z, fit_y, val_z, val_y, train_x, train_y, test_x, te
             best = int(np.argmax(val_accs))  # first maximum over the increasing Cs: ties go to the smallest C
             scaler = StandardScaler().fit(train_x)
             train_z = scaler.transform(train_x)
-            final = _SoftmaxRegression(train_z, train_y)
+            final = _SoftmaxRegression(train_z, train_y, device)
             init = path[best] if np.array_equal(final.classes, problem.classes) else final.zeros()
             theta, converged = final.fit(Cs[best], init, corr, max_iter)  # corr of the fit part: close enough
             extra = {name: final.accuracy(theta, scaler.transform(np.asarray(x, dtype=np.float64)), np.asarray(y))
@@ -280,19 +285,22 @@ class _SoftmaxRegression:
     classes (the logit of ``classes[1]``, sklearn's binary model) else ``len(classes)``.
     """
 
-    def __init__(self, z: np.ndarray, y: np.ndarray):
+    def __init__(self, z: np.ndarray, y: np.ndarray, device: torch.device | str = "cpu"):
         self.classes = np.unique(y)
         self.n, self.n_classes = len(z), len(self.classes)
         if self.n_classes < 2:
             raise ValueError(f"y has {self.n_classes} class: a linear probe needs at least 2")
-        self.zt = torch.ones(z.shape[1] + 1, self.n, dtype=torch.float64)  # [z, 1]ᵀ: both products stream it
-        self.zt[:-1] = torch.from_numpy(z).T
+        self.device = device = torch.device(device)
+        zt = torch.ones(z.shape[1] + 1, self.n, dtype=torch.float64)  # [z, 1]ᵀ: both products stream it
+        zt[:-1] = torch.from_numpy(z).T
+        self.zt = zt.to(device)
         onehot = F.one_hot(torch.from_numpy(np.searchsorted(self.classes, y)), self.n_classes)
-        self.target = onehot.T.to(torch.float64).contiguous()  # (K, n)
-        self._zero_logit = torch.zeros(1, self.n, dtype=torch.float64)
+        self.target = onehot.T.to(torch.float64).contiguous().to(device)  # (K, n)
+        self._zero_logit = torch.zeros(1, self.n, dtype=torch.float64, device=device)
 
     def zeros(self) -> torch.Tensor:
-        return torch.zeros(len(self.zt), 1 if self.n_classes == 2 else self.n_classes, dtype=torch.float64)
+        return torch.zeros(len(self.zt), 1 if self.n_classes == 2 else self.n_classes, dtype=torch.float64,
+                           device=self.device)
 
     def log_probs(self, theta: torch.Tensor) -> torch.Tensor:
         """``(K, n)`` log class probabilities."""
@@ -300,9 +308,9 @@ class _SoftmaxRegression:
         return torch.log_softmax(torch.cat([self._zero_logit, logits]) if self.n_classes == 2 else logits, 0)
 
     def accuracy(self, theta: torch.Tensor, z: np.ndarray, y: np.ndarray) -> float:
-        scores = torch.from_numpy(z) @ theta[:-1] + theta[-1]
+        scores = torch.from_numpy(np.asarray(z, dtype=np.float64)).to(self.device) @ theta[:-1] + theta[-1]
         idx = (scores[:, 0] > 0).long() if scores.shape[1] == 1 else scores.argmax(1)  # sklearn's predict rule
-        return float(np.mean(self.classes[idx.numpy()] == np.asarray(y)))
+        return float(np.mean(self.classes[idx.cpu().numpy()] == np.asarray(y)))
 
     def fit(self, C: float, theta: torch.Tensor, corr, max_iter: int) -> tuple[torch.Tensor, bool]:
         """Minimise ``mean CE + ‖W‖²/(2Cn)`` from ``theta``; return the solution and whether it converged.
@@ -316,7 +324,7 @@ class _SoftmaxRegression:
         curv = max(float((p * (1.0 - p)).sum()) / (n * k), 1e-8)  # (1 - 1/K)/K at zero
         e, u = corr
         s = curv * e.clamp(min=0.0) + lam
-        m = torch.zeros(len(theta), len(theta), dtype=torch.float64)
+        m = torch.zeros(len(theta), len(theta), dtype=torch.float64, device=self.device)
         m_inv = torch.zeros_like(m)
         m[:-1, :-1], m_inv[:-1, :-1] = (u * s.rsqrt()) @ u.T, (u * s.sqrt()) @ u.T
         m[-1, -1], m_inv[-1, -1] = curv ** -0.5, curv ** 0.5
@@ -388,7 +396,8 @@ def _labels(y) -> tuple[torch.Tensor, int]:
 
 def bn_linear_probe(train_x, train_y, test_x, test_y, *, epochs: int = 30, lr: float = 1e-3,
                     batch_size: int = 256, weight_decay: float = 0.0, seed: int = 0,
-                    device: str | torch.device = "cpu", batch_norm: bool = True) -> ProbeResult:
+                    device: str | torch.device = "cpu", batch_norm: bool = True,
+                    extra_tests: dict | None = None) -> ProbeResult:
     """BN+LP: a non-affine ``BatchNorm1d`` then a linear head on frozen features (MAE's linear probe).
 
     He et al. (2022, appendix A.2) put a BatchNorm without affine parameters before the linear
@@ -399,11 +408,14 @@ def bn_linear_probe(train_x, train_y, test_x, test_y, *, epochs: int = 30, lr: f
     the plain LP on raw features that "Mask Models are Token Level Contrastive Learners" (Table 1) compares with
     BN+LP, so the two differ only by the normalisation (:func:`linear_probe` standardises its inputs).
 
+    ``extra_tests`` ``{name: (x, y)}`` are further sets scored by the same fitted head (``ProbeResult.extra``):
+    one fit for a validation and a test score.
+
     Returns
     -------
     ProbeResult
         ``method="bn_lp"`` (``"lp_raw"`` without the BatchNorm), train and test accuracy (``val_acc`` NaN: no
-        selection is made).
+        selection is made) and the ``extra`` accuracies.
     """
     seed = check_seed(seed)
     device = torch.device(device)
@@ -419,8 +431,10 @@ def bn_linear_probe(train_x, train_y, test_x, test_y, *, epochs: int = 30, lr: f
     _fit_classifier(head, list(head.parameters()), x, y, n_classes=n_classes, epochs=epochs, lr=lr,
                     batch_size=batch_size, weight_decay=weight_decay, seed=order_seed, device=device,
                     amp=False, train_mode=head.train)
+    extra = {name: _accuracy(head, torch.as_tensor(np.asarray(ex), dtype=torch.float32), _labels(ey)[0], 1024,
+                             device, False) for name, (ex, ey) in (extra_tests or {}).items()}
     return ProbeResult("bn_lp" if batch_norm else "lp_raw", _accuracy(head, xt, yt, 1024, device, False), math.nan,
-                       _accuracy(head, x, y, 1024, device, False))
+                       _accuracy(head, x, y, 1024, device, False), extra=extra)
 
 
 def finetune(model: nn.Module, train_images, train_labels, test_images, test_labels, *,

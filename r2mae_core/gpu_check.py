@@ -5,8 +5,13 @@
 1. dense matmul peak (bf16, tf32, fp32) of the device;
 2. one ViT-MAE through :func:`r2mae_core.train.pretrain` (bf16 autocast on CUDA) at several sizes and batches,
    eager and under ``torch.compile``, a fixed ratio against R²MAE U[0.5, 0.9];
-3. k ViT-MAEs through :func:`r2mae_core.ensemble.pretrain_ensemble`, k = 1, 8, 32;
-4. each named notebook's smoke parameters executed as a script on the device (the GPU machine has no papermill).
+3. k ViT-MAEs through :func:`r2mae_core.ensemble.pretrain_ensemble`, k = 1, 8, 32, and k text encoders
+   (03's sizes S, M, L at 03 full's batch and sequence length, :data:`r2mae_core.experiments.language.mlm_step`),
+   k = 1, 8;
+4. the evaluation at 02 full's scale (:func:`eval_rows`): feature extraction, the L-BFGS probe on the device,
+   BN+LP and fine-tuning steps, k-NN on the CPU — the costs :mod:`r2mae_core.shard_time` now takes as
+   allowances;
+5. each named notebook's smoke parameters executed as a script on the device (the GPU machine has no papermill).
 
 Achieved FLOP/s count forward + backward of one member (``FlopCounterMode``) against the measured peak at the
 training precision. Rows are written to ``OUT_DIR/gpu_check.json`` as they finish, so a run killed at its time
@@ -31,9 +36,11 @@ from .ensemble import pretrain_ensemble
 from .experiments.image_runs import SIZES
 from .models import build_model
 from .paths import REPO_ROOT, check_notebook
+from .runs import RunSpec, fixed_method
 from .train import TrainConfig, pretrain
 
-__all__ = ["matmul_peak", "step_flops", "single_row", "ensemble_row", "run_notebook_script", "main"]
+__all__ = ["matmul_peak", "step_flops", "single_row", "ensemble_row", "text_row", "eval_rows", "run_notebook_script",
+           "main"]
 
 FIXED = {"kind": "fixed", "ratio": 0.75}
 R2MAE = {"kind": "r2mae", "low": 0.5, "high": 0.9}
@@ -109,6 +116,66 @@ def ensemble_row(size: str, k: int, batch: int, steps: int, compile: bool, spec:
             "step_ms": 1e3 * dt, "samples_per_s": k * batch / dt, "wall_s": time.perf_counter() - t0}
 
 
+def text_row(size: str, k: int, batch: int, seq_len: int, steps: int, device: str) -> dict:
+    """k text encoders of 03's ``size`` (vocabulary 8192) through ``pretrain_ensemble`` with 03's MLM step,
+    compiled on CUDA: step time, tokens/s and the FLOPs of one member's step."""
+    from .experiments import language
+    from .shard_time import step_flops as run_flops
+
+    config = {"vocab_size": 8192, "max_len": seq_len, **language.SIZES[size]}
+    ids = torch.randint(language.text.N_SPECIAL, 8192, (max(4 * batch, 512), seq_len), generator=torch.Generator())
+    t0 = time.perf_counter()
+    results = pretrain_ensemble([build_model("text_encoder", seed=m, **config) for m in range(k)], ids,
+                                samplers=[masking.make_sampler({"kind": "fixed", "ratio": 0.15})] * k,
+                                seeds=list(range(k)), train=_schedule(steps, batch), step=language.mlm_step,
+                                device=device, compile=device.startswith("cuda"))
+    dt = _step_seconds(results[0].history)
+    spec = RunSpec("probe", "text_encoder", size, fixed_method(0.15), 0, TrainConfig(steps=1, batch_size=batch),
+                   model=config)
+    return {"kind": "text", "size": size, "k": k, "batch": batch, "compile": device.startswith("cuda"),
+            "sampler": "fixed", "step_ms": 1e3 * dt, "samples_per_s": k * batch / dt,
+            "member_flops": run_flops(spec), "wall_s": time.perf_counter() - t0}
+
+
+def eval_rows(device: str, quick: bool) -> list[dict]:
+    """The evaluation's parts at 02 full's scale (``quick``: small) on ``device``: seconds of each and per step.
+
+    Features of a ViT-S (patch 4) on ``n`` images; the torch L-BFGS probe (five C, refit) on ``n`` × 64
+    features of ten classes; a BN+LP epoch (batch 256) and a fine-tuning epoch of the ViT-S (batch 128) on
+    ``n_ft`` images; k-NN (k = 20, cosine, sklearn on the CPU) of 10 000 against ``n`` features.
+    """
+    from . import evaluate
+
+    n, n_ft, n_knn = (512, 256, 128) if quick else (50000, 10000, 10000)
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (n,), generator=gen).numpy()
+    centres = torch.randn(10, 64, generator=gen)
+    feats = (centres[labels] + 2.0 * torch.randn(n, 64, generator=gen)).numpy()
+    images = (torch.rand(n, 28, 28, generator=gen) * 255).to(torch.uint8).numpy()
+    model = _vit("S")
+    rows = []
+
+    def timed(what: str, fn, steps: int = 0) -> None:
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        dt = time.perf_counter() - t0
+        rows.append({"kind": "eval", "what": what, "n": n, "seconds": dt,
+                     "ms_per_step": 1e3 * dt / steps if steps else float("nan")})
+
+    timed("features", lambda: evaluate.extract_features(model, images, device=device))
+    timed("lp_torch", lambda: evaluate.linear_probe(feats, labels, feats[:n_knn], labels[:n_knn], solver="torch",
+                                                    device=device))
+    timed("bn_lp_epoch", lambda: evaluate.bn_linear_probe(feats, labels, feats[:n_knn], labels[:n_knn], epochs=1,
+                                                          device=device), steps=-(-n // 256))
+    timed("ft_epoch", lambda: evaluate.finetune(model, images[:n_ft], labels[:n_ft], images[:n_knn],
+                                                labels[:n_knn], mode="full", epochs=1, device=device),
+          steps=-(-n_ft // 128))
+    timed("knn", lambda: evaluate.knn_accuracy(feats, labels, feats[:n_knn], labels[:n_knn], k=20))
+    return rows
+
+
 def run_notebook_script(notebook: str, overrides: dict, timeout: float) -> dict:
     """Execute ``notebooks/<notebook>.py`` as a script in a subprocess, its parameters cell followed by
     ``overrides``; returns the exit status, wall time and the output's tail."""
@@ -141,12 +208,23 @@ def _plan(quick: bool) -> list[tuple]:
     return plan
 
 
+def _text_plan(quick: bool) -> list[tuple]:
+    """(size, k, batch, seq_len, steps) of the text-encoder rows: 03 full's batch 128 and length 128."""
+    if quick:
+        return [("S", 1, 8, 32, 4), ("S", 2, 8, 32, 4)]
+    return [(size, k, 128, 128, 40) for size in ("S", "M", "L") for k in (1, 8)]
+
+
 def _table(report: dict) -> str:
     lines = [f"{'kind':8} {'size':4} {'k':>3} {'batch':>6} {'comp':>5} {'sampler':>7} {'ms/step':>8} "
              f"{'samples/s':>10} {'of peak':>8}"]
     for r in report["rows"]:
         if "error" in r:
-            lines.append(f"{r['kind']:8} {r['size']:4} {r['k']:>3} ERROR {r['error'][:90]}")
+            lines.append(f"{r['kind']:8} {r.get('size', r.get('what', '')):4} {r.get('k', ''):>3} ERROR "
+                         f"{r['error'][:90]}")
+        elif r["kind"] == "eval":
+            lines.append(f"eval     {r['what']:12} n={r['n']:<6} {r['seconds']:8.2f} s  "
+                         f"{r['ms_per_step']:8.2f} ms/step")
         else:
             lines.append(f"{r['kind']:8} {r['size']:4} {r['k']:>3} {r['batch']:>6} {str(r['compile']):>5} "
                          f"{r['sampler']:>7} {r['step_ms']:8.2f} {r['samples_per_s']:10.0f} "
@@ -202,6 +280,24 @@ def main(argv: list[str] | None = None) -> int:
                    "error": repr(err)[:400]}
         report["rows"].append(row)
         print(json.dumps(row), flush=True)
+        out_file.write_text(json.dumps(report, indent=1))
+    for size, k, batch, seq_len, steps in _text_plan(args.quick):
+        if time.perf_counter() - t_start > args.budget_s * 0.6:
+            break
+        try:
+            row = text_row(size, k, batch, seq_len, steps, dev)
+            row["frac_peak"] = k * row["member_flops"] / (row["step_ms"] / 1e3) / peak
+        except Exception as err:  # noqa: BLE001 - a failing code path is a finding; the check goes on
+            row = {"kind": "text", "size": size, "k": k, "error": repr(err)[:400]}
+        report["rows"].append(row)
+        print(json.dumps(row), flush=True)
+        out_file.write_text(json.dumps(report, indent=1))
+    if time.perf_counter() - t_start <= args.budget_s * 0.7:
+        try:
+            report["rows"] += eval_rows(dev, args.quick)
+        except Exception as err:  # noqa: BLE001 - a failing code path is a finding; the check goes on
+            report["rows"].append({"kind": "eval", "what": "evaluation", "error": repr(err)[:400]})
+        print(json.dumps(report["rows"][-1]), flush=True)
         out_file.write_text(json.dumps(report, indent=1))
     if cuda:
         report["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30

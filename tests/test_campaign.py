@@ -74,15 +74,30 @@ def test_an_image_shard_brings_back_the_analyses_and_the_notebook_then_replays(l
 
 
 @pytest.mark.parametrize("notebook", list(campaign.SECTIONS))
-def test_a_dry_run_shard_runs_the_full_plan_small_and_never_enters_the_ledger(ledger, tmp_path, notebook):
-    """One shard of the full plan on the CPU (two steps, small data; the whole plan: ``campaign run NB 0/1 OUT
-    --dry-run``, minutes); its results are not runs of the full plan, so unpack refuses them."""
-    archive = campaign.run_shard(notebook, (0, 16), tmp_path / "out", dry_run=True, group_size=2, progress=False)
+def test_a_dry_run_takes_every_code_path_of_the_full_plan_and_never_enters_the_ledger(ledger, tmp_path, notebook):
+    """One run per code path of the full plan on the CPU (two steps, small data; every run of the plan:
+    ``campaign run NB 0/1 OUT --dry-run``); its results are not runs of the full plan, so unpack refuses them."""
     sec = campaign.section(notebook, "full", dry_run=True)
-    assert len(_entries(archive)) == len(campaign.shard_runs(sec, (0, 16))) > 0
+    paths = campaign.code_paths(sec.plan)
+    kinds = {(s.family, s.size, s.method.kind, s.method.uniformity_weight > 0,
+              tuple(sorted(s.evaluation.get("analyses", {})))) for s in sec.plan}
+    assert {(s.family, s.size, s.method.kind, s.method.uniformity_weight > 0,
+             tuple(sorted(s.evaluation.get("analyses", {})))) for s in paths} == kinds
+    archive = campaign.run_shard(notebook, (0, 1), tmp_path / "out", dry_run=True, paths=True, group_size=4,
+                                 progress=False)
+    assert len(_entries(archive)) == len(paths) > 0
     with pytest.raises(ValueError, match=f"is not a run of {notebook}'s full plan here"):
         campaign.unpack([archive])
     assert not ledger.exists() or not any(ledger.rglob("*.npz"))
+    with pytest.raises(ValueError, match="paths=True is not allowed without dry_run"):
+        campaign.run_shard(notebook, (0, 1), tmp_path / "out", paths=True)
+
+
+def test_pack_names_what_a_gpu_command_needs(ledger):
+    packed = campaign.pack("06_spectral_clustering", (1, 4))
+    assert packed["carry"] == ["data/fashion_mnist"] and 0 < packed["mib"] <= 64
+    assert packed["command"].endswith("campaign run 06_spectral_clustering 1/4 $OUT --compile")
+    assert packed["runs"] > 0 and 0 < packed["timeout_s"] <= 600
 
 
 def test_next_names_the_first_shard_with_missing_runs(ledger):
@@ -136,3 +151,37 @@ def test_carry_lists_the_prepared_data_within_the_gpu_limits(notebook, monkeypat
     monkeypatch.setattr(campaign, "CARRY_LIMIT_BYTES", total - 1)
     with pytest.raises(ValueError, match="a GPU command carries at most"):
         campaign.carry(notebook)
+
+
+@pytest.mark.parametrize("notebook", list(campaign.SECTIONS))
+def test_shards_are_whole_ensemble_groups_covering_the_plan_once(notebook):
+    """A shard never splits an architecture's runs into small ensembles: every group of the engine (at the
+    section's group size) lies in one shard, and the shards together hold each distinct run once."""
+    from r2mae_core.runs import groups, shard_runs
+
+    sec = campaign.section(notebook)
+    n = campaign.SECTIONS[notebook]["shards"]
+    parts = [campaign.shard_runs(sec, (i, n)) for i in range(n)]
+    keys = [repr(s.identity()) for part in parts for s in part]
+    assert sorted(keys) == sorted(repr(s.identity()) for s in shard_runs(sec.plan, (0, 1)))
+    where = {repr(s.identity()): i for i, part in enumerate(parts) for s in part}
+    for group in groups(shard_runs(sec.plan, (0, 1)), campaign.SECTIONS[notebook]["group_size"]):
+        assert len({where[repr(s.identity())] for s in group}) == 1, group[0].label()
+    assert parts == [campaign.shard_runs(sec, (i, n)) for i in range(n)]  # a fixed partition
+
+
+def test_estimate_counts_flops_like_the_gpu_check_and_prints_each_shard(ledger):
+    """The FLOPs of a ViT-S step (batch 256, ratio 0.75) agree with the H200 check's count of the same model
+    (results/gpu_checks: 6.60e9; there the mask is passed as a boolean mask, here as visible indices, which
+    skips the masked tokens' embedding: within 15%); each shard and the total get one line."""
+    from r2mae_core import shard_time
+    from r2mae_core.experiments.image_runs import image_spec
+    from r2mae_core.runs import TrainConfig, fixed_method
+
+    spec = image_spec("vit", "S", fixed_method(0.75), 0, TrainConfig(steps=10, batch_size=256),
+                      overrides={"patch": 4})
+    assert shard_time.step_flops(spec) == pytest.approx(6.60e9, rel=0.15)
+    lines = campaign.estimate_lines("06_spectral_clustering")
+    n = campaign.SECTIONS["06_spectral_clustering"]["shards"]
+    assert len(lines) == n + 1 and lines[-1].startswith("06_spectral_clustering: 25 runs")
+    assert "allowances" in lines[-1]

@@ -184,6 +184,12 @@ def test_knn_and_bn_probe(digits):
     a = bn_linear_probe(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], epochs=10, lr=1e-2, seed=3)
     b = bn_linear_probe(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], epochs=10, lr=1e-2, seed=3)
     assert a == b and a.method == "bn_lp" and a.test_acc > 0.85 and math.isnan(a.val_acc)
+    # one fit scored on two sets: the same accuracies as fitting once per set
+    half = len(d["te_y"]) // 2
+    one = bn_linear_probe(d["tr_x"], d["tr_y"], d["te_x"][:half], d["te_y"][:half], epochs=10, lr=1e-2, seed=3,
+                          extra_tests={"rest": (d["te_x"][half:], d["te_y"][half:])})
+    rest = bn_linear_probe(d["tr_x"], d["tr_y"], d["te_x"][half:], d["te_y"][half:], epochs=10, lr=1e-2, seed=3)
+    assert one.extra == {"rest": rest.test_acc} and one.train_acc == rest.train_acc
 
 
 def test_features_and_reconstruction_loss(digits):

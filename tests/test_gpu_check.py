@@ -8,9 +8,14 @@ from r2mae_core import gpu_check
 def test_dry_run_on_cpu_measures_every_row_and_runs_a_notebook(tmp_path):
     assert gpu_check.main([str(tmp_path), "--device", "cpu", "--quick", "--notebooks", "00_masking_tour"]) == 0
     report = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert [(r["kind"], r["compile"]) for r in report["rows"]] == [
-        ("single", False), ("single", True), ("ensemble", False), ("ensemble", True)]
-    assert all("error" not in r and r["samples_per_s"] > 0 and r["frac_peak"] > 0 for r in report["rows"])
+    training = [r for r in report["rows"] if r["kind"] != "eval"]
+    assert [(r["kind"], r["compile"], r["k"]) for r in training] == [
+        ("single", False, 1), ("single", True, 1), ("ensemble", False, 2), ("ensemble", True, 2),
+        ("text", False, 1), ("text", False, 2)]
+    assert all("error" not in r and r["samples_per_s"] > 0 and r["frac_peak"] > 0 for r in training)
+    evaluation = [r for r in report["rows"] if r["kind"] == "eval"]
+    assert [r["what"] for r in evaluation] == ["features", "lp_torch", "bn_lp_epoch", "ft_epoch", "knn"]
+    assert all("error" not in r and r["seconds"] > 0 for r in evaluation)
     assert [(r["notebook"], r["rc"]) for r in report["notebooks"]] == [("00_masking_tour", 0)]
 
 

@@ -5,6 +5,7 @@ tables built from the results, the reference rows and the pooled features the pr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -17,8 +18,22 @@ from ..masking import make_sampler
 from ..runs import Method, Options, RunSpec, TrainConfig, fixed_method, reference_method
 from ..train import pretrain
 
-__all__ = ["with_threads", "train_config", "token_plan", "pretrain_run", "pretrain_group", "tables", "reference_rows",
-           "history_table", "features"]
+__all__ = ["evaluated_records", "with_threads", "train_config", "token_plan", "pretrain_run", "pretrain_group",
+           "tables", "reference_rows", "history_table", "features"]
+
+
+def evaluated_records(group: list[RunSpec], trained: list[dict], evaluate: Callable, corpus: dict, device: str,
+                      digest: str) -> list[dict]:
+    """The records of a trained group: ``metrics`` (``evaluate(model, corpus, spec.evaluation, device)`` rows as
+    a DataFrame), ``history``, ``seconds`` (pretraining), ``eval_seconds`` (wall time of the evaluation: the GPU
+    route's estimates are checked against it) and ``data_digest``."""
+    out = []
+    for spec, res in zip(group, trained, strict=True):
+        t0 = time.perf_counter()
+        metrics = pd.DataFrame(evaluate(res["model"], corpus, spec.evaluation, device))
+        out.append({"metrics": metrics, "history": res["history"], "seconds": res["seconds"],
+                    "eval_seconds": time.perf_counter() - t0, "data_digest": digest})
+    return out
 
 
 def with_threads(threads: int, fn: Callable, *args):

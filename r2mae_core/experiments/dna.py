@@ -416,7 +416,8 @@ def _corpus_of(spec: dict) -> dict:
 def work(group: list[RunSpec], options: Options) -> list[dict]:
     """The engine's work on a group of DNA runs: pretrain them with their masking step (:func:`step_for`; one by
     one and resumable, or as one ensemble), then :func:`_evaluate` each. Records: ``metrics``
-    (split/task/metric/value rows), ``history``, ``seconds`` and ``data_digest`` (of the corpus)."""
+    (split/task/metric/value rows), ``history``, ``seconds`` (pretraining), ``eval_seconds`` and ``data_digest``
+    (of the corpus)."""
     first = group[0]
     corp = _corpus_of(first.data)
     models = [build_model("text_encoder", seed=spec.seed, **spec.model) for spec in group]
@@ -424,9 +425,7 @@ def work(group: list[RunSpec], options: Options) -> list[dict]:
     trained = token_runs.pretrain_group(group, models, torch.as_tensor(corp["pretrain_ids"], dtype=torch.long),
                                         step, options)
     digest = record_digest(corp)
-    return [{"metrics": pd.DataFrame(_evaluate(res["model"], corp, spec.evaluation, options.device)),
-             "history": res["history"], "seconds": res["seconds"], "data_digest": digest}
-            for spec, res in zip(group, trained, strict=True)]
+    return token_runs.evaluated_records(group, trained, _evaluate, corp, options.device, digest)
 
 
 def _kmer_rows(corp: dict, k: int) -> list[dict]:

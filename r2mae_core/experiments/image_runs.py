@@ -21,6 +21,7 @@ scored.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
@@ -82,10 +83,11 @@ class EvalSpec:
     ``n_probe_train``: labelled non-validation images the probes fit on; ``n_probe_eval``: validation and test
     images they are scored on. ``bn_lp_epochs = 0`` skips BN+LP; ``ft_epochs = 0`` skips full fine-tuning
     (a BN+linear head on ``encode``, every parameter trained; test split only); ``knn_k`` is the k-NN
-    neighbourhood; ``probe_solver`` is :func:`r2mae_core.evaluate.linear_probe`'s solver, or ``"auto"``: torch
-    L-BFGS up to :data:`AUTO_TORCH_MAX_DIM` feature dimensions when the probe fits on at least
-    :data:`AUTO_TORCH_MIN_TRAIN` images (≈ 10% faster there), sklearn otherwise (3-5× faster on wide inputs such
-    as raw pixels, 2-4× on small probe sets). One probe fit per model: it is scored on the validation and test images.
+    neighbourhood; ``probe_solver`` is :func:`r2mae_core.evaluate.linear_probe`'s solver, or ``"auto"``: on a
+    CUDA device torch L-BFGS on the GPU; on the CPU torch L-BFGS up to :data:`AUTO_TORCH_MAX_DIM` feature
+    dimensions when the probe fits on at least :data:`AUTO_TORCH_MIN_TRAIN` images (≈ 10% faster there), sklearn
+    otherwise (3-5× faster on wide inputs such as raw pixels, 2-4× on small probe sets). One LP fit and one
+    BN+LP fit per model, each scored on the validation and test images; every probe runs on ``device``.
     """
 
     test_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
@@ -290,16 +292,17 @@ def evaluate_model(model: torch.nn.Module | None, spec_dataset: str, n_val: int,
     solver = evaluation.probe_solver
     if solver == "auto":
         use_torch = f_tr.shape[1] <= AUTO_TORCH_MAX_DIM and len(f_tr) >= AUTO_TORCH_MIN_TRAIN
-        solver = "torch" if use_torch else "sklearn"
-    lp = evaluate.linear_probe(f_tr, y_tr, f_te, y_te, seed=seed, solver=solver, extra_tests={"val": (f_va, y_va)})
+        solver = "torch" if use_torch or torch.device(device).type == "cuda" else "sklearn"
+    lp = evaluate.linear_probe(f_tr, y_tr, f_te, y_te, seed=seed, solver=solver, extra_tests={"val": (f_va, y_va)},
+                               device=device)
     out = {"lp_val": lp.extra["val"], "lp_test": lp.test_acc, "lp_C": lp.C,
            "knn_val": evaluate.knn_accuracy(f_tr, y_tr, f_va, y_va, k=evaluation.knn_k),
            "knn_test": evaluate.knn_accuracy(f_tr, y_tr, f_te, y_te, k=evaluation.knn_k),
            "effective_rank": evaluate.effective_rank(f_te), "feature_dim": float(f_te.shape[1])}
     if evaluation.bn_lp_epochs:
-        for name, (fx, fy) in {"bn_lp_val": (f_va, y_va), "bn_lp_test": (f_te, y_te)}.items():
-            out[name] = evaluate.bn_linear_probe(f_tr, y_tr, fx, fy, epochs=evaluation.bn_lp_epochs,
-                                                 seed=seed).test_acc
+        bn_lp = evaluate.bn_linear_probe(f_tr, y_tr, f_te, y_te, epochs=evaluation.bn_lp_epochs, seed=seed,
+                                         device=device, extra_tests={"val": (f_va, y_va)})
+        out["bn_lp_val"], out["bn_lp_test"] = bn_lp.extra["val"], bn_lp.test_acc
     if model is not None and evaluation.ft_epochs:
         out["ft_test"] = evaluate.finetune(model, data.train_images[tr], y_tr, data.test_images[te], y_te,
                                            mode="full", epochs=evaluation.ft_epochs, seed=seed,
@@ -322,11 +325,12 @@ def _raw_pixels(images: np.ndarray) -> np.ndarray:
 
 
 def _pixels_record(spec: RunSpec) -> dict:
+    t0 = time.perf_counter()
     data, evaluation = spec.data, eval_spec(spec)
     metrics = evaluate_model(None, data["dataset"], data["n_val"], evaluation, features=_raw_pixels, seed=spec.seed)
     return {"metrics": {"params": 0.0, "train_loss": float("nan"), "train_seconds": 0.0, **metrics},
             "history": history_frame({c: [] for c in HISTORY_COLUMNS})[["step", "loss", "ratio_mean"]],
-            "data_digest": data_digest(data["dataset"])}
+            "data_digest": data_digest(data["dataset"]), "eval_seconds": time.perf_counter() - t0}
 
 
 def work(group: list[RunSpec], options: Options, analyses: Mapping[str, Analysis] | None = None) -> list[dict]:
@@ -336,8 +340,9 @@ def work(group: list[RunSpec], options: Options, analyses: Mapping[str, Analysis
 
     Returns one record per run: ``metrics`` (``params``, ``train_loss`` = mean loss of the last tenth of the
     steps, ``train_seconds``, and :func:`evaluate_model`'s metrics), ``history`` (step, loss, ratio_mean of
-    every ``max(1, steps // 50)``-th step; empty for a reference), ``data_digest`` (:func:`data_digest`) and,
-    where the spec names any, ``analyses`` (name → value).
+    every ``max(1, steps // 50)``-th step; empty for a reference), ``data_digest`` (:func:`data_digest`),
+    ``eval_seconds`` (wall time of the evaluation and analyses) and, where the spec names any, ``analyses``
+    (name → value).
 
     Raises
     ------
@@ -354,6 +359,7 @@ def work(group: list[RunSpec], options: Options, analyses: Mapping[str, Analysis
         return [_pixels_record(spec) for spec in group]
     out = []
     for spec, result in zip(group, train_group(group, options), strict=True):
+        t0 = time.perf_counter()
         data, evaluation = spec.data, eval_spec(spec)
         metrics = {} if evaluation is None else evaluate_model(result.model, data["dataset"], data["n_val"],
                                                                evaluation, seed=spec.seed, device=options.device)
@@ -371,6 +377,7 @@ def work(group: list[RunSpec], options: Options, analyses: Mapping[str, Analysis
         if requested:
             record["analyses"] = {name: analyses[name](result.model, spec, params, options.device)
                                   for name, params in requested.items()}
+        record["eval_seconds"] = time.perf_counter() - t0
         out.append(record)
     return out
 

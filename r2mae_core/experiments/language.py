@@ -495,15 +495,14 @@ def plan(config: Config) -> list[RunSpec]:
 def work(group: list[RunSpec], options: Options) -> list[dict]:
     """The engine's work on a group of language runs: pretrain them (:func:`mlm_step`; one by one and resumable,
     or as one ensemble), then :func:`_evaluate` each. Records: ``metrics`` (split/task/metric/value rows),
-    ``history``, ``seconds`` and ``data_digest`` (of the corpus)."""
+    ``history``, ``seconds`` (pretraining), ``eval_seconds`` and ``data_digest``
+    (of the corpus)."""
     first = group[0]
     corp = _corpus_cached(cache_key("language_corpus", first.data), tuple(sorted(first.data.items())))
     models = [build_model("text_encoder", seed=spec.seed, **spec.model) for spec in group]
     trained = token_runs.pretrain_group(group, models, torch.as_tensor(corp["pretrain_ids"]), mlm_step, options)
     digest = record_digest(corp)
-    return [{"metrics": pd.DataFrame(_evaluate(res["model"], corp, spec.evaluation, options.device)),
-             "history": res["history"], "seconds": res["seconds"], "data_digest": digest}
-            for spec, res in zip(group, trained, strict=True)]
+    return token_runs.evaluated_records(group, trained, _evaluate, corp, options.device, digest)
 
 
 def _tfidf_rows(corp: dict) -> list[dict]:

@@ -364,7 +364,7 @@ def table1_probes(model: torch.nn.Module, spec: RunSpec, params: dict, device: s
     f_tr = evaluate.extract_features(model, x_tr, device=device)
     f_te = evaluate.extract_features(model, x_te, device=device)
     out = {"lp_raw_test": float(evaluate.bn_linear_probe(f_tr, y_tr, f_te, y_te, epochs=evaluation.bn_lp_epochs,
-                                                         seed=spec.seed, batch_norm=False).test_acc)}
+                                                         seed=spec.seed, batch_norm=False, device=device).test_acc)}
     if params["partial"]:
         out["partial_ft_test"] = float(evaluate.finetune(model, x_tr, y_tr, x_te, y_te, mode="partial",
                                                          epochs=evaluation.bn_lp_epochs, seed=spec.seed,

@@ -168,23 +168,27 @@ class Config:
         """The run seeds (children of ``seed``), shared by every method."""
         return child_seeds(self.seed, self.n_seeds)
 
-    def evaluation(self) -> EvalSpec:
+    def evaluation(self, *, sweep: bool = False) -> EvalSpec:
+        """How the runs are scored; ``sweep``: the sweep's runs, without BN+LP and fine-tuning (its table and
+        claim V1 read LP, k-NN, effective rank and reconstruction only)."""
         return EvalSpec(test_ratios=self.test_ratios, n_probe_train=self.n_probe_train,
-                        n_probe_eval=self.n_probe_eval, knn_k=self.knn_k, bn_lp_epochs=self.bn_lp_epochs,
-                        ft_epochs=self.ft_epochs, probe_solver="auto")
+                        n_probe_eval=self.n_probe_eval, knn_k=self.knn_k,
+                        bn_lp_epochs=0 if sweep else self.bn_lp_epochs, ft_epochs=0 if sweep else self.ft_epochs,
+                        probe_solver="auto")
 
     def overrides(self, family: str) -> dict:
         """Config fields that differ from the size preset (the ViT's pooling and patch size)."""
         return {"pool": self.vit_pool, "patch": self.vit_patch} if family == "vit" else {}
 
     def run_spec(self, family: str, size: str, method: Method, seed: int, steps: int, *,
-                 analyses: dict | None = None, **tags) -> RunSpec:
-        """The run of ``method`` on ``family``-``size`` with ``seed`` for ``steps`` steps (and the
-        :data:`ANALYSES` named in ``analyses``)."""
+                 analyses: dict | None = None, evaluation: EvalSpec | None = None, **tags) -> RunSpec:
+        """The run of ``method`` on ``family``-``size`` with ``seed`` for ``steps`` steps, scored by
+        ``evaluation`` (default :meth:`evaluation`), with the :data:`ANALYSES` named in ``analyses``."""
         return image_spec(family, size, method, seed, TrainConfig(steps=steps, batch_size=self.batch_size,
                                                                   lr=self.lr, warmup=0.05, weight_decay=0.05),
-                          evaluation=self.evaluation(), analyses=analyses, dataset=self.dataset, n_val=self.n_val,
-                          n_pretrain=self.n_pretrain or None, overrides=self.overrides(family), tags=tags)
+                          evaluation=evaluation or self.evaluation(), analyses=analyses, dataset=self.dataset,
+                          n_val=self.n_val, n_pretrain=self.n_pretrain or None, overrides=self.overrides(family),
+                          tags=tags)
 
     def analyses(self, method: Method, seed: int) -> dict:
         """The analyses of the method comparison's run of ``method`` with ``seed``: on the first seed, the feature
@@ -236,13 +240,16 @@ def methods(config: Config) -> list[Method]:
 
 
 def sweep_specs(config: Config) -> list[RunSpec]:
-    """Experiment 1: every (family, size, fixed ratio, sweep seed) run; a run with the method comparison's ViT
-    and steps is that comparison's run (with its analyses), so it trains and is scored once."""
+    """Experiment 1: every (family, size, fixed ratio, sweep seed) run, scored without BN+LP and fine-tuning
+    (:meth:`Config.evaluation`); a run with the method comparison's ViT and steps is that comparison's run (its
+    evaluation and analyses), so it trains and is scored once."""
     def spec(family: str, size: str, ratio: float, seed: int, steps: int) -> RunSpec:
         method = fixed_method(ratio)
-        shared = family == "vit" and size == config.vit_size and steps == config.method_steps
-        return config.run_spec(family, size, method, seed, steps,
-                               analyses=config.analyses(method, seed) if shared else None, part="sweep")
+        if family == "vit" and size == config.vit_size and steps == config.method_steps:
+            return config.run_spec(family, size, method, seed, steps, analyses=config.analyses(method, seed),
+                                   part="sweep")
+        return config.run_spec(family, size, method, seed, steps, evaluation=config.evaluation(sweep=True),
+                               part="sweep")
 
     return [spec(family, size, ratio, seed, entry["steps"]) for family, entry in config.sweep.items()
             for size in entry["sizes"] for ratio in config.sweep_ratios for seed in config.seeds[: config.sweep_seeds]]

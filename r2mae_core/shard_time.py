@@ -1,0 +1,157 @@
+"""Estimated wall time of a GPU shard (:mod:`r2mae_core.campaign`) on one H200, before any GPU time is spent.
+
+A shard's time is its start-up, plus per ensemble group (:func:`r2mae_core.runs.groups`) the compilation and
+``steps`` training steps, plus each run's evaluation:
+
+.. math:: T = t_0 + \\sum_g \\Big(t_c + S_g \\max\\big(t_{\\min}(k_g),\\; k_g F_g / R\\big)\\Big) + \\sum_r E_r
+
+with :math:`F_g` the FLOPs of one member's training step (forward + backward at the batch size, counted on this
+CPU with :class:`torch.utils.flop_counter.FlopCounterMode` at the sampler's mean ratio), :math:`k_g` the group's
+members, :math:`S_g` its steps. The constants are the H200 measurements of ``results/gpu_checks/
+2026-12-04_nvidia-h200.json`` (one ViT-MAE step and k vmapped members under ``torch.compile``, bf16 autocast,
+batch 256): small models are bound by the per-step floor :math:`t_{\\min}` (launch and Python overhead), large
+ensembles by the achieved rate :math:`R`. Evaluation :math:`E_r` has not been measured on a GPU yet (each
+record carries ``eval_seconds``; once the ledger holds a section's runs their mean replaces the estimate):
+for an image run it is the sum of its probes' optimiser steps times a per-step cost (fine-tuning steps at the
+measured single-model step time, BN+LP and linear-head steps at :data:`HEAD_STEP_S`), a fixed :data:`LP_S` for
+the L-BFGS probe, the k-NN's distance FLOPs at :data:`CPU_FLOPS_PER_S` and :data:`ANALYSIS_S` per analysis;
+for a token run the flat :data:`EVAL_ALLOWANCE_S`. Those constants are allowances, not measurements: an
+estimate is only as good as them until a shard has run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .masking import make_sampler
+from .models import build_model
+from .runs import RunSpec, groups
+
+__all__ = ["H200", "EVAL_ALLOWANCE_S", "HEAD_STEP_S", "LP_S", "CPU_FLOPS_PER_S", "ANALYSIS_S", "Estimate",
+           "step_flops", "group_seconds", "eval_seconds", "estimate"]
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Measured rates of one accelerator (seconds and FLOP/s)."""
+
+    floor_single_s: float  #: one model's compiled step at batch 256 (ViT-S, 10.3 ms)
+    floor_ensemble_s: float  #: k = 8 or 32 members' compiled step (ViT-S/M: 23.7-27.4 ms; the largest taken)
+    flops_per_s: float  #: achieved by 32 ViT-M members (32 × 25.1 GFLOP in 27.4 ms)
+    compile_s: float  #: compiling a group's step (the compiled rows' wall time less their steps, ≈ 18 s)
+    start_s: float  #: a shard command's imports, data loading and corpus building (an allowance)
+
+
+H200 = Throughput(floor_single_s=0.0103, floor_ensemble_s=0.0274, flops_per_s=2.93e13, compile_s=18.0, start_s=60.0)
+
+#: Evaluation seconds per token run (03, 04) until a shard has run: probes and fine-tuning on the GPU.
+EVAL_ALLOWANCE_S: dict[str, float] = {"03_language": 20.0, "04_dna": 20.0}
+#: One optimiser step of a linear or BN+linear head on frozen features (allowance).
+HEAD_STEP_S = 0.001
+#: One L-BFGS linear probe (C path and refit) on the GPU (allowance).
+LP_S = 3.0
+#: The k-NN's distance products on the GPU machine's 16 CPU cores (allowance).
+CPU_FLOPS_PER_S = 5e10
+#: One analysis of a trained model (allowance; 06's segmentation k-means on the CPU the most).
+ANALYSIS_S = {"spectrum": 1.0, "reconstructions": 1.0, "components": 10.0, "segmentation": 30.0, "table1": 2.0}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A shard's estimated seconds: ``train`` (from FLOPs and measured rates), ``evaluation`` (allowance),
+    ``start`` (allowance), their ``total``, and the number of ``runs`` and ``groups``."""
+
+    runs: int
+    groups: int
+    train: float
+    evaluation: float
+    start: float
+
+    @property
+    def total(self) -> float:
+        return self.train + self.evaluation + self.start
+
+
+def _mean_ratio(spec: RunSpec) -> float:
+    gen = torch.Generator().manual_seed(0)
+    sampler = make_sampler(spec.method.sampler)
+    draws = [float(torch.as_tensor(sampler.sample(8, generator=gen, progress=i / 64)).double().mean())
+             for i in range(64)]
+    return min(max(sum(draws) / len(draws), 0.01), 0.99)
+
+
+def step_flops(spec: RunSpec, batch: int = 8) -> float:
+    """FLOPs of one training step of ``spec``'s model (forward + backward) at its batch size, counted on
+    ``batch`` rows and scaled linearly. 0 for a run that does not train."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .train import mae_step
+
+    if spec.train is None:
+        return 0.0
+    model = build_model(spec.family, seed=0, **spec.model)
+    ratio = _mean_ratio(spec)
+    gen = torch.Generator().manual_seed(0)
+    with FlopCounterMode(display=False) as counter:
+        if spec.family == "text_encoder":
+            config = model.config
+            tokens = torch.randint(0, config.vocab_size, (batch, config.max_len), generator=gen)
+            labels = torch.where(torch.rand(tokens.shape, generator=gen) < ratio, tokens, -100)
+            out = model(tokens, labels)
+        else:
+            size = model.config.img_size
+            out = mae_step(model, torch.rand(batch, 1, size, size, generator=gen), torch.full((batch,), ratio), gen)
+        out.loss.backward()
+    return float(counter.get_total_flops()) * spec.train.batch_size / batch
+
+
+def group_seconds(group: list[RunSpec], member_flops: float, rates: Throughput = H200) -> float:
+    """Training seconds of one ensemble group whose members' steps cost ``member_flops`` each (0 for a group
+    that does not train): ``compile + steps × max(floor, k F / R)``."""
+    first = group[0]
+    if first.train is None:
+        return 0.0
+    k = len(group)
+    floor = rates.floor_single_s if k == 1 else rates.floor_ensemble_s
+    return rates.compile_s + first.train.steps * max(floor, k * member_flops / rates.flops_per_s)
+
+
+def eval_seconds(notebook: str, spec: RunSpec, rates: Throughput = H200) -> float:
+    """Estimated evaluation seconds of one run (module docstring): token runs the flat allowance; image runs
+    feature passes, LP, k-NN, BN+LP, fine-tuning, reconstruction losses and analyses."""
+    if notebook in EVAL_ALLOWANCE_S:
+        return EVAL_ALLOWANCE_S[notebook]
+    ev = spec.evaluation
+    seconds = sum(ANALYSIS_S[name] for name in ev.get("analyses", {}))
+    table1 = ev.get("analyses", {}).get("table1")
+    if "n_probe_train" not in ev:
+        return seconds
+    n_tr, n_ev = ev["n_probe_train"], ev["n_probe_eval"]
+    dim = spec.model.get("dim") or spec.model.get("width") or 784
+    head_steps = ev["bn_lp_epochs"] * -(-n_tr // 256) * (1 + (table1 is not None))  # BN+LP (+ 06's raw LP)
+    ft_steps = ev["ft_epochs"] * -(-n_tr // 128)
+    if table1 and table1["partial"]:
+        ft_steps += ev["bn_lp_epochs"] * -(-n_tr // 128)  # 06's partial fine-tuning
+    passes = (n_tr + 2 * n_ev + len(ev["test_ratios"]) * n_ev) / 256  # features and reconstruction batches
+    return (seconds + LP_S + passes * HEAD_STEP_S * 3 + 2 * 2 * n_ev * n_tr * dim / CPU_FLOPS_PER_S
+            + head_steps * HEAD_STEP_S + ft_steps * rates.floor_single_s)
+
+
+def estimate(notebook: str, todo: list[RunSpec], group_size: int, rates: Throughput = H200,
+             eval_s: float | None = None) -> Estimate:
+    """The estimate of a shard of ``notebook`` whose runs ``todo`` train in groups of at most ``group_size``
+    (the FLOPs of each architecture and schedule counted once); ``eval_s``: evaluation seconds per run measured
+    on the GPU (None: :func:`eval_seconds`)."""
+    chunks = groups(todo, group_size)
+    flops: dict[str, float] = {}
+    train = 0.0
+    for group in chunks:
+        key = repr({k: v for k, v in group[0].training_identity().items() if k not in ("method", "seed")})
+        if key not in flops:
+            flops[key] = step_flops(group[0])
+        train += group_seconds(group, flops[key], rates)
+    evaluation = (sum(eval_seconds(notebook, spec, rates) for spec in todo) if eval_s is None
+                  else eval_s * len(todo))
+    return Estimate(len(todo), len(chunks), train, evaluation, rates.start_s)
