@@ -104,7 +104,7 @@ config = single_cell.Config(
     transformer_genes=transformer_genes, transformer_dim=transformer_dim, transformer_depth=transformer_depth,
     transformer_heads=transformer_heads, hsmm_genes=hsmm_genes, pca_comps=pca_comps, cv_folds=cv_folds,
     cv_repeats=cv_repeats, probe_cs=probe_cs, neighbors_method=neighbors_method,
-    leiden_resolutions=leiden_resolutions, recon_ratios=recon_ratios, device=device)
+    leiden_resolutions=leiden_resolutions, recon_ratios=recon_ratios, umap_methods=umap_methods, device=device)
 results = single_cell.run(config)
 
 # %% [markdown]

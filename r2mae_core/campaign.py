@@ -12,9 +12,10 @@ plan) and the notebooks replay on the CPU from the results:
 2. ``python -m r2mae_core.campaign unpack OUT ...`` checks every result of the archives against this machine's
    plan of the same section and profile (an entry that is not a run of that plan is refused: the source or the
    data differ) and against the corpus built here (each record carries the digest of the corpus it was trained
-   and evaluated on: a tokenizer that trains otherwise on the GPU image is caught here), and writes it to the
-   ledger, ``results/full/runs/<namespace>/<key>.npz`` (:func:`r2mae_core.runs.ledger_path`), which is
-   committed.
+   and evaluated on: a tokenizer that trains otherwise on the GPU image is caught here), completes it where the
+   section finishes its runs here (``ledger_record``: 05 scores the embeddings with scanpy, which the GPU
+   image lacks), and writes it to the ledger, ``results/full/runs/<namespace>/<key>.npz``
+   (:func:`r2mae_core.runs.ledger_path`), which is committed.
 3. ``python -m r2mae_core.campaign next`` names the first shard with runs missing from the ledger; ``status``
    counts them per section; ``estimate NB`` prints each shard's estimated H200 minutes
    (:mod:`r2mae_core.shard_time`); ``carry NB`` lists the prepared datasets a shard needs on the GPU machine (the
@@ -69,11 +70,12 @@ CARRY_LIMIT_BYTES, CARRY_LIMIT_PATHS = 64 * 2**20, 8
 #: The sections whose every pretraining run goes through the engine, and their shard counts at ``full``.
 #: The sections whose every run goes through the engine: their shard counts at ``full`` and the most runs trained
 #: as one ensemble (on one H200, 32 ViT-S members step in 23.7 ms against 27.2 ms for 8: small image models
-#: take 32; the text encoders, compute-bound at their larger sizes, 8).
+#: take 32, and so do 05's gene models; the text encoders, compute-bound at their larger sizes, 8).
 SECTIONS: dict[str, dict[str, Any]] = {
     "02_vision": {"module": "r2mae_core.experiments.vision", "shards": 8, "group_size": 32},
     "03_language": {"module": "r2mae_core.experiments.language", "shards": 8, "group_size": 8},
     "04_dna": {"module": "r2mae_core.experiments.dna", "shards": 8, "group_size": 8},
+    "05_single_cell": {"module": "r2mae_core.experiments.single_cell", "shards": 4, "group_size": 32},
     "06_spectral_clustering": {"module": "r2mae_core.experiments.spectral_clustering", "shards": 4,
                                "group_size": 32},
 }
@@ -108,7 +110,8 @@ def section(notebook: str, profile: str = "full", *, dry_run: bool = False) -> S
         params.update({k: v(params[k]) if callable(v) else v for k, v in module.DRY_RUN.items()})
     names = {f.name for f in fields(module.Config)}
     config = module.Config(**{k: v for k, v in params.items() if k in names})
-    return Section(notebook, profile, module, config, module.plan(config), module.data_checksum(config))
+    plan = getattr(module, "campaign_plan", module.plan)(config)  # a section may keep CPU-only runs here
+    return Section(notebook, profile, module, config, plan, module.data_checksum(config))
 
 
 def shard_groups(sec: Section, n: int) -> list[list[list[RunSpec]]]:
@@ -147,14 +150,14 @@ def shard_runs(sec: Section, shard: tuple[int, int]) -> list[RunSpec]:
 
 
 def code_paths(plan: list[RunSpec]) -> list[RunSpec]:
-    """One run per distinct code path of ``plan``: runs that differ only in their seed or in the numbers of their
-    ratio sampler (a ratio, an interval's ends) take the same path through training and evaluation; the first of
-    each kind is kept. The model, schedule, data, evaluation, analyses, sampler kind and options (per batch or
-    per sample, a schedule's shape), U-MAE on or off and mask options all tell paths apart."""
+    """One run per distinct code path of ``plan``: runs that differ only in their seeds (any field named ``*seed``)
+    or in the numbers of their ratio sampler (a ratio, an interval's ends) take the same path through training
+    and evaluation; the first of each kind is kept. The model, schedule, data, evaluation, analyses, sampler kind
+    and options (per batch or per sample, a schedule's shape), U-MAE on or off and mask options tell paths
+    apart."""
     seen: dict[str, RunSpec] = {}
     for spec in plan:
-        ident = spec.identity()
-        ident.pop("seed")
+        ident = _without_seeds(spec.identity())
         method = ident["method"]
         sampler = method["sampler"]
         if sampler is not None:
@@ -164,6 +167,15 @@ def code_paths(plan: list[RunSpec]) -> list[RunSpec]:
     return list(seen.values())
 
 
+def _without_seeds(value):
+    """``value`` with every mapping entry whose key ends in ``seed`` left out, at any depth."""
+    if isinstance(value, dict):
+        return {k: _without_seeds(v) for k, v in value.items() if not str(k).endswith("seed")}
+    if isinstance(value, list):
+        return [_without_seeds(v) for v in value]
+    return value
+
+
 def missing(sec: Section, shard: tuple[int, int] | None = None) -> list[RunSpec]:
     """The runs (of ``shard``, or of the whole plan) that the ledger does not hold."""
     return [spec for spec in shard_runs(sec, shard or (0, 1)) if not ledger_path(spec, sec.data_checksum).exists()]
@@ -171,7 +183,8 @@ def missing(sec: Section, shard: tuple[int, int] | None = None) -> list[RunSpec]
 
 def carry(notebook: str, profile: str = "full") -> tuple[list[str], int]:
     """The ignored paths a shard of ``notebook`` needs on the GPU machine (its prepared datasets, ``data/<name>``,
-    relative to the repository) and their total size in bytes.
+    or what the section's ``carry_paths(config)`` prepares and names, relative to the repository) and their
+    total size in bytes.
 
     Raises
     ------
@@ -182,11 +195,14 @@ def carry(notebook: str, profile: str = "full") -> tuple[list[str], int]:
     from .data import registry
 
     sec = section(notebook, profile)
-    paths, total = [], 0
     for name in sec.module.data_names(sec.config):
-        folder = registry.cache_dir(name)
         if not registry.manifest_path(name).exists():
-            raise ValueError(f"dataset {name!r} is not prepared in {folder}: run ./build.sh data {name} first")
+            raise ValueError(f"dataset {name!r} is not prepared in {registry.cache_dir(name)}: run ./build.sh data "
+                             f"{name} first")
+    folders = (sec.module.carry_paths(sec.config) if hasattr(sec.module, "carry_paths")
+               else [registry.cache_dir(name) for name in sec.module.data_names(sec.config)])
+    paths, total = [], 0
+    for folder in folders:
         paths.append(str(folder.relative_to(REPO_ROOT)) if folder.is_relative_to(REPO_ROOT) else str(folder))
         total += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     if len(paths) > CARRY_LIMIT_PATHS or total > CARRY_LIMIT_BYTES:
@@ -238,7 +254,8 @@ def run_shard(notebook: str, shard: tuple[int, int], out: Path, *, profile: str 
         with mock.patch.dict(os.environ, {"R2MAE_CACHE_DIR": str(cache)}):
             for k, group in enumerate(groups(todo, group_size)):
                 t0 = time.perf_counter()
-                execute(group, sec.module.work, options=options, group_size=group_size,
+                execute(group, getattr(sec.module, "campaign_work", sec.module.work), options=options,
+                        group_size=group_size,
                         data_checksum=sec.data_checksum, progress=False)
                 _append(archive, sec, group)
                 if progress:
@@ -283,16 +300,29 @@ def unpack(archives: list[Path], *, profile: str = "full") -> dict[str, int]:
                 except RecordError as err:
                     raise ValueError(f"{archive.name}: {member.name} does not read as a result: {err}") from None
                 checked.append((expected[member.name], result, member.name))
-            local = sec.module.data_digest(sec.config) if checked else ""
-            for _, result, name in checked:
+            memo: dict = {}
+            for spec, result, name in checked:
+                local = _data_digest(sec, spec, memo)
                 if result.get("data_digest") != local:
                     raise ValueError(f"{archive.name}: {name} was made from other data (corpus digest "
                                      f"{result.get('data_digest')!r}, here {local!r}): the data or a library that "
                                      "builds it differ")
+        finish = getattr(sec.module, "ledger_record", None)
         for spec, result, _ in checked:
-            save_record(ledger_path(spec, sec.data_checksum), result)
+            save_record(ledger_path(spec, sec.data_checksum),
+                        result if finish is None else finish(sec.config, spec, result))
         written[notebook] = written.get(notebook, 0) + len(checked)
     return written
+
+
+def _data_digest(sec: Section, spec: RunSpec, memo: dict) -> str:
+    """The digest this machine computes of the data ``spec`` reads: the section's per-run ``spec_data_digest``
+    where its runs read different data, else its ``data_digest(config)`` (computed once per ``memo``)."""
+    if hasattr(sec.module, "spec_data_digest"):
+        return sec.module.spec_data_digest(spec)
+    if "config" not in memo:
+        memo["config"] = sec.module.data_digest(sec.config)
+    return memo["config"]
 
 
 def next_shard(profile: str = "full") -> tuple[str, tuple[int, int], int] | None:

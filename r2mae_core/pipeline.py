@@ -4,11 +4,15 @@
 
 1. updates the paired ``.ipynb`` from its jupytext source ``notebooks/NN_slug.py`` (the source of truth),
 2. validates the profile YAML against the notebook's parameters cell (unknown key or wrong type: error),
-3. clears ``results/<profile>/NN_slug/`` and marks it ``.incomplete``,
-4. executes the notebook with papermill (cwd ``notebooks/``, parameters from the YAML plus ``profile``)
-   into ``NN_slug.partial.ipynb`` and renames it to ``NN_slug.ipynb`` on success, removing the mark. At
-   ``full`` on a machine without CUDA the kernel gets ``R2MAE_REPLAY=1``: the notebook replays the runs of the
-   GPU ledger and trains nothing (:mod:`r2mae_core.campaign`).
+3. takes the notebook's lock for the profile (``results/<profile>/.NN_slug.lock``, an exclusive ``flock``):
+   a second run of the same notebook at the same profile, from any process, is refused with one line instead
+   of clearing the first one's output,
+4. clears ``results/<profile>/NN_slug/`` and marks it ``.incomplete``,
+5. executes the notebook with papermill (cwd ``notebooks/``, parameters from the YAML plus ``profile``; a cell
+   that runs longer than :data:`CELL_TIMEOUT_S` of the profile fails the notebook) into
+   ``NN_slug.partial.ipynb`` and renames it to ``NN_slug.ipynb`` on success, removing the mark. At ``full`` on
+   a machine without CUDA the kernel gets ``R2MAE_REPLAY=1``: the notebook replays the runs of the GPU ledger
+   and trains nothing (:mod:`r2mae_core.campaign`).
 
 A failed notebook keeps its ``.incomplete`` mark and its partial notebook (so nothing failed looks
 complete), the others still run, and the exit status is non-zero with one summary line per notebook.
@@ -36,8 +40,17 @@ from . import reference
 from .notebook_params import ParameterError, load_profile_parameters, read_parameters
 from .paths import PROFILES, REPO_ROOT, check_notebook, check_profile, notebook_names, results_root
 
-__all__ = ["NotebookResult", "sync_pair", "run_notebook", "run_notebooks", "reference_runs", "pair_notebook",
-           "strip_machine_outputs", "main"]
+__all__ = ["CELL_TIMEOUT_S", "NotebookBusy", "NotebookResult", "sync_pair", "notebook_lock", "run_notebook",
+           "run_notebooks", "reference_runs", "pair_notebook", "strip_machine_outputs", "main"]
+
+#: The longest a notebook cell may run per profile (seconds): a cell that hangs fails its notebook. The longest
+#: cells train a whole study: about 10 minutes at quick on the 2-core CPU; at full hours on a CUDA machine that
+#: trains everything itself (the plain route), minutes where the notebooks replay the GPU ledger.
+CELL_TIMEOUT_S = {"smoke": 600, "quick": 3600, "full": 12 * 3600}
+
+
+class NotebookBusy(RuntimeError):
+    """Another process is running the same notebook at the same profile."""
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 INCOMPLETE = ".incomplete"
@@ -113,10 +126,41 @@ def _replay_only(profile: str) -> bool:
     return profile == "full" and "R2MAE_REPLAY" not in os.environ and not torch.cuda.is_available()
 
 
+@contextlib.contextmanager
+def notebook_lock(notebook: str, profile: str):
+    """Hold the exclusive lock of ``notebook`` at ``profile`` (``results/<profile>/.<notebook>.lock``) for the
+    duration; the lock file names its holder. The lock is the operating system's (``flock``): it ends with the
+    process that holds it, so a killed run never leaves a stale lock.
+
+    Raises
+    ------
+    NotebookBusy
+        Another process holds it (one line naming the holder).
+    OSError
+        The results folder cannot be written.
+    """
+    import fcntl
+
+    root = results_root() / profile
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f".{notebook}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise NotebookBusy(f"{notebook} at profile {profile} is being run by {holder}: wait for it to "
+                               "finish or stop it; its results folder was left alone") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def run_notebook(notebook: str, profile: str) -> NotebookResult:
     """Execute one notebook at ``profile`` (see the module docstring for the steps)."""
-    import papermill
-
     start = time.monotonic()
     try:
         parameters = load_profile_parameters(profile, notebook)
@@ -124,6 +168,20 @@ def run_notebook(notebook: str, profile: str) -> NotebookResult:
         ipynb = sync_pair(notebook)
     except (ParameterError, ValueError) as err:
         return NotebookResult(notebook, False, 0.0, str(err))
+    try:
+        with notebook_lock(notebook, profile):
+            return _execute(notebook, profile, ipynb, parameters, start)
+    except NotebookBusy as err:
+        return NotebookResult(notebook, False, 0.0, str(err))
+    except OSError as err:
+        return NotebookResult(notebook, False, 0.0, f"results folder {results_root() / profile} is not writable: "
+                              f"{err.strerror or err}")
+
+
+def _execute(notebook: str, profile: str, ipynb: Path, parameters: dict, start: float) -> NotebookResult:
+    """Steps 4-5 of the module docstring, under the notebook's lock."""
+    import papermill
+
     out_dir = results_root() / profile / notebook
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -134,7 +192,7 @@ def run_notebook(notebook: str, profile: str) -> NotebookResult:
         with _replay_env("1" if _replay_only(profile) else None):
             papermill.execute_notebook(str(ipynb), str(partial), parameters={**parameters, "profile": profile},
                                        cwd=str(NOTEBOOK_DIR), kernel_name=KERNEL, progress_bar=True,
-                                       log_output=False)
+                                       log_output=False, execution_timeout=CELL_TIMEOUT_S[profile])
     except Exception as err:  # noqa: BLE001 - any failure of a notebook is reported, and the next one runs
         return NotebookResult(notebook, False, (time.monotonic() - start) / 60, _first_error_line(err))
     partial.replace(out_dir / f"{notebook}.ipynb")

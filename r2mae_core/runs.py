@@ -19,7 +19,8 @@ seed, each trained with one schedule and evaluated the same way. A section turns
 ``shard=(i, n)`` restricts the work to the runs with plan position ``p % n == i`` (a fixed partition of the
 plan, so several machines or GPU loans can fill one sweep into one cache); the other runs are returned only if
 their results are already there. With ``R2MAE_REPLAY=1`` (set by ``./build.sh run --profile full`` on a machine
-without CUDA) nothing is trained: a run missing from the cache and the ledger is an error naming how many.
+without CUDA) nothing is trained: a run with a schedule missing from the cache and the ledger is an error naming
+how many; a run without one (a reference, 05's PCA) is computed here.
 """
 
 from __future__ import annotations
@@ -356,10 +357,12 @@ def execute(plan: Sequence[RunSpec], work: Callable[[list[RunSpec], Options], li
     paths = {k: result_path(spec, data_checksum) for k, spec in unique.items()}
     done = {k: out for k, spec in unique.items() if (out := _stored(paths[k], spec, data_checksum)) is not None}
     todo = [spec for k, spec in unique.items() if k not in done and k in mine]
-    if todo and os.environ.get("R2MAE_REPLAY", "") in ("1", "true", "yes"):
-        raise RuntimeError(f"{desc}: {len(todo)} of {len(unique)} runs are neither in the cache nor in the ledger "
-                           f"({ledger_root()}) and R2MAE_REPLAY=1 forbids training them here: run their shards "
-                           "on a GPU first (./build.sh gpu next), or set R2MAE_REPLAY=0 to train on this machine")
+    to_train = [spec for spec in todo if spec.train is not None]
+    if to_train and os.environ.get("R2MAE_REPLAY", "") in ("1", "true", "yes"):
+        raise RuntimeError(f"{desc}: {len(to_train)} of {len(unique)} runs are neither in the cache nor in the "
+                           f"ledger ({ledger_root()}) and R2MAE_REPLAY=1 forbids training them here: run their "
+                           "shards on a GPU first (./build.sh gpu next), or set R2MAE_REPLAY=0 to train on this "
+                           "machine")
     chunks = groups(todo, group_size)
     bar = tqdm(total=len(unique), initial=len(done), desc=desc, disable=not progress)
     if workers <= 1 or len(chunks) <= 1:

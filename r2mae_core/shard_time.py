@@ -46,8 +46,9 @@ class Throughput:
 
 H200 = Throughput(floor_single_s=0.0103, floor_ensemble_s=0.0274, flops_per_s=2.93e13, compile_s=18.0, start_s=60.0)
 
-#: Evaluation seconds per token run (03, 04) until a shard has run: probes and fine-tuning on the GPU.
-EVAL_ALLOWANCE_S: dict[str, float] = {"03_language": 20.0, "04_dna": 20.0}
+#: Evaluation seconds per run of 03 and 04 (probes and fine-tuning on the GPU) and 05 (embedding and
+#: reconstruction on the GPU; its scoring runs on the CPU) until a shard has run.
+EVAL_ALLOWANCE_S: dict[str, float] = {"03_language": 20.0, "04_dna": 20.0, "05_single_cell": 2.0}
 #: One optimiser step of a linear or BN+linear head on frozen features (allowance).
 HEAD_STEP_S = 0.001
 #: One L-BFGS linear probe (C path and refit) on the GPU (allowance).
@@ -89,8 +90,8 @@ def step_flops(spec: RunSpec, batch: int = 8) -> float:
 
     from .train import mae_step
 
-    if spec.train is None:
-        return 0.0
+    if spec.train is None or spec.namespace == "single_cell_runs":
+        return 0.0  # not trained; or 05's gene models, far below the step floor (under 0.1 TFLOP a step)
     model = build_model(spec.family, seed=0, **spec.model)
     ratio = _mean_ratio(spec)
     gen = torch.Generator().manual_seed(0)
@@ -118,6 +119,25 @@ def group_seconds(group: list[RunSpec], member_flops: float, rates: Throughput =
     return rates.compile_s + first.train.steps * max(floor, k * member_flops / rates.flops_per_s)
 
 
+_FEATURE_DIMS: dict[str, int] = {}
+
+
+def _feature_dim(spec: RunSpec) -> int:
+    """The width of the features the probes read (the model built once per config; raw pixels 784)."""
+    if spec.family == "pixels":
+        return 28 * 28
+    key = spec.family + repr(spec.model)
+    if key not in _FEATURE_DIMS:
+        import numpy as np
+
+        from .evaluate import extract_features
+
+        net = build_model(spec.family, seed=0, **spec.model)
+        size = net.config.img_size
+        _FEATURE_DIMS[key] = int(extract_features(net, np.zeros((1, size, size), np.uint8)).shape[1])
+    return _FEATURE_DIMS[key]
+
+
 def eval_seconds(notebook: str, spec: RunSpec, rates: Throughput = H200) -> float:
     """Estimated evaluation seconds of one run (module docstring): token runs the flat allowance; image runs
     feature passes, LP, k-NN, BN+LP, fine-tuning, reconstruction losses and analyses."""
@@ -129,7 +149,7 @@ def eval_seconds(notebook: str, spec: RunSpec, rates: Throughput = H200) -> floa
     if "n_probe_train" not in ev:
         return seconds
     n_tr, n_ev = ev["n_probe_train"], ev["n_probe_eval"]
-    dim = spec.model.get("dim") or spec.model.get("width") or 784
+    dim = _feature_dim(spec)
     head_steps = ev["bn_lp_epochs"] * -(-n_tr // 256) * (1 + (table1 is not None))  # BN+LP (+ 06's raw LP)
     ft_steps = ev["ft_epochs"] * -(-n_tr // 128)
     if table1 and table1["partial"]:

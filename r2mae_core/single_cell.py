@@ -39,7 +39,7 @@ from .models import build_model, model_config
 from .train import TrainConfig, pretrain
 
 __all__ = ["MODEL_ALIASES", "INPUTS", "DEFAULT_SAMPLER", "check_expression", "expression_matrix", "matrix_checksum",
-           "fit_encoder", "embed", "reconstruction_metrics", "pretrain_embedding"]
+           "fit_encoder", "fit_encoders", "embed", "reconstruction_metrics", "pretrain_embedding"]
 
 #: Short model names of the API -> registered model families.
 MODEL_ALIASES = {"mlp": "gene_mlp", "transformer": "gene_transformer"}
@@ -213,6 +213,35 @@ def fit_encoder(x: np.ndarray, *, model: str = "mlp", model_kwargs: dict | None 
     out = cached("single_cell_model", key, compute, data_checksum=matrix_checksum(x)) if cache else compute()
     net.load_state_dict(out["state"])
     return net.cpu().eval(), out["history"]
+
+
+def fit_encoders(x: np.ndarray, *, model: str = "mlp", model_kwargs: dict | None = None, samplers: list,
+                 seeds: list[int], steps: int = 500, batch_size: int = 64, lr: float = 1e-3,
+                 weight_decay: float = 0.05, device: str = "cpu", compile: bool = False
+                 ) -> list[tuple[nn.Module, pd.DataFrame]]:
+    """:func:`fit_encoder` for several samplers and seeds at once, trained as one ensemble
+    (:func:`r2mae_core.ensemble.pretrain_ensemble`: stacked weights, one vmapped step): member ``m`` is the run
+    ``fit_encoder(x, sampler=samplers[m], seed=seeds[m], ...)`` makes, up to floating-point rounding (batched
+    products sum in another order). Not cached; ``compile`` as in ``pretrain_ensemble`` (on CUDA).
+
+    Returns
+    -------
+    list of (model, history)
+        Per member, the model in eval mode on the CPU and its per-step history.
+    """
+    from .ensemble import pretrain_ensemble
+
+    if len(samplers) != len(seeds) or not seeds:
+        raise ValueError(f"samplers ({len(samplers)}) and seeds ({len(seeds)}) must be non-empty and as many")
+    family = _family(model)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    cfg = asdict(model_config(family, **{**(model_kwargs or {}), "n_genes": int(x.shape[1])}))
+    nets = [build_model(family, seed=check_seed(seed), **cfg) for seed in seeds]
+    schedule = TrainConfig(steps=int(steps), batch_size=min(int(batch_size), x.shape[0]), lr=lr,
+                           weight_decay=weight_decay)
+    results = pretrain_ensemble(nets, torch.from_numpy(x), samplers=[masking.make_sampler(s) for s in samplers],
+                                seeds=list(seeds), train=schedule, device=device, compile=compile)
+    return [(res.model.cpu().eval(), res.history) for res in results]
 
 
 @torch.no_grad()

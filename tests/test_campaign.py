@@ -185,3 +185,56 @@ def test_estimate_counts_flops_like_the_gpu_check_and_prints_each_shard(ledger):
     n = campaign.SECTIONS["06_spectral_clustering"]["shards"]
     assert len(lines) == n + 1 and lines[-1].startswith("06_spectral_clustering: 25 runs")
     assert "allowances" in lines[-1]
+
+
+def test_single_cell_units_pretrain_there_and_are_scored_here(ledger, tmp_path, monkeypatch):
+    """05 at smoke: the GPU's part of each unit (pretraining, embedding, reconstruction; no scanpy) comes back,
+    unpack scores it here (annotation CV, leiden) and keeps embeddings only where the UMAP reads them; replaying
+    the study from the ledger with training forbidden gives the tables of a run made here from scratch."""
+    from r2mae_core.experiments import single_cell
+
+    sec = campaign.section("05_single_cell", "smoke")
+    assert all(s.family != "pca" for s in sec.plan) and len(sec.plan) < len(single_cell.plan(sec.config))
+    archive = campaign.run_shard("05_single_cell", (0, 1), tmp_path / "out", profile="smoke", device="cpu",
+                                 group_size=1, progress=False)  # one by one: the same numbers as here
+    with tarfile.open(archive) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(".npz"))
+        (tmp_path / "entry.npz").write_bytes(tar.extractfile(member).read())
+    shipped = load_record(tmp_path / "entry.npz")
+    assert "annotation" not in shipped and "embedding" in shipped and shipped["data_digest"]
+    assert campaign.unpack([archive], profile="smoke") == {"05_single_cell": len(sec.plan)}
+    kept = [s for s in sec.plan if "embedding" in load_record(ledger_path(s, sec.data_checksum))]
+    assert 0 < len(kept) < len(sec.plan)
+    monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / "replay"))
+    monkeypatch.setenv("R2MAE_REPLAY", "1")
+    replayed = single_cell.run(sec.config, progress=False)
+    single_cell.umap_adata(sec.config, sec.config.datasets[0], sec.config.models[0], sec.config.umap_methods)
+    monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / "here"))
+    monkeypatch.setenv("R2MAE_REPLAY", "0")
+    monkeypatch.setenv("R2MAE_LEDGER_DIR", str(tmp_path / "no-ledger"))
+    here = single_cell.run(sec.config, progress=False)
+    for name in ("annotation", "clustering", "reconstruction", "loss"):
+        assert replayed[name].equals(here[name]), name
+
+
+def test_single_cell_units_trained_as_one_ensemble_match_the_units_one_by_one():
+    """The GPU's ensemble of units (stacked gene models, one vmapped step) gives each unit's pretraining part as
+    it is alone: losses to 1e-5, reconstruction and embeddings to 1e-3 (gene Transformer: the attention key
+    bias has a zero gradient, so only rounding moves it, and AdamW scales that noise to a learning-rate step)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from r2mae_core.experiments import single_cell
+
+    config = replace(campaign.section("05_single_cell", "smoke").config, models=("mlp", "transformer"))
+    plan = single_cell.campaign_plan(config)
+    for family in ("mlp", "transformer"):
+        group = [s for s in plan if s.family == family and s.train is not None][:3]
+        assert len({s.method.name for s in group}) > 1
+        together = single_cell.pretrain_units(group)
+        for spec, got in zip(group, together, strict=True):
+            alone = single_cell.pretrain_unit(spec)
+            assert np.abs(got["history"]["loss"].to_numpy() - alone["history"]["loss"].to_numpy()).max() < 1e-5
+            assert np.abs(got["embedding"] - alone["embedding"]).max() < 1e-3, family
+            assert np.allclose(got["reconstruction"]["mse"], alone["reconstruction"]["mse"], rtol=1e-3), family

@@ -184,3 +184,11 @@ def test_a_killed_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     monkeypatch.setattr(R, "pretrain", real)
     resumed = _rows([spec])
     assert resumed.drop(columns="train_seconds").equals(clean.drop(columns="train_seconds"))
+
+
+def test_the_image_schedule_checkpoints_single_runs_without_changing_their_key():
+    long, short = R.image_schedule(8000, 256, 1.5e-3), R.image_schedule(400, 64, 1.5e-3)
+    assert (long.checkpoint_every, short.checkpoint_every) == (2000, 500)
+    a = R.image_spec("vit", "S", fixed_method(0.75), 0, long)
+    b = R.image_spec("vit", "S", fixed_method(0.75), 0, TrainConfig(**{**long.__dict__, "checkpoint_every": 0}))
+    assert a.identity() == b.identity()  # how often a run is saved is not part of what it computes

@@ -210,3 +210,47 @@ def test_full_replays_the_ledger_on_a_machine_without_cuda(monkeypatch):
     with pipeline._replay_env("1"):
         assert os.environ["R2MAE_REPLAY"] == "1"
     assert os.environ["R2MAE_REPLAY"] == "0"
+
+
+def test_a_second_run_of_a_notebook_is_refused_while_the_first_holds_its_lock(repo):
+    """Two processes, one notebook, one profile: the second gets one line and leaves the first's output alone."""
+    import subprocess
+    import sys
+
+    (repo / "notebooks" / "01_ok.py").write_text(_notebook(PARAMS, "print(steps)\n"))
+    (repo / "parameters" / "quick" / "01_ok.yaml").write_text("steps: 7\n")
+    out_dir = repo / "results" / "quick" / "01_ok"
+    out_dir.mkdir(parents=True)
+    (out_dir / "being-written").write_text("the first run's output")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from r2mae_core import pipeline\n"
+         "with pipeline.notebook_lock('01_ok', 'quick'):\n    print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = pipeline.run_notebook("01_ok", "quick")
+        assert not result.ok and "is being run by pid" in result.error and "\n" not in result.error
+        assert (out_dir / "being-written").exists() and not (out_dir / ".incomplete").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert pipeline.run_notebook("01_ok", "quick").ok  # the lock ends with its holder
+
+
+def test_a_hanging_cell_fails_its_notebook_at_the_profile_timeout(repo, monkeypatch):
+    (repo / "notebooks" / "01_hang.py").write_text(_notebook(PARAMS, "import time\ntime.sleep(120)\n"))
+    (repo / "parameters" / "quick" / "01_hang.yaml").write_text("steps: 7\n")
+    monkeypatch.setitem(pipeline.CELL_TIMEOUT_S, "quick", 3)
+    result = pipeline.run_notebook("01_hang", "quick")
+    assert not result.ok and result.minutes < 1 and "imeout" in result.error
+    assert (repo / "results" / "quick" / "01_hang" / ".incomplete").exists()
+
+
+def test_an_unwritable_results_folder_is_one_line(repo, monkeypatch):
+    (repo / "notebooks" / "01_ok.py").write_text(_notebook(PARAMS, "print(steps)\n"))
+    (repo / "parameters" / "quick" / "01_ok.yaml").write_text("steps: 7\n")
+    blocker = repo / "not-a-folder"
+    blocker.write_text("a file where the results folder should be")
+    monkeypatch.setenv("R2MAE_RESULTS_DIR", str(blocker))
+    result = pipeline.run_notebook("01_ok", "quick")
+    assert not result.ok and "is not writable" in result.error and "\n" not in result.error

@@ -171,3 +171,9 @@ def test_the_ledger_is_read_after_the_cache_and_replay_trains_nothing(cache, tmp
     assert [r["metrics"] for r in read] == [r["metrics"] for r in made]
     with pytest.raises(RuntimeError, match="1 of 3 runs are neither in the cache nor in the ledger"):
         execute(plan, work, progress=False)
+    reference = RunSpec("toy", "toy", "-", runs.reference_method(), 7, None)
+
+    def init_only(group, options):
+        return [{"metrics": {"seed": spec.seed}} for spec in group]
+
+    assert execute([reference], init_only, progress=False)[0]["metrics"] == {"seed": 7}  # trains nothing: done here

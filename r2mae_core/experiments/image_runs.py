@@ -43,8 +43,8 @@ from ..train import HISTORY_COLUMNS, TrainResult, history_frame, pretrain, run_f
 from ._checks import check_int
 
 __all__ = ["AUTO_TORCH_MAX_DIM", "AUTO_TORCH_MIN_TRAIN", "SIZES", "NAMESPACE", "PIXELS", "EvalSpec", "Splits",
-           "Analysis", "load_images", "splits", "data_digest", "image_spec", "reference_specs", "eval_spec",
-           "checkpoint_path", "pretraining_images", "train_run", "train_group", "evaluate_model", "work",
+           "Analysis", "load_images", "splits", "data_digest", "image_schedule", "image_spec", "reference_specs",
+           "eval_spec", "checkpoint_path", "pretraining_images", "train_run", "train_group", "evaluate_model", "work",
            "run_records", "run_rows"]
 
 #: ``probe_solver="auto"`` uses the torch L-BFGS probe up to this feature dimension and sklearn above it
@@ -126,6 +126,14 @@ def splits(dataset: str, n_val: int) -> Splits:
         raise ValueError(f"n_val={n_val!r} is not allowed: use 1..{n - 1} (training images of {dataset})")
     perm = numpy_generator(0).permutation(n)
     return Splits(np.sort(perm[:-n_val]), np.sort(perm[-n_val:]))
+
+
+def image_schedule(steps: int, batch_size: int, lr: float) -> TrainConfig:
+    """The schedule of every image run of 02 and 06: AdamW (weight decay 0.05), 5% warmup + cosine, and a
+    checkpoint every ``max(500, steps // 4)`` steps, so a killed single run resumes where it stopped (the
+    interval is not part of any key; an ensemble group restarts from its first step)."""
+    return TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=0.05, weight_decay=0.05,
+                       checkpoint_every=max(500, steps // 4))
 
 
 def image_spec(family: str, size: str, method: Method, seed: int, train: TrainConfig | None, *,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -50,11 +51,16 @@ from .. import single_cell
 from .._rng import check_seed
 from ..masking import make_sampler
 from ..models import model_config
+from ..paths import data_root
+from ..records import load_record, record_digest, save_record
 from ..runs import Method, Options, RunSpec, TrainConfig, execute, fixed_method, r2mae_method, reference_method
 from ._checks import check_int
 
-__all__ = ["Config", "run", "plan", "work", "DATASET_SPECS", "MODELS", "NAMESPACE", "load_dataset", "methods",
-           "select_methods", "probe_fold", "annotation_cv", "clustering_scores", "umap_adata"]
+__all__ = ["Config", "run", "plan", "work", "DATASET_SPECS", "MODELS", "NAMESPACE", "load_dataset", "load_arrays",
+           "arrays_path", "methods", "select_methods", "probe_fold", "annotation_cv", "clustering_scores",
+           "umap_adata", "pretrain_unit", "pretrain_units", "score_unit", "campaign_plan", "campaign_work",
+           "ledger_record",
+           "carry_paths", "data_names", "data_checksum", "spec_data_digest", "DRY_RUN"]
 
 #: Dataset name -> label column of ``obs`` and a short name for tables.
 DATASET_SPECS: dict[str, dict] = {
@@ -77,6 +83,8 @@ class Config:
 
     R²MAE's interval (``r2mae_low``, ``r2mae_high``) is declared in the profile before any run and never tuned
     on test folds; the scheduled baseline decays linearly from ``r2mae_high`` to ``r2mae_low`` (the same interval).
+    ``umap_methods`` names the UMAP figure's methods (:func:`select_methods`: names or one-method groups) on the
+    first dataset and model, first seed.
     """
 
     seed: int = 0
@@ -114,11 +122,12 @@ class Config:
     leiden_resolutions: tuple[float, ...] = (1.0,)
     recon_ratios: tuple[float, ...] = (0.15, 0.5)
     holdout: float = 0.1
+    umap_methods: tuple[str, ...] = ("PCA", "choice", "r2mae")
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         for name in ("datasets", "models", "transformer_datasets", "fixed_ratios", "transformer_fixed_ratios",
-                     "choice_values", "probe_cs", "leiden_resolutions", "recon_ratios"):
+                     "choice_values", "probe_cs", "leiden_resolutions", "recon_ratios", "umap_methods"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # YAML lists -> tuples (hashable)
         check_seed(self.seed)
         check_int("n_seeds", self.n_seeds, 2)
@@ -159,6 +168,9 @@ class Config:
             raise ValueError(f"lr={self.lr!r}, weight_decay={self.weight_decay!r}: need lr > 0, weight_decay >= 0")
         for method in self.methods("mlp"):  # one clear line for low > high, unknown per/shape, ...
             make_sampler(method.sampler)
+        if not self.umap_methods:
+            raise ValueError("umap_methods=() is not allowed: name at least one method")
+        select_methods(self, self.models[0], self.umap_methods)  # one clear line for an unknown method
 
     def methods(self, model: str) -> list[Method]:
         """The masking methods of ``model`` (records): the fixed sweep (group ``fixed``), scGPT's per-batch choice
@@ -243,6 +255,24 @@ def load_dataset(name: str, *, hsmm_genes: int = 1000, transformer_genes: int = 
            "labels": [str(c) for c in labels.cat.categories], "tf_genes": tf_genes,
            "checksum": single_cell.matrix_checksum(x)}
     _DATA_MEMO[key] = out
+    return out
+
+
+def arrays_path(name: str, hsmm_genes: int, transformer_genes: int) -> Path:
+    """Where :func:`load_arrays` keeps a dataset's arrays: ``data/single_cell_arrays/<name>-h<h>-t<t>.npz``."""
+    return data_root() / "single_cell_arrays" / f"{name}-h{hsmm_genes}-t{transformer_genes}.npz"
+
+
+def load_arrays(name: str, *, hsmm_genes: int = 1000, transformer_genes: int = 128) -> dict:
+    """What a unit's pretraining reads of a dataset, without scanpy: ``x``, ``y``, ``labels``, ``tf_genes`` and
+    ``checksum`` of :func:`load_dataset`, kept as a data-only record (:func:`arrays_path`) the first time they are
+    built here, so that a machine without scanpy or anndata (the GPU machine) reads the same arrays."""
+    path = arrays_path(name, hsmm_genes, transformer_genes)
+    if path.exists():
+        return load_record(path)
+    ds = load_dataset(name, hsmm_genes=hsmm_genes, transformer_genes=transformer_genes)
+    out = {k: ds[k] for k in ("x", "y", "labels", "tf_genes", "checksum")}
+    save_record(path, out)
     return out
 
 
@@ -390,46 +420,162 @@ def plan(config: Config) -> list[RunSpec]:
             for method in methods(config, model) for s in range(config.n_seeds)]
 
 
+def pretrain_unit(spec: RunSpec, device: str = "cpu") -> dict:
+    """The part of a unit that needs its model (the GPU's part): pretrain (or initialise) the encoder on the cells
+    outside the reconstruction hold-out, embed every cell and score the reconstruction on the held-out cells.
+    PCA units embed with scanpy's PCA (the CPU's part: no model).
+
+    Returns ``embedding`` (cells × dims, float32), ``history`` (every step; empty for references) and, for
+    encoders, ``reconstruction`` (per evaluation ratio).
+    """
+    data, ev = spec.data, spec.evaluation
+    res: dict = {"history": pd.DataFrame({"step": np.zeros(0, np.int64), "loss": np.zeros(0),
+                                          "ratio_mean": np.zeros(0)})}
+    if spec.family == "pca":
+        ds = load_dataset(data["dataset"], hsmm_genes=data["hsmm_genes"], transformer_genes=data["transformer_genes"])
+        res["embedding"] = _pca(ds["x"], spec.model["pca_comps"]).astype(np.float32)
+        return res
+    ds = load_arrays(data["dataset"], hsmm_genes=data["hsmm_genes"], transformer_genes=data["transformer_genes"])
+    x = ds["x"]
+    xm = x if spec.family == "mlp" else x[:, ds["tf_genes"]]
+    held = _holdout_cells(data["holdout"], data["holdout_seed"], len(xm))
+    trained = spec.train is not None
+    train = spec.train or TrainConfig(steps=1)
+    net, history = single_cell.fit_encoder(
+        xm[~held], model=spec.family, model_kwargs=spec.model, sampler=spec.method.sampler, steps=train.steps,
+        batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay, seed=spec.seed, device=device,
+        train=trained, cache=False)
+    if trained:
+        res["history"] = history[["step", "loss", "ratio_mean"]].reset_index(drop=True)
+    res["reconstruction"] = pd.DataFrame([
+        {"eval_ratio": float(r), **single_cell.reconstruction_metrics(net, xm[held], r, seed=ev["recon_seed"])}
+        for r in ev["recon"]])
+    res["embedding"] = single_cell.embed(net, xm).astype(np.float32)
+    return res
+
+
+def score_unit(spec: RunSpec, pretrained: dict) -> dict:
+    """The CPU's part of a unit: :func:`annotation_cv` and :func:`clustering_scores` (scanpy) of its embedding,
+    added to :func:`pretrain_unit`'s record."""
+    ev = spec.evaluation
+    y = load_arrays(spec.data["dataset"], hsmm_genes=spec.data["hsmm_genes"],
+                    transformer_genes=spec.data["transformer_genes"])["y"]
+    z = pretrained["embedding"]
+    folds, repeats, cs, val_fraction = ev["cv"]
+    n_neighbors, resolutions, neighbors_method = ev["cluster"]
+    return {**pretrained,
+            "annotation": annotation_cv(z, y, folds=folds, repeats=repeats, seed=ev["seed"], cs=tuple(cs),
+                                        val_fraction=val_fraction),
+            "clustering": clustering_scores(z, y, resolutions=tuple(resolutions), n_neighbors=n_neighbors,
+                                            seed=ev["seed"], method=neighbors_method)}
+
+
 def work(group: list[RunSpec], options: Options) -> list[dict]:
-    """The engine's work on single-cell units: pretrain (or PCA / random init), embed every cell and evaluate.
+    """The engine's work on single-cell units: :func:`pretrain_unit` (pretrain or PCA / random init, embed,
+    reconstruction), then :func:`score_unit` (annotation CV, clustering).
 
     Records: ``annotation`` (CV rows), ``clustering`` (scores), ``embedding`` (cells × dims, float32),
     ``history`` (every step; empty for references) and, for encoders, ``reconstruction`` (per evaluation ratio,
     on the held-out cells).
     """
+    return [score_unit(spec, pretrain_unit(spec, options.device)) for spec in group]
+
+
+# ------------------------------------------------------------------------------------------- the GPU route
+#: The GPU route's dry run (:mod:`r2mae_core.campaign`): the profile's units with two steps on the CPU.
+DRY_RUN = {"steps": 2, "transformer_steps": 2, "device": "cpu"}
+
+
+def campaign_plan(config: Config) -> list[RunSpec]:
+    """The units the GPU machine runs: every unit with an encoder (PCA needs scanpy and no GPU: it stays here)."""
+    return [spec for spec in plan(config) if spec.family != "pca"]
+
+
+def campaign_work(group: list[RunSpec], options: Options) -> list[dict]:
+    """The GPU machine's work on units: their pretraining part only (it has no scanpy), one by one
+    (:func:`pretrain_unit`) or, for a group of trained units, as one ensemble (:func:`pretrain_units`); each
+    record carries the digest of the arrays it read (:func:`spec_data_digest`) and is completed by
+    :func:`ledger_record` here."""
+    trained = len(group) > 1 and all(spec.train is not None for spec in group)
+    records = (pretrain_units(group, options.device, compile=options.compile) if trained
+               else [pretrain_unit(spec, options.device) for spec in group])
+    for spec, record in zip(group, records, strict=True):
+        record["data_digest"] = spec_data_digest(spec)
+    return records
+
+
+def pretrain_units(group: list[RunSpec], device: str = "cpu", *, compile: bool = False) -> list[dict]:
+    """:func:`pretrain_unit` of a group of trained units of one dataset, model and schedule (an engine group),
+    trained as one ensemble (:func:`r2mae_core.single_cell.fit_encoders`): the same records up to
+    floating-point rounding."""
+    first = group[0]
+    data, train = first.data, first.train
+    ds = load_arrays(data["dataset"], hsmm_genes=data["hsmm_genes"], transformer_genes=data["transformer_genes"])
+    xm = ds["x"] if first.family == "mlp" else ds["x"][:, ds["tf_genes"]]
+    held = _holdout_cells(data["holdout"], data["holdout_seed"], len(xm))
+    fitted = single_cell.fit_encoders(xm[~held], model=first.family, model_kwargs=first.model,
+                                      samplers=[spec.method.sampler for spec in group],
+                                      seeds=[spec.seed for spec in group], steps=train.steps,
+                                      batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay,
+                                      device=device, compile=compile)
     out = []
-    for spec in group:
-        data, ev = spec.data, spec.evaluation
-        ds = load_dataset(data["dataset"], hsmm_genes=data["hsmm_genes"], transformer_genes=data["transformer_genes"])
-        x, y = ds["x"], ds["y"]
-        res: dict = {"history": pd.DataFrame({"step": np.zeros(0, np.int64), "loss": np.zeros(0),
-                                              "ratio_mean": np.zeros(0)})}
-        if spec.family == "pca":
-            z = _pca(x, spec.model["pca_comps"])
-        else:
-            xm = x if spec.family == "mlp" else x[:, ds["tf_genes"]]
-            held = _holdout_cells(data["holdout"], data["holdout_seed"], len(xm))
-            trained = spec.train is not None
-            train = spec.train or TrainConfig(steps=1)
-            net, history = single_cell.fit_encoder(
-                xm[~held], model=spec.family, model_kwargs=spec.model, sampler=spec.method.sampler, steps=train.steps,
-                batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay, seed=spec.seed,
-                device=options.device, train=trained, cache=False)
-            z = single_cell.embed(net, xm)
-            if trained:
-                res["history"] = history[["step", "loss", "ratio_mean"]].reset_index(drop=True)
-            res["reconstruction"] = pd.DataFrame([
-                {"eval_ratio": float(r), **single_cell.reconstruction_metrics(net, xm[held], r, seed=ev["recon_seed"])}
-                for r in ev["recon"]])
-        folds, repeats, cs, val_fraction = ev["cv"]
-        n_neighbors, resolutions, neighbors_method = ev["cluster"]
-        res["annotation"] = annotation_cv(z, y, folds=folds, repeats=repeats, seed=ev["seed"], cs=tuple(cs),
-                                          val_fraction=val_fraction)
-        res["clustering"] = clustering_scores(z, y, resolutions=tuple(resolutions), n_neighbors=n_neighbors,
-                                              seed=ev["seed"], method=neighbors_method)
-        res["embedding"] = z.astype(np.float32)
-        out.append(res)
+    for spec, (net, history) in zip(group, fitted, strict=True):
+        recon = pd.DataFrame([{"eval_ratio": float(r), **single_cell.reconstruction_metrics(
+            net, xm[held], r, seed=spec.evaluation["recon_seed"])} for r in spec.evaluation["recon"]])
+        out.append({"history": history[["step", "loss", "ratio_mean"]].reset_index(drop=True),
+                    "reconstruction": recon, "embedding": single_cell.embed(net, xm).astype(np.float32)})
     return out
+
+
+def ledger_record(config: Config, spec: RunSpec, pretrained: dict) -> dict:
+    """The record the ledger keeps of a unit made on the GPU: :func:`score_unit` of it, computed here, with its
+    embedding kept only where a figure reads it (the UMAP units: first seed, ``umap_methods``, the first dataset
+    and model), so the committed ledger stays small."""
+    record = score_unit(spec, {k: v for k, v in pretrained.items() if k != "data_digest"})
+    umap = {repr(s.identity()) for s in _umap_specs(config)}
+    if repr(spec.identity()) not in umap:
+        record.pop("embedding")
+    return record
+
+
+def _umap_specs(config: Config) -> list[RunSpec]:
+    model = config.models[0]
+    return [_unit_spec(config, config.datasets[0], model, m, 0) for m in select_methods(config, model,
+                                                                                         config.umap_methods)]
+
+
+def _arrays_digest(data: dict) -> str:
+    key = (data["dataset"], data["hsmm_genes"], data["transformer_genes"])
+    if key not in _DIGESTS:
+        _DIGESTS[key] = record_digest(load_arrays(key[0], hsmm_genes=key[1], transformer_genes=key[2]))
+    return _DIGESTS[key]
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def data_names(config: Config) -> list[str]:
+    """The prepared datasets the units of ``config`` read (``data/<name>/``)."""
+    return list(config.datasets)
+
+
+def carry_paths(config: Config) -> list[Path]:
+    """What the GPU machine reads: the arrays of every dataset (:func:`load_arrays`, built here first)."""
+    for dataset in config.datasets:
+        load_arrays(dataset, hsmm_genes=config.hsmm_genes, transformer_genes=config.transformer_genes)
+    return [data_root() / "single_cell_arrays"]
+
+
+def data_checksum(config: Config) -> str:
+    """Part of every unit's key beside its spec: none (each spec holds its data's checksum)."""
+    return ""
+
+
+def spec_data_digest(spec: RunSpec) -> str:
+    """The digest of the arrays the unit ``spec`` reads (:func:`load_arrays`,
+    :func:`r2mae_core.records.record_digest`): the units of one config read different datasets, so each result is
+    checked against its own dataset's digest when it is taken in."""
+    return _arrays_digest(spec.data)
 
 
 def _results(config: Config, runs: list[RunSpec], progress: bool) -> list[dict]:

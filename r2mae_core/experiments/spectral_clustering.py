@@ -33,10 +33,20 @@ import torch
 from .. import evaluate, models, spectral
 from .._rng import check_seed, child_seeds
 from ..models.blocks import images_to_tensor, patchify
-from ..runs import Options, RunSpec, TrainConfig, fixed_method
+from ..runs import Options, RunSpec, fixed_method
 from . import image_runs
 from ._checks import check_int, check_ratio
-from .image_runs import SIZES, EvalSpec, eval_spec, image_spec, load_images, run_records, run_rows, splits
+from .image_runs import (
+    SIZES,
+    EvalSpec,
+    eval_spec,
+    image_schedule,
+    image_spec,
+    load_images,
+    run_records,
+    run_rows,
+    splits,
+)
 
 __all__ = ["Config", "ratio_specs", "probe_specs", "heads_specs", "plan", "component_table", "segmentation_table",
            "table1_probes", "ANALYSES", "work", "run", "DRY_RUN", "data_names", "data_checksum", "data_digest"]
@@ -180,7 +190,7 @@ class Config:
                 overrides["dim"] = self.width
             if heads != preset["heads"]:
                 overrides["heads"] = heads
-        train = TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup=0.05, weight_decay=0.05)
+        train = image_schedule(self.steps, self.batch_size, self.lr)
         return image_spec("vit", self.vit_size, fixed_method(ratio), seed, train,
                           evaluation=self.evaluation() if scored else None, analyses=analyses,
                           dataset=self.dataset, n_val=self.n_val, n_pretrain=self.n_pretrain or None,

@@ -22,10 +22,20 @@ from .. import evaluate
 from .._rng import check_seed, child_seeds
 from ..masking import make_sampler, random_subset_mask
 from ..models.blocks import as_token_mask, images_to_tensor
-from ..runs import Method, Options, RunSpec, TrainConfig, fixed_method, r2mae_method, r2mae_name
+from ..runs import Method, Options, RunSpec, fixed_method, r2mae_method, r2mae_name
 from . import image_runs
 from ._checks import check_int, check_ratio
-from .image_runs import SIZES, EvalSpec, image_spec, load_images, reference_specs, run_records, run_rows, splits
+from .image_runs import (
+    SIZES,
+    EvalSpec,
+    image_schedule,
+    image_spec,
+    load_images,
+    reference_specs,
+    run_records,
+    run_rows,
+    splits,
+)
 
 __all__ = ["Config", "methods", "sweep_specs", "method_specs", "reference_run_specs", "plan", "work", "run",
            "best_fixed", "spectrum", "reconstruction_examples", "FAMILIES", "ANALYSES", "DRY_RUN", "data_names",
@@ -184,8 +194,7 @@ class Config:
                  analyses: dict | None = None, evaluation: EvalSpec | None = None, **tags) -> RunSpec:
         """The run of ``method`` on ``family``-``size`` with ``seed`` for ``steps`` steps, scored by
         ``evaluation`` (default :meth:`evaluation`), with the :data:`ANALYSES` named in ``analyses``."""
-        return image_spec(family, size, method, seed, TrainConfig(steps=steps, batch_size=self.batch_size,
-                                                                  lr=self.lr, warmup=0.05, weight_decay=0.05),
+        return image_spec(family, size, method, seed, image_schedule(steps, self.batch_size, self.lr),
                           evaluation=evaluation or self.evaluation(), analyses=analyses, dataset=self.dataset,
                           n_val=self.n_val, n_pretrain=self.n_pretrain or None, overrides=self.overrides(family),
                           tags=tags)
