@@ -135,6 +135,20 @@ class Covariance:
     params: dict
     targets: tuple[int, ...]
 
+    def __post_init__(self) -> None:
+        m = np.asarray(self.matrix, dtype=np.float64)
+        if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
+            raise ValueError(f"matrix of shape {m.shape} is not allowed: use a square (p, p) matrix, p >= 2")
+        if not np.all(np.isfinite(m)) or not np.allclose(m, m.T, rtol=0, atol=1e-10):
+            raise ValueError("matrix is not allowed: use a finite symmetric matrix")
+        jitter = 1e-9 * max(1.0, float(np.abs(np.diag(m)).max()))
+        try:
+            np.linalg.cholesky(m + jitter * np.eye(len(m)))
+        except np.linalg.LinAlgError:
+            low = float(np.linalg.eigvalsh(m)[0])
+            raise ValueError(f"matrix is not allowed: a covariance is positive semi-definite (smallest eigenvalue "
+                             f"{low:.3g})") from None
+
     @property
     def p(self) -> int:
         return int(self.matrix.shape[0])
@@ -238,7 +252,7 @@ def make_covariance(family: str, p: int, **params) -> Covariance:
     if family == "spiked":
         _no_extra(family, params, {"strengths"})
         strengths = tuple(float(s) for s in params.get("strengths", (p / 10, p / 40)))
-        if not strengths or any(not s > 0 for s in strengths) or len(strengths) >= p // 2:
+        if not strengths or any(not (np.isfinite(s) and s > 0) for s in strengths) or len(strengths) >= p // 2:
             raise ValueError(f"strengths={strengths!r} is not allowed: use 1..p/2-1 positive spike strengths")
         k = np.arange(p)
         # a cos/sin Fourier pair at frequency f has projector (2/p) cos(2π f (k−l)/p): eigenvalue s twice

@@ -92,6 +92,9 @@ def check_expression(x, *, input: str = "log", name: str = "adata.X") -> np.ndar
     """
     if input not in INPUTS:
         raise ValueError(f"input={input!r} is not allowed: use one of {INPUTS}")
+    if (x.dtype if sp.issparse(x) else np.asarray(x).dtype) == np.bool_:
+        raise ValueError(f"{name} of dtype bool is not allowed: expected expression values (log-normalised or "
+                         "counts), not a mask")
     dense = np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
     if dense.ndim != 2 or dense.shape[0] < 2 or dense.shape[1] < 2:
         raise ValueError(f"{name} of shape {dense.shape} is not allowed: need at least 2 cells x 2 genes")

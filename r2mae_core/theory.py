@@ -64,6 +64,20 @@ class RatioLaw:
     weights: np.ndarray
     label: str
 
+    def __post_init__(self) -> None:
+        ratios = np.asarray(self.ratios, dtype=np.float64)
+        weights = np.asarray(self.weights, dtype=np.float64)
+        if ratios.ndim != 1 or ratios.shape != weights.shape or not ratios.size:
+            raise ValueError(f"ratios {ratios.shape} and weights {weights.shape} are not allowed: use two 1-D "
+                             "arrays of one length >= 1")
+        if not np.all(np.isfinite(ratios)) or np.any(ratios <= 0) or np.any(ratios >= 1):
+            raise ValueError(f"ratios={ratios.tolist()!r} are not allowed: use mask ratios in the open interval "
+                             "(0, 1)")
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-9:
+            raise ValueError(f"weights={weights.tolist()!r} are not allowed: use weights >= 0 that sum to 1")
+        object.__setattr__(self, "ratios", ratios)
+        object.__setattr__(self, "weights", weights)
+
     def expect(self, values: np.ndarray) -> float:
         return float(np.sum(self.weights * values))
 
@@ -96,6 +110,8 @@ def check_sizes(**sizes: float) -> None:
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
             raise ValueError(f"{name}={value!r} is not allowed: use a number")
+        if not np.isfinite(value):
+            raise ValueError(f"{name}={value!r} is not allowed: use a finite number")
         if name == "ridge":
             if not value >= 0:
                 raise ValueError(f"ridge={value!r} is not allowed: use a number >= 0")
@@ -105,6 +121,9 @@ def check_sizes(**sizes: float) -> None:
 
 def gamma_eff(p: int, n: float, law: float | RatioSampler | RatioLaw) -> float:
     """Aspect ratio of one target's fit, γ_eff = (p − 1) / (n E[m]) (the interpolation peak is at 1)."""
+    if isinstance(p, bool) or not isinstance(p, int | np.integer) or p < 2:
+        raise ValueError(f"p={p!r} is not allowed: use an integer >= 2 (coordinates)")
+    check_sizes(n=n)
     return (p - 1) / (n * as_law(law).mean)
 
 
@@ -156,9 +175,15 @@ def ridge_equivalent(mu: np.ndarray, c: np.ndarray, pi: np.ndarray, n_eff: float
     dict
         ``risk``, ``mean_risk`` (risk of w̄), ``variance`` (D_B), ``w_bar`` (q,), ``theta`` (G,).
     """
+    check_sizes(n_eff=n_eff, ridge=ridge)
     mu = np.atleast_2d(np.asarray(mu, dtype=np.float64))
     c = np.atleast_2d(np.asarray(c, dtype=np.float64))
     pi = np.asarray(pi, dtype=np.float64)
+    if not np.all(np.isfinite(mu)) or np.any(mu < 0):
+        raise ValueError("mu is not allowed: use finite eigenvalues >= 0 (second moments are positive "
+                         "semi-definite)")
+    if pi.shape != (mu.shape[0],) or not np.all(np.isfinite(pi)) or np.any(pi < 0) or abs(pi.sum() - 1) > 1e-9:
+        raise ValueError(f"pi={pi.tolist()!r} is not allowed: use {mu.shape[0]} proportions >= 0 that sum to 1")
     n_groups = mu.shape[0]
     positive = mu[mu > 0]
     lam = max(float(ridge), _RIDGE_FLOOR * float(positive.min() if positive.size else 1.0))

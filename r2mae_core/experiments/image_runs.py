@@ -40,7 +40,7 @@ from ..ensemble import pretrain_ensemble
 from ..masking import make_sampler
 from ..runs import Method, Options, RunSpec, TrainConfig, execute, reference_method
 from ..train import HISTORY_COLUMNS, TrainResult, history_frame, pretrain, run_fingerprint, save_finished
-from ._checks import check_int
+from ._checks import check_int, check_ratio
 
 __all__ = ["AUTO_TORCH_MAX_DIM", "AUTO_TORCH_MIN_TRAIN", "SIZES", "NAMESPACE", "PIXELS", "EvalSpec", "Splits",
            "Analysis", "load_images", "splits", "data_digest", "image_schedule", "image_spec", "reference_specs",
@@ -99,6 +99,11 @@ class EvalSpec:
     probe_solver: str = "auto"
 
     def __post_init__(self) -> None:
+        for name, low in (("n_probe_train", 10), ("n_probe_eval", 1), ("knn_k", 1), ("bn_lp_epochs", 0),
+                          ("ft_epochs", 0)):
+            check_int(name, getattr(self, name), low)
+        for ratio in self.test_ratios:
+            check_ratio("test_ratios", ratio)
         if self.probe_solver not in ("auto", "sklearn", "torch"):
             raise ValueError(f"probe_solver={self.probe_solver!r} is not allowed: use 'auto', 'sklearn' or 'torch'")
 

@@ -95,7 +95,8 @@ class Config:
         check_int("optimum_gammas", self.optimum_gammas, 3)
         check_int("n_down", self.n_down, 1)
         check_int("batch_size", self.batch_size, 1)
-        if not self.gammas or any(isinstance(g, bool) or not g > 0 for g in self.gammas):
+        if not self.gammas or any(isinstance(g, bool) or not isinstance(g, int | float) or not 0 < g < float("inf")
+                                  for g in self.gammas):
             raise ValueError(f"gammas={self.gammas!r} is not allowed: use model-size ratios p/n > 0")
         if not self.focus_gamma > 0 or not self.n_pretrain_gamma > 0:
             raise ValueError(f"focus_gamma={self.focus_gamma!r}, n_pretrain_gamma={self.n_pretrain_gamma!r} are "

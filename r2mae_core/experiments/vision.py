@@ -128,6 +128,11 @@ class Config:
     def __post_init__(self) -> None:
         for name in ("test_ratios", "sweep_ratios", "fixed_ratios", "baselines", "recon_ratios"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        for ab in self.ablation_intervals:
+            if not isinstance(ab, list | tuple) or len(ab) != 2 or not all(
+                    isinstance(v, int | float) and not isinstance(v, bool) for v in ab):
+                raise ValueError(f"ablation_intervals={ab!r} is not allowed: use pairs [a, b] of numbers with "
+                                 "0 < a < b < 1")
         object.__setattr__(self, "ablation_intervals", tuple(tuple(map(float, ab)) for ab in self.ablation_intervals))
         object.__setattr__(self, "sweep", {f: dict(v) if isinstance(v, dict) else v for f, v in self.sweep.items()})
         check_seed(self.seed)
@@ -140,6 +145,9 @@ class Config:
             check_int(name, getattr(self, name), 1)
         for name in ("r2mae_low", "r2mae_high", "umae_ratio"):
             check_ratio(name, getattr(self, name))
+        if isinstance(self.umae_weight, bool) or not isinstance(self.umae_weight, int | float) or not (
+                0 <= self.umae_weight < float("inf")):
+            raise ValueError(f"umae_weight={self.umae_weight!r} is not allowed: use a number >= 0 (U-MAE's λ)")
         if not self.r2mae_low < self.r2mae_high:
             raise ValueError(f"r2mae_low={self.r2mae_low!r}, r2mae_high={self.r2mae_high!r} is not allowed: "
                              "use r2mae_low < r2mae_high")
