@@ -19,8 +19,12 @@ NOTEBOOK_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+$")
 
 
 def _env_path(var: str, default: Path) -> Path:
+    """The folder ``var`` names (else ``default``); one line when it names an existing file."""
     value = os.environ.get(var)
-    return Path(value).expanduser().resolve() if value else default
+    path = Path(value).expanduser().resolve() if value else default
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{var}={value!r} is not allowed: it is a file; name a folder (it is created if missing)")
+    return path
 
 
 def results_root() -> Path:

@@ -171,7 +171,7 @@ def run_notebook(notebook: str, profile: str) -> NotebookResult:
     try:
         with notebook_lock(notebook, profile):
             return _execute(notebook, profile, ipynb, parameters, start)
-    except NotebookBusy as err:
+    except (NotebookBusy, ValueError) as err:  # ValueError: a results folder variable that names a file
         return NotebookResult(notebook, False, 0.0, str(err))
     except OSError as err:
         return NotebookResult(notebook, False, 0.0, f"results folder {results_root() / profile} is not writable: "

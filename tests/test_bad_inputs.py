@@ -81,3 +81,36 @@ def test_good_input_still_passes():
     assert cov.p == 40
     assert theory.gamma_eff(100, 50.0, 0.5) == pytest.approx(99 / 25)
     assert image_runs.EvalSpec(n_probe_train=10, knn_k=1, bn_lp_epochs=0).knn_k == 1
+
+
+def test_a_same_size_corrupt_dataset_file_is_refused_by_its_digest(tmp_path, monkeypatch):
+    """A prepared file whose bytes changed but not its size (bit rot, an edit) is caught by the manifest's
+    sha256 when it is loaded, with one line saying how to rebuild it."""
+    import shutil
+
+    from r2mae_core import data
+    from r2mae_core.data import registry
+
+    folder = registry.cache_dir("fashion_mnist")
+    copy = tmp_path / "fashion_mnist"
+    shutil.copytree(folder, copy)
+    monkeypatch.setenv("R2MAE_DATA_DIR", str(tmp_path))
+    path = registry.cache_path("fashion_mnist")
+    assert path.parent == copy and data.load("fashion_mnist").train_images.shape[0] == 60000
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one byte flipped: same size
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="differs from the manifest") as err:
+        data.load("fashion_mnist")
+    assert "\n" not in str(err.value) and "--force" in str(err.value)
+
+
+def test_a_data_folder_variable_naming_a_file_is_one_line(tmp_path, monkeypatch):
+    from r2mae_core import data
+
+    blocker = tmp_path / "data.txt"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("R2MAE_DATA_DIR", str(blocker))
+    with pytest.raises(ValueError, match="R2MAE_DATA_DIR=.* is not allowed: it is a file") as err:
+        data.load("fashion_mnist")
+    assert "\n" not in str(err.value)

@@ -192,7 +192,28 @@ def load(name: str) -> Any:
     spec = get_spec(name)
     if not is_prepared(name):
         prepare([name])
+    _check_cache_digest(name)
     return _module(spec).READERS[name](cache_path(name))
+
+
+_VERIFIED: dict[tuple, bool] = {}
+
+
+def _check_cache_digest(name: str) -> None:
+    """Raise one line when the prepared file's sha256 is not its manifest's (a same-size corrupt or edited
+    file); hashed once per process and file version (path, size, modification time)."""
+    path = cache_path(name)
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return
+    want = read_manifest(name).get("cache", {}).get("sha256")
+    got = sha256_file(path)
+    if want and got != want:
+        raise ValueError(f"{path} is not allowed: its sha256 {got[:16]}… differs from the manifest's "
+                         f"{want[:16]}… (a corrupt or edited file): prepare it again with python -m r2mae_core.data "
+                         f"prepare {name} --force")
+    _VERIFIED[key] = True
 
 
 def status(names: str | Iterable[str] | None = None) -> pd.DataFrame:
