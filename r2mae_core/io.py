@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from .claims import Claim
 from .paths import check_profile, results_root
 
 __all__ = ["run_dir", "save_figure", "save_table", "save_metrics", "save_claims", "load_claims", "RunOutputs",
-           "atomic_write_bytes", "atomic_write_text"]
+           "atomic_write_bytes", "atomic_write_text", "partial_path"]
 
 FIGURE_NAME = re.compile(r"^fig\d+[a-z]?_[a-z0-9_]+$")
 TABLE_NAME = re.compile(r"^tab\d+[a-z]?_[a-z0-9_]+$")
@@ -44,13 +45,22 @@ def run_dir(profile: str, notebook: str, *, create: bool = True) -> Path:
     return path
 
 
+def partial_path(path: Path) -> Path:
+    """A temporary name beside ``path`` that no other writer uses: ``<name>.<pid>.<random>.partial`` (two
+    processes writing one entry at once never write into each other's file; the last rename wins)."""
+    return path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.partial")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through ``path.partial`` and an atomic rename."""
+    """Write ``data`` to ``path`` through a unique :func:`partial_path` and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    tmp = partial_path(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -83,12 +93,15 @@ def save_figure(fig: Figure, name: str, *, profile: str, notebook: str,
     paths = []
     for fmt in formats:
         path = out / f"{name}.{fmt}"
-        tmp = path.with_name(path.name + ".partial")
+        tmp = partial_path(path)
         # No dates, no software versions: same numbers -> same file.
         metadata = {"Software": None} if fmt == "png" else {"CreationDate": None, "Producer": None,
                                                             "Creator": None, "ModDate": None}
-        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
-        os.replace(tmp, path)
+        try:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         paths.append(path)
     return paths
 

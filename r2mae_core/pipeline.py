@@ -8,8 +8,9 @@
    a second run of the same notebook at the same profile, from any process, is refused with one line instead
    of clearing the first one's output,
 4. clears ``results/<profile>/NN_slug/`` and marks it ``.incomplete``,
-5. executes the notebook with papermill (cwd ``notebooks/``, parameters from the YAML plus ``profile``; a cell
-   that runs longer than :data:`CELL_TIMEOUT_S` of the profile fails the notebook) into
+5. executes the notebook with papermill (cwd ``notebooks/``, parameters from the YAML plus ``profile``, this
+   checkout first on the kernel's ``PYTHONPATH``; a cell that runs longer than :data:`CELL_TIMEOUT_S` of the
+   profile fails the notebook) into
    ``NN_slug.partial.ipynb`` and renames it to ``NN_slug.ipynb`` on success, removing the mark. At ``full`` on
    a machine without CUDA the kernel gets ``R2MAE_REPLAY=1``: the notebook replays the runs of the GPU ledger
    and trains nothing (:mod:`r2mae_core.campaign`).
@@ -104,18 +105,32 @@ def _first_error_line(err: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _replay_env(value: str | None):
-    """``R2MAE_REPLAY`` set to ``value`` (None: left as it is) for the duration (the kernel inherits it)."""
-    previous = os.environ.get("R2MAE_REPLAY")
+def _env_var(name: str, value: str | None):
+    """Environment variable ``name`` set to ``value`` (None: left as it is) for the duration (the kernel
+    inherits it), restored afterwards."""
+    previous = os.environ.get(name)
     if value is not None:
-        os.environ["R2MAE_REPLAY"] = value
+        os.environ[name] = value
     try:
         yield
     finally:
         if previous is None:
-            os.environ.pop("R2MAE_REPLAY", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["R2MAE_REPLAY"] = previous
+            os.environ[name] = previous
+
+
+def _replay_env(value: str | None):
+    """``R2MAE_REPLAY`` set to ``value`` (None: left as it is) for the duration."""
+    return _env_var("R2MAE_REPLAY", value)
+
+
+def _this_checkout():
+    """The repository root first on ``PYTHONPATH`` for the duration: the kernel (which inherits the environment)
+    imports this checkout's ``r2mae_core``, even where another checkout is installed in the same environment
+    (an editable install's finder comes after the path entries)."""
+    previous = os.environ.get("PYTHONPATH")
+    return _env_var("PYTHONPATH", os.pathsep.join([str(REPO_ROOT), *([previous] if previous else [])]))
 
 
 def _replay_only(profile: str) -> bool:
@@ -189,7 +204,7 @@ def _execute(notebook: str, profile: str, ipynb: Path, parameters: dict, start: 
     (out_dir / INCOMPLETE).write_text(f"started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     partial = out_dir / f"{notebook}.partial.ipynb"
     try:
-        with _replay_env("1" if _replay_only(profile) else None):
+        with _replay_env("1" if _replay_only(profile) else None), _this_checkout():
             papermill.execute_notebook(str(ipynb), str(partial), parameters={**parameters, "profile": profile},
                                        cwd=str(NOTEBOOK_DIR), kernel_name=KERNEL, progress_bar=True,
                                        log_output=False, execution_timeout=CELL_TIMEOUT_S[profile])
@@ -218,7 +233,7 @@ def reference_runs(notebook: str, seeds: list[int]) -> list[dict]:
     ipynb = sync_pair(notebook)
     metrics = results_root() / "smoke" / notebook / "metrics.json"
     runs = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _this_checkout():
         for seed in seeds:
             metrics.unlink(missing_ok=True)
             papermill.execute_notebook(str(ipynb), str(Path(tmp) / f"seed{seed}.ipynb"),

@@ -255,3 +255,27 @@ def test_an_unwritable_results_folder_is_one_line(repo, monkeypatch):
     result = pipeline.run_notebook("01_ok", "quick")
     assert not result.ok and "R2MAE_RESULTS_DIR" in result.error and "is a file" in result.error
     assert "\n" not in result.error
+
+
+def test_the_kernel_imports_the_checkout_it_was_called_from(repo, tmp_path, monkeypatch):
+    """With another checkout importable first (a shared environment), the notebook still imports this one's
+    package: build.sh run puts the checkout it was called from first on the kernel's path."""
+    this = repo / "r2mae_core"
+    this.mkdir()
+    (this / "__init__.py").write_text("MARK = 'this checkout'\n")
+    other = tmp_path / "other-checkout"
+    (other / "r2mae_core").mkdir(parents=True)
+    (other / "r2mae_core" / "__init__.py").write_text("MARK = 'another checkout'\n")
+    monkeypatch.setenv("PYTHONPATH", str(other))
+    monkeypatch.setattr(pipeline, "REPO_ROOT", repo)
+    body = """\
+        import pathlib, r2mae_core
+        pathlib.Path(out).write_text(r2mae_core.MARK)
+        """
+    params = PARAMS.rstrip(" ") + f'    out: str = "{tmp_path / "mark.txt"}"  # where the mark goes\n'
+    (repo / "notebooks" / "01_mark.py").write_text(_notebook(params, body))
+    (repo / "parameters" / "quick" / "01_mark.yaml").write_text("steps: 7\n")
+    result = pipeline.run_notebook("01_mark", "quick")
+    assert result.ok, result.error
+    assert (tmp_path / "mark.txt").read_text() == "this checkout"
+    assert os.environ["PYTHONPATH"] == str(other)  # restored
