@@ -67,7 +67,6 @@ __all__ = ["SECTIONS", "CARRY_LIMIT_BYTES", "CARRY_LIMIT_PATHS", "Section", "sec
 #: What a GPU command may carry beside the tracked files: at most 64 MiB in at most 8 paths.
 CARRY_LIMIT_BYTES, CARRY_LIMIT_PATHS = 64 * 2**20, 8
 
-#: The sections whose every pretraining run goes through the engine, and their shard counts at ``full``.
 #: The sections whose every run goes through the engine: their shard counts at ``full`` and the most runs trained
 #: as one ensemble (on one H200, 32 ViT-S members step in 23.7 ms against 27.2 ms for 8: small image models
 #: take 32, and so do 05's gene models; the text encoders, compute-bound at their larger sizes, 8).
@@ -178,7 +177,17 @@ def _without_seeds(value):
 
 def missing(sec: Section, shard: tuple[int, int] | None = None) -> list[RunSpec]:
     """The runs (of ``shard``, or of the whole plan) that the ledger does not hold."""
-    return [spec for spec in shard_runs(sec, shard or (0, 1)) if not ledger_path(spec, sec.data_checksum).exists()]
+    return _not_in_ledger(sec, shard_runs(sec, shard or (0, 1)))
+
+
+def _not_in_ledger(sec: Section, specs: list[RunSpec]) -> list[RunSpec]:
+    return [spec for spec in specs if not ledger_path(spec, sec.data_checksum).exists()]
+
+
+def _missing_per_shard(sec: Section) -> list[list[RunSpec]]:
+    """:func:`missing` of every shard of the section's ``full`` count (the partition computed once)."""
+    return [_not_in_ledger(sec, [spec for group in part for spec in group])
+            for part in shard_groups(sec, SECTIONS[sec.notebook]["shards"])]
 
 
 def carry(notebook: str, profile: str = "full") -> tuple[list[str], int]:
@@ -192,9 +201,13 @@ def carry(notebook: str, profile: str = "full") -> tuple[list[str], int]:
         A dataset that is not prepared here (run ``./build.sh data`` first), or more than
         :data:`CARRY_LIMIT_PATHS` paths or :data:`CARRY_LIMIT_BYTES` bytes.
     """
+    return _carry(section(notebook, profile))
+
+
+def _carry(sec: Section) -> tuple[list[str], int]:
     from .data import registry
 
-    sec = section(notebook, profile)
+    notebook = sec.notebook
     for name in sec.module.data_names(sec.config):
         if not registry.manifest_path(name).exists():
             raise ValueError(f"dataset {name!r} is not prepared in {registry.cache_dir(name)}: run ./build.sh data "
@@ -255,8 +268,7 @@ def run_shard(notebook: str, shard: tuple[int, int], out: Path, *, profile: str 
             for k, group in enumerate(groups(todo, group_size)):
                 t0 = time.perf_counter()
                 execute(group, getattr(sec.module, "campaign_work", sec.module.work), options=options,
-                        group_size=group_size,
-                        data_checksum=sec.data_checksum, progress=False)
+                        group_size=group_size, data_checksum=sec.data_checksum, progress=False)
                 _append(archive, sec, group)
                 if progress:
                     print(f"{notebook} shard {shard[0]}/{shard[1]}: group {k + 1} ({len(group)} runs, "
@@ -328,12 +340,9 @@ def _data_digest(sec: Section, spec: RunSpec, memo: dict) -> str:
 def next_shard(profile: str = "full") -> tuple[str, tuple[int, int], int] | None:
     """The first (notebook, shard, runs missing) with runs missing from the ledger, in section order."""
     for notebook, info in SECTIONS.items():
-        sec = section(notebook, profile)
-        n = info["shards"]
-        for i in range(n):
-            left = missing(sec, (i, n))
+        for i, left in enumerate(_missing_per_shard(section(notebook, profile))):
             if left:
-                return notebook, (i, n), len(left)
+                return notebook, (i, info["shards"]), len(left)
     return None
 
 
@@ -345,8 +354,8 @@ def estimate_lines(notebook: str, profile: str = "full") -> list[str]:
     sec = section(notebook, profile)
     n = SECTIONS[notebook]["shards"]
     measured = measured_eval_seconds(sec)
-    found = [estimate(notebook, missing(sec, (i, n)), SECTIONS[notebook]["group_size"], eval_s=measured)
-             for i in range(n)]
+    found = [estimate(notebook, left, SECTIONS[notebook]["group_size"], eval_s=measured)
+             for left in _missing_per_shard(sec)]
     lines = [f"{notebook} {i}/{n}: {e.runs} runs in {e.groups} groups, {e.total / 60:.1f} min (training "
              f"{e.train / 60:.1f}, evaluation {e.evaluation / 60:.1f}, start {e.start / 60:.1f})"
              for i, e in enumerate(found)]
@@ -365,8 +374,8 @@ def pack(notebook: str, shard: tuple[int, int], profile: str = "full") -> dict:
     run (a command stopped at its limit still returns its finished groups)."""
     from .shard_time import estimate
 
-    paths, total = carry(notebook, profile)
     sec = section(notebook, profile)
+    paths, total = _carry(sec)
     measured = measured_eval_seconds(sec)
     found = estimate(notebook, missing(sec, shard), SECTIONS[notebook]["group_size"], eval_s=measured)
     flags = "" if profile == "full" else f" --profile {profile}"

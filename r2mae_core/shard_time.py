@@ -29,8 +29,8 @@ from .masking import make_sampler
 from .models import build_model
 from .runs import RunSpec, groups
 
-__all__ = ["H200", "EVAL_ALLOWANCE_S", "HEAD_STEP_S", "LP_S", "CPU_FLOPS_PER_S", "ANALYSIS_S", "Estimate",
-           "step_flops", "group_seconds", "eval_seconds", "estimate"]
+__all__ = ["H200", "EVAL_ALLOWANCE_S", "HEAD_STEP_S", "FEATURE_BATCH_S", "LP_S", "CPU_FLOPS_PER_S", "ANALYSIS_S",
+           "Estimate", "step_flops", "group_seconds", "eval_seconds", "estimate"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ H200 = Throughput(floor_single_s=0.0103, floor_ensemble_s=0.0274, flops_per_s=2.
 EVAL_ALLOWANCE_S: dict[str, float] = {"03_language": 20.0, "04_dna": 20.0, "05_single_cell": 2.0}
 #: One optimiser step of a linear or BN+linear head on frozen features (allowance).
 HEAD_STEP_S = 0.001
+#: One batch of 256 images through a model's forward pass on the GPU (allowance: features, reconstruction).
+FEATURE_BATCH_S = 0.003
 #: One L-BFGS linear probe (C path and refit) on the GPU (allowance).
 LP_S = 3.0
 #: The k-NN's distance products on the GPU machine's 16 CPU cores (allowance).
@@ -155,7 +157,7 @@ def eval_seconds(notebook: str, spec: RunSpec, rates: Throughput = H200) -> floa
     if table1 and table1["partial"]:
         ft_steps += ev["bn_lp_epochs"] * -(-n_tr // 128)  # 06's partial fine-tuning
     passes = (n_tr + 2 * n_ev + len(ev["test_ratios"]) * n_ev) / 256  # features and reconstruction batches
-    return (seconds + LP_S + passes * HEAD_STEP_S * 3 + 2 * 2 * n_ev * n_tr * dim / CPU_FLOPS_PER_S
+    return (seconds + LP_S + passes * FEATURE_BATCH_S + 2 * 2 * n_ev * n_tr * dim / CPU_FLOPS_PER_S
             + head_steps * HEAD_STEP_S + ft_steps * rates.floor_single_s)
 
 

@@ -59,8 +59,7 @@ from ._checks import check_int
 __all__ = ["Config", "run", "plan", "work", "DATASET_SPECS", "MODELS", "NAMESPACE", "load_dataset", "load_arrays",
            "arrays_path", "methods", "select_methods", "probe_fold", "annotation_cv", "clustering_scores",
            "umap_adata", "pretrain_unit", "pretrain_units", "score_unit", "campaign_plan", "campaign_work",
-           "ledger_record",
-           "carry_paths", "data_names", "data_checksum", "spec_data_digest", "DRY_RUN"]
+           "ledger_record", "carry_paths", "data_names", "data_checksum", "spec_data_digest", "DRY_RUN"]
 
 #: Dataset name -> label column of ``obs`` and a short name for tables.
 DATASET_SPECS: dict[str, dict] = {
@@ -267,13 +266,44 @@ def load_arrays(name: str, *, hsmm_genes: int = 1000, transformer_genes: int = 1
     """What a unit's pretraining reads of a dataset, without scanpy: ``x``, ``y``, ``labels``, ``tf_genes`` and
     ``checksum`` of :func:`load_dataset`, kept as a data-only record (:func:`arrays_path`) the first time they are
     built here, so that a machine without scanpy or anndata (the GPU machine) reads the same arrays."""
-    path = arrays_path(name, hsmm_genes, transformer_genes)
-    if path.exists():
-        return load_record(path)
-    ds = load_dataset(name, hsmm_genes=hsmm_genes, transformer_genes=transformer_genes)
-    out = {k: ds[k] for k in ("x", "y", "labels", "tf_genes", "checksum")}
-    save_record(path, out)
-    return out
+    key = (name, hsmm_genes, transformer_genes)
+    if key not in _ARRAYS_MEMO:
+        path = arrays_path(name, hsmm_genes, transformer_genes)
+        if not path.exists():
+            ds = load_dataset(name, hsmm_genes=hsmm_genes, transformer_genes=transformer_genes)
+            save_record(path, {k: ds[k] for k in ("x", "y", "labels", "tf_genes", "checksum")})
+        _ARRAYS_MEMO[key] = load_record(path)
+    return _ARRAYS_MEMO[key]
+
+
+_ARRAYS_MEMO: dict[tuple, dict] = {}
+
+
+def _arrays_of(spec: RunSpec) -> dict:
+    data = spec.data
+    return load_arrays(data["dataset"], hsmm_genes=data["hsmm_genes"], transformer_genes=data["transformer_genes"])
+
+
+def _encoder_inputs(spec: RunSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The matrix a unit's encoder reads (every gene for the MLP, the Transformer's genes for it) and the
+    boolean mask of the cells held out of pretraining."""
+    ds = _arrays_of(spec)
+    xm = ds["x"] if spec.family == "mlp" else ds["x"][:, ds["tf_genes"]]
+    return xm, _holdout_cells(spec.data["holdout"], spec.data["holdout_seed"], len(xm))
+
+
+def _pretrained_record(spec: RunSpec, net, history: pd.DataFrame, xm: np.ndarray, held: np.ndarray) -> dict:
+    """A unit's pretraining part from its encoder: history (empty for a reference), reconstruction on the
+    held-out cells at each evaluation ratio, embedding of every cell."""
+    recon = pd.DataFrame([{"eval_ratio": float(r), **single_cell.reconstruction_metrics(
+        net, xm[held], r, seed=spec.evaluation["recon_seed"])} for r in spec.evaluation["recon"]])
+    hist = (history[["step", "loss", "ratio_mean"]].reset_index(drop=True) if spec.train is not None
+            else _empty_history())
+    return {"history": hist, "reconstruction": recon, "embedding": single_cell.embed(net, xm).astype(np.float32)}
+
+
+def _empty_history() -> pd.DataFrame:
+    return pd.DataFrame({"step": np.zeros(0, np.int64), "loss": np.zeros(0), "ratio_mean": np.zeros(0)})
 
 
 def _holdout_cells(holdout: float, seed: int, n: int) -> np.ndarray:
@@ -428,38 +458,25 @@ def pretrain_unit(spec: RunSpec, device: str = "cpu") -> dict:
     Returns ``embedding`` (cells × dims, float32), ``history`` (every step; empty for references) and, for
     encoders, ``reconstruction`` (per evaluation ratio).
     """
-    data, ev = spec.data, spec.evaluation
-    res: dict = {"history": pd.DataFrame({"step": np.zeros(0, np.int64), "loss": np.zeros(0),
-                                          "ratio_mean": np.zeros(0)})}
     if spec.family == "pca":
+        data = spec.data
         ds = load_dataset(data["dataset"], hsmm_genes=data["hsmm_genes"], transformer_genes=data["transformer_genes"])
-        res["embedding"] = _pca(ds["x"], spec.model["pca_comps"]).astype(np.float32)
-        return res
-    ds = load_arrays(data["dataset"], hsmm_genes=data["hsmm_genes"], transformer_genes=data["transformer_genes"])
-    x = ds["x"]
-    xm = x if spec.family == "mlp" else x[:, ds["tf_genes"]]
-    held = _holdout_cells(data["holdout"], data["holdout_seed"], len(xm))
-    trained = spec.train is not None
+        return {"history": _empty_history(),
+                "embedding": _pca(ds["x"], spec.model["pca_comps"]).astype(np.float32)}
+    xm, held = _encoder_inputs(spec)
     train = spec.train or TrainConfig(steps=1)
     net, history = single_cell.fit_encoder(
         xm[~held], model=spec.family, model_kwargs=spec.model, sampler=spec.method.sampler, steps=train.steps,
         batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay, seed=spec.seed, device=device,
-        train=trained, cache=False)
-    if trained:
-        res["history"] = history[["step", "loss", "ratio_mean"]].reset_index(drop=True)
-    res["reconstruction"] = pd.DataFrame([
-        {"eval_ratio": float(r), **single_cell.reconstruction_metrics(net, xm[held], r, seed=ev["recon_seed"])}
-        for r in ev["recon"]])
-    res["embedding"] = single_cell.embed(net, xm).astype(np.float32)
-    return res
+        train=spec.train is not None, cache=False)
+    return _pretrained_record(spec, net, history, xm, held)
 
 
 def score_unit(spec: RunSpec, pretrained: dict) -> dict:
     """The CPU's part of a unit: :func:`annotation_cv` and :func:`clustering_scores` (scanpy) of its embedding,
     added to :func:`pretrain_unit`'s record."""
     ev = spec.evaluation
-    y = load_arrays(spec.data["dataset"], hsmm_genes=spec.data["hsmm_genes"],
-                    transformer_genes=spec.data["transformer_genes"])["y"]
+    y = _arrays_of(spec)["y"]
     z = pretrained["embedding"]
     folds, repeats, cs, val_fraction = ev["cv"]
     n_neighbors, resolutions, neighbors_method = ev["cluster"]
@@ -508,23 +525,15 @@ def pretrain_units(group: list[RunSpec], device: str = "cpu", *, compile: bool =
     """:func:`pretrain_unit` of a group of trained units of one dataset, model and schedule (an engine group),
     trained as one ensemble (:func:`r2mae_core.single_cell.fit_encoders`): the same records up to
     floating-point rounding."""
-    first = group[0]
-    data, train = first.data, first.train
-    ds = load_arrays(data["dataset"], hsmm_genes=data["hsmm_genes"], transformer_genes=data["transformer_genes"])
-    xm = ds["x"] if first.family == "mlp" else ds["x"][:, ds["tf_genes"]]
-    held = _holdout_cells(data["holdout"], data["holdout_seed"], len(xm))
+    first, train = group[0], group[0].train
+    xm, held = _encoder_inputs(first)
     fitted = single_cell.fit_encoders(xm[~held], model=first.family, model_kwargs=first.model,
                                       samplers=[spec.method.sampler for spec in group],
                                       seeds=[spec.seed for spec in group], steps=train.steps,
                                       batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay,
                                       device=device, compile=compile)
-    out = []
-    for spec, (net, history) in zip(group, fitted, strict=True):
-        recon = pd.DataFrame([{"eval_ratio": float(r), **single_cell.reconstruction_metrics(
-            net, xm[held], r, seed=spec.evaluation["recon_seed"])} for r in spec.evaluation["recon"]])
-        out.append({"history": history[["step", "loss", "ratio_mean"]].reset_index(drop=True),
-                    "reconstruction": recon, "embedding": single_cell.embed(net, xm).astype(np.float32)})
-    return out
+    return [_pretrained_record(spec, net, history, xm, held)
+            for spec, (net, history) in zip(group, fitted, strict=True)]
 
 
 def ledger_record(config: Config, spec: RunSpec, pretrained: dict) -> dict:
@@ -542,16 +551,6 @@ def _umap_specs(config: Config) -> list[RunSpec]:
     model = config.models[0]
     return [_unit_spec(config, config.datasets[0], model, m, 0) for m in select_methods(config, model,
                                                                                          config.umap_methods)]
-
-
-def _arrays_digest(data: dict) -> str:
-    key = (data["dataset"], data["hsmm_genes"], data["transformer_genes"])
-    if key not in _DIGESTS:
-        _DIGESTS[key] = record_digest(load_arrays(key[0], hsmm_genes=key[1], transformer_genes=key[2]))
-    return _DIGESTS[key]
-
-
-_DIGESTS: dict[tuple, str] = {}
 
 
 def data_names(config: Config) -> list[str]:
@@ -575,7 +574,7 @@ def spec_data_digest(spec: RunSpec) -> str:
     """The digest of the arrays the unit ``spec`` reads (:func:`load_arrays`,
     :func:`r2mae_core.records.record_digest`): the units of one config read different datasets, so each result is
     checked against its own dataset's digest when it is taken in."""
-    return _arrays_digest(spec.data)
+    return record_digest(_arrays_of(spec))
 
 
 def _results(config: Config, runs: list[RunSpec], progress: bool) -> list[dict]:
