@@ -68,15 +68,19 @@ __all__ = ["SECTIONS", "CARRY_LIMIT_BYTES", "CARRY_LIMIT_PATHS", "Section", "sec
 CARRY_LIMIT_BYTES, CARRY_LIMIT_PATHS = 64 * 2**20, 8
 
 #: The sections whose every run goes through the engine: their shard counts at ``full`` and the most runs trained
-#: as one ensemble (on one H200, 32 ViT-S members step in 23.7 ms against 27.2 ms for 8: small image models
-#: take 32, and so do 05's gene models; the text encoders, compute-bound at their larger sizes, 8).
+#: as one ensemble. Small models are bound by the step floor (on one H200, 32 ViT-S members step in 23.7 ms
+#: against 27.2 ms for 8), so their groups are as large as a section's runs of one architecture: 96 for the image
+#: models and 128 for 05's gene models (each member's activations are tens of MB at batch 256). The text
+#: encoders hold far more activations per member (at 03's size M about 0.5 GB at 128 sequences of 128 tokens,
+#: at 04's 256 nucleotides about 2.3 GB): 48 members keep a group under 30 GB at 03 and 04's sizes S and M, so a
+#: group fits an H100 as well as an H200.
 SECTIONS: dict[str, dict[str, Any]] = {
-    "02_vision": {"module": "r2mae_core.experiments.vision", "shards": 8, "group_size": 32},
-    "03_language": {"module": "r2mae_core.experiments.language", "shards": 8, "group_size": 8},
-    "04_dna": {"module": "r2mae_core.experiments.dna", "shards": 8, "group_size": 8},
-    "05_single_cell": {"module": "r2mae_core.experiments.single_cell", "shards": 4, "group_size": 32},
-    "06_spectral_clustering": {"module": "r2mae_core.experiments.spectral_clustering", "shards": 4,
-                               "group_size": 32},
+    "02_vision": {"module": "r2mae_core.experiments.vision", "shards": 2, "group_size": 96},
+    "03_language": {"module": "r2mae_core.experiments.language", "shards": 1, "group_size": 48},
+    "04_dna": {"module": "r2mae_core.experiments.dna", "shards": 1, "group_size": 48},
+    "05_single_cell": {"module": "r2mae_core.experiments.single_cell", "shards": 1, "group_size": 128},
+    "06_spectral_clustering": {"module": "r2mae_core.experiments.spectral_clustering", "shards": 1,
+                               "group_size": 96},
 }
 
 

@@ -32,6 +32,7 @@ import copy
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -50,9 +51,11 @@ from .train import (
     _as_data,
     _batch,
     _epoch_perm,
+    _save,
     adamw,
     history_frame,
     lr_schedule,
+    run_fingerprint,
 )
 
 __all__ = ["stack_members", "pad_token_mask", "ImageMasking", "pretrain_ensemble"]
@@ -153,10 +156,34 @@ def _flush(pending: list[Tensor], hist: list[dict], first_step: int, uniformity:
             h["uniformity"][first_step:] = values[:, 1, m].tolist()
 
 
+def _resume(ckpt: Path, prints: list[dict], params: dict[str, Tensor], opt, sched,
+            mask_gens: list[torch.Generator]) -> tuple[int, float, list[dict]]:
+    """Load a group checkpoint into the training state; returns its step, seconds and histories.
+
+    Raises
+    ------
+    ValueError
+        The checkpoint holds other members (their fingerprints differ).
+    """
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if state["fingerprints"] != prints:
+        raise ValueError(f"checkpoint_path={str(ckpt)!r} holds another ensemble (its members' fingerprints "
+                         "differ): use another path or remove it")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(state["params"][name])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    for gen, gen_state in zip(mask_gens, state["mask_generators"], strict=True):
+        gen.set_state(gen_state)
+    hist = [{c: list(h[c]) for c in HISTORY_COLUMNS} for h in state["history"]]
+    return int(state["step"]), float(state["seconds"]), hist
+
+
 def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, seeds: Sequence[int],
                       train: TrainConfig, uniformity_weight: float = 0.0, step=None,
                       device: str | torch.device = "cpu", amp: bool | None = None, compile: bool = False,
-                      compile_buckets: int = 8) -> list[TrainResult]:
+                      compile_buckets: int = 8, checkpoint_path: str | Path | None = None) -> list[TrainResult]:
     """Pretrain ``models`` (one architecture) together; member ``m`` is the run ``pretrain(models[m], data,
     sampler=samplers[m], seed=seeds[m], train=train, ...)`` would make (module docstring).
 
@@ -172,9 +199,15 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
         One ratio sampler and one seed per member.
     train
         The schedule (:class:`~r2mae_core.train.TrainConfig`), the same for every member; ``grad_clip`` applies
-        to each member's own gradient norm (``checkpoint_every`` is not used: an ensemble is not checkpointed).
+        to each member's own gradient norm.
     uniformity_weight, device, amp, compile, compile_buckets
         As for :func:`~r2mae_core.train.pretrain`.
+    checkpoint_path
+        With ``train.checkpoint_every`` > 0, the group's state (stacked weights, optimizer, schedule, each
+        member's mask generator and history) is saved here every ``checkpoint_every`` steps (atomically), and
+        an existing checkpoint of the same members (each member's
+        :func:`~r2mae_core.train.run_fingerprint`, in order) is continued: on the CPU the result is the
+        uninterrupted one bit for bit. Removed when the group finishes (the caller stores the members).
     step
         How each member masks its batch and calls the model: an object with ``draw``, ``stack`` and ``call``
         (:class:`ImageMasking`, the default, or :class:`r2mae_core.mlm.MLMStep` for token models); it must draw
@@ -224,8 +257,14 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
     hist = [{c: [] for c in HISTORY_COLUMNS} for _ in range(k)]
     pending: list[Tensor] = []
     perms: list[tuple[int, Tensor | None]] = [(-1, None)] * k
+    prints = [run_fingerprint(m, sp, train, n_data=n, seed=s, uniformity_weight=uniformity_weight)
+              for m, sp, s in zip(models, samplers, seeds, strict=True)]
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None and train.checkpoint_every else None
+    start, seconds_before = 0, 0.0
+    if ckpt is not None and ckpt.exists():
+        start, seconds_before, hist = _resume(ckpt, prints, params, opt, sched, mask_gens)
     t0 = time.perf_counter()
-    for step_i in range(steps):
+    for step_i in range(start, steps):
         epoch, i = divmod(step_i, per_epoch)
         draws, ratio_means = [], []
         for m in range(k):
@@ -247,14 +286,22 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
         opt.step()
         sched.step()
         pending.append(torch.stack([losses.detach().float(), unifs.detach().float()]))  # (2, k)
-        elapsed = time.perf_counter() - t0
+        elapsed = seconds_before + time.perf_counter() - t0
         for m in range(k):
             row = {"step": step_i, "epoch": epoch, "loss": math.nan, "ratio_mean": ratio_means[m], "lr": cur_lr,
                    "uniformity": math.nan, "seconds": elapsed}
             for c in HISTORY_COLUMNS:
                 hist[m][c].append(row[c])
-        if len(pending) >= _FLUSH_EVERY or step_i + 1 == steps:
+        due = ckpt is not None and (step_i + 1) % train.checkpoint_every == 0 and step_i + 1 < steps
+        if len(pending) >= _FLUSH_EVERY or step_i + 1 == steps or due:
             _flush(pending, hist, step_i + 1 - len(pending), bool(uniformity_weight))
+        if due:
+            _save(ckpt, {"format": 1, "fingerprints": prints, "step": step_i + 1, "seconds": elapsed,
+                         "params": {name: p.detach().cpu() for name, p in params.items()},
+                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "mask_generators": [g.get_state() for g in mask_gens], "history": hist})
+    if ckpt is not None:
+        ckpt.unlink(missing_ok=True)
     results = []
     for m, model in enumerate(models):
         state = {name: p[m].detach() for name, p in params.items()}

@@ -42,8 +42,8 @@ from .records import RecordError, load_record, save_record
 from .train import TrainConfig
 
 __all__ = ["Method", "TrainConfig", "RunSpec", "Options", "fixed_method", "r2mae_method", "r2mae_name",
-           "reference_method", "group_key", "groups", "shard_runs", "result_path", "ledger_path", "execute",
-           "parse_shard"]
+           "reference_method", "group_key", "groups", "shard_runs", "result_path", "group_checkpoint_path",
+           "ledger_path", "execute", "parse_shard"]
 
 _NAN = float("nan")
 
@@ -236,6 +236,13 @@ def shard_runs(plan: Sequence[RunSpec], shard: tuple[int, int]) -> list[RunSpec]
         if p % n == i:
             unique.setdefault(repr(spec.identity()), spec)
     return list(unique.values())
+
+
+def group_checkpoint_path(group: Sequence[RunSpec], folder: str) -> Path:
+    """Where an ensemble group's resumable training state lives: ``<cache root>/<folder>/group-<key>.pt``, keyed
+    on its members' training identities in order (the same members in another order are another group)."""
+    key = cache_key(folder, [spec.training_identity() for spec in group])
+    return cache_root() / folder / f"group-{key}.pt"
 
 
 def ledger_path(spec: RunSpec, data_checksum: str = "") -> Path:

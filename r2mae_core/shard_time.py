@@ -14,9 +14,11 @@ ensembles by the achieved rate :math:`R`. Evaluation :math:`E_r` has not been me
 record carries ``eval_seconds``; once the ledger holds a section's runs their mean replaces the estimate):
 for an image run it is the sum of its probes' optimiser steps times a per-step cost (fine-tuning steps at the
 measured single-model step time, BN+LP and linear-head steps at :data:`HEAD_STEP_S`), a fixed :data:`LP_S` for
-the L-BFGS probe, the k-NN's distance FLOPs at :data:`CPU_FLOPS_PER_S` and :data:`ANALYSIS_S` per analysis;
-for a token run the flat :data:`EVAL_ALLOWANCE_S`. Those constants are allowances, not measurements: an
-estimate is only as good as them until a shard has run.
+the L-BFGS probe, the k-NN's distance FLOPs at the measured rate and :data:`ANALYSIS_S` per analysis; for a
+token run of 03 and 04 its fine-tuning steps (epochs × learning rates × batches of every task) at the measured
+single-model step time, :data:`TOKEN_PROBE_S` per linear probe and :data:`TOKEN_PASSES_S` for its feature and
+masked-token passes; for 05 the flat :data:`EVAL_ALLOWANCE_S`. Those constants are allowances, not
+measurements: an estimate is only as good as them until a shard has run.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from .masking import make_sampler
 from .models import build_model
 from .runs import RunSpec, groups
 
-__all__ = ["H200", "EVAL_ALLOWANCE_S", "HEAD_STEP_S", "FEATURE_BATCH_S", "LP_S", "CPU_FLOPS_PER_S", "ANALYSIS_S",
-           "Estimate", "step_flops", "group_seconds", "eval_seconds", "estimate"]
+__all__ = ["H200", "EVAL_ALLOWANCE_S", "HEAD_STEP_S", "FEATURE_BATCH_S", "LP_S", "ANALYSIS_S", "TOKEN_PROBE_S",
+           "TOKEN_PASSES_S", "TOKEN_TASK_ROWS", "KMEANS_RUN_S", "Estimate", "step_flops", "group_seconds",
+           "eval_seconds", "estimate"]
 
 
 @dataclass(frozen=True)
@@ -46,19 +49,35 @@ class Throughput:
 
 H200 = Throughput(floor_single_s=0.0103, floor_ensemble_s=0.0274, flops_per_s=2.93e13, compile_s=18.0, start_s=60.0)
 
-#: Evaluation seconds per run of 03 and 04 (probes and fine-tuning on the GPU) and 05 (embedding and
-#: reconstruction on the GPU; its scoring runs on the CPU) until a shard has run.
-EVAL_ALLOWANCE_S: dict[str, float] = {"03_language": 20.0, "04_dna": 20.0, "05_single_cell": 2.0}
+#: Evaluation seconds per run of 05 until a shard has run (allowance): the embedding and the reconstruction
+#: losses at a few ratios of at most a few thousand cells, some tens of forward batches on the GPU; its scoring
+#: runs on the CPU.
+EVAL_ALLOWANCE_S: dict[str, float] = {"05_single_cell": 0.5}
+#: One linear probe of a token run (allowance): scipy L-BFGS on the GPU machine's CPU, at most 3 C values × 100
+#: iterations, each a product of a few thousand rows (20 000 tokens for POS) by 64-256 features.
+TOKEN_PROBE_S = 0.5
+#: A token run's feature and masked-token passes over its evaluation sets (allowance): about 15 000 sequences,
+#: some 60 forward batches of a few milliseconds, and their copies to the host.
+TOKEN_PASSES_S = 1.0
+#: The training rows each fine-tuned task of a token run reads, from its spec's data (03: Brown genre documents
+#: and spam messages; 04: the windows of each of its three tasks), and the number of linear probes per run.
+TOKEN_TASK_ROWS: dict[str, tuple] = {
+    "03_language": (lambda data: [data["probe_train"], data["spam_train"]], 3),
+    "04_dna": (lambda data: [data["probe_train"]] * 3, 3),
+}
 #: One optimiser step of a linear or BN+linear head on frozen features (allowance).
 HEAD_STEP_S = 0.001
 #: One batch of 256 images through a model's forward pass on the GPU (allowance: features, reconstruction).
 FEATURE_BATCH_S = 0.003
-#: One L-BFGS linear probe (C path and refit) on the GPU (allowance).
-LP_S = 3.0
-#: The k-NN's distance products on the GPU machine's 16 CPU cores (allowance).
-CPU_FLOPS_PER_S = 5e10
-#: One analysis of a trained model (allowance; 06's segmentation k-means on the CPU the most).
-ANALYSIS_S = {"spectrum": 1.0, "reconstructions": 1.0, "components": 10.0, "segmentation": 30.0, "table1": 2.0}
+#: One L-BFGS linear probe on the GPU (allowance): 5 values of C and a refit, each up to a few hundred
+#: iterations of torch's L-BFGS, whose two-loop recursion over a 50-pair history launches some hundred small
+#: kernels an iteration (about 3 ms).
+LP_S = 2.0
+#: One analysis of a trained model (allowance; 06's segmentation is :data:`KMEANS_RUN_S` per k-means run).
+ANALYSIS_S = {"spectrum": 1.0, "reconstructions": 1.0, "components": 10.0, "segmentation": 0.0, "table1": 2.0}
+#: One k-means run of 06's segmentation (allowance): scikit-learn on one image's 49 patch features, a call's
+#: overhead more than its arithmetic; ``n_seg_images × len(ks) × n_init`` runs per model.
+KMEANS_RUN_S = 1.5e-3
 
 
 @dataclass(frozen=True)
@@ -141,12 +160,18 @@ def _feature_dim(spec: RunSpec) -> int:
 
 
 def eval_seconds(notebook: str, spec: RunSpec, rates: Throughput = H200) -> float:
-    """Estimated evaluation seconds of one run (module docstring): token runs the flat allowance; image runs
-    feature passes, LP, k-NN, BN+LP, fine-tuning, reconstruction losses and analyses."""
+    """Estimated evaluation seconds of one run (module docstring): image runs feature passes, LP, k-NN, BN+LP,
+    fine-tuning, reconstruction losses and analyses; token runs fine-tuning, probes and passes; 05 its flat
+    allowance."""
     if notebook in EVAL_ALLOWANCE_S:
         return EVAL_ALLOWANCE_S[notebook]
+    if notebook in TOKEN_TASK_ROWS:
+        return _token_eval_seconds(notebook, spec, rates)
     ev = spec.evaluation
     seconds = sum(ANALYSIS_S[name] for name in ev.get("analyses", {}))
+    segmentation = ev.get("analyses", {}).get("segmentation")
+    if segmentation:
+        seconds += KMEANS_RUN_S * segmentation["n_seg_images"] * len(segmentation["ks"]) * segmentation["n_init"]
     table1 = ev.get("analyses", {}).get("table1")
     if "n_probe_train" not in ev:
         return seconds
@@ -157,8 +182,24 @@ def eval_seconds(notebook: str, spec: RunSpec, rates: Throughput = H200) -> floa
     if table1 and table1["partial"]:
         ft_steps += ev["bn_lp_epochs"] * -(-n_tr // 128)  # 06's partial fine-tuning
     passes = (n_tr + 2 * n_ev + len(ev["test_ratios"]) * n_ev) / 256  # features and reconstruction batches
-    return (seconds + LP_S + passes * FEATURE_BATCH_S + 2 * 2 * n_ev * n_tr * dim / CPU_FLOPS_PER_S
+    knn_flops = 2 * 2 * n_ev * n_tr * dim  # validation and test rows against the probe-training rows
+    return (seconds + LP_S + passes * FEATURE_BATCH_S + knn_flops / rates.flops_per_s
             + head_steps * HEAD_STEP_S + ft_steps * rates.floor_single_s)
+
+
+def _token_eval_seconds(notebook: str, spec: RunSpec, rates: Throughput) -> float:
+    """A token run's evaluation: fine-tuning steps (batch of :func:`r2mae_core.experiments.language.finetune`)
+    at the single-model step time, its linear probes and its passes."""
+    import inspect
+
+    from .experiments.language import finetune
+
+    rows, n_probes = TOKEN_TASK_ROWS[notebook]
+    ev = spec.evaluation
+    batch = inspect.signature(finetune).parameters["batch_size"].default
+    ft_steps = (ev["finetune_epochs"] * len(ev.get("finetune_lrs", ()))
+                * sum(-(-n // batch) for n in rows(spec.data)))
+    return ft_steps * rates.floor_single_s + n_probes * TOKEN_PROBE_S + TOKEN_PASSES_S
 
 
 def estimate(notebook: str, todo: list[RunSpec], group_size: int, rates: Throughput = H200,

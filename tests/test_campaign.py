@@ -238,3 +238,42 @@ def test_single_cell_units_trained_as_one_ensemble_match_the_units_one_by_one():
             assert np.abs(got["history"]["loss"].to_numpy() - alone["history"]["loss"].to_numpy()).max() < 1e-5
             assert np.abs(got["embedding"] - alone["embedding"]).max() < 1e-3, family
             assert np.allclose(got["reconstruction"]["mse"], alone["reconstruction"]["mse"], rtol=1e-3), family
+
+
+#: The GPU budget the full profiles are sized to: one command per shard, at most 8 minutes each and 45 minutes
+#: for 02-06 together on one H200 (estimated: r2mae_core.shard_time).
+SHARD_BUDGET_S, CAMPAIGN_BUDGET_S = 8 * 60, 45 * 60
+
+
+def test_the_full_profiles_fit_the_gpu_budget():
+    """Every shard of every section's full profile is estimated at <= 8 min and 02-06 at <= 45 min in all (a
+    full YAML grown past the budget fails here, before any GPU time is spent)."""
+    from r2mae_core.shard_time import estimate
+
+    total = 0.0
+    for notebook, entry in campaign.SECTIONS.items():
+        sec = campaign.section(notebook)
+        for i in range(entry["shards"]):
+            found = estimate(notebook, campaign.shard_runs(sec, (i, entry["shards"])), entry["group_size"])
+            assert found.runs > 0, f"{notebook} shard {i} is empty"
+            assert found.total <= SHARD_BUDGET_S, f"{notebook} {i}/{entry['shards']}: {found.total / 60:.1f} min"
+            total += found.total
+    assert total <= CAMPAIGN_BUDGET_S, f"02-06: {total / 60:.1f} min"
+
+
+def test_token_runs_are_estimated_from_their_fine_tuning_steps():
+    """A token run's evaluation estimate counts its fine-tuning steps (epochs × learning rates × batches of 32
+    per task) at the single-model step time; the sweep's runs at the other size are not fine-tuned."""
+    from r2mae_core import shard_time
+
+    sec = campaign.section("03_language")
+    config = sec.config
+    main = next(s for s in sec.plan if s.size == config.main_size and s.train is not None)
+    other = next(s for s in sec.plan if s.size != config.main_size)
+    batches = -(-config.probe_train // 32) + -(-config.spam_train // 32)
+    steps = config.finetune_epochs * len(config.finetune_lrs) * batches
+    probes = 3 * shard_time.TOKEN_PROBE_S + shard_time.TOKEN_PASSES_S
+    assert shard_time.eval_seconds("03_language", main) == pytest.approx(steps * shard_time.H200.floor_single_s
+                                                                         + probes)
+    assert other.evaluation["finetune_epochs"] == 0
+    assert shard_time.eval_seconds("03_language", other) == pytest.approx(probes)

@@ -228,3 +228,23 @@ def test_finetune_partial_trains_only_head_and_last_qkv(digits):
     with pytest.raises(ValueError, match="last_qkv"):
         finetune(build_model("mlp", img_size=8, patch=2, width=16), d["tr_img"][:10], d["tr_y"][:10],
                  d["te_img"][:10], d["te_y"][:10])
+
+
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_device_knn_gives_the_sklearn_accuracy(digits, k):
+    """The device k-NN (run here on the CPU) follows sklearn's rule: cosine neighbours, uniform vote, ties to the
+    smallest label; on random labels the votes tie often, so the tie rule is exercised too."""
+    from r2mae_core.evaluate import _torch_knn_accuracy
+
+    d = digits
+    noise = np.random.default_rng(1).integers(0, 10, len(d["tr_y"]))
+    for labels in (d["tr_y"], noise):
+        want = knn_accuracy(d["tr_x"], labels, d["te_x"], d["te_y"], k=k)
+        got = _torch_knn_accuracy(d["tr_x"], labels, d["te_x"], d["te_y"], k, torch.device("cpu"))
+        assert got == pytest.approx(want, abs=1.0 / len(d["te_y"]) + 1e-12)
+
+
+def test_device_knn_refuses_other_metrics(digits):
+    d = digits
+    with pytest.raises(ValueError, match="metric='euclidean'.*device k-NN is cosine"):
+        knn_accuracy(d["tr_x"], d["tr_y"], d["te_x"], d["te_y"], metric="euclidean", device="cuda")

@@ -15,7 +15,7 @@ import torch
 from ..cache import cache_key, cache_root
 from ..ensemble import pretrain_ensemble
 from ..masking import make_sampler
-from ..runs import Method, Options, RunSpec, TrainConfig, fixed_method, reference_method
+from ..runs import Method, Options, RunSpec, TrainConfig, fixed_method, group_checkpoint_path, reference_method
 from ..train import pretrain
 
 __all__ = ["evaluated_records", "with_threads", "train_config", "token_plan", "pretrain_run", "pretrain_group",
@@ -60,16 +60,19 @@ def token_plan(config, methods: list[Method], *, namespace: str, models: dict[st
     one, every method of ``methods`` and random init at the main size.
 
     ``models`` maps a size to its model config, ``data`` is the corpus spec and ``evaluation`` the evaluation
-    settings every run shares. Each run carries its seed's index as its ``seed`` column.
+    settings of the main size's runs; the sweep's runs at the other sizes are scored without fine-tuning (the
+    probes answer the sweep's question, how the best ratio moves with size; fine-tuning serves the method
+    comparison). Each run carries its seed's index as its ``seed`` column.
     """
-    entries = [(fixed_method(r), size) for size in config.sizes if size != config.main_size
+    sweep_evaluation = {**{k: v for k, v in evaluation.items() if k != "finetune_lrs"}, "finetune_epochs": 0}
+    entries = [(fixed_method(r), size, sweep_evaluation) for size in config.sizes if size != config.main_size
                for r in config.sweep_ratios]
-    entries += [(m, config.main_size) for m in methods]
-    entries.append((reference_method(), config.main_size))
+    entries += [(m, config.main_size, evaluation) for m in methods]
+    entries.append((reference_method(), config.main_size, evaluation))
     train = train_config(config)
     return [RunSpec(namespace, "text_encoder", size, method, seed, None if method.kind == "reference" else train,
-                    model=models[size], data=data, evaluation=evaluation, tags={"seed": i})
-            for i, seed in enumerate(config.seeds()) for method, size in entries]
+                    model=models[size], data=data, evaluation=scoring, tags={"seed": i})
+            for i, seed in enumerate(config.seeds()) for method, size, scoring in entries]
 
 
 def pretrain_run(spec: RunSpec, model, ids: torch.Tensor, step, options: Options) -> dict:
@@ -93,10 +96,10 @@ def pretrain_run(spec: RunSpec, model, ids: torch.Tensor, step, options: Options
 def pretrain_group(group: list[RunSpec], models: list, ids: torch.Tensor, step, options: Options) -> list[dict]:
     """Pretrain the runs of one engine group with the masking step ``step`` (the same for the group: the group
     key holds the method's mask options): one by one (:func:`pretrain_run`, resumable) for a single run or a
-    reference, else as one ensemble (:func:`r2mae_core.ensemble.pretrain_ensemble`, not checkpointed: the
-    engine stores the group's results when it finishes; on CUDA its step is compiled, since the eager vmapped step
-    under bf16 autocast fails in PyTorch 2.11's attention backward). Returns what :func:`pretrain_run` returns,
-    per run."""
+    reference, else as one ensemble (:func:`r2mae_core.ensemble.pretrain_ensemble`, resumable from its group
+    checkpoint, :func:`r2mae_core.runs.group_checkpoint_path`; on CUDA its step is compiled, since the eager
+    vmapped step under bf16 autocast fails in PyTorch 2.11's attention backward). Returns what
+    :func:`pretrain_run` returns, per run."""
     if len(group) == 1 or group[0].method.kind == "reference":
         return [pretrain_run(spec, model, ids, step, options) for spec, model in zip(group, models, strict=True)]
     first = group[0]
@@ -104,7 +107,8 @@ def pretrain_group(group: list[RunSpec], models: list, ids: torch.Tensor, step, 
                                 seeds=[spec.seed for spec in group], train=first.train,
                                 uniformity_weight=first.method.uniformity_weight, step=step,
                                 device=options.device,
-                                compile=options.compile or torch.device(options.device).type == "cuda")
+                                compile=options.compile or torch.device(options.device).type == "cuda",
+                                checkpoint_path=group_checkpoint_path(group, f"{first.namespace}_models"))
     return [{"model": res.model, "history": _thinned(res.history, first.train),
              "seconds": float(res.history["seconds"].iloc[-1])} for res in results]
 

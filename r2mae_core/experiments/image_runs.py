@@ -38,7 +38,7 @@ from ..cache import cache_key, cache_root
 from ..data import fingerprint, load
 from ..ensemble import pretrain_ensemble
 from ..masking import make_sampler
-from ..runs import Method, Options, RunSpec, TrainConfig, execute, reference_method
+from ..runs import Method, Options, RunSpec, TrainConfig, execute, group_checkpoint_path, reference_method
 from ..train import HISTORY_COLUMNS, TrainResult, history_frame, pretrain, run_fingerprint, save_finished
 from ._checks import check_int, check_ratio
 
@@ -135,8 +135,8 @@ def splits(dataset: str, n_val: int) -> Splits:
 
 def image_schedule(steps: int, batch_size: int, lr: float) -> TrainConfig:
     """The schedule of every image run of 02 and 06: AdamW (weight decay 0.05), 5% warmup + cosine, and a
-    checkpoint every ``max(500, steps // 4)`` steps, so a killed single run resumes where it stopped (the
-    interval is not part of any key; an ensemble group restarts from its first step)."""
+    checkpoint every ``max(500, steps // 4)`` steps, so a killed run or ensemble group resumes where it stopped
+    (the interval is not part of any key)."""
     return TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup=0.05, weight_decay=0.05,
                        checkpoint_every=max(500, steps // 4))
 
@@ -254,8 +254,9 @@ def train_run(spec: RunSpec, options: Options | None = None) -> TrainResult:
 
 def train_group(group: list[RunSpec], options: Options | None = None) -> list[TrainResult]:
     """Pretrain the runs of one engine group: one by one (:func:`train_run`) for a single run, a reference or
-    a group whose weights are all stored; else as one ensemble (:func:`r2mae_core.ensemble.pretrain_ensemble`),
-    each member's finished weights stored where :func:`train_run` reloads them."""
+    a group whose weights are all stored; else as one ensemble (:func:`r2mae_core.ensemble.pretrain_ensemble`,
+    resumable from its group checkpoint, :func:`r2mae_core.runs.group_checkpoint_path`), each member's finished
+    weights stored where :func:`train_run` reloads them."""
     options = options or Options()
     if len(group) == 1 or group[0].method.kind == "reference" or all(_finished(s) for s in group):
         return [train_run(spec, options) for spec in group]
@@ -270,7 +271,7 @@ def train_group(group: list[RunSpec], options: Options | None = None) -> list[Tr
     results = pretrain_ensemble([_build(spec) for spec in group], images, samplers=samplers,
                                 seeds=[spec.seed for spec in group], train=train,
                                 uniformity_weight=first.method.uniformity_weight, device=options.device,
-                                compile=options.compile)
+                                compile=options.compile, checkpoint_path=group_checkpoint_path(group, "image_models"))
     for spec, sampler, res in zip(group, samplers, results, strict=True):
         fp = run_fingerprint(res.model, sampler, train, n_data=len(images), seed=spec.seed,
                              uniformity_weight=spec.method.uniformity_weight)
@@ -306,11 +307,12 @@ def evaluate_model(model: torch.nn.Module | None, spec_dataset: str, n_val: int,
     if solver == "auto":
         use_torch = f_tr.shape[1] <= AUTO_TORCH_MAX_DIM and len(f_tr) >= AUTO_TORCH_MIN_TRAIN
         solver = "torch" if use_torch or torch.device(device).type == "cuda" else "sklearn"
+    knn_device = None if torch.device(device).type == "cpu" else device  # sklearn on the CPU, torch on a GPU
     lp = evaluate.linear_probe(f_tr, y_tr, f_te, y_te, seed=seed, solver=solver, extra_tests={"val": (f_va, y_va)},
                                device=device)
     out = {"lp_val": lp.extra["val"], "lp_test": lp.test_acc, "lp_C": lp.C,
-           "knn_val": evaluate.knn_accuracy(f_tr, y_tr, f_va, y_va, k=evaluation.knn_k),
-           "knn_test": evaluate.knn_accuracy(f_tr, y_tr, f_te, y_te, k=evaluation.knn_k),
+           "knn_val": evaluate.knn_accuracy(f_tr, y_tr, f_va, y_va, k=evaluation.knn_k, device=knn_device),
+           "knn_test": evaluate.knn_accuracy(f_tr, y_tr, f_te, y_te, k=evaluation.knn_k, device=knn_device),
            "effective_rank": evaluate.effective_rank(f_te), "feature_dim": float(f_te.shape[1])}
     if evaluation.bn_lp_epochs:
         bn_lp = evaluate.bn_linear_probe(f_tr, y_tr, f_te, y_te, epochs=evaluation.bn_lp_epochs, seed=seed,
