@@ -4,8 +4,12 @@ An expensive computation is a pure function of its config. Its result is stored 
 from ``(namespace, config, data checksum, package version, numerics)`` (the numerics are
 :func:`r2mae_core.numerics.signature`: native, or pinned with a digest of the pinned values, so results of
 different numerics never mix); an interrupted build resumes where it stopped and a re-run only re-plots.
-Entries are pickles written atomically beside a JSON copy of the config they came from (to see what a key
-means: ``cat results/cache/<namespace>/<key>.json``).
+Entries are data-only records (:mod:`r2mae_core.records`: ``<key>.npz``, read without unpickling, so a file
+placed in the cache folder can never run code) written atomically beside a JSON copy of the config they came from
+(to see what a key means: ``cat results/cache/<namespace>/<key>.json``). A result must be storable as a record;
+callers convert other values (tuples, tensors, dicts with non-``str`` keys) to plain arrays, lists and dicts and
+rebuild them on read. A corrupt or truncated entry is reported in one warning and recomputed. Pickle files
+(``<key>.pkl``) in the cache folder are ignored: never read, never removed.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import hashlib
 import json
 import math
 import os
-import pickle
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -23,8 +27,9 @@ from typing import TypeVar
 import numpy as np
 
 from . import __version__, numerics
-from .io import atomic_write_bytes, atomic_write_text
+from .io import atomic_write_text
 from .paths import cache_root
+from .records import RecordError, load_record, save_record
 
 __all__ = ["cache_key", "cached", "cache_path", "canonical"]
 
@@ -69,13 +74,14 @@ def cache_path(namespace: str, config, *, data_checksum: str = "") -> Path:
     """Where :func:`cached` stores the entry for this config."""
     if not namespace or "/" in namespace or namespace.startswith("."):
         raise ValueError(f"namespace={namespace!r} is not allowed: use a plain name like 'linear_theory_mc'")
-    return cache_root() / namespace / f"{cache_key(namespace, config, data_checksum=data_checksum)}.pkl"
+    return cache_root() / namespace / f"{cache_key(namespace, config, data_checksum=data_checksum)}.npz"
 
 
 def cached(namespace: str, config, compute: Callable[[], T], *, data_checksum: str = "") -> T:
     """Return the cached result for ``config``, computing and storing it on a miss.
 
-    Set ``R2MAE_NO_CACHE=1`` to recompute (and overwrite) every entry.
+    Set ``R2MAE_NO_CACHE=1`` to recompute (and overwrite) every entry. An entry that cannot be read (corrupt,
+    truncated) is reported in a one-line warning naming its file, then recomputed and overwritten.
 
     Parameters
     ----------
@@ -84,17 +90,35 @@ def cached(namespace: str, config, compute: Callable[[], T], *, data_checksum: s
     config
         Everything the result depends on (dataclass or mapping of plain values).
     compute
-        Zero-argument function producing the result (picklable).
+        Zero-argument function producing the result: a record of :func:`r2mae_core.records.save_record` (nested
+        dicts with ``str`` keys, lists, Python scalars, numeric/bool/``<U`` numpy arrays, DataFrames) that reads
+        back equal, so a hit returns what a miss does.
     data_checksum
         Checksum of the data the computation reads (from the data registry's manifest).
+
+    Raises
+    ------
+    ValueError
+        The result is not storable as a record; the one-line message names the namespace and the value's key
+        path. Nothing is written.
     """
     path = cache_path(namespace, config, data_checksum=data_checksum)
     if path.exists() and os.environ.get("R2MAE_NO_CACHE", "") not in ("1", "true", "yes"):
-        with path.open("rb") as fh:
-            return pickle.load(fh)
+        try:
+            return load_record(path)
+        except RecordError as err:
+            warnings.warn(f"{err}; recomputing it", stacklevel=2)
     result = compute()
+    _store(path, namespace, config, data_checksum, result)
+    return result
+
+
+def _store(path: Path, namespace: str, config, data_checksum: str, result) -> None:
+    """Write ``result`` to ``path`` and the JSON copy of its config beside it."""
+    try:
+        save_record(path, result)
+    except ValueError as err:
+        raise ValueError(f"cache namespace {namespace!r}: the result is not storable: {err}") from None
     atomic_write_text(path.with_suffix(".json"),
                       json.dumps({"namespace": namespace, "config": canonical(config),
                                   "data": data_checksum, "version": __version__}, indent=2, sort_keys=True))
-    atomic_write_bytes(path, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-    return result

@@ -114,14 +114,19 @@ def load_record(path: str | os.PathLike[str]) -> Any:
     if not path.is_file():
         raise RecordError(f"{path}: no such record file")
     try:
-        archive = np.load(path, allow_pickle=False)
-    except Exception as exc:  # zipfile, npy header and pickle refusals all end here
+        handle = path.open("rb")
+    except OSError as exc:
         raise RecordError(f"{path}: not a readable record file ({_describe(exc)})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise RecordError(f"{path}: not a record file (a single .npy array, not an .npz archive)")
-    with archive:
-        doc = _read_document(path, archive)
-        return _Decoder(path, archive).value(doc["root"], "record")
+    with handle:  # numpy leaves its own handle open when the zip directory is unreadable
+        try:
+            archive = np.load(handle, allow_pickle=False)
+        except Exception as exc:  # zipfile, npy header and pickle refusals all end here
+            raise RecordError(f"{path}: not a readable record file ({_describe(exc)})") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise RecordError(f"{path}: not a record file (a single .npy array, not an .npz archive)")
+        with archive:
+            doc = _read_document(path, archive)
+            return _Decoder(path, archive).value(doc["root"], "record")
 
 
 def _encode(value: Any, where: str, entries: dict[str, np.ndarray], active: set[int]) -> Any:

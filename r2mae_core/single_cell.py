@@ -210,12 +210,21 @@ def fit_encoder(x: np.ndarray, *, model: str = "mlp", model_kwargs: dict | None 
             schedule = TrainConfig(steps=int(steps), batch_size=batch_size, lr=lr, weight_decay=weight_decay)
             res = pretrain(net, torch.from_numpy(x), sampler=sampler, train=schedule, seed=seed, device=device,
                            progress=progress)
-        return {"state": {k: v.detach().cpu() for k, v in res.model.state_dict().items()},
-                "history": res.history}
+        return _model_record(res.model, res.history)
 
     out = cached("single_cell_model", key, compute, data_checksum=matrix_checksum(x)) if cache else compute()
-    net.load_state_dict(out["state"])
+    net.load_state_dict(_state_dict(out))
     return net.cpu().eval(), out["history"]
+
+
+def _model_record(model: nn.Module, history: pd.DataFrame) -> dict:
+    """The cache record of a trained model: its state as numpy arrays (by parameter name) and its history."""
+    return {"state": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, "history": history}
+
+
+def _state_dict(record: dict) -> dict[str, torch.Tensor]:
+    """The model state of a cache record (:func:`_model_record`) as tensors."""
+    return {k: torch.from_numpy(v) for k, v in record["state"].items()}
 
 
 def fit_encoders(x: np.ndarray, *, model: str = "mlp", model_kwargs: dict | None = None, samplers: list,

@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import warnings
 
 import matplotlib
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from r2mae_core import cache, io  # noqa: E402
+from r2mae_core import cache, io, records  # noqa: E402
 from r2mae_core._rng import check_seed, child_seeds, numpy_generator, seed_everything, torch_generator  # noqa: E402
 from r2mae_core.claims import Claim  # noqa: E402
 
@@ -97,7 +98,7 @@ def test_cache_hits_and_key_depends_on_everything(results_dir):
     path = cache.cache_path("unit", cfg)
     assert path.parent == results_dir / "cache" / "unit"
     assert json.loads(path.with_suffix(".json").read_text())["config"]["p"] == 100
-    assert pickle.loads(path.read_bytes()) == {"value": 1}
+    assert path.suffix == ".npz" and records.load_record(path) == {"value": 1}
 
 
 def test_cache_int_and_float_spell_the_same_key():
@@ -110,6 +111,64 @@ def test_cache_recomputes_when_disabled(results_dir, monkeypatch):
     cache.cached("unit", {"a": 1}, lambda: calls.append(1) or len(calls))
     monkeypatch.setenv("R2MAE_NO_CACHE", "1")
     assert cache.cached("unit", {"a": 1}, lambda: calls.append(1) or len(calls)) == 2
+
+
+class _Trap:
+    """Unpickling this calls ``open(marker, "w")``: it would leave the marker file behind."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".npz"])
+def test_cache_never_unpickles_a_crafted_entry(results_dir, tmp_path, suffix):
+    marker = tmp_path / "unpickled"
+    path = cache.cache_path("unit", {"a": 1}).with_suffix(suffix)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(pickle.dumps(_Trap(marker)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cache.cached("unit", {"a": 1}, lambda: {"value": 7}) == {"value": 7}
+    assert not marker.exists()
+    assert [str(w.message).count(str(path)) for w in caught] == ([] if suffix == ".pkl" else [1])
+    assert cache.cached("unit", {"a": 1}, lambda: {"value": 8}) == {"value": 7}
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_cache_warns_once_naming_a_corrupt_entry_and_recomputes_it(results_dir, damage):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": np.arange(1000.0), "n": len(calls)}
+
+    path = cache.cache_path("unit", {"a": 1})
+    cache.cached("unit", {"a": 1}, compute)
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[:len(data) // 2], "garbage": b"not a zip" * 10, "empty": b""}[damage])
+    with pytest.warns(UserWarning) as caught:
+        out = cache.cached("unit", {"a": 1}, compute)
+    assert len(caught) == 1 and str(path) in str(caught[0].message) and "\n" not in str(caught[0].message)
+    assert out["n"] == 2 and records.load_record(path)["n"] == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.cached("unit", {"a": 1}, compute)["n"] == 2
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(("result", "where"), [({"a": {1, 2}}, "record['a']: type set"),
+                                               ({1: np.zeros(2)}, "key 1 (int) is not a str"),
+                                               ({"w": torch.zeros(2)}, "record['w']: type Tensor"),
+                                               ((np.array([object()]),), "dtype object")])
+def test_cache_refuses_a_result_it_cannot_store_in_one_line(results_dir, result, where):
+    with pytest.raises(ValueError, match="cache namespace 'unit': the result is not storable") as err:
+        cache.cached("unit", {"a": 1}, lambda: result)
+    assert where in str(err.value) and "\n" not in str(err.value)
+    path = cache.cache_path("unit", {"a": 1})
+    assert not path.parent.exists() or not list(path.parent.iterdir())
 
 
 def test_cache_rejects_unhashable_config_and_bad_namespace(results_dir):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import math
 import os
 import re
 import stat
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -208,6 +210,16 @@ def test_garbage_file(tmp_path, content):
     path = tmp_path / "bad.npz"
     path.write_bytes(content)
     _assert_record_error(path, "not a readable record file")
+
+
+def test_unreadable_file_is_closed(saved):
+    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RecordError):
+            load_record(saved)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 def test_single_npy_array_is_not_a_record(tmp_path):

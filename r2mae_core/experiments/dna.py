@@ -447,6 +447,12 @@ def _kmer_rows(corp: dict, k: int) -> list[dict]:
     return rows
 
 
+def _kmer_reference(config: Config, corp: dict) -> list[dict]:
+    """The k-mer rows (:func:`_kmer_rows`, k = ``config.kmer_counts_k``) of ``config``'s corpus ``corp``, cached."""
+    return cached("dna_kmer_counts", {**_corpus_spec(config), "k": config.kmer_counts_k},
+                  lambda: _kmer_rows(corp, config.kmer_counts_k), data_checksum=_data_checksum(config.genomes))
+
+
 def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
     """The study: fixed-ratio sweep at every size, baselines at the main size, random-init and k-mer rows.
 
@@ -472,9 +478,7 @@ def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
                       workers=config.workers, group_size=config.ensemble_size,
                       data_checksum=data_checksum(config), desc="04 runs", progress=progress)
     metrics, history, runs = token_runs.tables(runs_, results, config.seq_len)
-    kmer = cached("dna_kmer_counts", {**_corpus_spec(config), "k": config.kmer_counts_k},
-                  lambda: _kmer_rows(corp, config.kmer_counts_k), data_checksum=_data_checksum(config.genomes))
-    metrics += token_runs.reference_rows("k-mer counts + LR", kmer, config.n_seeds)
+    metrics += token_runs.reference_rows("k-mer counts + LR", _kmer_reference(config, corp), config.n_seeds)
     pre = pd.DataFrame(corp["pretrain"]).assign(window_bp=config.window, tokens_per_window=config.seq_len,
                                                 rc_augment=config.rc_augment)
     tasks = pd.DataFrame(corp["summary"])

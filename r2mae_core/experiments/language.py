@@ -522,6 +522,11 @@ def _tfidf_rows(corp: dict) -> list[dict]:
     return rows
 
 
+def _tfidf_reference(config: Config, corp: dict) -> list[dict]:
+    """The TF-IDF rows (:func:`_tfidf_rows`) of ``config``'s corpus ``corp``, cached."""
+    return cached("language_tfidf", _corpus_spec(config), lambda: _tfidf_rows(corp), data_checksum=_data_checksum())
+
+
 def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
     """The study: fixed-ratio sweep at every size, baselines at the main size, random-init and TF-IDF rows.
 
@@ -551,8 +556,7 @@ def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
                       workers=config.workers, group_size=config.ensemble_size, data_checksum=data_checksum(config),
                       desc="03 runs", progress=progress)
     metrics, history, runs = token_runs.tables(runs_, results, config.seq_len)
-    tfidf = cached("language_tfidf", _corpus_spec(config), lambda: _tfidf_rows(corp), data_checksum=_data_checksum())
-    metrics += token_runs.reference_rows("TF-IDF + LR", tfidf, config.n_seeds)
+    metrics += token_runs.reference_rows("TF-IDF + LR", _tfidf_reference(config, corp), config.n_seeds)
     summary = pd.DataFrame(corp["summary"]).assign(vocab_size=config.vocab_size, seq_len=config.seq_len,
                                                    pretrain_sequences=len(corp["pretrain_ids"]))
     summary = summary.rename(columns={"cut_sentences": "over_long (brown: sentences cut, all splits; spam: "

@@ -175,9 +175,21 @@ def _mc(config: Config, family: str, law, n: int, tests: dict, reps: int, seed: 
            "ridge": config.ridge, "batch_size": config.batch_size, "keep_weights": keep_weights}
     def compute():
         cov = covariance(config, family, **override)
-        return simulate.simulate_pretraining(cov, law, n, tests=tests, reps=reps, seed=seed, ridge=config.ridge,
-                                             batch_size=config.batch_size, keep_weights=keep_weights)
-    return cached("linear_theory_mc", key, compute)
+        return _mc_record(simulate.simulate_pretraining(cov, law, n, tests=tests, reps=reps, seed=seed,
+                                                        ridge=config.ridge, batch_size=config.batch_size,
+                                                        keep_weights=keep_weights))
+    return _mc_result(cached("linear_theory_mc", key, compute))
+
+
+def _mc_record(result: tuple[pd.DataFrame, dict[int, np.ndarray]]) -> dict:
+    """The cache record of a Monte Carlo result ``(frame, weights by target)``: target keys as ``str``."""
+    frame, weights = result
+    return {"frame": frame, "weights": {str(target): w for target, w in weights.items()}}
+
+
+def _mc_result(record: dict) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
+    """The Monte Carlo result ``(frame, weights by target)`` of a cache record (:func:`_mc_record`)."""
+    return record["frame"], {int(target): w for target, w in record["weights"].items()}
 
 
 def _fixed_curves(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
