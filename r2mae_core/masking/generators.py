@@ -162,14 +162,19 @@ def gather_visible(x: torch.Tensor, subset: SubsetMask) -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        (B, K_max, *D); rows with fewer visible tokens carry padding where ``subset.keep_valid`` is False
-        (mask it out in attention, or replace it).
+        (B, K_max, *D); rows with fewer visible tokens (one ratio per sample) are padded with zeros where
+        ``subset.keep_valid`` is False, so no masked token's content reaches the encoder; an encoder that
+        attends should still take ``~subset.keep_valid`` as its key-padding mask (a zero token is a token).
     """
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or tuple(x.shape[:2]) != tuple(subset.mask.shape):
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"gather_visible: x of shape {got} is not allowed: use shape (B, L, ...) = "
                          f"{tuple(subset.mask.shape)} + (...)")
-    return x.gather(1, _index_like(subset.ids_keep, x))
+    visible = x.gather(1, _index_like(subset.ids_keep, x))
+    if bool(subset.keep_valid.all()):
+        return visible
+    valid = subset.keep_valid.reshape(*subset.keep_valid.shape, *([1] * (x.ndim - 2)))
+    return visible.masked_fill(~valid, 0)
 
 
 def restore(x: torch.Tensor, subset: SubsetMask, *, mask_token: torch.Tensor | None = None) -> torch.Tensor:
