@@ -7,19 +7,32 @@
 #   ./build.sh data [NAME ...]      install the dataset packages (apt/npm) and prepare data/
 #   ./build.sh run [--profile smoke|quick|full] [NN_slug ...]
 #                                   execute notebooks with papermill into results/<profile>/
-#   ./build.sh report [--profile P] results/<profile>/CLAIMS.md and index.html
+#   ./build.sh report [--profile P] [--no-input]
+#                                   results/<profile>/CLAIMS.md and index.html (--no-input: no code cells in the HTML)
 #   ./build.sh pair [--seeds N] [NN_slug ...]
 #                                   smoke references (N seeds) + re-execute the committed notebooks/*.ipynb
 #   ./build.sh bench                the benchmarks under tests/benchmarks/ (not part of `test`)
-#   ./build.sh gpu next|status|estimate|run|unpack ...
+#   ./build.sh gpu next|status|estimate|pack|run|unpack ...
 #                                   the GPU route (r2mae_core.campaign): the next shard, the ledger's state, each
-#                                   shard's estimated H200 minutes, run a
+#                                   shard's estimated H200 minutes, what a shard's GPU command carries, run a
 #                                   shard into an archive (--dry-run: on this CPU, small), take archives into the ledger
-#   ./build.sh lab                  JupyterLab on notebooks/
+#   ./build.sh lab [JUPYTER LAB FLAGS]
+#                                   JupyterLab on notebooks/ (flags go to `jupyter lab`, e.g. --allow-root --no-browser)
 #   ./build.sh numerics             the CPU code paths and thread counts every command runs with (pinned)
 #
 # With a conda env named r2mae active (conda env create -f environment.yml), that env is used instead
 # of .venv.
+#
+# Environment variables (all optional):
+#   R2MAE_DATA_DIR      prepared datasets (default data/)
+#   R2MAE_SOURCES_DIR   unpacked dataset packages (default data/sources/)
+#   R2MAE_RESULTS_DIR   notebook outputs, figures, tables (default results/)
+#   R2MAE_CACHE_DIR     cached runs and checkpoints (default results/cache/)
+#   R2MAE_LEDGER_DIR    GPU results taken in by `gpu unpack` (default results/full/runs/)
+#   R2MAE_NO_CACHE=1    recompute every cached result (and overwrite it)
+#   R2MAE_REPLAY=1|0    full profile: 1 refuses to train a run missing from the ledger (the default without CUDA)
+#   R2MAE_NUMERICS=native
+#                       the processor's own kernels and thread counts instead of the pinned ones
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -139,7 +152,7 @@ main() {
     numerics) cmd_setup >/dev/null; "$PY" -m r2mae_core.numerics describe ;;
     gpu)     cmd_setup; "$PY" -m r2mae_core.campaign "$@" ;;
     lab)     cmd_setup; exec "$PY" -m jupyter lab --notebook-dir="$ROOT/notebooks" "$@" ;;
-    -h|--help|help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' ;;
+    -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
     *)       die "unknown command '$sub': use setup | data | run | report | test | pair | bench | gpu | lab | numerics (see ./build.sh help)" ;;
   esac
 }

@@ -27,3 +27,18 @@ def test_the_own_loop_snippet_runs_and_pads_with_zeros():
         keep = subset.ids_keep[row][subset.keep_valid[row]]
         assert torch.equal(visible[row][~padding[row]], x[row, keep])
         assert not bool(subset.mask[row, keep].any())
+
+
+def test_every_environment_variable_the_package_reads_is_documented():
+    """Each ``R2MAE_*`` variable read under ``r2mae_core/`` appears in the README and in ``./build.sh help``."""
+    import subprocess
+
+    names = set()
+    for path in (REPO_ROOT / "r2mae_core").rglob("*.py"):
+        names |= set(re.findall(r"\bR2MAE_[A-Z][A-Z_]*[A-Z]\b", path.read_text(encoding="utf-8")))
+    assert {"R2MAE_DATA_DIR", "R2MAE_CACHE_DIR", "R2MAE_NO_CACHE"} <= names
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    helptext = subprocess.run([str(REPO_ROOT / "build.sh"), "help"], capture_output=True, text=True,
+                              check=True).stdout
+    assert sorted(n for n in names if n not in readme) == []
+    assert sorted(n for n in names if n not in helptext) == []
