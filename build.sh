@@ -17,7 +17,8 @@
 #                                   shard's estimated H200 minutes, what a shard's GPU command carries, run a
 #                                   shard into an archive (--dry-run: on this CPU, small), take archives into the ledger
 #   ./build.sh lab [JUPYTER LAB FLAGS]
-#                                   JupyterLab on notebooks/ (flags go to `jupyter lab`, e.g. --allow-root --no-browser)
+#                                   JupyterLab on notebooks/ (flags go to `jupyter lab`, e.g. --no-browser; as root
+#                                   --allow-root is added)
 #   ./build.sh numerics             the CPU code paths and thread counts every command runs with (pinned)
 #
 # With a conda env named r2mae active (conda env create -f environment.yml), that env is used instead
@@ -72,11 +73,18 @@ pin_numerics() {
   return 0
 }
 
+# JupyterLab opens the paired notebooks/*.py as notebooks (jupytext's viewer) on a double click: the
+# environment-wide settings overrides (lab/overrides.json).
+lab_settings() {
+  mkdir -p "$PREFIX/share/jupyter/lab/settings"
+  cp "$ROOT/lab/overrides.json" "$PREFIX/share/jupyter/lab/settings/overrides.json"
+}
+
 cmd_setup() {
   use_env
   local want; want="$(env_hash)"
   if [[ -x "$PY" && -f "$PREFIX/$STAMP_NAME" && "$(cat "$PREFIX/$STAMP_NAME")" == "$want" ]]; then
-    log "setup: environment up to date ($PREFIX)"; pin_numerics; return 0
+    log "setup: environment up to date ($PREFIX)"; lab_settings; pin_numerics; return 0
   fi
   if [[ "$PREFIX" == "$VENV" ]]; then
     local base="${PYTHON:-python3.11}"
@@ -96,6 +104,7 @@ cmd_setup() {
   [[ $rc -eq 0 ]] || die "setup: pip install failed (exit $rc; log: $pip_log)"
   "$PY" -c 'import torch, r2mae_core' || die "setup: torch or r2mae_core does not import after install"
   "$PY" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (r2mae)" >/dev/null
+  lab_settings
   echo "$want" > "$PREFIX/$STAMP_NAME"
   log "setup: done ($(du -sh "$PREFIX" | cut -f1) in $PREFIX)"
   pin_numerics
@@ -151,7 +160,10 @@ main() {
                -o python_files='bench_*.py' "$@" ;;
     numerics) cmd_setup >/dev/null; "$PY" -m r2mae_core.numerics describe ;;
     gpu)     cmd_setup; "$PY" -m r2mae_core.campaign "$@" ;;
-    lab)     cmd_setup; exec "$PY" -m jupyter lab --notebook-dir="$ROOT/notebooks" "$@" ;;
+    lab)     cmd_setup
+             # jupyter refuses to run as root without --allow-root (a container's usual user): pass it there
+             if [[ $EUID -eq 0 && " $* " != *" --allow-root "* ]]; then set -- --allow-root "$@"; fi
+             exec "$PY" -m jupyter lab --notebook-dir="$ROOT/notebooks" "$@" ;;
     -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
     *)       die "unknown command '$sub': use setup | data | run | report | test | pair | bench | gpu | lab | numerics (see ./build.sh help)" ;;
   esac

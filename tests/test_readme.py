@@ -42,3 +42,18 @@ def test_every_environment_variable_the_package_reads_is_documented():
                               check=True).stdout
     assert sorted(n for n in names if n not in readme) == []
     assert sorted(n for n in names if n not in helptext) == []
+
+
+def test_jupyterlab_opens_the_py_notebooks_as_notebooks():
+    """The environment's JupyterLab settings (installed by ``./build.sh setup`` from ``lab/overrides.json``) make
+    jupytext's notebook viewer the default for Python files, under the name jupytext's lab extension registers."""
+    import json
+    import sys
+    from pathlib import Path
+
+    want = json.loads((REPO_ROOT / "lab" / "overrides.json").read_text(encoding="utf-8"))
+    viewer = want["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]["python"]
+    extension = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "jupyterlab-jupytext"
+    assert any(f'"{viewer}"' in p.read_text(encoding="utf-8", errors="ignore") for p in extension.rglob("*.js"))
+    installed = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    assert json.loads(installed.read_text(encoding="utf-8")) == want
