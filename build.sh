@@ -34,6 +34,7 @@
 #   R2MAE_REPLAY=1|0    full profile: 1 refuses to train a run missing from the ledger (the default without CUDA)
 #   R2MAE_NUMERICS=native
 #                       the processor's own kernels and thread counts instead of the pinned ones
+#   R2MAE_PROGRESS_FILE set by `run` for each notebook: the run engine's progress, shown in the terminal
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

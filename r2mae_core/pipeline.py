@@ -13,10 +13,12 @@
    profile fails the notebook) into
    ``NN_slug.partial.ipynb`` and renames it to ``NN_slug.ipynb`` on success, removing the mark. At ``full`` on
    a machine without CUDA the kernel gets ``R2MAE_REPLAY=1``: the notebook replays the runs of the GPU ledger
-   and trains nothing (:mod:`r2mae_core.campaign`).
+   and trains nothing (:mod:`r2mae_core.campaign`). While it runs, the run engine's progress (runs done of the
+   plan, the current run, the time left: :mod:`r2mae_core.progress`) is printed under the notebook's line.
 
 A failed notebook keeps its ``.incomplete`` mark and its partial notebook (so nothing failed looks
-complete), the others still run, and the exit status is non-zero with one summary line per notebook.
+complete; its summary line names that file, which holds the traceback), the others still run, and the exit
+status is non-zero with one summary line per notebook.
 
 ``pair`` writes each notebook's smoke reference (its key numbers under several master seeds, with tolerances:
 :mod:`r2mae_core.reference`) and re-executes the committed ``notebooks/*.ipynb`` in place at smoke scale (their
@@ -33,11 +35,12 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import reference
+from . import progress, reference
 from .notebook_params import ParameterError, load_profile_parameters, read_parameters
 from .paths import PROFILES, REPO_ROOT, check_notebook, check_profile, notebook_names, results_root
 
@@ -58,6 +61,11 @@ INCOMPLETE = ".incomplete"
 KERNEL = "python3"
 #: Master seeds of a smoke reference (the notebook's default seed and the next ones).
 REFERENCE_SEEDS = 5
+#: The file in a notebook's results folder its run engine reports progress to while it runs (removed after).
+PROGRESS_FILE = "progress.txt"
+#: The kernel's own log above warnings only: its warning that a local kernel talks over unencrypted TCP, once per
+#: notebook, says nothing about the notebook.
+KERNEL_QUIET = ["--IPKernelApp.log_level=ERROR"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,34 @@ def _env_var(name: str, value: str | None):
             os.environ.pop(name, None)
         else:
             os.environ[name] = previous
+
+
+@contextlib.contextmanager
+def _echo_progress(path: Path, every_s: float = 2.0):
+    """For the duration, print each new line the running notebook's engine writes to ``path``
+    (:mod:`r2mae_core.progress`) to this terminal, indented under the notebook's own line."""
+    from tqdm.auto import tqdm
+
+    stop = threading.Event()
+
+    def watch() -> None:
+        last = ""
+        while not stop.wait(every_s):
+            try:
+                line = path.read_text(encoding="utf-8").strip()
+            except OSError:
+                continue
+            if line and line != last:
+                tqdm.write(f"      {line}")  # above papermill's cell bar, which tqdm then redraws
+                last = line
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _replay_env(value: str | None):
@@ -203,13 +239,19 @@ def _execute(notebook: str, profile: str, ipynb: Path, parameters: dict, start: 
     out_dir.mkdir(parents=True)
     (out_dir / INCOMPLETE).write_text(f"started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     partial = out_dir / f"{notebook}.partial.ipynb"
+    progress_file = out_dir / PROGRESS_FILE
     try:
-        with _replay_env("1" if _replay_only(profile) else None), _this_checkout():
+        with (_replay_env("1" if _replay_only(profile) else None), _this_checkout(),
+              _env_var(progress.ENV_VAR, str(progress_file)), _echo_progress(progress_file)):
             papermill.execute_notebook(str(ipynb), str(partial), parameters={**parameters, "profile": profile},
                                        cwd=str(NOTEBOOK_DIR), kernel_name=KERNEL, progress_bar=True,
-                                       log_output=False, execution_timeout=CELL_TIMEOUT_S[profile])
+                                       log_output=False, execution_timeout=CELL_TIMEOUT_S[profile],
+                                       extra_arguments=KERNEL_QUIET)
     except Exception as err:  # noqa: BLE001 - any failure of a notebook is reported, and the next one runs
-        return NotebookResult(notebook, False, (time.monotonic() - start) / 60, _first_error_line(err))
+        return NotebookResult(notebook, False, (time.monotonic() - start) / 60,
+                              f"{_first_error_line(err)} (traceback in {partial})")
+    finally:
+        progress_file.unlink(missing_ok=True)
     partial.replace(out_dir / f"{notebook}.ipynb")
     (out_dir / INCOMPLETE).unlink()
     return NotebookResult(notebook, True, (time.monotonic() - start) / 60)

@@ -38,6 +38,7 @@ from ._rng import check_seed
 from .cache import cache_key, canonical
 from .masking import make_sampler
 from .paths import cache_root, ledger_root
+from .progress import progress_line, report
 from .records import RecordError, load_record, save_record
 from .train import TrainConfig
 
@@ -372,11 +373,20 @@ def execute(plan: Sequence[RunSpec], work: Callable[[list[RunSpec], Options], li
                            "machine")
     chunks = groups(todo, group_size)
     bar = tqdm(total=len(unique), initial=len(done), desc=desc, disable=not progress)
+    started, finished = time.monotonic(), [len(done)]  # runs stored so far (the bar counts nothing when off)
+
+    def tell(current: str) -> None:
+        report(progress_line(desc, finished[0], len(unique), current, started, len(done)))
+
     if workers <= 1 or len(chunks) <= 1:
         for group in chunks:
-            bar.set_postfix_str(group[0].label() + (f" (+{len(group) - 1})" if len(group) > 1 else ""))
+            label = group[0].label() + (f" (+{len(group) - 1})" if len(group) > 1 else "")
+            bar.set_postfix_str(label)
+            tell(f"now {label}")
             _store(group, work(group, options), paths)
             bar.update(len(group))
+            finished[0] += len(group)
+        tell("")
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -385,9 +395,12 @@ def execute(plan: Sequence[RunSpec], work: Callable[[list[RunSpec], Options], li
                                    initializer=_worker_init, initargs=(options.threads, os.getpid()))
         try:
             futures = {pool.submit(work, group, options): group for group in chunks}
+            tell(f"{min(workers, len(chunks))} worker processes")
             for future in as_completed(futures):
                 _store(futures[future], future.result(), paths)  # the first failure is raised here
                 bar.update(len(futures[future]))
+                finished[0] += len(futures[future])
+                tell(f"last {futures[future][0].label()}")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # after a failure: groups not yet started never start
     bar.close()
