@@ -97,7 +97,8 @@ cmd_setup() {
   local req; req="$(mktemp)"; pip_requirements > "$req"
   grep -qx 'torch==2.13.0' "$req" || die "environment.yml must pin torch==2.13.0 in its pip list"
   log "setup: installing $(wc -l < "$req") requirements from environment.yml (one pip call, torch pinned)"
-  # One call: torch==2.13.0 is resolved together with everything that depends on it, so no CUDA build.
+  # One call: torch==2.13.0 is resolved together with everything that depends on it. Which build (CPU or CUDA)
+  # depends on the index: PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu gives the CPU one (README).
   local pip_log="$PREFIX/pip-install.log" rc=0
   "$PY" -m pip install --disable-pip-version-check -q -r "$req" > "$pip_log" 2>&1 || rc=$?
   grep -v "is ignored: it is neither" "$pip_log" || true

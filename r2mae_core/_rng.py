@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["seed_everything", "child_seeds", "numpy_generator", "torch_generator", "check_seed"]
 
@@ -42,6 +45,8 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> None:
         Also ask PyTorch for deterministic kernels where they exist (``warn_only`` so that
         a kernel without a deterministic version still runs) and fix cuDNN autotuning off.
     """
+    import torch
+
     seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -75,6 +80,8 @@ def numpy_generator(seed: int | np.random.Generator) -> np.random.Generator:
 
 def torch_generator(seed: int | torch.Generator, device: str | torch.device = "cpu") -> torch.Generator:
     """A ``torch.Generator`` on ``device`` seeded with ``seed``; a Generator is passed through."""
+    import torch  # here, not at the top: the linear theory's seeds need numpy only
+
     if isinstance(seed, torch.Generator):
         return seed
     gen = torch.Generator(device=device)

@@ -11,19 +11,11 @@ MAE argsort trick, He et al. 2022) with :func:`gather_visible` and :func:`restor
 :func:`span_mask` (exact count, SpanBERT/T5 spans) and :func:`bert_corruption` (80/10/10, Devlin et al. 2019).
 
 Every random function takes an explicit generator and never touches global RNG state: the same generator
-state gives the same output bit for bit.
+state gives the same output bit for bit. Without torch installed the samplers still draw from a
+``numpy.random.Generator`` and give their laws (what :mod:`r2mae_core.theory` needs); the generators need torch.
 """
 
-from .generators import (
-    IGNORE_INDEX,
-    SubsetMask,
-    bernoulli_mask,
-    bert_corruption,
-    gather_visible,
-    random_subset_mask,
-    restore,
-    span_mask,
-)
+from ._checks import torch
 from .samplers import (
     R2MAE,
     SAMPLER_REGISTRY,
@@ -38,5 +30,19 @@ from .samplers import (
 )
 
 __all__ = ["RatioSampler", "Fixed", "R2MAE", "Scheduled", "MaskGITCosine", "TruncatedGaussian", "Choice",
-           "masking_ratio_decay", "make_sampler", "SAMPLER_REGISTRY", "SubsetMask", "random_subset_mask",
-           "gather_visible", "restore", "bernoulli_mask", "span_mask", "bert_corruption", "IGNORE_INDEX"]
+           "masking_ratio_decay", "make_sampler", "SAMPLER_REGISTRY"]
+
+if torch is not None:  # the mask generators need torch; the samplers and their laws do not
+    from .generators import (
+        IGNORE_INDEX,
+        SubsetMask,
+        bernoulli_mask,
+        bert_corruption,
+        gather_visible,
+        random_subset_mask,
+        restore,
+        span_mask,
+    )
+
+    __all__ += ["SubsetMask", "random_subset_mask", "gather_visible", "restore", "bernoulli_mask", "span_mask",
+                "bert_corruption", "IGNORE_INDEX"]

@@ -7,8 +7,12 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
-import torch
 from scipy import special
+
+try:
+    import torch
+except ImportError:  # numpy + scipy only: the samplers' numpy draws and laws (the linear theory) still work
+    torch = None
 
 
 def is_real(x: object) -> bool:
@@ -46,7 +50,7 @@ def check_progress(progress: object) -> float:
 
 def torch_generator(owner: str, generator: object) -> torch.Generator:
     """``generator`` after checking it is a ``torch.Generator``."""
-    if not isinstance(generator, torch.Generator):
+    if torch is None or not isinstance(generator, torch.Generator):
         raise ValueError(f"{owner}: generator={generator!r} is not allowed: use a torch.Generator")
     return generator
 

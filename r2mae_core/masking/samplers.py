@@ -18,15 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from scipy import stats
 
-from ._checks import check_per, check_progress, check_ratio, is_int, is_real, quad, work_dtype
+from ._checks import check_per, check_progress, check_ratio, is_int, is_real, quad, torch, work_dtype
 
 __all__ = ["RatioSampler", "Fixed", "R2MAE", "Scheduled", "MaskGITCosine", "TruncatedGaussian", "Choice",
            "masking_ratio_decay", "make_sampler", "SAMPLER_REGISTRY"]
 
-Generator = torch.Generator | np.random.Generator
+Generator = np.random.Generator if torch is None else torch.Generator | np.random.Generator
 Nodes = tuple[np.ndarray, np.ndarray]
 _F32_TINY = float(np.finfo(np.float32).tiny)
 _F32_BELOW_ONE = float(np.nextafter(np.float32(1), np.float32(0)))  # largest float32 < 1
@@ -68,7 +67,7 @@ class RatioSampler(ABC):
             raise ValueError(f"batch_size={batch_size!r} is not allowed: use an integer >= 1")
         t = check_progress(progress)
         n = 1 if self.per == "batch" else int(batch_size)
-        if isinstance(generator, torch.Generator):
+        if torch is not None and isinstance(generator, torch.Generator):
             # float32 rounding must not reach 0 or 1 (e.g. high = 1 - 1e-9): keep the open interval
             out = self._draw_torch(n, t, generator).to(torch.float32).clamp(_F32_TINY, _F32_BELOW_ONE)
             return out.expand(int(batch_size)).clone() if n == 1 else out
