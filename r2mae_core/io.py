@@ -16,12 +16,15 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from .claims import Claim
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 from .paths import check_profile, results_root
 
 __all__ = ["run_dir", "save_figure", "save_table", "save_metrics", "save_claims", "load_claims", "RunOutputs",
@@ -82,6 +85,8 @@ def save_figure(fig: Figure, name: str, *, profile: str, notebook: str,
     profile, notebook
         Where it goes: ``results/<profile>/<notebook>/figures/``.
     """
+    from matplotlib.figure import Figure  # here: the run engine writes results without matplotlib installed
+
     if not isinstance(fig, Figure):
         raise ValueError(f"fig is a {type(fig).__name__}, not a matplotlib Figure")
     if not FIGURE_NAME.match(name):
