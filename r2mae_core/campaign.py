@@ -290,9 +290,9 @@ def unpack(archives: list[Path], *, profile: str = "full") -> dict[str, int]:
     Raises
     ------
     ValueError
-        An archive whose name is not ``NB-iofn.tar`` of a campaign section, an entry that is not a run of that
-        section's plan at ``profile``, a result that does not read as a record or that was made from other data.
-        Nothing of that archive is written then.
+        An archive whose name is not ``NB-iofn.tar`` of a campaign section, that is missing or is not a tar
+        archive, an entry that is not a run of that section's plan at ``profile``, a result that does not read as
+        a record or that was made from other data. Nothing of that archive is written then.
     """
     written: dict[str, int] = {}
     for archive in map(Path, archives):
@@ -300,6 +300,10 @@ def unpack(archives: list[Path], *, profile: str = "full") -> dict[str, int]:
         if notebook not in SECTIONS or not rest.endswith(".tar"):
             raise ValueError(f"archive {archive.name!r} is not allowed: use the NB-iofn.tar that 'run' wrote "
                              f"for one of {sorted(SECTIONS)}")
+        if not archive.is_file() or not tarfile.is_tarfile(archive):
+            what = "not a readable tar archive" if archive.is_file() else "missing"
+            raise ValueError(f"archive {str(archive)!r} is not allowed: it is {what}; use the NB-iofn.tar that "
+                             "'run' wrote")
         sec = section(notebook, profile)
         expected = {f"{s.namespace}/{ledger_path(s, sec.data_checksum).name}": s for s in sec.plan}
         with tarfile.open(archive) as tar, tempfile.TemporaryDirectory() as tmp:

@@ -251,9 +251,13 @@ def make_covariance(family: str, p: int, **params) -> Covariance:
                           {"p": p, "rho_fine": fine, "rho_coarse": coarse, "coarse_weight": weight}, (0,))
     if family == "spiked":
         _no_extra(family, params, {"strengths"})
-        strengths = tuple(float(s) for s in params.get("strengths", (p / 10, p / 40)))
-        if not strengths or any(not (np.isfinite(s) and s > 0) for s in strengths) or len(strengths) >= p // 2:
-            raise ValueError(f"strengths={strengths!r} is not allowed: use 1..p/2-1 positive spike strengths")
+        strengths = params.get("strengths", (p / 10, p / 40))
+        if not isinstance(strengths, list | tuple | np.ndarray) or not len(strengths) \
+                or len(strengths) >= p // 2 or any(isinstance(s, bool) or not isinstance(s, int | float | np.number)
+                                                   or not (np.isfinite(s) and s > 0) for s in strengths):
+            raise ValueError(f"strengths={strengths!r} is not allowed: use a list of 1..p/2-1 positive spike "
+                             "strengths")
+        strengths = tuple(float(s) for s in strengths)
         k = np.arange(p)
         # a cos/sin Fourier pair at frequency f has projector (2/p) cos(2π f (k−l)/p): eigenvalue s twice
         row = np.zeros(p)

@@ -86,8 +86,10 @@ def profile_yaml_path(profile: str, notebook: str) -> Path:
 
 
 def _type_ok(default: Any, value: Any) -> bool:
-    if default is None or value is None:
+    if default is None:
         return True
+    if value is None:  # an empty YAML value: only where the notebook declares None
+        return False
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
     if isinstance(default, float):
@@ -97,11 +99,20 @@ def _type_ok(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def load_profile_parameters(profile: str, notebook: str) -> dict[str, Any]:
     """The validated parameter overrides of ``notebook`` at ``profile`` (``{}`` for smoke).
 
     Every key must be a declared parameter (other than ``profile``, which the runner sets), and every
-    value must have the declared default's type (an int is accepted where a float is declared).
+    value must have the declared default's type (an int is accepted where a float is declared; an empty value,
+    ``None``, only where the default is ``None``).
 
     Raises
     ------
@@ -131,7 +142,10 @@ def load_profile_parameters(profile: str, notebook: str) -> dict[str, Any]:
                                  f"(declared: {', '.join(sorted(declared))})")
         default = declared[key].default
         if not _type_ok(default, value):
+            hint = ""
+            if isinstance(default, float) and isinstance(value, str) and _is_number(value):
+                hint = f" (YAML reads {value} as a string: write it with a decimal point, e.g. 1.0e-3)"
             raise ParameterError(f"{path.relative_to(REPO_ROOT)}: {key}={value!r} has type "
-                                 f"{type(value).__name__}, the notebook declares {type(default).__name__}")
+                                 f"{type(value).__name__}, the notebook declares {type(default).__name__}{hint}")
     return {k: (float(v) if isinstance(declared[k].default, float) and isinstance(v, int) else v)
             for k, v in values.items()}

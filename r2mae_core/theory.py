@@ -119,6 +119,13 @@ def check_sizes(**sizes: float) -> None:
             raise ValueError(f"{name}={value!r} is not allowed: use a number > 0")
 
 
+def _check_counts(**counts: int) -> None:
+    """Raise one clear ValueError for a sample size or dimension that is not an integer >= 1."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name}={value!r} is not allowed: use an integer >= 1")
+
+
 def gamma_eff(p: int, n: float, law: float | RatioSampler | RatioLaw) -> float:
     """Aspect ratio of one target's fit, γ_eff = (p − 1) / (n E[m]) (the interpolation peak is at 1)."""
     if isinstance(p, bool) or not isinstance(p, int | np.integer) or p < 2:
@@ -271,6 +278,9 @@ def pretraining_risk(cov: Covariance, train: float | RatioSampler | RatioLaw, n:
     RiskTerms
         Averaged over ``cov.targets`` (exact for circulant families).
     """
+    if not isinstance(cov, Covariance):
+        raise ValueError(f"cov of type {type(cov).__name__} is not allowed: use a covariances.Covariance "
+                         "(make_covariance or Covariance.from_matrix)")
     check_sizes(n=n, ridge=ridge)
     law = as_law(train, n_points=n_points)
     test_law = as_law(law.mean if test is None else test, n_points=n_points)
@@ -348,6 +358,8 @@ def isotropic_ridgeless_risk(gamma: float, *, sigma2: float, signal: float) -> d
 
 def gaussian_ols_risk(n: int, p: int, *, sigma2: float) -> float:
     """Exact E[variance] of OLS with Gaussian features, p < n − 1: σ² p / (n − p − 1) (any Σ)."""
+    _check_counts(n=n, p=p)
+    check_sizes(sigma2=sigma2)
     if not p < n - 1:
         raise ValueError(f"p={p} with n={n} is not allowed: the exact OLS formula needs p < n - 1")
     return sigma2 * p / (n - p - 1)
@@ -358,6 +370,8 @@ def gaussian_minnorm_risk(n: int, p: int, *, sigma2: float, signal: float) -> di
 
     bias = r² (1 − n/p), variance = σ² n / (p − n − 1) (Hastie et al. 2022, Sec. 3; Belkin et al. 2020).
     """
+    _check_counts(n=n, p=p)
+    check_sizes(sigma2=sigma2, signal=signal)
     if not p > n + 1:
         raise ValueError(f"p={p} with n={n} is not allowed: the exact min-norm formula needs p > n + 1")
     return {"bias": signal * (1 - n / p), "variance": sigma2 * n / (p - n - 1)}

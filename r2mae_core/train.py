@@ -186,6 +186,11 @@ class TrainConfig:
         every = self.checkpoint_every
         if isinstance(every, bool) or not isinstance(every, int) or every < 0:
             raise ValueError(f"checkpoint_every={every!r} is not allowed: use an integer >= 0")
+        for name in ("lr", "weight_decay", "warmup", "min_lr_ratio"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating) \
+                    or not math.isfinite(value):
+                raise ValueError(f"{name}={value!r} is not allowed: use a finite number")
         if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup < 0:
             raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, min_lr_ratio={self.min_lr_ratio}, "
                              f"warmup={self.warmup}: need lr > 0, weight_decay >= 0, 0 <= min_lr_ratio <= 1, "

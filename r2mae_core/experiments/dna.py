@@ -46,7 +46,16 @@ from ..models import build_model
 from ..records import record_digest
 from ..runs import Method, Options, RunSpec, execute, fixed_method, r2mae_method
 from . import _token_runs as token_runs
-from ._checks import check_int, check_learning_rates, check_ratio, check_sweep
+from ._checks import (
+    check_bool,
+    check_device,
+    check_int,
+    check_learning_rates,
+    check_list,
+    check_number,
+    check_ratio,
+    check_sweep,
+)
 from .language import SIZES, finetune, probe
 
 __all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work",
@@ -113,7 +122,7 @@ class Config:
 
     def __post_init__(self) -> None:
         for name in ("sizes", "sweep_ratios", "baselines", "genomes", "test_ratios"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+            object.__setattr__(self, name, check_list(name, getattr(self, name)))
         check_seed(self.seed)
         check_int("n_seeds", self.n_seeds, 1)
         for name in ("steps", "batch_size", "pretrain_windows", "mlm_eval", "threads", "finetune_epochs"):
@@ -131,21 +140,19 @@ class Config:
         check_sweep(self, SIZES)
         for name in ("r2mae_low", "r2mae_high", "curriculum_ratio"):
             check_ratio(name, getattr(self, name))
-        if isinstance(self.curriculum_max_span, bool) or not self.curriculum_max_span >= 1:
-            raise ValueError(f"curriculum_max_span={self.curriculum_max_span!r} is not allowed: use a number >= 1 "
-                             "(tokens)")
+        check_number("curriculum_max_span", self.curriculum_max_span, low=1)
         bad = [b for b in self.baselines if b not in BASELINES]
         if bad:
             raise ValueError(f"baselines={bad[0]!r} is not allowed: use methods from {BASELINES}")
         bad = [g for g in self.genomes if g not in GENOMES]
         if bad or not self.genomes:
             raise ValueError(f"genomes={bad[0] if bad else ()!r} is not allowed: use a non-empty list from {GENOMES}")
-        if not 0 <= self.pretrain_max_n_frac <= 1:
-            raise ValueError(f"pretrain_max_n_frac={self.pretrain_max_n_frac!r} is not allowed: use a number in "
-                             "[0, 1]")
-        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.warmup < 1:
-            raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, warmup={self.warmup}: need lr > 0, "
-                             "weight_decay >= 0 and a warmup fraction in [0, 1)")
+        check_number("pretrain_max_n_frac", self.pretrain_max_n_frac, low=0, high=1)
+        check_number("lr", self.lr, low=0, low_open=True)
+        check_number("weight_decay", self.weight_decay, low=0)
+        check_number("warmup", self.warmup, low=0, high=1, high_open=True)
+        check_bool("rc_augment", self.rc_augment)
+        check_device("device", self.device)
         object.__setattr__(self, "finetune_lrs", check_learning_rates("finetune_lrs", self.finetune_lrs))
         self.methods()  # one clear line for low > high, unknown per, ...
 

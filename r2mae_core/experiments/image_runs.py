@@ -35,7 +35,7 @@ import torch
 from .. import evaluate, models
 from .._rng import numpy_generator
 from ..cache import cache_key, cache_root
-from ..data import fingerprint, load
+from ..data import dataset_names, fingerprint, get_spec, load
 from ..ensemble import pretrain_ensemble
 from ..masking import make_sampler
 from ..runs import Method, Options, RunSpec, TrainConfig, execute, group_checkpoint_path, reference_method
@@ -43,9 +43,9 @@ from ..train import HISTORY_COLUMNS, TrainResult, history_frame, pretrain, run_f
 from ._checks import check_int, check_ratio
 
 __all__ = ["AUTO_TORCH_MAX_DIM", "AUTO_TORCH_MIN_TRAIN", "SIZES", "NAMESPACE", "PIXELS", "EvalSpec", "Splits",
-           "Analysis", "load_images", "splits", "data_digest", "image_schedule", "image_spec", "reference_specs",
-           "eval_spec", "checkpoint_path", "pretraining_images", "train_run", "train_group", "evaluate_model", "work",
-           "run_records", "run_rows"]
+           "Analysis", "check_dataset", "load_images", "splits", "data_digest", "image_schedule", "image_spec",
+           "reference_specs", "eval_spec", "checkpoint_path", "pretraining_images", "train_run", "train_group",
+           "evaluate_model", "work", "run_records", "run_rows"]
 
 #: ``probe_solver="auto"`` uses the torch L-BFGS probe up to this feature dimension and sklearn above it
 #: (measured on Fashion-MNIST, 2-core CPU, sklearn with one BLAS thread: 784-d raw pixels, 2000 / 5000 probe
@@ -114,6 +114,14 @@ class Splits:
 
     pool: np.ndarray
     val: np.ndarray
+
+
+def check_dataset(dataset: str) -> str:
+    """Return ``dataset`` if it names a registered image dataset, else raise a one-line ValueError."""
+    names = [name for name in dataset_names() if get_spec(name).modality == "vision"]
+    if dataset not in names:
+        raise ValueError(f"dataset={dataset!r} is not allowed: use an image dataset, one of {', '.join(names)}")
+    return dataset
 
 
 @lru_cache(maxsize=2)

@@ -31,7 +31,15 @@ from ..models import build_model
 from ..records import record_digest
 from ..runs import Method, Options, RunSpec, execute, fixed_method, r2mae_method
 from . import _token_runs as token_runs
-from ._checks import check_int, check_learning_rates, check_ratio, check_sweep
+from ._checks import (
+    check_device,
+    check_int,
+    check_learning_rates,
+    check_list,
+    check_number,
+    check_ratio,
+    check_sweep,
+)
 
 __all__ = ["Config", "SIZES", "TASKS", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work", "evaluation_spec",
            "corpus", "data_names", "data_checksum", "data_digest", "mlm_step", "probe", "finetune"]
@@ -99,8 +107,13 @@ class Config:
     ensemble_size: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("sizes", "sweep_ratios", "baselines", "ablations", "test_ratios"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("sizes", "sweep_ratios", "baselines", "ablations", "test_ratios", "ablation_intervals"):
+            object.__setattr__(self, name, check_list(name, getattr(self, name)))
+        for pair in self.ablation_intervals:
+            if not isinstance(pair, list | tuple) or len(pair) != 2 \
+                    or any(isinstance(v, bool) or not isinstance(v, int | float) for v in pair):
+                raise ValueError(f"ablation_intervals={list(self.ablation_intervals)!r} is not allowed: use "
+                                 "[low, high] pairs of mask ratios")
         object.__setattr__(self, "ablation_intervals", tuple(tuple(p) for p in self.ablation_intervals))
         check_seed(self.seed)
         check_int("n_seeds", self.n_seeds, 1)
@@ -125,12 +138,10 @@ class Config:
         if self.primary_task not in (*TASKS, "downstream"):
             raise ValueError(f"primary_task={self.primary_task!r} is not allowed: use one of "
                              f"{[*TASKS, 'downstream']}")
-        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.warmup < 1:
-            raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, warmup={self.warmup}: need lr > 0, "
-                             "weight_decay >= 0 and a warmup fraction in [0, 1)")
-        for pair in self.ablation_intervals:
-            if len(pair) != 2:
-                raise ValueError(f"ablation_intervals entry {pair!r} is not allowed: use [low, high] pairs")
+        check_number("lr", self.lr, low=0, low_open=True)
+        check_number("weight_decay", self.weight_decay, low=0)
+        check_number("warmup", self.warmup, low=0, high=1, high_open=True)
+        check_device("device", self.device)
         self.methods()  # one clear line for low > high, unknown per, ...
 
     def methods(self) -> list[Method]:

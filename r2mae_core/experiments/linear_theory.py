@@ -19,7 +19,7 @@ from .._rng import check_seed
 from ..cache import cached
 from ..covariances import Covariance, make_covariance
 from ..masking import make_sampler
-from ._checks import check_int
+from ._checks import check_int, check_list, check_number, check_ratio
 
 __all__ = ["Config", "run", "covariance", "FAMILY_SPECS", "TASK_SPECS", "LOCAL_FAMILIES"]
 
@@ -40,7 +40,8 @@ TASK_SPECS: tuple[tuple[str, float, float], ...] = (
 
 
 def _check_ratios(name: str, values: tuple[float, ...]) -> None:
-    if len(values) < 2 or any(isinstance(v, bool) or not 0 < v < 1 for v in values):
+    if len(values) < 2 or any(isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1
+                              for v in values):
         raise ValueError(f"{name}={values!r} is not allowed: use at least two mask ratios in the open interval (0, 1)")
 
 
@@ -85,7 +86,7 @@ class Config:
 
     def __post_init__(self) -> None:
         for name in ("gammas", "families", "mc_ratios", "signal_rhos", "interval_grid"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))  # YAML lists -> tuples (hashable, cached)
+            object.__setattr__(self, name, check_list(name, getattr(self, name)))  # tuples: hashable, cached
         check_seed(self.seed)
         check_int("p", self.p, 20)
         for name in ("reps", "scale_reps", "c4_reps"):
@@ -98,16 +99,13 @@ class Config:
         if not self.gammas or any(isinstance(g, bool) or not isinstance(g, int | float) or not 0 < g < float("inf")
                                   for g in self.gammas):
             raise ValueError(f"gammas={self.gammas!r} is not allowed: use model-size ratios p/n > 0")
-        if not self.focus_gamma > 0 or not self.n_pretrain_gamma > 0:
-            raise ValueError(f"focus_gamma={self.focus_gamma!r}, n_pretrain_gamma={self.n_pretrain_gamma!r} are "
-                             "not allowed: use numbers > 0")
+        for name in ("focus_gamma", "n_pretrain_gamma"):
+            check_number(name, getattr(self, name), low=0, low_open=True)
         _check_ratios("mc_ratios", self.mc_ratios)
         _check_ratios("interval_grid", self.interval_grid)
         _check_ratios("signal_rhos", self.signal_rhos)
         for name in ("test_ratio", "r2mae_low", "r2mae_high", "universal_low", "universal_high"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not 0 < value < 1:
-                raise ValueError(f"{name}={value!r} is not allowed: use a mask ratio in the open interval (0, 1)")
+            check_ratio(name, getattr(self, name))
         unknown = [f for f in (*self.families, self.focus_family, self.downstream_family)
                    if f not in self.families_params]
         if unknown:
@@ -119,8 +117,8 @@ class Config:
         if self.primary_criterion not in ("universal", "test_ratio", "downstream"):
             raise ValueError(f"primary_criterion={self.primary_criterion!r} is not allowed: use universal, "
                              "test_ratio or downstream")
-        if not self.ridge >= 0 or not self.probe_ridge >= 0 or not self.task_noise >= 0:
-            raise ValueError("ridge, probe_ridge and task_noise must be numbers >= 0")
+        for name in ("ridge", "probe_ridge", "task_noise"):
+            check_number(name, getattr(self, name), low=0)
         # validate the declared laws now (one clear line for low > high, unknown per, ...)
         self.r2mae_sampler()
         self.universal_sampler()

@@ -19,6 +19,7 @@ import torch
 from .. import masking
 from .._rng import check_seed, child_seeds, torch_generator
 from ..claims import Claim, verdict_from_bool
+from ._checks import check_list, check_number
 
 __all__ = ["Config", "run", "claims", "key_numbers", "SAMPLER_SPECS"]
 
@@ -70,10 +71,11 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
                 raise ValueError(f"{name}={value!r} is not allowed: use an integer >= 2")
-        if self.patch not in (1, 2, 4, 7, 14):
+        if isinstance(self.patch, bool) or self.patch not in (1, 2, 4, 7, 14):
             raise ValueError(f"patch={self.patch!r} is not allowed: use a divisor of 28 (1, 2, 4, 7, 14)")
-        if not self.mean_span >= 1:
-            raise ValueError(f"mean_span={self.mean_span!r} is not allowed: use a number >= 1")
+        check_number("mean_span", self.mean_span, low=1)
+        if not check_list("samplers", self.samplers):
+            raise ValueError("samplers=[] is not allowed: give at least one sampler spec")
         for spec in self.samplers:
             masking.make_sampler(spec)  # fails early, with the sampler's own message
 

@@ -54,7 +54,7 @@ from ..models import model_config
 from ..paths import data_root
 from ..records import load_record, record_digest, save_record
 from ..runs import Method, Options, RunSpec, TrainConfig, execute, fixed_method, r2mae_method, reference_method
-from ._checks import check_int
+from ._checks import check_int, check_list, check_number
 
 __all__ = ["Config", "run", "plan", "work", "DATASET_SPECS", "MODELS", "NAMESPACE", "load_dataset", "load_arrays",
            "arrays_path", "methods", "select_methods", "probe_fold", "annotation_cv", "clustering_scores",
@@ -72,7 +72,8 @@ NAMESPACE = "single_cell_runs"
 
 
 def _check_ratios(name: str, values: tuple, min_len: int = 1) -> None:
-    if len(values) < min_len or any(isinstance(v, bool) or not 0 < v < 1 for v in values):
+    if len(values) < min_len or any(isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1
+                                    for v in values):
         raise ValueError(f"{name}={values!r} is not allowed: use at least {min_len} mask ratio(s) in (0, 1)")
 
 
@@ -127,7 +128,7 @@ class Config:
     def __post_init__(self) -> None:
         for name in ("datasets", "models", "transformer_datasets", "fixed_ratios", "transformer_fixed_ratios",
                      "choice_values", "probe_cs", "leiden_resolutions", "recon_ratios", "umap_methods"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))  # YAML lists -> tuples (hashable)
+            object.__setattr__(self, name, check_list(name, getattr(self, name)))  # tuples: hashable
         check_seed(self.seed)
         check_int("n_seeds", self.n_seeds, 2)
         for name in ("steps", "transformer_steps", "batch_size", "mlp_width", "mlp_depth", "mlp_latent",
@@ -153,18 +154,23 @@ class Config:
         _check_ratios("recon_ratios", self.recon_ratios)
         for name in ("val_fraction", "holdout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not 0 < value < 1:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
                 raise ValueError(f"{name}={value!r} is not allowed: use a fraction in (0, 1)")
-        if not self.probe_cs or any(not c > 0 for c in self.probe_cs):
-            raise ValueError(f"probe_cs={list(self.probe_cs)!r} is not allowed: use positive numbers")
-        if not self.leiden_resolutions or any(not r > 0 for r in self.leiden_resolutions):
-            raise ValueError(f"leiden_resolutions={list(self.leiden_resolutions)!r} is not allowed: use numbers > 0")
+        for name in ("probe_cs", "leiden_resolutions"):
+            values = getattr(self, name)
+            if not values or any(isinstance(v, bool) or not isinstance(v, int | float) or not v > 0 for v in values):
+                raise ValueError(f"{name}={list(values)!r} is not allowed: use a non-empty list of numbers > 0")
         if self.neighbors_method not in ("umap", "gauss"):
             raise ValueError(f"neighbors_method={self.neighbors_method!r} is not allowed: use 'umap' or 'gauss'")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device={self.device!r} is not allowed: use 'cpu' or 'cuda'")
-        if not self.lr > 0 or self.weight_decay < 0:
-            raise ValueError(f"lr={self.lr!r}, weight_decay={self.weight_decay!r}: need lr > 0, weight_decay >= 0")
+        check_number("lr", self.lr, low=0, low_open=True)
+        check_number("weight_decay", self.weight_decay, low=0)
+        for model in MODELS:  # one clear line for sizes the model refuses (dim % heads, ...)
+            try:
+                model_config(single_cell.MODEL_ALIASES[model], n_genes=1, **self.model_kwargs(model))
+            except ValueError as err:
+                raise ValueError(f"{model} model: {err}") from None
         for method in self.methods("mlp"):  # one clear line for low > high, unknown per/shape, ...
             make_sampler(method.sampler)
         if not self.umap_methods:

@@ -35,10 +35,11 @@ from .._rng import check_seed, child_seeds
 from ..models.blocks import images_to_tensor, patchify
 from ..runs import Options, RunSpec, fixed_method
 from . import image_runs
-from ._checks import check_int, check_ratio
+from ._checks import check_int, check_list, check_number, check_ratio
 from .image_runs import (
     SIZES,
     EvalSpec,
+    check_dataset,
     eval_spec,
     image_schedule,
     image_spec,
@@ -119,7 +120,7 @@ class Config:
 
     def __post_init__(self) -> None:
         for name in ("ratios", "test_ratios", "head_counts", "seg_ks"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+            object.__setattr__(self, name, check_list(name, getattr(self, name)))
         check_seed(self.seed)
         for name, low in (("n_seeds", 1), ("ratio_seeds", 1), ("n_pretrain", 0), ("steps", 1), ("batch_size", 1),
                           ("n_components", 2), ("n_test_images", 1), ("bound_batch", 1), ("n_probe_train", 10),
@@ -143,12 +144,14 @@ class Config:
         if isinstance(self.min_energy, bool) or not isinstance(self.min_energy, int | float) \
                 or not 0 <= self.min_energy < 1:
             raise ValueError(f"min_energy={self.min_energy!r} is not allowed: use a share of the energy in [0, 1)")
-        if len(self.head_counts) != 2 or not 0 < self.head_counts[0] < self.head_counts[1] \
-                or any(isinstance(h, bool) or not isinstance(h, int) for h in self.head_counts):
+        if len(self.head_counts) != 2 or any(isinstance(h, bool) or not isinstance(h, int) for h in self.head_counts) \
+                or not 0 < self.head_counts[0] < self.head_counts[1]:
             raise ValueError(f"head_counts={list(self.head_counts)!r} is not allowed: use two increasing positive "
                              "integers [fewer, more]")
         if self.vit_size not in SIZES["vit"]:
             raise ValueError(f"vit_size={self.vit_size!r} is not allowed: use one of {', '.join(SIZES['vit'])}")
+        check_dataset(self.dataset)
+        check_number("lr", self.lr, low=0, low_open=True)
         width = self.width
         for h in self.head_counts:
             if width % h or width % 4:

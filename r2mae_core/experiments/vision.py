@@ -24,10 +24,11 @@ from ..masking import make_sampler, random_subset_mask
 from ..models.blocks import as_token_mask, images_to_tensor
 from ..runs import Method, Options, RunSpec, fixed_method, r2mae_method, r2mae_name
 from . import image_runs
-from ._checks import check_int, check_ratio
+from ._checks import check_bool, check_int, check_list, check_number, check_ratio
 from .image_runs import (
     SIZES,
     EvalSpec,
+    check_dataset,
     image_schedule,
     image_spec,
     load_images,
@@ -126,8 +127,11 @@ class Config:
     n_recon_images: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("test_ratios", "sweep_ratios", "fixed_ratios", "baselines", "recon_ratios"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("test_ratios", "sweep_ratios", "fixed_ratios", "baselines", "recon_ratios", "ablation_intervals"):
+            object.__setattr__(self, name, check_list(name, getattr(self, name)))
+        if not isinstance(self.sweep, dict):
+            raise ValueError(f"sweep={self.sweep!r} is not allowed: use a mapping architecture -> "
+                             "{'sizes': [...], 'steps': n}")
         for ab in self.ablation_intervals:
             if not isinstance(ab, list | tuple) or len(ab) != 2 or not all(
                     isinstance(v, int | float) and not isinstance(v, bool) for v in ab):
@@ -143,6 +147,10 @@ class Config:
         check_int("n_pretrain", self.n_pretrain, 0)
         for name in ("method_steps", "batch_size", "n_recon_images"):
             check_int(name, getattr(self, name), 1)
+        check_dataset(self.dataset)
+        check_number("lr", self.lr, low=0, low_open=True)
+        for name in ("ablation_per_sample", "umae_r2mae"):
+            check_bool(name, getattr(self, name))
         for name in ("r2mae_low", "r2mae_high", "umae_ratio"):
             check_ratio(name, getattr(self, name))
         if isinstance(self.umae_weight, bool) or not isinstance(self.umae_weight, int | float) or not (
@@ -180,6 +188,7 @@ class Config:
                 raise ValueError(f"ablation_intervals={ab!r} is not allowed: use pairs [a, b] with 0 < a < b < 1")
         self.evaluation()  # one clear line for a bad evaluation setting
         self.run_spec("vit", self.vit_size, fixed_method(self.fixed_ratios[0]), 0, 1)
+        methods(self)  # one clear line for an unknown r2mae_per
 
     @property
     def seeds(self) -> list[int]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._checks import is_int, is_real, torch_generator
+from ._checks import check_ratio, is_int, is_real, torch_generator
 
 __all__ = ["SubsetMask", "random_subset_mask", "gather_visible", "restore", "bernoulli_mask", "span_mask",
            "bert_corruption", "IGNORE_INDEX"]
@@ -29,8 +29,9 @@ def _ratios_and_eligible(owner: str, ratios: torch.Tensor | np.ndarray | float, 
     """Validate; return ratios as float64 (B,) on the generator's device and eligible (B, L) or None."""
     if not is_int(n_tokens) or n_tokens < 2:
         raise ValueError(f"{owner}: n_tokens={n_tokens!r} is not allowed: use an integer >= 2")
-    if is_real(ratios):
+    if is_real(ratios) or isinstance(ratios, float):
         if not is_int(batch_size) or batch_size < 1:
+            check_ratio(owner, "ratios", ratios)  # a bad ratio is named before the missing batch size
             raise ValueError(f"{owner}: batch_size={batch_size!r} is not allowed: a scalar ratio needs an "
                              "integer batch_size >= 1")
         ratios = torch.full((int(batch_size),), float(ratios), dtype=torch.float64)
@@ -321,7 +322,7 @@ def bert_corruption(tokens: torch.Tensor, mask: torch.Tensor, *, mask_token_id: 
     mask
         (B, L) bool, True = masked (from any mask generator).
     mask_token_id, vocab_size
-        The [MASK] id and the vocabulary size.
+        The [MASK] id and the vocabulary size (``0 <= mask_token_id < vocab_size``).
     generator
         ``torch.Generator``; consumes one (B, L) ``torch.rand`` and one (B, L) ``torch.randint`` draw.
     replace_probs
@@ -346,9 +347,9 @@ def bert_corruption(tokens: torch.Tensor, mask: torch.Tensor, *, mask_token_id: 
                          f"{tuple(tokens.shape)} (tokens.shape)")
     if not is_int(vocab_size) or vocab_size < 1:
         raise ValueError(f"bert_corruption: vocab_size={vocab_size!r} is not allowed: use an integer >= 1")
-    if not is_int(mask_token_id) or mask_token_id < 0:
+    if not is_int(mask_token_id) or not 0 <= mask_token_id < vocab_size:
         raise ValueError(f"bert_corruption: mask_token_id={mask_token_id!r} is not allowed: use an "
-                         "integer >= 0")
+                         f"integer in [0, vocab_size={vocab_size})")
     if not is_int(random_token_low) or not 0 <= random_token_low < vocab_size:
         raise ValueError(f"bert_corruption: random_token_low={random_token_low!r} is not allowed: use an "
                          f"integer in [0, vocab_size={vocab_size})")
