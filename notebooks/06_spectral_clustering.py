@@ -20,9 +20,9 @@
 # "Mask Models are Token Level Contrastive Learners" (NeurIPS 2023 submission; *the 2023 paper*) reads mask
 # modelling as low-rank recovery of the masked patches and as parametric spectral clustering of tokens. We
 # reproduce its analyses on the ViT-MAEs of [02 · vision](02_vision.py) (Fashion-MNIST, 4×4 patches: a 7×7
-# token grid; a run whose config equals one of 02's is the same cache entry, so 02's checkpoints are reused when
-# the two profiles agree — they do not at quick, where 02 uses 7×7 patches, nor at full, where 02's method runs
-# take 2000 steps and these 1200, so this notebook trains its own 4×4-patch ViTs). Each question is a claim with its decision rule in
+# token grid; a run whose config equals one of 02's is the same cache entry, so 02's checkpoints are reused —
+# at full scale every ViT-S run here is a run of 02; at quick, 02 uses 7×7 patches, so this notebook trains its
+# own small 4×4-patch ViTs). Each question is a claim with its decision rule in
 # `r2mae_core.experiments.spectral_claims`:
 #
 # 1. **Low-rank reconstructions** (its Fig. 2): the leading SVD components of the masked patches are recovered
