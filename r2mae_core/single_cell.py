@@ -160,7 +160,8 @@ def matrix_checksum(x: np.ndarray) -> str:
 def fit_encoder(x: np.ndarray, *, model: str = "mlp", model_kwargs: dict | None = None, sampler=None,
                 steps: int = 500, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.05,
                 seed: int = 0, device: str = "cpu", progress: bool = False, train: bool = True,
-                cache: bool = True, num_threads: int | None = 1) -> tuple[nn.Module, pd.DataFrame]:
+                cache: bool = True, num_threads: int | None = 1, checkpoint_path=None,
+                checkpoint_every: int = 0) -> tuple[nn.Module, pd.DataFrame]:
     """Pretrain a gene-level masked model on ``x`` (cells x genes, float32) with the shared loop; cached.
 
     Parameters
@@ -187,6 +188,9 @@ def fit_encoder(x: np.ndarray, *, model: str = "mlp", model_kwargs: dict | None 
     num_threads
         Torch intra-op threads while training (restored after; ``None`` leaves the setting alone). The models
         are small: on a busy 2-core machine two OpenMP threads made a 100-step MLP run 18x slower than one.
+    checkpoint_path, checkpoint_every
+        A resumable checkpoint of the run every ``checkpoint_every`` steps and at the end
+        (:func:`r2mae_core.train.pretrain`): a killed run resumes where it stopped (None: none).
 
     Returns
     -------
@@ -207,9 +211,10 @@ def fit_encoder(x: np.ndarray, *, model: str = "mlp", model_kwargs: dict | None 
 
     def compute():
         with _torch_threads(num_threads if torch.device(device).type == "cpu" else None):
-            schedule = TrainConfig(steps=int(steps), batch_size=batch_size, lr=lr, weight_decay=weight_decay)
+            schedule = TrainConfig(steps=int(steps), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                                   checkpoint_every=checkpoint_every)
             res = pretrain(net, torch.from_numpy(x), sampler=sampler, train=schedule, seed=seed, device=device,
-                           progress=progress)
+                           progress=progress, checkpoint_path=checkpoint_path)
         return _model_record(res.model, res.history)
 
     out = cached("single_cell_model", key, compute, data_checksum=matrix_checksum(x)) if cache else compute()
@@ -229,12 +234,13 @@ def _state_dict(record: dict) -> dict[str, torch.Tensor]:
 
 def fit_encoders(x: np.ndarray, *, model: str = "mlp", model_kwargs: dict | None = None, samplers: list,
                  seeds: list[int], steps: int = 500, batch_size: int = 64, lr: float = 1e-3,
-                 weight_decay: float = 0.05, device: str = "cpu", compile: bool = False
-                 ) -> list[tuple[nn.Module, pd.DataFrame]]:
+                 weight_decay: float = 0.05, device: str = "cpu", compile: bool = False, checkpoint_path=None,
+                 checkpoint_every: int = 0) -> list[tuple[nn.Module, pd.DataFrame]]:
     """:func:`fit_encoder` for several samplers and seeds at once, trained as one ensemble
     (:func:`r2mae_core.ensemble.pretrain_ensemble`: stacked weights, one vmapped step): member ``m`` is the run
     ``fit_encoder(x, sampler=samplers[m], seed=seeds[m], ...)`` makes, up to floating-point rounding (batched
-    products sum in another order). Not cached; ``compile`` as in ``pretrain_ensemble`` (on CUDA).
+    products sum in another order). Not cached; ``compile`` as in ``pretrain_ensemble`` (on CUDA);
+    ``checkpoint_path`` / ``checkpoint_every``: the group's resumable checkpoint (``pretrain_ensemble``).
 
     Returns
     -------
@@ -250,9 +256,10 @@ def fit_encoders(x: np.ndarray, *, model: str = "mlp", model_kwargs: dict | None
     cfg = asdict(model_config(family, **{**(model_kwargs or {}), "n_genes": int(x.shape[1])}))
     nets = [build_model(family, seed=check_seed(seed), **cfg) for seed in seeds]
     schedule = TrainConfig(steps=int(steps), batch_size=min(int(batch_size), x.shape[0]), lr=lr,
-                           weight_decay=weight_decay)
+                           weight_decay=weight_decay, checkpoint_every=checkpoint_every)
     results = pretrain_ensemble(nets, torch.from_numpy(x), samplers=[masking.make_sampler(s) for s in samplers],
-                                seeds=list(seeds), train=schedule, device=device, compile=compile)
+                                seeds=list(seeds), train=schedule, device=device, compile=compile,
+                                checkpoint_path=checkpoint_path)
     return [(res.model.cpu().eval(), res.history) for res in results]
 
 

@@ -241,3 +241,43 @@ def test_config_methods_include_every_baseline():
     assert [m.name for m in picked] == ["PCA", "R²MAE U[0.2,0.8]", "fixed 0.5", "scGPT choice"]
     with pytest.raises(ValueError, match="method 'fixed' is not allowed"):
         exp.select_methods(config, "mlp", ["fixed"])  # two methods of group fixed: name one
+
+
+def _kill_at(monkeypatch, sampler, stop: float) -> None:
+    """Make the sampler's class raise once a step's progress reaches ``stop`` (a run killed mid-way)."""
+    cls = type(masking.make_sampler(sampler))
+    inner = cls.sample
+
+    def sample(self, batch_size, *, generator, progress=0.0):
+        if progress >= stop:
+            raise KeyboardInterrupt("killed")
+        return inner(self, batch_size, generator=generator, progress=progress)
+
+    monkeypatch.setattr(cls, "sample", sample)
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one", "ensemble"])
+def test_a_killed_gene_model_resumes_from_its_checkpoint(tmp_path, monkeypatch, together):
+    """Checkpoints every 4 of 12 steps; killed at step 10, a gene model (alone, or two as one ensemble) resumes
+    from step 8 and ends with the uninterrupted weights and history exactly (CPU)."""
+    x = single_cell.check_expression(_adata(n=48).X)
+    spec = {"kind": "r2mae", "low": 0.2, "high": 0.8}
+    common = {"model_kwargs": {"width": 16, "latent": 4}, "steps": 12, "batch_size": 16, "checkpoint_every": 4}
+    ckpt = tmp_path / "model.pt"
+
+    def fit(path):
+        if together:
+            return single_cell.fit_encoders(x, samplers=[spec, spec], seeds=[3, 4], checkpoint_path=path, **common)
+        return [single_cell.fit_encoder(x, sampler=spec, seed=3, cache=False, checkpoint_path=path, **common)]
+
+    whole = fit(None)
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        _kill_at(patch, spec, 10 / 12)
+        fit(ckpt)
+    assert torch.load(ckpt, weights_only=True)["step"] == 8
+    resumed = fit(ckpt)
+    for (net_a, hist_a), (net_b, hist_b) in zip(whole, resumed, strict=True):
+        cols = ["step", "loss", "ratio_mean", "lr"]
+        assert hist_a[cols].equals(hist_b[cols])
+        sa, sb = net_a.state_dict(), net_b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -49,11 +49,22 @@ from threadpoolctl import threadpool_limits
 from .. import data as datasets
 from .. import single_cell
 from .._rng import check_seed
+from ..cache import cache_key
 from ..masking import make_sampler
 from ..models import model_config
-from ..paths import data_root
+from ..paths import cache_root, data_root
 from ..records import load_record, record_digest, save_record
-from ..runs import Method, Options, RunSpec, TrainConfig, execute, fixed_method, r2mae_method, reference_method
+from ..runs import (
+    Method,
+    Options,
+    RunSpec,
+    TrainConfig,
+    execute,
+    fixed_method,
+    group_checkpoint_path,
+    r2mae_method,
+    reference_method,
+)
 from ._checks import check_int, check_list, check_number
 
 __all__ = ["Config", "run", "plan", "work", "DATASET_SPECS", "MODELS", "NAMESPACE", "load_dataset", "load_arrays",
@@ -69,6 +80,8 @@ DATASET_SPECS: dict[str, dict] = {
 MODELS = ("mlp", "transformer")
 REFERENCES = ("PCA", "random init")
 NAMESPACE = "single_cell_runs"
+#: Cache folder of the units' resumable checkpoints while they train (removed once a unit's record is stored).
+CHECKPOINTS = "single_cell_models"
 
 
 def _check_ratios(name: str, values: tuple, min_len: int = 1) -> None:
@@ -440,9 +453,10 @@ def _unit_spec(config: Config, dataset: str, model: str, method: Method, s: int)
     else:  # every field of the model's config, defaults included (a changed default must not hit a stale entry)
         model_cfg = asdict(model_config(single_cell.MODEL_ALIASES[model], n_genes=1, **config.model_kwargs(model)))
         model_cfg.pop("n_genes")
+    steps = config.steps if model == "mlp" else config.transformer_steps
     train = None if method.kind == "reference" else TrainConfig(
-        steps=config.steps if model == "mlp" else config.transformer_steps, batch_size=config.batch_size,
-        lr=config.lr, weight_decay=config.weight_decay, warmup=0.05)
+        steps=steps, batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay, warmup=0.05,
+        checkpoint_every=max(500, steps // 4))  # not part of the unit's key
     tags = {"dataset": DATASET_SPECS[dataset]["short"], "model": model, "seed": s}
     return RunSpec(NAMESPACE, family, "-", method, config.seed_of(1, s), train, model=model_cfg, data=data,
                    evaluation=evaluation, tags=tags)
@@ -471,11 +485,15 @@ def pretrain_unit(spec: RunSpec, device: str = "cpu") -> dict:
                 "embedding": _pca(ds["x"], spec.model["pca_comps"]).astype(np.float32)}
     xm, held = _encoder_inputs(spec)
     train = spec.train or TrainConfig(steps=1)
+    ckpt = cache_root() / CHECKPOINTS / f"{cache_key(CHECKPOINTS, spec.training_identity())}.pt"
     net, history = single_cell.fit_encoder(
         xm[~held], model=spec.family, model_kwargs=spec.model, sampler=spec.method.sampler, steps=train.steps,
         batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay, seed=spec.seed, device=device,
-        train=spec.train is not None, cache=False)
-    return _pretrained_record(spec, net, history, xm, held)
+        train=spec.train is not None, cache=False, checkpoint_path=ckpt if spec.train else None,
+        checkpoint_every=train.checkpoint_every)
+    record = _pretrained_record(spec, net, history, xm, held)
+    ckpt.unlink(missing_ok=True)  # the engine's record of the unit replaces it
+    return record
 
 
 def score_unit(spec: RunSpec, pretrained: dict) -> dict:
@@ -537,7 +555,8 @@ def pretrain_units(group: list[RunSpec], device: str = "cpu", *, compile: bool =
                                       samplers=[spec.method.sampler for spec in group],
                                       seeds=[spec.seed for spec in group], steps=train.steps,
                                       batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay,
-                                      device=device, compile=compile)
+                                      device=device, compile=compile, checkpoint_every=train.checkpoint_every,
+                                      checkpoint_path=group_checkpoint_path(group, CHECKPOINTS))
     return [_pretrained_record(spec, net, history, xm, held)
             for spec, (net, history) in zip(group, fitted, strict=True)]
 
