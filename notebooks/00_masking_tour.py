@@ -43,8 +43,7 @@ n_images: int = 6  # Fashion-MNIST test images shown masked
 mean_span: float = 3.0  # mean span length, in tokens, of the span generator
 
 # %%
-from r2mae_core import io, reference
-from r2mae_core._rng import seed_everything
+from r2mae_core import io, reference, seed_everything
 from r2mae_core.experiments import masking_tour
 from r2mae_core.plotting import masking as plots
 

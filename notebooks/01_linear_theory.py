@@ -88,8 +88,7 @@ universal_high: float = 0.9  # upper end of the universal test law
 primary_criterion: str = "universal"  # criterion of claim C4: universal, test_ratio or downstream
 
 # %%
-from r2mae_core import io, reference
-from r2mae_core._rng import seed_everything
+from r2mae_core import io, reference, seed_everything
 from r2mae_core.experiments import linear_theory, linear_theory_claims
 from r2mae_core.plotting import linear_theory as plots
 

@@ -72,8 +72,7 @@ recon_ratios: list = [0.5, 0.75]  # test ratios of the reconstruction figure
 n_recon_images: int = 3  # validation images in the reconstruction figure
 
 # %%
-from r2mae_core import io, reference
-from r2mae_core._rng import seed_everything
+from r2mae_core import io, reference, seed_everything
 from r2mae_core.experiments import vision, vision_claims
 from r2mae_core.plotting import vision as plots
 

@@ -80,8 +80,7 @@ workers: int = 1  # runs at once, each in its own process (2 one-thread workers 
 ensemble_size: int = 1  # runs of one size and schedule trained together as one vmapped ensemble (GPU: 8-32; CPU: 1)
 
 # %%
-from r2mae_core import io, reference
-from r2mae_core._rng import seed_everything
+from r2mae_core import io, reference, seed_everything
 from r2mae_core.experiments import language, language_claims
 from r2mae_core.plotting import language as plots
 

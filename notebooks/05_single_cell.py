@@ -90,8 +90,7 @@ umap_methods: list = ["PCA", "choice", "r2mae"]  # UMAP panels: method names (PC
 device: str = "cpu"  # torch device of pretraining: cpu or cuda
 
 # %%
-from r2mae_core import io, reference
-from r2mae_core._rng import seed_everything
+from r2mae_core import io, reference, seed_everything
 from r2mae_core.experiments import single_cell, single_cell_claims
 
 seed_everything(seed)

@@ -70,8 +70,7 @@ n_show: int = 4  # images drawn in the segmentation figure
 kmeans_init: int = 4  # k-means restarts per image
 
 # %%
-from r2mae_core import io, reference
-from r2mae_core._rng import seed_everything
+from r2mae_core import io, reference, seed_everything
 from r2mae_core.experiments import spectral_claims as sc
 from r2mae_core.experiments import spectral_clustering
 from r2mae_core.plotting import spectral as plots

@@ -1,4 +1,5 @@
-"""The claims ledger (DESIGN §6): each notebook states paper claims as hypotheses and decides them by code.
+"""The claims ledger (docs/ARCHITECTURE.md §6): each notebook states paper claims as hypotheses and decides
+them by code.
 
 A verdict rule is written before the run (in the experiment module) and applied to the measured
 numbers here: ``supported``, ``contradicted`` or ``inconclusive``. A contradicted claim is a result.

@@ -142,7 +142,7 @@ def save_metrics(metrics: Mapping, *, profile: str, notebook: str) -> Path:
 
 
 def save_claims(claims: Iterable[Claim], *, profile: str, notebook: str) -> Path:
-    """Save the claims ledger rows as ``claims.json`` (schema: DESIGN §6). Claim profiles must match."""
+    """Save the claims ledger rows as ``claims.json`` (schema: docs/ARCHITECTURE.md §6). Claim profiles must match."""
     records = []
     for claim in claims:
         if not isinstance(claim, Claim):

@@ -1,6 +1,6 @@
 """Losses of masked pretraining: MAE reconstruction, the U-MAE uniformity regulariser, and MLM.
 
-Mask convention (DESIGN §4): boolean ``(B, L)``, ``True`` = masked. Losses are computed in float32
+Mask convention (docs/ARCHITECTURE.md §4): boolean ``(B, L)``, ``True`` = masked. Losses are computed in float32
 even under bf16 autocast (the reductions are where low precision hurts).
 """
 

@@ -1,7 +1,7 @@
 """Summary statistics for multi-seed comparisons: means, 95% intervals, paired differences.
 
 Every comparison of methods in the notebooks reports the mean over seeds with a Student-t interval
-(DESIGN §4, Statistics); runs that share seeds are compared by their paired differences.
+(docs/ARCHITECTURE.md §4, Statistics); runs that share seeds are compared by their paired differences.
 """
 
 from __future__ import annotations

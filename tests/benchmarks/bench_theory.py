@@ -1,9 +1,9 @@
 """Linear-theory benchmarks (pytest-benchmark; not collected by the default test command).
 
-Run with ``./build.sh bench -k theory``. The budget (DESIGN §8): the whole theory grid — 20 ratios × 6 model
-sizes × 3 covariances at p = 1000 — in ≤ 10 s on the 2-core CPU, *including* building the covariances and
-their per-target eigendecompositions (O(p³) once per target; every ratio and size then costs O(p)). The two
-ring families need one target (exact by symmetry); ``power_law`` averages 8 sampled targets.
+Run with ``./build.sh bench -k theory``. The budget (docs/ARCHITECTURE.md §8): the whole theory grid — 20
+ratios × 6 model sizes × 3 covariances at p = 1000 — in ≤ 10 s on the 2-core CPU, *including* building the
+covariances and their per-target eigendecompositions (O(p³) once per target; every ratio and size then costs
+O(p)). The two ring families need one target (exact by symmetry); ``power_law`` averages 8 sampled targets.
 
 Also timed: one R²MAE point (a 24-node mixture fixed point) and one exact Monte Carlo fit at p = 1000.
 """
