@@ -40,8 +40,8 @@
 #
 # **Random ratio, population limit.** The normal equations of a law only see
 # $E[m(1-m)^2]$ and $E[m^2(1-m)]$: $E_\pi[C]\propto \Sigma + r I$ with $r=E[m^2(1-m)]/E[m(1-m)^2]$. So R²MAE's
-# population predictor points the same way as the fixed ratio $m_\mathrm{eq}=E[m^2(1-m)]/E[m(1-m)]$; only its
-# scale differs.
+# population predictor is that of the fixed ratio $m_\mathrm{eq}=E[m^2(1-m)]/E[m(1-m)]$ — the same vector, scale
+# included, since $E[m(1-m)^2]+E[m^2(1-m)]=E[m(1-m)]$.
 #
 # **Finite n: a mixture of row groups.** Treating rows as Gaussian given their ratio (nodes $g$ of the law's
 # quadrature), the leave-one-out (cavity) argument gives the deterministic equivalent of ridge regression with

@@ -77,9 +77,12 @@ def uniformity_loss(z: Tensor, tau: float = 1.0) -> Tensor:
     the squared-similarity (spectral contrastive, HaoChen et al. 2021) penalty over all pairs of distinct
     samples; it pushes features apart and counters dimensional collapse. U-MAE minimises
     ``L_MAE + λ · L_unif`` with ``z`` the encoder feature of the masked input (λ = 0.01 by default here).
-    The authors' code (``loss_func.py``) averages over all ``B²`` pairs including ``i = j`` with τ = 0.1;
-    the diagonal is the constant ``1/τ²``, so that variant has the same gradient up to the factor
-    ``(B − 1) / B`` and a rescaled λ.
+    The authors' code (``zhangq327/U-MAE``, ``loss_func.py``) averages ``sim²`` over all ``B²`` pairs including
+    ``i = j`` (gathered across devices), with plain cosine similarities (τ = 1) in one version of the file and
+    τ = 0.1 in another, and applies the term to the encoder's CLS feature of the masked input (the mean of the
+    visible tokens with global pooling). Here: distinct pairs only, τ = 1 by default, and ``z`` the mean of the
+    visible tokens. The diagonal is the constant ``1/τ²``, so the all-pairs variant has the same gradient up to
+    the factor ``(B − 1) / B`` (a rescaled λ).
 
     Parameters
     ----------

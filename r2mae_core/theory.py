@@ -29,7 +29,11 @@ the fluctuation D_B = E[(ŵ − w̄)ᵀB(ŵ − w̄)] solves the linear system
 
 and D_B = Σ_g π_g θ_g² (r_g + D_g) (1/n_eff) Σ_i b_i μ_gi/(1 + k_i)². The test risk at a test ratio law with
 moments (B, c_t) is R = 1 − 2 c_tᵀ w̄ + w̄ᵀ B w̄ + D_B. For one ratio node this is exactly the Hastie et al.
-fixed point n_eff = Σ_i μ_i/(μ_i + κ) with κ = 1/θ: bias κ² Σ μ β²/(μ+κ)² / (1 − S), variance σ² S / (1 − S).
+fixed point n_eff = Σ_i μ_i/(μ_i + κ) with κ = 1/θ, and R is their total risk. The parts are not theirs:
+Hastie et al. split the excess risk into bias κ² Σ μ β²/(μ+κ)² / (1 − S) and variance σ² S / (1 − S), while
+:class:`RiskTerms` splits R into the population predictor's risk, the mean fit's excess over it
+(R(w̄) − R(β*)) and the fit's fluctuation around its mean (D_B): the totals agree, the bias and variance
+columns of 01's figures are these parts, not Hastie et al.'s.
 
 Ridgeless fits use a floor ridge of 1e-12 × the smallest positive eigenvalue (the λ → 0 limit; the error it
 adds is of that relative order).
@@ -329,12 +333,14 @@ def mean_coefficients(view: TargetView, train: float | RatioSampler | RatioLaw, 
 
 
 def equivalent_fixed_ratio(law: float | RatioSampler | RatioLaw) -> float:
-    r"""The fixed ratio whose population predictor has the same direction as the random law's.
+    r"""The fixed ratio whose population predictor is the random law's (the same vector, not only its direction).
 
-    In the population limit the normal equations of a law only see
-    :math:`a = E[m(1-m)^2]/E[m]` and :math:`b = E[m^2(1-m)]/E[m]`: E_π[C] = a Σ + b I, so β* ∝
-    (Σ + (b/a) I)⁻¹ Σ_{·j}: a ridge of strength r = b/a. A fixed ratio m has r = m/(1 − m), hence
-    m_eq = r / (1 + r) = E[m²(1 − m)] / E[m(1 − m)(1 − m + m)] = E[m²(1−m)] / E[m(1−m)].
+    In the population limit the normal equations of a law (size-biased, π(m) ∝ m P(m)) only see
+    :math:`a = E[m(1-m)^2]`, :math:`b = E[m^2(1-m)]` and :math:`e = E[m(1-m)]` (each over E[m]):
+    E_π[C] = a Σ + b I and E_π[c] = e Σ_{·j}, so β* = (e/a) (Σ + (b/a) I)⁻¹ Σ_{·j}: a ridge of strength r = b/a.
+    A fixed ratio m has r = m/(1 − m) and scale 1/(1 − m) = 1 + r, hence
+    m_eq = r / (1 + r) = E[m²(1 − m)] / E[m(1 − m)(1 − m + m)] = E[m²(1−m)] / E[m(1−m)]; and since
+    a + b = e, the random law's scale e/a = 1 + b/a = 1 + r is the fixed ratio's: the two predictors are equal.
     """
     law = as_law(law)
     return law.expect(law.ratios**2 * (1 - law.ratios)) / law.expect(law.ratios * (1 - law.ratios))
