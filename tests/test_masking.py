@@ -747,3 +747,36 @@ def test_invalid_arguments_raise_one_line_value_error_naming_argument_and_value(
     assert "\n" not in message
     for needle in needles:
         assert needle in message, (needle, message)
+
+
+def _mae_rule_mask(noise: np.ndarray, ratio: float) -> np.ndarray:
+    """MAE's count rule written from its description (He et al. 2022, Alg. 1): keep the int(L·(1 − ratio))
+    tokens with the smallest noise, mask the rest (True = masked)."""
+    n_keep = int(noise.shape[1] * (1 - ratio))
+    rank = np.argsort(np.argsort(noise, axis=1, kind="stable"), axis=1, kind="stable")
+    return rank >= n_keep
+
+
+@pytest.mark.parametrize("n_tokens", [10, 16, 49, 196])
+@pytest.mark.parametrize("ratio", [0.1, 0.15, 0.25, 0.4, 0.5, 0.6, 0.75, 0.8, 0.9, 0.95])
+def test_mae_count_rule_equals_mae_given_the_same_noise(n_tokens, ratio):
+    """``count="mae"`` masks exactly what MAE's rule masks from the same (B, L) noise draw, keeps the visible
+    tokens in ascending-noise order, and the default rule differs from it only by the rounding of the count."""
+    gen = tgen(5)
+    noise = torch.rand((8, n_tokens), generator=tgen(5), dtype=torch.float32).numpy()
+    sub = M.random_subset_mask(ratio, n_tokens, batch_size=8, generator=gen, count="mae")
+    want = _mae_rule_mask(noise, ratio)
+    assert np.array_equal(sub.mask.numpy(), want)
+    assert np.array_equal(sub.ids_keep.numpy(), np.argsort(noise, axis=1, kind="stable")[:, : sub.ids_keep.shape[1]])
+    default = M.random_subset_mask(ratio, n_tokens, batch_size=8, generator=tgen(5))
+    assert abs(int(default.mask.sum(1)[0]) - int(sub.mask.sum(1)[0])) <= 1
+    assert int(default.mask.sum(1)[0]) == min(max(round(ratio * n_tokens), 1), n_tokens - 1)
+
+
+def test_the_count_rules_differ_where_the_docs_say():
+    """At L = 16 and ratio 0.9 (02 quick's 4×4 grid): 14 masked by the default rule, 15 by MAE's."""
+    rounded = M.random_subset_mask(0.9, 16, batch_size=1, generator=tgen(0))
+    mae = M.random_subset_mask(0.9, 16, batch_size=1, generator=tgen(0), count="mae")
+    assert int(rounded.mask.sum()) == 14 and int(mae.mask.sum()) == 15
+    with pytest.raises(ValueError, match="count='floor' is not allowed: use one of round, mae"):
+        M.random_subset_mask(0.9, 16, batch_size=1, generator=tgen(0), count="floor")

@@ -6,9 +6,10 @@ during pretraining), :class:`Scheduled` and :func:`masking_ratio_decay` (Yang et
 :class:`MaskGITCosine` (Chang et al. 2022), :class:`TruncatedGaussian` (MAGE, Li et al. 2023) and
 :class:`Choice` (scGPT); build them from YAML specs with :func:`make_sampler`.
 
-A *mask generator* (:mod:`.generators`) answers "which positions": :func:`random_subset_mask` (exact count,
-MAE argsort trick, He et al. 2022) with :func:`gather_visible` and :func:`restore`, :func:`bernoulli_mask`,
-:func:`span_mask` (exact count, SpanBERT/T5 spans) and :func:`bert_corruption` (80/10/10, Devlin et al. 2019).
+A *mask generator* (:mod:`.generators`) answers "which positions": :func:`random_subset_mask` (exact count by
+MAE's argsort of noise, He et al. 2022; rounded counts by default, MAE's own with ``count="mae"``) with
+:func:`gather_visible` and :func:`restore`, :func:`bernoulli_mask`, :func:`span_mask` (exact count, SpanBERT/T5
+spans) and :func:`bert_corruption` (80/10/10, Devlin et al. 2019).
 
 Every random function takes an explicit generator and never touches global RNG state: the same generator
 state gives the same output bit for bit. Without torch installed the samplers still draw from a

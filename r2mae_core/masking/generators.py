@@ -3,7 +3,8 @@
 All functions are batched, torch-only and take an explicit ``torch.Generator`` (outputs live on its device).
 Exact-count generators mask ``n_mask = clamp(round(ratio·n), 1, n − 1)`` of the ``n`` eligible tokens of a
 row (at least one visible and one masked token; ``round`` is round-half-to-even, ``torch.round``); a row with
-fewer than 2 eligible tokens gets no masked token.
+fewer than 2 eligible tokens gets no masked token. Every notebook uses this rule; :func:`random_subset_mask`
+also offers MAE's own, ``int(n·(1 − ratio))`` tokens kept (``count="mae"``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from ._checks import check_ratio, is_int, is_real, torch_generator
 
 __all__ = ["SubsetMask", "random_subset_mask", "gather_visible", "restore", "bernoulli_mask", "span_mask",
-           "bert_corruption", "IGNORE_INDEX"]
+           "bert_corruption", "IGNORE_INDEX", "COUNT_RULES"]
 
 #: Label of unmasked positions in :func:`bert_corruption` (PyTorch's cross-entropy ``ignore_index``).
 IGNORE_INDEX = -100
@@ -61,9 +62,20 @@ def _ratios_and_eligible(owner: str, ratios: torch.Tensor | np.ndarray | float, 
     return ratios, eligible
 
 
-def _mask_counts(ratios: torch.Tensor, n_tokens: int, eligible: torch.Tensor | None) -> torch.Tensor:
-    """n_mask = clamp(round(ratio·n), 1, n − 1) per row, n = eligible count (0 when n < 2). Long (B,)."""
+#: The count rules of :func:`random_subset_mask`: ``"round"`` masks clamp(round(ratio·n), 1, n − 1) tokens (at
+#: least one visible and one masked; every notebook uses it), ``"mae"`` keeps int(n·(1 − ratio)) tokens as MAE's
+#: ``random_masking`` does (He et al. 2022; no clamp: a ratio above 1 − 1/n keeps none). They differ by one token
+#: for some (n, ratio), e.g. n = 16 at ratio 0.9: 14 masked by ``"round"``, 15 by ``"mae"``.
+COUNT_RULES = ("round", "mae")
+
+
+def _mask_counts(ratios: torch.Tensor, n_tokens: int, eligible: torch.Tensor | None,
+                 rule: str = "round") -> torch.Tensor:
+    """n_mask per row by ``rule`` (:data:`COUNT_RULES`), n = eligible count (0 when n < 2). Long (B,)."""
     n = eligible.sum(1) if eligible is not None else torch.full_like(ratios, n_tokens, dtype=torch.long)
+    if rule == "mae":
+        counts = n - torch.floor(n * (1.0 - ratios)).long()  # float64, as Python's int(L * (1 - mask_ratio))
+        return torch.where(n >= 2, counts, torch.zeros_like(n))
     counts = torch.round(ratios * n).long()
     return torch.where(n >= 2, torch.minimum(counts.clamp(min=1), n - 1), torch.zeros_like(n))
 
@@ -104,11 +116,13 @@ class SubsetMask:
 
 def random_subset_mask(ratios: torch.Tensor | np.ndarray | float, n_tokens: int, *,
                        generator: torch.Generator, batch_size: int | None = None,
-                       eligible: torch.Tensor | None = None) -> SubsetMask:
-    """Exact-count random subset mask per row by the MAE argsort trick (He et al. 2022, Alg. 1).
+                       eligible: torch.Tensor | None = None, count: str = "round") -> SubsetMask:
+    """Exact-count random subset mask per row by MAE's argsort of uniform noise (He et al. 2022, Alg. 1).
 
     noise ~ U(0, 1) of shape (B, L); ids_shuffle = argsort(noise); ids_restore = argsort(ids_shuffle); the
-    first n_keep = L − n_mask of ids_shuffle are visible, n_mask = clamp(round(ratio·L), 1, L − 1). With
+    first n_keep = L − n_mask of ids_shuffle are visible. ``count`` says how many (:data:`COUNT_RULES`): by
+    default n_mask = clamp(round(ratio·L), 1, L − 1); ``count="mae"`` keeps n_keep = int(L·(1 − ratio)), MAE's
+    own rule, and then equals MAE's ``random_masking`` given the same noise. With
     ``eligible`` (False for padding/special tokens) the ineligible tokens are sorted first, so they are always
     kept (and appear in ``ids_keep``), and n_mask uses the eligible count (module docstring).
 
@@ -124,6 +138,8 @@ def random_subset_mask(ratios: torch.Tensor | np.ndarray | float, n_tokens: int,
         B, only with a float ``ratios``.
     eligible
         Optional (B, L) bool, False where a token must never be masked (padding, special tokens).
+    count
+        ``"round"`` (default) or ``"mae"``: how many tokens a ratio masks (:data:`COUNT_RULES`).
 
     Returns
     -------
@@ -131,9 +147,11 @@ def random_subset_mask(ratios: torch.Tensor | np.ndarray | float, n_tokens: int,
         ``mask`` (B, L) bool (True = masked), ``ids_keep``/``keep_valid`` (B, K_max), ``ids_restore`` (B, L),
         ``n_keep`` (B,). With one count for all rows (e.g. a per-batch ratio), K_max = n_keep, no padding.
     """
+    if count not in COUNT_RULES:
+        raise ValueError(f"random_subset_mask: count={count!r} is not allowed: use one of {', '.join(COUNT_RULES)}")
     gen = torch_generator("random_subset_mask", generator)
     ratios, eligible = _ratios_and_eligible("random_subset_mask", ratios, n_tokens, batch_size, eligible, gen)
-    n_keep = n_tokens - _mask_counts(ratios, n_tokens, eligible)  # (B,)
+    n_keep = n_tokens - _mask_counts(ratios, n_tokens, eligible, count)  # (B,)
     noise = torch.rand((ratios.numel(), n_tokens), generator=gen, device=gen.device)  # (B, L)
     if eligible is not None:
         noise = torch.where(eligible, noise, noise - 2.0)  # ineligible first: always kept
