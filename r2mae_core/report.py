@@ -1,8 +1,10 @@
 """The report of a profile: ``python -m r2mae_core.report --profile quick``.
 
 Merges every notebook's ``claims.json`` into ``results/<profile>/CLAIMS.md``, converts each executed
-notebook to HTML (nbconvert) and writes ``results/<profile>/index.html``: per notebook its status, the
-claims, figure thumbnails and table links. All links are relative, so the folder opens from disk.
+notebook to HTML (nbconvert) and writes ``results/<profile>/index.html``: the commit and date it was written
+at, and per notebook its status and run time, the claims (with the metric each value measures), figure
+thumbnails and its tables rendered (their first :data:`TABLE_ROWS` rows, each linked to its CSV). All links
+are relative, so the folder opens from disk.
 A notebook still marked ``.incomplete`` (failed or interrupted) is listed as such, never as a result.
 """
 
@@ -10,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .claims import Claim, claims_to_markdown
@@ -22,6 +27,8 @@ __all__ = ["collect", "write_report", "readme_ledger", "update_readme", "main"]
 INCOMPLETE = ".incomplete"
 #: The README block between these markers is the ledger of the committed ``full`` run, written by the report.
 README_MARKERS = ("<!-- ledger:full:start -->", "<!-- ledger:full:end -->")
+#: Rows of each table shown in the index (the CSV beside it has them all).
+TABLE_ROWS = 20
 
 
 def collect(profile: str) -> dict[str, dict]:
@@ -61,10 +68,43 @@ def _claims_rows(claims: list[Claim]) -> str:
     for c in claims:
         ci = "–" if c.ci_low != c.ci_low else f"[{c.ci_low:.4g}, {c.ci_high:.4g}]"
         value = "–" if c.value != c.value else f"{c.value:.4g}"
-        rows.append(f"<tr><td>{html.escape(c.id)}</td><td>{html.escape(c.claim)}</td><td>{value}</td>"
-                    f"<td>{ci}</td><td>{c.n_seeds}</td><td class='{c.verdict}'>{c.verdict}</td></tr>")
-    return ("<table><tr><th>id</th><th>claim</th><th>value</th><th>95% CI</th><th>seeds</th><th>verdict</th>"
-            "</tr>" + "".join(rows) + "</table>") if rows else "<p>No claims recorded.</p>"
+        rows.append(f"<tr><td>{html.escape(c.id)}</td><td>{html.escape(c.claim)}</td>"
+                    f"<td>{html.escape(c.metric)}</td><td>{value}</td><td>{ci}</td><td>{c.n_seeds}</td>"
+                    f"<td class='{c.verdict}'>{c.verdict}</td></tr>")
+    return ("<table><tr><th>id</th><th>claim</th><th>metric</th><th>value</th><th>95% CI</th><th>seeds</th>"
+            "<th>verdict</th></tr>" + "".join(rows) + "</table>") if rows else "<p>No claims recorded.</p>"
+
+
+def _table_html(name: str, table: Path) -> str:
+    """A CSV table rendered (its first :data:`TABLE_ROWS` rows), headed by a link to the whole file."""
+    import pandas as pd
+
+    frame = pd.read_csv(table)
+    shown = frame.head(TABLE_ROWS).to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0,
+                                           na_rep="–")
+    more = f" (first {TABLE_ROWS} of {len(frame)} rows)" if len(frame) > TABLE_ROWS else ""
+    return (f"<details><summary><a href='{name}/tables/{table.name}'>{table.stem}</a>{more}</summary>"
+            f"{shown}</details>")
+
+
+def _run_minutes(ipynb: Path) -> float | None:
+    """The executed notebook's wall time in minutes (papermill's ``duration``), None if not recorded."""
+    if not ipynb.exists():
+        return None
+    seconds = json.loads(ipynb.read_text(encoding="utf-8")).get("metadata", {}).get("papermill", {}).get("duration")
+    return None if seconds is None else float(seconds) / 60
+
+
+def _commit() -> str:
+    """The checkout's commit (short hash, ``+`` when the tree has changes), or ``unknown`` outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
 
 
 def write_report(profile: str, *, exclude_input: bool = False, notebooks_html: bool = True) -> Path:
@@ -74,9 +114,13 @@ def write_report(profile: str, *, exclude_input: bool = False, notebooks_html: b
     claims_md = claims_to_markdown({name: r["claims"] for name, r in runs.items() if r["complete"]}, profile)
     atomic_write_text(root / "CLAIMS.md", claims_md)
     parts = [f"<h1>r2mae results — profile <code>{profile}</code></h1>",
-             "<p>Claims ledger: <a href='CLAIMS.md'>CLAIMS.md</a></p>"]
+             f"<p>Written {time.strftime('%Y-%m-%d %H:%M %Z')} from commit <code>{_commit()}</code>. "
+             "Claims ledger: <a href='CLAIMS.md'>CLAIMS.md</a></p>"]
     for name, run in runs.items():
+        minutes = _run_minutes(run["notebook"])
         status = "complete" if run["complete"] else "INCOMPLETE (failed or interrupted: not a result)"
+        if run["complete"] and minutes is not None:
+            status += f", ran {minutes:.1f} min"
         parts.append(f"<h2 id='{name}'>{name} <small>{status}</small></h2>")
         if not run["complete"]:
             continue
@@ -87,9 +131,7 @@ def write_report(profile: str, *, exclude_input: bool = False, notebooks_html: b
         parts.append("<div class='figs'>" + "".join(
             f"<figure><a href='{name}/figures/{f.name}'><img src='{name}/figures/{f.name}'></a>"
             f"<figcaption>{f.stem}</figcaption></figure>" for f in run["figures"]) + "</div>")
-        if run["tables"]:
-            parts.append("<p>Tables: " + ", ".join(f"<a href='{name}/tables/{t.name}'>{t.stem}</a>"
-                                                  for t in run["tables"]) + "</p>")
+        parts.extend(_table_html(name, t) for t in run["tables"])
     style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 6px;font-size:90%}.supported{color:#1a7f37}"
              ".contradicted{color:#cf222e}.inconclusive{color:#9a6700}figure{display:inline-block;margin:6px}"

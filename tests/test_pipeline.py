@@ -141,6 +141,28 @@ def test_report_merges_claims_and_skips_incomplete_runs(repo):
     assert "01_ok" in page and "INCOMPLETE" in page and "stale" not in page
 
 
+def test_report_index_shows_metrics_tables_commit_and_run_time(repo):
+    """The index names each claim's metric, renders each table (first rows, linked to its CSV) and says when,
+    from which commit and after how long each notebook ran."""
+    import nbformat
+    import pandas as pd
+
+    save_claims([Claim("C1", "x > y", "paper", "paired diff", 0.2, 0.1, 0.3, 3, "supported", "quick")],
+                profile="quick", notebook="01_ok")
+    run = repo / "results" / "quick" / "01_ok"
+    (run / "tables").mkdir(exist_ok=True)
+    pd.DataFrame({"ratio": [0.1 * i for i in range(30)], "lp": [0.5] * 30}).to_csv(run / "tables" / "tab1_x.csv",
+                                                                                index=False)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"duration": 90.0}
+    nbformat.write(nb, run / "01_ok.ipynb")
+    page = report.write_report("quick", notebooks_html=False).read_text()
+    assert "<th>metric</th>" in page and "<td>paired diff</td>" in page
+    assert "href='01_ok/tables/tab1_x.csv'" in page and f"first {report.TABLE_ROWS} of 30 rows" in page
+    assert page.count("<tr") - page.count("<tr><th>") >= report.TABLE_ROWS  # the table's rows are rendered
+    assert "ran 1.5 min" in page and "from commit <code>" in page
+
+
 def test_report_cli_on_missing_profile_dir(repo, capsys):
     assert report.main(["--profile", "full"]) == 2
     assert "results/full/ does not exist" in capsys.readouterr().err
