@@ -65,7 +65,7 @@ REFERENCE_SEEDS = 5
 PROGRESS_FILE = "progress.txt"
 #: The kernel's own log above warnings only: its warning that a local kernel talks over unencrypted TCP, once per
 #: notebook, says nothing about the notebook.
-KERNEL_QUIET = ["--IPKernelApp.log_level=ERROR"]
+KERNEL_QUIET = ("--IPKernelApp.log_level=ERROR",)
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ def _execute(notebook: str, profile: str, ipynb: Path, parameters: dict, start: 
             papermill.execute_notebook(str(ipynb), str(partial), parameters={**parameters, "profile": profile},
                                        cwd=str(NOTEBOOK_DIR), kernel_name=KERNEL, progress_bar=True,
                                        log_output=False, execution_timeout=CELL_TIMEOUT_S[profile],
-                                       extra_arguments=KERNEL_QUIET)
+                                       extra_arguments=list(KERNEL_QUIET))  # a copy: nbclient appends to it
     except Exception as err:  # noqa: BLE001 - any failure of a notebook is reported, and the next one runs
         return NotebookResult(notebook, False, (time.monotonic() - start) / 60,
                               f"{_first_error_line(err)} (traceback in {partial})")

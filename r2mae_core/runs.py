@@ -373,10 +373,10 @@ def execute(plan: Sequence[RunSpec], work: Callable[[list[RunSpec], Options], li
                            "machine")
     chunks = groups(todo, group_size)
     bar = tqdm(total=len(unique), initial=len(done), desc=desc, disable=not progress)
-    started, finished = time.monotonic(), [len(done)]  # runs stored so far (the bar counts nothing when off)
+    started, finished = time.monotonic(), len(done)  # runs stored so far (the bar counts nothing when off)
 
     def tell(current: str) -> None:
-        report(progress_line(desc, finished[0], len(unique), current, started, len(done)))
+        report(progress_line(desc, finished, len(unique), current, started, len(done)))
 
     if workers <= 1 or len(chunks) <= 1:
         for group in chunks:
@@ -385,7 +385,7 @@ def execute(plan: Sequence[RunSpec], work: Callable[[list[RunSpec], Options], li
             tell(f"now {label}")
             _store(group, work(group, options), paths)
             bar.update(len(group))
-            finished[0] += len(group)
+            finished += len(group)
         tell("")
     else:
         import multiprocessing
@@ -399,7 +399,7 @@ def execute(plan: Sequence[RunSpec], work: Callable[[list[RunSpec], Options], li
             for future in as_completed(futures):
                 _store(futures[future], future.result(), paths)  # the first failure is raised here
                 bar.update(len(futures[future]))
-                finished[0] += len(futures[future])
+                finished += len(futures[future])
                 tell(f"last {futures[future][0].label()}")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # after a failure: groups not yet started never start
