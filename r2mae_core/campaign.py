@@ -55,6 +55,8 @@ from typing import Any
 from unittest import mock
 
 from . import runs
+from .fingerprint import fingerprint_of
+from .io import atomic_write_text
 from .notebook_params import load_profile_parameters, read_parameters
 from .paths import REPO_ROOT, ledger_root
 from .records import RecordError, load_record, save_record
@@ -232,14 +234,21 @@ def _archive_name(notebook: str, shard: tuple[int, int]) -> str:
     return f"{notebook}-{shard[0]}of{shard[1]}.tar"
 
 
+def _work(sec: Section):
+    """The engine's work function of a section on the GPU route (``campaign_work`` where the module has one)."""
+    return getattr(sec.module, "campaign_work", sec.module.work)
+
+
 def _append(archive: Path, sec: Section, group: list[RunSpec]) -> None:
     """Append the stored results of ``group`` to ``archive`` as ``<namespace>/<ledger key>.npz`` entries, and a
-    manifest entry per run (its identity, for the reader)."""
+    manifest entry per run (its label, identity and the fingerprint of the code that made it)."""
+    code = fingerprint_of(_work(sec))
     with tarfile.open(archive, "a") as tar:
         for spec in group:
             name = f"{spec.namespace}/{ledger_path(spec, sec.data_checksum).name}"
-            tar.add(result_path(spec, sec.data_checksum), arcname=name)
-            doc = json.dumps({"label": spec.label(), "identity": spec.identity()}, sort_keys=True).encode()
+            tar.add(result_path(spec, sec.data_checksum, code=code), arcname=name)
+            doc = json.dumps({"label": spec.label(), "identity": spec.identity(), "code": code},
+                             sort_keys=True).encode()
             info = tarfile.TarInfo(name.removesuffix(".npz") + ".json")
             info.size, info.mtime = len(doc), int(time.time())
             tar.addfile(info, io.BytesIO(doc))
@@ -271,7 +280,7 @@ def run_shard(notebook: str, shard: tuple[int, int], out: Path, *, profile: str 
         with mock.patch.dict(os.environ, {"R2MAE_CACHE_DIR": str(cache)}):
             for k, group in enumerate(groups(todo, group_size)):
                 t0 = time.perf_counter()
-                execute(group, getattr(sec.module, "campaign_work", sec.module.work), options=options,
+                execute(group, _work(sec), options=options,
                         group_size=group_size, data_checksum=sec.data_checksum, progress=False)
                 _append(archive, sec, group)
                 if progress:
@@ -319,20 +328,31 @@ def unpack(archives: list[Path], *, profile: str = "full") -> dict[str, int]:
                     result = load_record(path)
                 except RecordError as err:
                     raise ValueError(f"{archive.name}: {member.name} does not read as a result: {err}") from None
-                checked.append((expected[member.name], result, member.name))
+                checked.append((expected[member.name], result, member.name, _manifest(tar, member.name)))
             memo: dict = {}
-            for spec, result, name in checked:
+            for spec, result, name, _ in checked:
                 local = _data_digest(sec, spec, memo)
                 if result.get("data_digest") != local:
                     raise ValueError(f"{archive.name}: {name} was made from other data (corpus digest "
                                      f"{result.get('data_digest')!r}, here {local!r}): the data or a library that "
                                      "builds it differ")
         finish = getattr(sec.module, "ledger_record", None)
-        for spec, result, _ in checked:
-            save_record(ledger_path(spec, sec.data_checksum),
-                        result if finish is None else finish(sec.config, spec, result))
+        for spec, result, _, manifest in checked:
+            ledger = ledger_path(spec, sec.data_checksum)
+            save_record(ledger, result if finish is None else finish(sec.config, spec, result))
+            atomic_write_text(ledger.with_suffix(".json"),
+                              json.dumps({**manifest, "archive": archive.name}, indent=1, sort_keys=True) + "\n")
         written[notebook] = written.get(notebook, 0) + len(checked)
     return written
+
+
+def _manifest(tar: tarfile.TarFile, name: str) -> dict:
+    """The manifest entry beside result ``name`` in ``tar`` (label, identity, code), ``{}`` if it has none."""
+    try:
+        member = tar.getmember(name.removesuffix(".npz") + ".json")
+        return json.loads(tar.extractfile(member).read())
+    except (KeyError, ValueError, AttributeError):
+        return {}
 
 
 def _data_digest(sec: Section, spec: RunSpec, memo: dict) -> str:

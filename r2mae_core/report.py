@@ -2,9 +2,11 @@
 
 Merges every notebook's ``claims.json`` into ``results/<profile>/CLAIMS.md``, converts each executed
 notebook to HTML (nbconvert) and writes ``results/<profile>/index.html``: the commit and date it was written
-at, and per notebook its status and run time, the claims (with the metric each value measures), figure
-thumbnails and its tables rendered (their first :data:`TABLE_ROWS` rows, each linked to its CSV). All links
-are relative, so the folder opens from disk.
+at, and per notebook its status and run time, the claims (with the metric each value measures and links to the
+figures that support them), captioned figure thumbnails and its tables rendered (their first :data:`TABLE_ROWS`
+rows, each linked to its CSV); captions and claim links come from :mod:`r2mae_core.catalogue`. All links are
+relative and the notebook pages typeset their formulas with a local copy of MathJax
+(``results/<profile>/_mathjax/``, from the ``jupyter-server-mathjax`` package), so the folder reads offline.
 A notebook still marked ``.incomplete`` (failed or interrupted) is listed as such, never as a result.
 """
 
@@ -13,22 +15,28 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from .catalogue import caption, figures_for_claim
 from .claims import Claim, claims_to_markdown
 from .io import atomic_write_text, load_claims
 from .paths import REPO_ROOT, check_profile, results_root
 
-__all__ = ["collect", "write_report", "readme_ledger", "update_readme", "main"]
+__all__ = ["collect", "local_mathjax", "write_report", "readme_ledger", "update_readme", "main"]
 
 INCOMPLETE = ".incomplete"
 #: The README block between these markers is the ledger of the committed ``full`` run, written by the report.
 README_MARKERS = ("<!-- ledger:full:start -->", "<!-- ledger:full:end -->")
 #: Rows of each table shown in the index (the CSV beside it has them all).
 TABLE_ROWS = 20
+#: The local MathJax's folder under ``results/<profile>/`` and the configuration the notebook pages load (MathJax 2,
+#: the version nbconvert's templates configure; ``Safe`` keeps typeset text from running code).
+MATHJAX_DIR = "_mathjax"
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
 
 
 def collect(profile: str) -> dict[str, dict]:
@@ -51,7 +59,26 @@ def collect(profile: str) -> dict[str, dict]:
     return runs
 
 
-def _notebook_html(ipynb: Path, *, exclude_input: bool) -> Path | None:
+def local_mathjax(root: Path) -> str | None:
+    """Copy MathJax from the installed ``jupyter-server-mathjax`` package to ``root/_mathjax`` (once) and return
+    the URL a notebook page one folder below ``root`` loads it from; None when the package is not installed
+    (the pages then load MathJax from nbconvert's CDN and need the internet for formulas)."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        return None
+    source = Path(jupyter_server_mathjax.__file__).parent / "static"
+    target = root / MATHJAX_DIR
+    if not (target / "MathJax.js").exists():
+        partial = root / f"{MATHJAX_DIR}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(source, partial)
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+    return f"../{MATHJAX_DIR}/MathJax.js?config={MATHJAX_CONFIG}"
+
+
+def _notebook_html(ipynb: Path, *, exclude_input: bool, mathjax_url: str | None) -> Path | None:
     if not ipynb.exists():
         return None
     import nbformat
@@ -59,20 +86,40 @@ def _notebook_html(ipynb: Path, *, exclude_input: bool) -> Path | None:
 
     exporter = HTMLExporter(template_name="lab")
     exporter.exclude_input = exclude_input
+    if mathjax_url is not None:
+        exporter.mathjax_url = mathjax_url
     body, _ = exporter.from_notebook_node(nbformat.read(ipynb, as_version=4))
     return atomic_write_text(ipynb.with_suffix(".html"), body)
 
 
-def _claims_rows(claims: list[Claim]) -> str:
+def _figure_anchor(notebook: str, figure: str) -> str:
+    return f"{notebook}-{figure}"
+
+
+def _claims_rows(notebook: str, claims: list[Claim], figures: list[Path]) -> str:
+    """The claims table of one notebook; each claim links to the saved figures that support it."""
+    saved = {f.stem for f in figures}
     rows = []
     for c in claims:
         ci = "–" if c.ci_low != c.ci_low else f"[{c.ci_low:.4g}, {c.ci_high:.4g}]"
         value = "–" if c.value != c.value else f"{c.value:.4g}"
+        links = ", ".join(f"<a href='#{_figure_anchor(notebook, f)}'>{f.split('_')[0]}</a>"
+                          for f in figures_for_claim(notebook, c.id) if f in saved) or "–"
         rows.append(f"<tr><td>{html.escape(c.id)}</td><td>{html.escape(c.claim)}</td>"
                     f"<td>{html.escape(c.metric)}</td><td>{value}</td><td>{ci}</td><td>{c.n_seeds}</td>"
-                    f"<td class='{c.verdict}'>{c.verdict}</td></tr>")
+                    f"<td class='{c.verdict}'>{c.verdict}</td><td>{links}</td></tr>")
     return ("<table><tr><th>id</th><th>claim</th><th>metric</th><th>value</th><th>95% CI</th><th>seeds</th>"
-            "<th>verdict</th></tr>" + "".join(rows) + "</table>") if rows else "<p>No claims recorded.</p>"
+            "<th>verdict</th><th>figures</th></tr>" + "".join(rows) + "</table>") if rows else \
+        "<p>No claims recorded.</p>"
+
+
+def _figure_html(notebook: str, figure: Path) -> str:
+    """A thumbnail linked to the full figure, captioned from the catalogue, with an anchor claims link to."""
+    text = html.escape(caption(notebook, figure.stem))
+    number = figure.stem.split("_")[0]
+    return (f"<figure id='{_figure_anchor(notebook, figure.stem)}'><a href='{notebook}/figures/{figure.name}'>"
+            f"<img src='{notebook}/figures/{figure.name}' alt='{text}'></a>"
+            f"<figcaption><b>{number}</b> {text}</figcaption></figure>")
 
 
 def _table_html(name: str, table: Path) -> str:
@@ -83,8 +130,9 @@ def _table_html(name: str, table: Path) -> str:
     shown = frame.head(TABLE_ROWS).to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0,
                                            na_rep="–")
     more = f" (first {TABLE_ROWS} of {len(frame)} rows)" if len(frame) > TABLE_ROWS else ""
-    return (f"<details><summary><a href='{name}/tables/{table.name}'>{table.stem}</a>{more}</summary>"
-            f"{shown}</details>")
+    number = table.stem.split("_")[0]
+    return (f"<details><summary><a href='{name}/tables/{table.name}'>{number}</a> "
+            f"{html.escape(caption(name, table.stem))}{more}</summary>{shown}</details>")
 
 
 def _run_minutes(ipynb: Path) -> float | None:
@@ -116,6 +164,7 @@ def write_report(profile: str, *, exclude_input: bool = False, notebooks_html: b
     parts = [f"<h1>r2mae results — profile <code>{profile}</code></h1>",
              f"<p>Written {time.strftime('%Y-%m-%d %H:%M %Z')} from commit <code>{_commit()}</code>. "
              "Claims ledger: <a href='CLAIMS.md'>CLAIMS.md</a></p>"]
+    mathjax = local_mathjax(root) if notebooks_html and any(r["complete"] for r in runs.values()) else None
     for name, run in runs.items():
         minutes = _run_minutes(run["notebook"])
         status = "complete" if run["complete"] else "INCOMPLETE (failed or interrupted: not a result)"
@@ -124,18 +173,17 @@ def write_report(profile: str, *, exclude_input: bool = False, notebooks_html: b
         parts.append(f"<h2 id='{name}'>{name} <small>{status}</small></h2>")
         if not run["complete"]:
             continue
-        page = _notebook_html(run["notebook"], exclude_input=exclude_input) if notebooks_html else None
+        page = (_notebook_html(run["notebook"], exclude_input=exclude_input, mathjax_url=mathjax)
+                if notebooks_html else None)
         if page is not None:
             parts.append(f"<p><a href='{name}/{page.name}'>executed notebook</a></p>")
-        parts.append(_claims_rows(run["claims"]))
-        parts.append("<div class='figs'>" + "".join(
-            f"<figure><a href='{name}/figures/{f.name}'><img src='{name}/figures/{f.name}'></a>"
-            f"<figcaption>{f.stem}</figcaption></figure>" for f in run["figures"]) + "</div>")
+        parts.append(_claims_rows(name, run["claims"], run["figures"]))
+        parts.append("<div class='figs'>" + "".join(_figure_html(name, f) for f in run["figures"]) + "</div>")
         parts.extend(_table_html(name, t) for t in run["tables"])
     style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 6px;font-size:90%}.supported{color:#1a7f37}"
              ".contradicted{color:#cf222e}.inconclusive{color:#9a6700}figure{display:inline-block;margin:6px}"
-             "img{max-width:360px;max-height:300px}small{color:#777}")
+             "img{max-width:360px;max-height:300px}small{color:#777}figcaption{max-width:360px;font-size:90%}")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>r2mae {profile}</title><style>{style}"
             f"</style></head><body>{''.join(parts)}</body></html>\n")
     return atomic_write_text(root / "index.html", page)

@@ -5,9 +5,11 @@ seed, each trained with one schedule and evaluated the same way. A section turns
 :func:`execute` does the rest:
 
 1. **Look up** each run's result in the cache (``<cache root>/<namespace>/<key>.npz``, a data-only
-   :mod:`r2mae_core.records` file; the key covers the spec, the data checksum, the package version and the
-   numerics, :func:`r2mae_core.cache.cache_key`), then in the committed ledger of runs made on a GPU
-   (:func:`ledger_path`: the same key without the CPU numerics). Runs that appear twice in a plan are done once.
+   :mod:`r2mae_core.records` file; the key covers the spec, the data checksum, the fingerprint of the code of
+   ``work``'s module (:mod:`r2mae_core.fingerprint`), the package version and the numerics,
+   :func:`r2mae_core.cache.cache_key`), then in the committed ledger of runs made on a GPU (:func:`ledger_path`:
+   the key without the code and the CPU numerics; a ledger record made by other code is used, with one warning
+   per namespace naming both fingerprints). Runs that appear twice in a plan are done once.
 2. **Group** the missing runs that share an architecture, data and schedule (everything but the method's
    sampler and the seed, :func:`group_key`) into groups of at most ``group_size``: a group is trained as one
    ensemble (:func:`r2mae_core.ensemble.pretrain_ensemble`), how many small models fill a GPU.
@@ -25,9 +27,11 @@ how many; a run without one (a reference, 05's PCA) is computed here.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +40,7 @@ import torch
 
 from ._rng import check_seed
 from .cache import cache_key, canonical
+from .fingerprint import fingerprint_of
 from .masking import make_sampler
 from .paths import cache_root, ledger_root
 from .progress import progress_line, report
@@ -44,7 +49,7 @@ from .train import TrainConfig
 
 __all__ = ["Method", "TrainConfig", "RunSpec", "Options", "fixed_method", "r2mae_method", "r2mae_name",
            "reference_method", "group_key", "groups", "shard_runs", "result_path", "group_checkpoint_path",
-           "ledger_path", "execute", "parse_shard"]
+           "ledger_path", "ledger_code", "execute", "parse_shard"]
 
 _NAN = float("nan")
 
@@ -222,9 +227,10 @@ def group_key(spec: RunSpec) -> str:
     return cache_key("group", ident)
 
 
-def result_path(spec: RunSpec, data_checksum: str = "") -> Path:
-    """Where the result of ``spec`` is stored."""
-    key = cache_key(spec.namespace, spec.identity(), data_checksum=data_checksum)
+def result_path(spec: RunSpec, data_checksum: str = "", *, code: str = "") -> Path:
+    """Where the result of ``spec`` computed by code with fingerprint ``code`` is stored (``code``: that of the
+    ``work`` function's module, :func:`r2mae_core.fingerprint.fingerprint_of`)."""
+    key = cache_key(spec.namespace, spec.identity(), data_checksum=data_checksum, code=code)
     return cache_root() / spec.namespace / f"{key}.npz"
 
 
@@ -239,10 +245,11 @@ def shard_runs(plan: Sequence[RunSpec], shard: tuple[int, int]) -> list[RunSpec]
     return list(unique.values())
 
 
-def group_checkpoint_path(group: Sequence[RunSpec], folder: str) -> Path:
+def group_checkpoint_path(group: Sequence[RunSpec], folder: str, *, code: str = "") -> Path:
     """Where an ensemble group's resumable training state lives: ``<cache root>/<folder>/group-<key>.pt``, keyed
-    on its members' training identities in order (the same members in another order are another group)."""
-    key = cache_key(folder, [spec.training_identity() for spec in group])
+    on its members' training identities in order (the same members in another order are another group) and on
+    the fingerprint ``code`` of the training code (the calling module's)."""
+    key = cache_key(folder, [spec.training_identity() for spec in group], code=code)
     return cache_root() / folder / f"group-{key}.pt"
 
 
@@ -301,10 +308,38 @@ def _exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
     os._exit(1)
 
 
-def _stored(path: Path, spec: RunSpec, data_checksum: str) -> dict | None:
-    """The result of ``spec`` from the cache, else from the ledger; None if neither has it."""
+def _stored(path: Path, spec: RunSpec, data_checksum: str, code: str, stale: dict[str, str]) -> dict | None:
+    """The result of ``spec`` from the cache, else from the ledger; None if neither has it. A ledger record whose
+    provenance names another code fingerprint than ``code`` is still returned (the ledger holds what a GPU made
+    and this machine cannot remake) and noted in ``stale`` (its fingerprint by namespace)."""
     out = _load(path)
-    return out if out is not None else _load(ledger_path(spec, data_checksum))
+    if out is not None:
+        return out
+    ledger = ledger_path(spec, data_checksum)
+    out = _load(ledger)
+    if out is not None and code:
+        made_by = ledger_code(ledger)
+        if made_by != code:
+            stale.setdefault(spec.namespace, made_by or "unrecorded")
+    return out
+
+
+def ledger_code(ledger: Path) -> str:
+    """The code fingerprint recorded beside a ledger record (its ``.json`` provenance), ``""`` if none."""
+    info = ledger.with_suffix(".json")
+    if not info.exists():
+        return ""
+    try:
+        return str(json.loads(info.read_text(encoding="utf-8")).get("code", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def _warn_stale(stale: dict[str, str], code: str) -> None:
+    """One warning per namespace whose ledger records were made by code other than this checkout's."""
+    for namespace, made_by in sorted(stale.items()):
+        warnings.warn(f"ledger records of {namespace} were made by code {made_by}; this checkout's code is {code}: "
+                      "the results shown are those of the code that made them", stacklevel=3)
 
 
 def _load(path: Path) -> dict | None:
@@ -314,7 +349,6 @@ def _load(path: Path) -> dict | None:
     try:
         return load_record(path)
     except RecordError as err:
-        import warnings
         warnings.warn(f"{err}; recomputing it", stacklevel=3)
         return None
 
@@ -362,8 +396,11 @@ def execute(plan: Sequence[RunSpec], work: Callable[[list[RunSpec], Options], li
     keys = [repr(spec.identity()) for spec in plan]
     unique = dict(zip(keys, plan, strict=True))
     mine = set(keys) if shard is None else {repr(spec.identity()) for spec in shard_runs(plan, shard)}
-    paths = {k: result_path(spec, data_checksum) for k, spec in unique.items()}
-    done = {k: out for k, spec in unique.items() if (out := _stored(paths[k], spec, data_checksum)) is not None}
+    code, stale = fingerprint_of(work), {}
+    paths = {k: result_path(spec, data_checksum, code=code) for k, spec in unique.items()}
+    done = {k: out for k, spec in unique.items()
+            if (out := _stored(paths[k], spec, data_checksum, code, stale)) is not None}
+    _warn_stale(stale, code)
     todo = [spec for k, spec in unique.items() if k not in done and k in mine]
     to_train = [spec for spec in todo if spec.train is not None]
     if to_train and os.environ.get("R2MAE_REPLAY", "") in ("1", "true", "yes"):

@@ -75,17 +75,18 @@ def token_plan(config, methods: list[Method], *, namespace: str, models: dict[st
             for i, seed in enumerate(config.seeds()) for method, size, scoring in entries]
 
 
-def pretrain_run(spec: RunSpec, model, ids: torch.Tensor, step, options: Options) -> dict:
+def pretrain_run(spec: RunSpec, model, ids: torch.Tensor, step, options: Options, *, code: str) -> dict:
     """Pretrain ``model`` as ``spec`` says (a reference is not trained) with the masking step ``step``.
 
     Checkpointed under ``<cache root>/<namespace>_models/<key>.pt`` (resumable; removed at the end: the engine's
-    record of the run replaces it). Returns ``model``, ``history`` (step, loss, ratio_mean of every
-    ``max(1, steps // 50)``-th step) and ``seconds`` of pretraining.
+    record of the run replaces it), keyed on the fingerprint ``code`` of the section module that builds ``step``
+    (:func:`r2mae_core.fingerprint.code_fingerprint`, which covers this module too). Returns ``model``,
+    ``history`` (step, loss, ratio_mean of every ``max(1, steps // 50)``-th step) and ``seconds`` of pretraining.
     """
     if spec.method.kind == "reference":
         return {"model": model, "history": history_table([]).iloc[:, :3], "seconds": 0.0}
     folder = f"{spec.namespace}_models"
-    ckpt = cache_root() / folder / f"{cache_key(folder, spec.training_identity())}.pt"
+    ckpt = cache_root() / folder / f"{cache_key(folder, spec.training_identity(), code=code)}.pt"
     res = pretrain(model, ids, sampler=make_sampler(spec.method.sampler), train=spec.train, seed=spec.seed,
                    step_fn=step, device=options.device, progress=options.progress, checkpoint_path=ckpt)
     ckpt.unlink(missing_ok=True)
@@ -93,22 +94,24 @@ def pretrain_run(spec: RunSpec, model, ids: torch.Tensor, step, options: Options
             "seconds": float(res.history["seconds"].iloc[-1])}
 
 
-def pretrain_group(group: list[RunSpec], models: list, ids: torch.Tensor, step, options: Options) -> list[dict]:
+def pretrain_group(group: list[RunSpec], models: list, ids: torch.Tensor, step, options: Options, *,
+                   code: str) -> list[dict]:
     """Pretrain the runs of one engine group with the masking step ``step`` (the same for the group: the group
     key holds the method's mask options): one by one (:func:`pretrain_run`, resumable) for a single run or a
     reference, else as one ensemble (:func:`r2mae_core.ensemble.pretrain_ensemble`, resumable from its group
     checkpoint, :func:`r2mae_core.runs.group_checkpoint_path`; on CUDA its step is compiled, since the eager
-    vmapped step under bf16 autocast fails in PyTorch 2.11's attention backward). Returns what
-    :func:`pretrain_run` returns, per run."""
+    vmapped step under bf16 autocast fails in PyTorch 2.11's attention backward). ``code``: as in
+    :func:`pretrain_run`. Returns what :func:`pretrain_run` returns, per run."""
     if len(group) == 1 or group[0].method.kind == "reference":
-        return [pretrain_run(spec, model, ids, step, options) for spec, model in zip(group, models, strict=True)]
+        return [pretrain_run(spec, model, ids, step, options, code=code)
+                for spec, model in zip(group, models, strict=True)]
     first = group[0]
     results = pretrain_ensemble(models, ids, samplers=[make_sampler(spec.method.sampler) for spec in group],
                                 seeds=[spec.seed for spec in group], train=first.train,
                                 uniformity_weight=first.method.uniformity_weight, step=step,
                                 device=options.device,
                                 compile=options.compile or torch.device(options.device).type == "cuda",
-                                checkpoint_path=group_checkpoint_path(group, f"{first.namespace}_models"))
+                                checkpoint_path=group_checkpoint_path(group, f"{first.namespace}_models", code=code))
     return [{"model": res.model, "history": _thinned(res.history, first.train),
              "seconds": float(res.history["seconds"].iloc[-1])} for res in results]
 

@@ -41,6 +41,7 @@ from .. import data as datasets
 from .. import dna
 from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
 from ..cache import cache_key, cached
+from ..fingerprint import code_fingerprint
 from ..mlm import MLMStep
 from ..models import build_model
 from ..records import record_digest
@@ -430,7 +431,7 @@ def work(group: list[RunSpec], options: Options) -> list[dict]:
     models = [build_model("text_encoder", seed=spec.seed, **spec.model) for spec in group]
     step = step_for(first.method, first.evaluation["first_random_id"])
     trained = token_runs.pretrain_group(group, models, torch.as_tensor(corp["pretrain_ids"], dtype=torch.long),
-                                        step, options)
+                                        step, options, code=code_fingerprint(__name__))
     digest = record_digest(corp)
     return token_runs.evaluated_records(group, trained, _evaluate, corp, options.device, digest)
 

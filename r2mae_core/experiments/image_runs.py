@@ -37,6 +37,7 @@ from .._rng import numpy_generator
 from ..cache import cache_key, cache_root
 from ..data import dataset_names, fingerprint, get_spec, load
 from ..ensemble import pretrain_ensemble
+from ..fingerprint import code_fingerprint
 from ..masking import make_sampler
 from ..runs import Method, Options, RunSpec, TrainConfig, execute, group_checkpoint_path, reference_method
 from ..train import HISTORY_COLUMNS, TrainResult, history_frame, pretrain, run_fingerprint, save_finished
@@ -227,7 +228,8 @@ def eval_spec(spec: RunSpec) -> EvalSpec | None:
 
 def checkpoint_path(spec: RunSpec) -> Path:
     """The run's weights (resumable checkpoint, or finished weights of an ensemble member)."""
-    return cache_root() / "image_models" / f"{cache_key('image_models', spec.training_identity())}.pt"
+    key = cache_key("image_models", spec.training_identity(), code=code_fingerprint(__name__))
+    return cache_root() / "image_models" / f"{key}.pt"
 
 
 def pretraining_images(spec: RunSpec) -> np.ndarray:
@@ -279,7 +281,8 @@ def train_group(group: list[RunSpec], options: Options | None = None) -> list[Tr
     results = pretrain_ensemble([_build(spec) for spec in group], images, samplers=samplers,
                                 seeds=[spec.seed for spec in group], train=train,
                                 uniformity_weight=first.method.uniformity_weight, device=options.device,
-                                compile=options.compile, checkpoint_path=group_checkpoint_path(group, "image_models"))
+                                compile=options.compile, checkpoint_path=group_checkpoint_path(group, "image_models",
+                                                                    code=code_fingerprint(__name__)))
     for spec, sampler, res in zip(group, samplers, results, strict=True):
         fp = run_fingerprint(res.model, sampler, train, n_data=len(images), seed=spec.seed,
                              uniformity_weight=spec.method.uniformity_weight)

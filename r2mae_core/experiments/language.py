@@ -26,6 +26,7 @@ from .. import text
 from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
 from ..cache import cache_key, cached
 from ..data.language import BROWN_GENRES
+from ..fingerprint import code_fingerprint
 from ..mlm import MLMStep
 from ..models import build_model
 from ..records import record_digest
@@ -511,7 +512,8 @@ def work(group: list[RunSpec], options: Options) -> list[dict]:
     first = group[0]
     corp = _corpus_cached(cache_key("language_corpus", first.data), tuple(sorted(first.data.items())))
     models = [build_model("text_encoder", seed=spec.seed, **spec.model) for spec in group]
-    trained = token_runs.pretrain_group(group, models, torch.as_tensor(corp["pretrain_ids"]), mlm_step, options)
+    trained = token_runs.pretrain_group(group, models, torch.as_tensor(corp["pretrain_ids"]), mlm_step, options,
+                                        code=code_fingerprint(__name__))
     digest = record_digest(corp)
     return token_runs.evaluated_records(group, trained, _evaluate, corp, options.device, digest)
 

@@ -50,6 +50,7 @@ from .. import data as datasets
 from .. import single_cell
 from .._rng import check_seed
 from ..cache import cache_key
+from ..fingerprint import code_fingerprint
 from ..masking import make_sampler
 from ..models import model_config
 from ..paths import cache_root, data_root
@@ -485,7 +486,8 @@ def pretrain_unit(spec: RunSpec, device: str = "cpu") -> dict:
                 "embedding": _pca(ds["x"], spec.model["pca_comps"]).astype(np.float32)}
     xm, held = _encoder_inputs(spec)
     train = spec.train or TrainConfig(steps=1)
-    ckpt = cache_root() / CHECKPOINTS / f"{cache_key(CHECKPOINTS, spec.training_identity())}.pt"
+    key = cache_key(CHECKPOINTS, spec.training_identity(), code=code_fingerprint(__name__))
+    ckpt = cache_root() / CHECKPOINTS / f"{key}.pt"
     net, history = single_cell.fit_encoder(
         xm[~held], model=spec.family, model_kwargs=spec.model, sampler=spec.method.sampler, steps=train.steps,
         batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay, seed=spec.seed, device=device,
@@ -556,7 +558,8 @@ def pretrain_units(group: list[RunSpec], device: str = "cpu", *, compile: bool =
                                       seeds=[spec.seed for spec in group], steps=train.steps,
                                       batch_size=train.batch_size, lr=train.lr, weight_decay=train.weight_decay,
                                       device=device, compile=compile, checkpoint_every=train.checkpoint_every,
-                                      checkpoint_path=group_checkpoint_path(group, CHECKPOINTS))
+                                      checkpoint_path=group_checkpoint_path(group, CHECKPOINTS,
+                                                                          code=code_fingerprint(__name__)))
     return [_pretrained_record(spec, net, history, xm, held)
             for spec, (net, history) in zip(group, fitted, strict=True)]
 

@@ -13,7 +13,7 @@ import seaborn as sns
 __all__ = ["STYLE", "apply_style", "paper_style", "new_figure", "palette", "method_colors"]
 
 STYLE = {
-    "figure.dpi": 80,  # inline display: keeps executed notebooks small; save_figure writes at 200 dpi
+    "figure.dpi": 110,  # inline display: 8-pt ticks at 12 px, readable in JupyterLab; save_figure writes 200 dpi
     "savefig.dpi": 200,
     "axes.spines.top": False,
     "axes.spines.right": False,
