@@ -57,3 +57,8 @@ def test_jupyterlab_opens_the_py_notebooks_as_notebooks():
     assert any(f'"{viewer}"' in p.read_text(encoding="utf-8", errors="ignore") for p in extension.rglob("*.js"))
     installed = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
     assert json.loads(installed.read_text(encoding="utf-8")) == want
+    schemas = Path(sys.prefix) / "share" / "jupyter" / "lab" / "schemas"
+    for plugin, settings in want.items():  # every override names a real plugin setting (a typo is ignored silently)
+        package, name = plugin.split(":")
+        schema = json.loads((schemas / package / f"{name}.json").read_text(encoding="utf-8"))
+        assert set(settings) <= set(schema["properties"]), plugin
