@@ -43,16 +43,25 @@ _memo: dict[tuple, tuple[str, frozenset[str]]] = {}
 _loaded: dict[str, str] = {}
 
 
-def _docstring_spans(tree: ast.AST) -> list[tuple[int, int, int, int]]:
-    """``(line, col, end_line, end_col)`` (1-based lines, UTF-8 byte columns) of every docstring in ``tree``."""
-    spans = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
-            first = node.body[0]
-            if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
-                    and isinstance(first.value.value, str)):
-                spans.append((first.lineno, first.col_offset, first.end_lineno, first.end_col_offset))
-    return spans
+_SCOPES = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _statements(node: ast.AST):
+    """``node`` and every statement nested in it (bodies of functions, classes, branches, loops, ``try`` and
+    ``match``), without descending into expressions: imports and docstrings are statements."""
+    yield node
+    for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+        for child in getattr(node, field, ()) or ():
+            if isinstance(child, ast.stmt | ast.excepthandler | ast.match_case):
+                yield from _statements(child)
+
+
+def _docstring_span(node: ast.AST) -> tuple[int, int, int, int] | None:
+    """``(line, col, end_line, end_col)`` (1-based lines, UTF-8 byte columns) of ``node``'s docstring, if any."""
+    first = node.body[0] if node.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        return first.lineno, first.col_offset, first.end_lineno, first.end_col_offset
+    return None
 
 
 def _blank(lines: list[bytes], span: tuple[int, int, int, int]) -> None:
@@ -64,13 +73,15 @@ def _blank(lines: list[bytes], span: tuple[int, int, int, int]) -> None:
         lines[i] = lines[i][:start] + b" " * (stop - start) + lines[i][stop:]
 
 
-def program_text(source: str) -> str:
+def program_text(source: str, tree: ast.AST | None = None) -> str:
     """``source`` without comments, docstrings, blank lines and trailing whitespace.
 
     Parameters
     ----------
     source
         The text of a Python module.
+    tree
+        Its syntax tree, if the caller has parsed it already.
 
     Returns
     -------
@@ -78,10 +89,11 @@ def program_text(source: str) -> str:
         The remaining lines joined by ``\\n``: equal for two sources that differ only in prose or layout of
         blank lines, different for any change to the program (a changed token, an indentation change).
     """
-    tree = ast.parse(source)
+    tree = ast.parse(source) if tree is None else tree
     lines = [line.encode() for line in source.splitlines()]
-    for span in _docstring_spans(tree):
-        _blank(lines, span)
+    for node in _statements(tree):
+        if isinstance(node, _SCOPES) and (span := _docstring_span(node)) is not None:
+            _blank(lines, span)
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
             (row, col), (_, end) = tok.start, tok.end
@@ -114,7 +126,7 @@ def module_imports(name: str, tree: ast.AST, *, is_package: bool, root: Path = P
     ``from package import submodule`` counted as the submodule, parent packages included)."""
     package = name if is_package else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _statements(tree):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -143,7 +155,7 @@ def _read(name: str, root: Path) -> tuple[str, frozenset[str]]:
     if key not in _memo:
         source = path.read_text(encoding="utf-8")
         tree = ast.parse(source, filename=str(path))
-        digest = hashlib.sha256(program_text(source).encode()).hexdigest()
+        digest = hashlib.sha256(program_text(source, tree).encode()).hexdigest()
         imports = module_imports(name, tree, is_package=path.name == "__init__.py", root=root)
         _memo[key] = (digest, frozenset(imports))
     return _memo[key]

@@ -238,7 +238,8 @@ def _table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; a bad ``--budget-s`` or notebook name raises ``ValueError`` (one line)."""
     ap = argparse.ArgumentParser(prog="python -m r2mae_core.gpu_check", description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -247,19 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--notebooks", nargs="*", default=["02_vision", "03_language", "04_dna", "06_spectral_clustering"])
     args = ap.parse_args(argv)
     if args.budget_s <= 0:
-        print(f"error: --budget-s={args.budget_s} is not allowed: use a positive number of seconds", file=sys.stderr)
-        return 2
-    notebooks = args.notebooks
-    try:
-        for nb in notebooks:
-            check_notebook(nb)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    t_start, dev = time.perf_counter(), args.device
+        raise ValueError(f"--budget-s={args.budget_s} is not allowed: use a positive number of seconds")
+    for nb in args.notebooks:
+        check_notebook(nb)
+    return args
+
+
+def _device_info(dev: str, quick: bool) -> dict:
+    """Versions, the device's name and its measured matmul peaks (bf16, fp32 and, on CUDA, tf32)."""
+    n, reps = (256, 2) if quick else (8192, 10)
     cuda = dev.startswith("cuda")
-    n, reps = (256, 2) if args.quick else (8192, 10)
     info = {"torch": torch.__version__, "python": sys.version.split()[0], "device": dev,
             "name": torch.cuda.get_device_name(0) if cuda else "cpu",
             "bf16_peak": matmul_peak(dev, torch.bfloat16, n, reps),
@@ -268,60 +266,94 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         info["tf32_peak"] = matmul_peak(dev, torch.float32, n, reps)
         torch.backends.cuda.matmul.allow_tf32 = False
-    report = {"info": info, "rows": [], "notebooks": []}
-    out_file = args.out / "gpu_check.json"
-    peak = info["bf16_peak" if cuda else "fp32_peak"]
+    return info
+
+
+def _failed(row: dict, err: Exception) -> dict:
+    """A row whose code path raised: the failure is a finding and the check goes on."""
+    return {**row, "error": repr(err)[:400]}
+
+
+def _bench_rows(args: argparse.Namespace, peak: float, out_of_time, record) -> None:
+    """Image-model, text-encoder and evaluation rows, each recorded as it finishes, while time is left."""
     flops: dict[tuple, float] = {}
     for kind, size, k, batch, steps, comp, spec in _plan(args.quick):
-        if time.perf_counter() - t_start > args.budget_s * BENCH_SHARE:  # keep the rest for the notebooks
+        if out_of_time(BENCH_SHARE):  # keep the rest for the notebooks
             break
         try:
-            row = (single_row(size, batch, steps, comp, spec, dev) if kind == "single"
-                   else ensemble_row(size, k, batch, steps, comp, spec, dev))
-            flops.setdefault((size, batch), step_flops(size, batch, dev))
+            row = (single_row(size, batch, steps, comp, spec, args.device) if kind == "single"
+                   else ensemble_row(size, k, batch, steps, comp, spec, args.device))
+            flops.setdefault((size, batch), step_flops(size, batch, args.device))
             row["frac_peak"] = k * flops[(size, batch)] / (row["step_ms"] / 1e3) / peak
         except Exception as err:  # noqa: BLE001 - a failing code path is a finding; the check goes on
-            row = {"kind": kind, "size": size, "k": k, "compile": comp, "sampler": spec["kind"],
-                   "error": repr(err)[:400]}
-        report["rows"].append(row)
-        print(json.dumps(row), flush=True)
-        out_file.write_text(json.dumps(report, indent=1))
+            row = _failed({"kind": kind, "size": size, "k": k, "compile": comp, "sampler": spec["kind"]}, err)
+        record([row])
     for size, k, batch, seq_len, steps in _text_plan(args.quick):
-        if time.perf_counter() - t_start > args.budget_s * BENCH_SHARE:
+        if out_of_time(BENCH_SHARE):
             break
         try:
-            row = text_row(size, k, batch, seq_len, steps, dev)
+            row = text_row(size, k, batch, seq_len, steps, args.device)
             row["frac_peak"] = k * row["member_flops"] / (row["step_ms"] / 1e3) / peak
         except Exception as err:  # noqa: BLE001 - a failing code path is a finding; the check goes on
-            row = {"kind": "text", "size": size, "k": k, "error": repr(err)[:400]}
-        report["rows"].append(row)
-        print(json.dumps(row), flush=True)
-        out_file.write_text(json.dumps(report, indent=1))
-    if time.perf_counter() - t_start <= args.budget_s * (BENCH_SHARE + 0.1):
+            row = _failed({"kind": "text", "size": size, "k": k}, err)
+        record([row])
+    if not out_of_time(BENCH_SHARE + 0.1):
         try:
-            report["rows"] += eval_rows(dev, args.quick)
+            rows = eval_rows(args.device, args.quick)
         except Exception as err:  # noqa: BLE001 - a failing code path is a finding; the check goes on
-            report["rows"].append({"kind": "eval", "what": "evaluation", "error": repr(err)[:400]})
-        print(json.dumps(report["rows"][-1]), flush=True)
-        out_file.write_text(json.dumps(report, indent=1))
-    if cuda:
-        report["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            rows = [_failed({"kind": "eval", "what": "evaluation"}, err)]
+        record(rows)
+
+
+def _notebook_rows(args: argparse.Namespace, seconds_left, report: dict, save) -> None:
+    """Each notebook's smoke script on the device (GPU settings: compiled ensembles of 8), while time is left."""
     extra = {nb: {"compile_model": True, "ensemble_size": 8} for nb in ("02_vision", "06_spectral_clustering")}
     extra.update({nb: {"ensemble_size": 8} for nb in ("03_language", "04_dna")})  # token ensembles compile on CUDA
-    for nb in notebooks:
-        left = args.budget_s - (time.perf_counter() - t_start)
+    for nb in args.notebooks:
+        left = seconds_left()
         if left < 30:
             report["notebooks"].append({"kind": "notebook", "notebook": nb, "rc": "skipped (budget)", "wall_s": 0.0})
             continue
-        row = run_notebook_script(nb, {"device": dev, **extra.get(nb, {})}, timeout=min(180.0, left))
+        row = run_notebook_script(nb, {"device": args.device, **extra.get(nb, {})}, timeout=min(180.0, left))
         report["notebooks"].append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "tail"}), flush=True)
         if row["rc"] != 0:
             print(row["tail"], flush=True)
+        save()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the check (module docstring) and write ``<out>/gpu_check.json``; 2 on bad arguments."""
+    try:
+        args = _arguments(argv)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    t_start, cuda = time.perf_counter(), args.device.startswith("cuda")
+    info = _device_info(args.device, args.quick)
+    report = {"info": info, "rows": [], "notebooks": []}
+    out_file = args.out / "gpu_check.json"
+
+    def save() -> None:
         out_file.write_text(json.dumps(report, indent=1))
+
+    def record(rows: list[dict]) -> None:
+        report["rows"] += rows
+        print(json.dumps(rows[-1]), flush=True)
+        save()
+
+    def seconds_left() -> float:
+        return args.budget_s - (time.perf_counter() - t_start)
+
+    _bench_rows(args, info["bf16_peak" if cuda else "fp32_peak"],
+                lambda share: time.perf_counter() - t_start > args.budget_s * share, record)
+    if cuda:
+        report["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    _notebook_rows(args, seconds_left, report, save)
     print(_table(report))
     print(f"total {time.perf_counter() - t_start:.0f} s; bf16 peak {info['bf16_peak'] / 1e12:.1f} TFLOP/s")
-    out_file.write_text(json.dumps(report, indent=1))
+    save()
     return 0
 
 
