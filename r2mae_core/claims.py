@@ -11,7 +11,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["Claim", "VERDICTS", "verdict_from_interval", "verdict_from_bool", "interval_claim", "claims_to_markdown"]
+import numpy as np
+
+from .stats import mean_ci
+
+__all__ = ["Claim", "VERDICTS", "verdict_from_interval", "verdict_from_bool", "interval_claim", "make_claim",
+           "claims_to_markdown"]
 
 VERDICTS = ("supported", "contradicted", "inconclusive")
 
@@ -101,6 +106,42 @@ def interval_claim(cid: str, claim: str, source: str, metric: str, value: float,
         verdict = "inconclusive"
     return Claim(cid, claim, source, metric, float(value), float(ci_low), float(ci_high), int(n_seeds), verdict,
                  profile)
+
+
+def make_claim(*, cid: str, claim: str, source: str, metric: str, profile: str, diffs=None, draws=None,
+               value: float | None = None, ci_low: float | None = None, ci_high: float | None = None,
+               n_seeds: int | None = None, threshold: float = 0.0, allow_contradicted: bool = True) -> Claim:
+    """:func:`interval_claim` by keyword, from one of three kinds of evidence.
+
+    * ``diffs``: one paired difference per seed; ``value`` and the interval are their mean and Student-t 95%
+      interval (:func:`r2mae_core.stats.mean_ci`), ``n_seeds`` their count. No differences: an ``inconclusive``
+      claim with NaN value and interval and 0 seeds.
+    * ``draws``: bootstrap draws of the statistic; the interval is their 2.5 and 97.5 percentiles, ``value`` the
+      point estimate if given, else their mean; ``n_seeds`` is required.
+    * ``value``, ``ci_low``, ``ci_high`` and ``n_seeds`` given directly.
+
+    The verdict is :func:`verdict_from_interval` against ``threshold`` (``allow_contradicted=False``: an interval
+    below it reads ``inconclusive``).
+    """
+    given = [name for name, v in (("diffs", diffs), ("draws", draws), ("ci_low", ci_low)) if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"evidence={given!r} is not allowed: give exactly one of diffs, draws or value/ci_low/"
+                         "ci_high")
+    if diffs is not None:
+        diffs = np.asarray(diffs, dtype=float)
+        if diffs.size == 0:
+            nan = float("nan")
+            return Claim(cid, claim, source, metric, nan, nan, nan, 0, "inconclusive", profile)
+        value, ci_low, ci_high = mean_ci(diffs)
+        n_seeds = diffs.size
+    elif draws is not None:
+        draws = np.asarray(draws, dtype=float)
+        value = float(np.mean(draws)) if value is None else value
+        ci_low, ci_high = np.percentile(draws, [2.5, 97.5])
+    if value is None or ci_high is None or n_seeds is None:
+        raise ValueError(f"value={value!r}, ci_high={ci_high!r}, n_seeds={n_seeds!r} are not allowed: give each")
+    return interval_claim(cid, claim, source, metric, value, ci_low, ci_high, n_seeds, profile, threshold=threshold,
+                          allow_contradicted=allow_contradicted)
 
 
 def verdict_from_bool(ok: bool) -> str:

@@ -53,6 +53,16 @@ class MLMStep:
     span_end: float = 1.0
     curriculum: bool = False
 
+    @classmethod
+    def for_mask(cls, mask_token_id: int, first_eligible_id: int, first_random_id: int,
+                 mask: dict | None = None) -> MLMStep:
+        """The step of a method's mask options (``runs.Method.mask``): ``None`` or empty for independent masks,
+        ``{"span_start": a, "span_end": b}`` for the span curriculum from mean length ``a`` to ``b``."""
+        if not mask:
+            return cls(mask_token_id, first_eligible_id, first_random_id)
+        return cls(mask_token_id, first_eligible_id, first_random_id, float(mask["span_start"]),
+                   float(mask["span_end"]), curriculum=True)
+
     def mean_span(self, progress: float) -> float:
         return self.span_start + (self.span_end - self.span_start) * float(progress)
 

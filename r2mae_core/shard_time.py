@@ -188,15 +188,12 @@ def eval_seconds(notebook: str, spec: RunSpec, rates: Throughput = H200) -> floa
 
 
 def _token_eval_seconds(notebook: str, spec: RunSpec, rates: Throughput) -> float:
-    """A token run's evaluation: fine-tuning steps (batch of :func:`r2mae_core.experiments.language.finetune`)
+    """A token run's evaluation: fine-tuning steps (batch of :func:`r2mae_core.experiments._token_runs.finetune`)
     at the single-model step time, its linear probes and its passes."""
-    import inspect
-
-    from .experiments.language import finetune
+    from .experiments._token_runs import FINETUNE_BATCH as batch
 
     rows, n_probes = TOKEN_TASK_ROWS[notebook]
     ev = spec.evaluation
-    batch = inspect.signature(finetune).parameters["batch_size"].default
     ft_steps = (ev["finetune_epochs"] * len(ev.get("finetune_lrs", ()))
                 * sum(-(-n // batch) for n in rows(spec.data)))
     return ft_steps * rates.floor_single_s + n_probes * TOKEN_PROBE_S + TOKEN_PASSES_S

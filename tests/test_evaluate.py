@@ -12,7 +12,6 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from r2mae_core.evaluate import (
-    _SoftmaxRegression,
     bn_linear_probe,
     effective_rank,
     extract_features,
@@ -22,6 +21,7 @@ from r2mae_core.evaluate import (
     reconstruction_loss,
     singular_values,
 )
+from r2mae_core.evaluate.lbfgs import SoftmaxRegression
 from r2mae_core.models import build_model
 
 VIT = dict(img_size=8, patch=2, dim=32, depth=2, heads=4, dec_dim=16, dec_depth=1, dec_heads=2)
@@ -137,7 +137,7 @@ def test_torch_probe_reaches_the_sklearn_optimum(digits, classes):
     assert abs(res.test_acc - ref.score(scaler_all.transform(xt), yt)) <= 0.005
     assert abs(res.train_acc - ref.score(scaler_all.transform(x), y)) <= 0.005
     # the solutions themselves: test-set probabilities along the warm-started path match the tight optimum
-    problem, zt = _SoftmaxRegression(fz, fy), torch.from_numpy(scaler.transform(xt))
+    problem, zt = SoftmaxRegression(fz, fy), torch.from_numpy(scaler.transform(xt))
     corr = torch.linalg.eigh(torch.from_numpy(fz.T @ fz / len(fz)))
     theta = problem.zeros()
     for C in cs:
@@ -234,7 +234,7 @@ def test_finetune_partial_trains_only_head_and_last_qkv(digits):
 def test_device_knn_gives_the_sklearn_accuracy(digits, k):
     """The device k-NN (run here on the CPU) follows sklearn's rule: cosine neighbours, uniform vote, ties to the
     smallest label; on random labels the votes tie often, so the tie rule is exercised too."""
-    from r2mae_core.evaluate import _torch_knn_accuracy
+    from r2mae_core.evaluate.knn import _torch_knn_accuracy
 
     d = digits
     noise = np.random.default_rng(1).integers(0, 10, len(d["tr_y"]))

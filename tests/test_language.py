@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from r2mae_core import text
+from r2mae_core.experiments import _token_runs as token_runs
 from r2mae_core.experiments import language, language_claims
 from r2mae_core.masking import IGNORE_INDEX, make_sampler
 from r2mae_core.models import build_model
@@ -226,8 +227,8 @@ def test_bad_model_and_text_inputs_fail_with_one_line(tok):
                         (lambda: text.train_tokenizer(["a b"], 10), "vocab_size"),
                         (lambda: text.encode_texts(tok, ["a"], 2), "seq_len"),
                         (lambda: text.encode_texts(tok, [3.5], 8), "text of type"),
-                        (lambda: language.probe((np.zeros((4, 2)), np.arange(4) % 2), (np.zeros((2, 2)), [0, 1]),
-                                                (np.zeros((2, 2)), [0, 1]), metric="auc"), "metric")):
+                        (lambda: token_runs.probe((np.zeros((4, 2)), np.arange(4) % 2), (np.zeros((2, 2)), [0, 1]),
+                                                  (np.zeros((2, 2)), [0, 1]), metric="auc"), "metric")):
         with pytest.raises(ValueError, match=match) as excinfo:
             call()
         _one_line(excinfo)
@@ -287,7 +288,7 @@ def test_finetune_leaves_model_unchanged_and_reports_val_chosen_epoch():
         labels = (ids[:, 1] > 27).numpy().astype(np.int64)  # learnable from the first content token
         return ids.numpy(), np.ones((n, 12), dtype=bool), labels
 
-    res = language.finetune(model, split(64), split(32), split(32), metric="f1", epochs=2, lr=1e-3)
+    res = token_runs.finetune(model, split(64), split(32), split(32), metric="f1", epochs=2, lr=1e-3, device="cpu")
     assert res["best_epoch"] in (0, 1) and 0 <= res["test_f1"] <= 1 and 0 <= res["val_acc"] <= 1
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
@@ -302,8 +303,8 @@ def test_finetune_learning_rate_grid_keeps_the_validation_best_rate():
 
     data = (split(64), split(48), split(48))
     lrs = (3e-2, 1e-5, 1e-3)
-    single = {lr: language.finetune(_model(), *data, metric="f1", epochs=3, lr=lr) for lr in lrs}
-    grid = language.finetune(_model(), *data, metric="f1", epochs=3, lr=lrs)
+    single = {lr: token_runs.finetune(_model(), *data, metric="f1", epochs=3, lr=lr, device="cpu") for lr in lrs}
+    grid = token_runs.finetune(_model(), *data, metric="f1", epochs=3, lr=lrs, device="cpu")
     best = max(sorted(lrs), key=lambda lr: single[lr]["val_f1"])  # max keeps the first (smallest) of ties
     assert grid["lr"] == best and single[best]["lr"] == best
     assert grid == single[best]

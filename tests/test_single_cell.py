@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from r2mae_core import masking, single_cell
+from r2mae_core import evaluate, masking, single_cell
 from r2mae_core.experiments import single_cell as exp
 from r2mae_core.experiments import single_cell_claims as sc_claims
 from r2mae_core.models import build_model
@@ -155,18 +155,20 @@ def test_cv_splits_are_disjoint_stratified_and_cover_every_cell_once_per_repeat(
         assert np.array_equal(np.bincount(y[te]), [2, 4, 6])  # stratified
 
 
-def test_probe_uses_no_test_information():
+def test_annotation_probe_uses_no_test_information():
+    """The fold probe (evaluate.linear_probe as annotation_cv calls it) chooses C on the training fold only."""
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 30)
     z = rng.normal(size=(90, 5)) + y[:, None]
     tr, te = np.arange(0, 90, 2), np.arange(1, 90, 2)
-    pred, val_f1, c = exp.probe_fold(z[tr], y[tr], z[te], seed=0)
-    # another test set (other rows changed wildly): the choice of C and each row's prediction are unchanged
+    kw = dict(Cs=(0.01, 0.1, 1.0, 10.0), val_fraction=0.25, seed=0, select="macro_f1", metrics=("acc", "macro_f1"))
+    res = evaluate.linear_probe(z[tr], y[tr], z[te], y[te], **kw)
+    # another test set (features changed wildly, labels scrambled): the choice of C and its validation score stay
     z_te = z[te].copy()
     z_te[1:] = rng.normal(size=z_te[1:].shape) * 100
-    pred2, val_f12, c2 = exp.probe_fold(z[tr], y[tr], z_te, seed=0)
-    assert (val_f1, c) == (val_f12, c2) and pred[0] == pred2[0]
-    assert (pred == y[te]).mean() > 0.8
+    res2 = evaluate.linear_probe(z[tr], y[tr], z_te, rng.permutation(y[te]), **kw)
+    assert (res.C, res.scores["val_macro_f1"]) == (res2.C, res2.scores["val_macro_f1"])
+    assert res.scores["test_acc"] > 0.8
 
 
 def test_best_fixed_is_chosen_on_validation_never_on_test():

@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from r2mae_core.claims import Claim, claims_to_markdown, verdict_from_bool, verdict_from_interval
+from r2mae_core.claims import (
+    Claim,
+    claims_to_markdown,
+    interval_claim,
+    make_claim,
+    verdict_from_bool,
+    verdict_from_interval,
+)
 from r2mae_core.stats import mean_ci, paired_difference, summarise
 
 
@@ -107,3 +114,53 @@ def test_claims_markdown_lists_every_claim_and_totals():
     md = claims_to_markdown({"01_x": [_claim(), _claim(id="C2", verdict="contradicted")]}, "quick")
     assert "## 01_x" in md and "| C2 |" in md
     assert "supported: 1, contradicted: 1, inconclusive: 0" in md
+
+
+# transcriptions of the three section wrappers make_claim replaced (vision, linear theory, language)
+def _old_vision(cid, text, source, metric, diffs, profile, threshold=0.0):
+    diffs = np.asarray(diffs, dtype=float)
+    if diffs.size == 0:
+        return Claim(cid, text, source, metric, math.nan, math.nan, math.nan, 0, "inconclusive", profile)
+    return interval_claim(cid, text, source, metric, *mean_ci(diffs), diffs.size, profile, threshold=threshold)
+
+
+def _old_linear_theory(cid, text, metric, diff, n, profile, allow_contradicted=True):
+    if isinstance(diff, dict):
+        value, low, high = diff["mean"], diff["ci_low"], diff["ci_high"]
+    else:
+        value, low, high = float(np.mean(diff)), *np.percentile(diff, [2.5, 97.5])
+    return interval_claim(cid, text, "S", metric, value, low, high, n, profile, allow_contradicted=allow_contradicted)
+
+
+def _same(a: Claim, b: Claim) -> bool:
+    return repr(a) == repr(b)  # every field, NaN included
+
+
+@pytest.mark.parametrize("shift", [-0.3, -0.01, 0.0, 0.02, 0.3])
+def test_make_claim_gives_the_verdicts_of_the_section_wrappers(shift):
+    rng = np.random.default_rng(7)
+    diffs = rng.normal(shift, 0.05, 5)
+    draws = rng.normal(shift, 0.05, 400)
+    for threshold in (0.0, 0.05):
+        assert _same(make_claim(cid="V", claim="t", source="S", metric="m", diffs=diffs, profile="smoke",
+                                threshold=threshold), _old_vision("V", "t", "S", "m", diffs, "smoke", threshold))
+    assert _same(make_claim(cid="V", claim="t", source="S", metric="m", diffs=[], profile="smoke"),
+                 _old_vision("V", "t", "S", "m", [], "smoke"))
+    for allow in (True, False):
+        assert _same(make_claim(cid="C", claim="t", source="S", metric="m", draws=draws, n_seeds=5, profile="quick",
+                                allow_contradicted=allow), _old_linear_theory("C", "t", "m", draws, 5, "quick", allow))
+    paired = paired_difference(pd.DataFrame({"m": ["a"] * 5 + ["b"] * 5, "rep": list(range(5)) * 2,
+                                             "v": np.r_[diffs, np.zeros(5)]}), method_col="m", a="a", b="b",
+                               value="v", pair_on="rep")
+    assert _same(make_claim(cid="C", claim="t", source="S", metric="m", value=paired["mean"],
+                            ci_low=paired["ci_low"], ci_high=paired["ci_high"], n_seeds=paired["n"], profile="full"),
+                 _old_linear_theory("C", "t", "m", paired, paired["n"], "full"))
+    # the language wrapper passed value, interval and n straight through
+    point = float(np.mean(draws))
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    assert _same(make_claim(cid="L", claim="t", source="S", metric="m", value=point, draws=draws, n_seeds=3,
+                            profile="smoke"), interval_claim("L", "t", "S", "m", point, lo, hi, 3, "smoke"))
+    with pytest.raises(ValueError, match="exactly one"):
+        make_claim(cid="L", claim="t", source="S", metric="m", diffs=diffs, draws=draws, profile="smoke")
+    with pytest.raises(TypeError):
+        make_claim("L", "t", source="S", metric="m", diffs=diffs, profile="smoke")  # keyword-only

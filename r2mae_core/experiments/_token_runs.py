@@ -1,7 +1,8 @@
 """What the token-MLM sections (03_language, 04_dna) share on the run engine (:mod:`r2mae_core.runs`): the
 torch thread setting around a study, the plan over sizes, methods and seeds, the pretraining of one run or of an
 ensemble group, the
-tables built from the results, the reference rows and the pooled features the probes read."""
+tables built from the results, the reference rows, the pooled features the probes read, the encoder sizes and the
+settings of their linear probe and fine-tune (:mod:`r2mae_core.evaluate`)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,50 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import evaluate
 from ..cache import cache_key, cache_root
 from ..ensemble import pretrain_ensemble
 from ..masking import make_sampler
 from ..runs import Method, Options, RunSpec, TrainConfig, fixed_method, group_checkpoint_path, reference_method
 from ..train import pretrain
 
-__all__ = ["evaluated_records", "with_threads", "train_config", "token_plan", "pretrain_run", "pretrain_group",
+__all__ = ["SIZES", "PROBE_CS", "FINETUNE_BATCH", "probe", "finetune",
+           "evaluated_records", "with_threads", "train_config", "token_plan", "pretrain_run", "pretrain_group",
            "tables", "reference_rows", "history_table", "features"]
+
+#: Encoder sizes of the token sections (the "model size" axis): width, blocks, heads.
+SIZES: dict[str, dict] = {
+    "XS": {"dim": 32, "depth": 1, "heads": 2}, "S": {"dim": 64, "depth": 2, "heads": 2},
+    "M": {"dim": 128, "depth": 4, "heads": 4}, "L": {"dim": 256, "depth": 6, "heads": 8},
+    "XL": {"dim": 384, "depth": 8, "heads": 8},
+}
+#: Inverse L2 strengths of the token sections' linear probes.
+PROBE_CS = (0.1, 1.0, 10.0)
+#: Batch size of the token sections' fine-tuning.
+FINETUNE_BATCH = 32
+
+
+def probe(train: tuple, val: tuple, test: tuple, *, metric: str, **kwargs) -> dict:
+    """The token sections' linear probe (:func:`r2mae_core.evaluate.linear_probe`, torch solver on the CPU, ``C``
+    from :data:`PROBE_CS` chosen on the validation set of its own by ``metric``); ``kwargs`` override (the sparse
+    references: ``solver="sklearn", standardize=False``). Each set is ``(features, labels)``.
+
+    Returns ``C`` and ``{val,test}_{acc,macro_f1,f1,mcc}``."""
+    kwargs = {"Cs": PROBE_CS, "solver": "torch", **kwargs}
+    res = evaluate.linear_probe(*train, *test, val=val, select=metric, metrics=evaluate.METRICS, **kwargs)
+    return {"C": res.C, **res.scores}
+
+
+def finetune(model, train: tuple, val: tuple, test: tuple, *, metric: str, epochs: int, lr, device) -> dict:
+    """The token sections' fine-tune (:func:`r2mae_core.evaluate.finetune`): every parameter, a zero-initialised
+    linear head on the mean-pooled features, AdamW (weight decay 0.01), batch :data:`FINETUNE_BATCH`, the
+    (learning rate, epoch) chosen on validation by ``metric``. Each set is ``(ids, attention, labels)``.
+
+    Returns ``lr``, ``best_epoch`` and ``{val,test}_{acc,macro_f1,f1,mcc}``."""
+    res = evaluate.finetune(model, train[:2], train[2], test[:2], test[2], val=(val[:2], val[2]), mode="full",
+                            head="zero", epochs=epochs, lr=lr, batch_size=FINETUNE_BATCH, weight_decay=0.01,
+                            device=device, select=metric, metrics=evaluate.METRICS)
+    return {"lr": res.lr, "best_epoch": res.epoch, **res.scores}
 
 
 def evaluated_records(group: list[RunSpec], trained: list[dict], evaluate: Callable, corpus: dict, device: str,

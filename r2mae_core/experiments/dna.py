@@ -38,8 +38,8 @@ import pandas as pd
 import torch
 
 from .. import data as datasets
-from .. import dna
-from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
+from .. import dna, evaluate
+from .._rng import check_seed, child_seeds, numpy_generator
 from ..cache import cache_key, cached
 from ..fingerprint import code_fingerprint
 from ..mlm import MLMStep
@@ -57,7 +57,7 @@ from ._checks import (
     check_ratio,
     check_sweep,
 )
-from .language import SIZES, finetune, probe
+from ._token_runs import SIZES
 
 __all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work",
            "evaluation_spec", "corpus", "data_names", "data_checksum", "data_digest", "mlm_step", "step_for",
@@ -202,10 +202,9 @@ def mlm_step(first_random_id: int, span_start: float = 1.0, span_end: float = 1.
 
 
 def step_for(method: Method, first_random_id: int) -> MLMStep:
-    """The masking step of ``method``: independent masks, or its span curriculum (``method.mask``)."""
-    if method.mask:
-        return mlm_step(first_random_id, method.mask["span_start"], method.mask["span_end"], curriculum=True)
-    return mlm_step(first_random_id)
+    """The masking step of ``method`` (:meth:`r2mae_core.mlm.MLMStep.for_mask`: independent masks, or its span
+    curriculum ``method.mask``) on the DNA ids."""
+    return MLMStep.for_mask(dna.MASK_ID, dna.N_ID + 1, first_random_id, method.mask)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -350,24 +349,6 @@ def corpus(config: Config) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ evaluation
-@torch.no_grad()
-def _mlm_eval(model, ids: np.ndarray, ratio: float, first_random_id: int, device,
-              batch: int = 256) -> tuple[float, float]:
-    """Masked-token cross-entropy (nats) and accuracy over the corrupted tokens at ``ratio`` (independent
-    masking; the same masks for every model)."""
-    gen = torch_generator(_EVAL_SEED + int(round(ratio * 1000)))
-    step = mlm_step(first_random_id)
-    total, correct, n = 0.0, 0, 0
-    for i in range(0, len(ids), batch):
-        x = torch.as_tensor(ids[i:i + batch], dtype=torch.long)
-        out = step(model, x.to(device), torch.full((x.shape[0],), float(ratio), dtype=torch.float64), gen)
-        m = int(out.mask.sum())
-        total += float(out.loss) * m
-        correct += int((out.pred.argmax(-1).cpu() == x[out.mask.cpu()]).sum())
-        n += m
-    return total / max(n, 1), correct / max(n, 1)
-
-
 def _task_rows(task: str, res: dict, binary: bool) -> list[dict]:
     metric_keys = {"mcc": "mcc", "f1": "f1" if binary else "macro_f1", "acc": "acc"}
     return [{"split": split, "task": task, "metric": m, "value": res[f"{split}_{k}"]}
@@ -381,18 +362,20 @@ def _evaluate(model, corp: dict, evaluation: dict, device) -> list[dict]:
     model = model.to(device).eval()
     rows = []
     for r in evaluation["test_ratios"]:
-        loss, acc = _mlm_eval(model, corp["mlm_ids"], r, evaluation["first_random_id"], device)
+        loss, acc = evaluate.mlm_eval(model, corp["mlm_ids"], r, mlm_step(evaluation["first_random_id"]),
+                                      seed=_EVAL_SEED, device=device)
         rows += [{"split": "test", "task": f"mlm@{r:g}", "metric": m, "value": v}
                  for m, v in (("loss", loss), ("acc", acc), ("perplexity", math.exp(loss)))]
     for task, d in corp["tasks"].items():
         feats = {s: token_runs.features(model, d[s]["ids"].astype(np.int64), d[s]["attn"], device) for s in d}
-        res = probe(*[(feats[s], d[s]["y"]) for s in ("train", "val", "test")], metric="mcc")
+        res = token_runs.probe(*[(feats[s], d[s]["y"]) for s in ("train", "val", "test")], metric="mcc")
         binary = len(corp["classes"][task]) == 2
         rows += _task_rows(task, res, binary)
         if evaluation["finetune_epochs"]:
-            ft = finetune(model, *[(d[s]["ids"].astype(np.int64), d[s]["attn"], d[s]["y"])
-                                   for s in ("train", "val", "test")], metric="mcc",
-                          epochs=evaluation["finetune_epochs"], lr=tuple(evaluation["finetune_lrs"]), device=device)
+            ft = token_runs.finetune(model, *[(d[s]["ids"].astype(np.int64), d[s]["attn"], d[s]["y"])
+                                              for s in ("train", "val", "test")], metric="mcc",
+                                     epochs=evaluation["finetune_epochs"], lr=tuple(evaluation["finetune_lrs"]),
+                                     device=device)
             rows += _task_rows(f"{task}_ft", ft, binary)
             rows.append({"split": "val", "task": f"{task}_ft", "metric": "lr", "value": ft["lr"]})
     return rows
@@ -449,8 +432,9 @@ def _kmer_rows(corp: dict, k: int) -> list[dict]:
         vec = CountVectorizer(analyzer="char", ngram_range=(1, k), lowercase=False).fit(d["train"]["text"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter caps the cost; C is chosen on val
-            res = probe(*[(vec.transform(d[s]["text"]).astype(np.float64), d[s]["y"])
-                          for s in ("train", "val", "test")], metric="mcc", Cs=(0.01, 0.1, 1.0), max_iter=300)
+            res = token_runs.probe(*[(vec.transform(d[s]["text"]).astype(np.float64), d[s]["y"])
+                                     for s in ("train", "val", "test")], metric="mcc", Cs=(0.01, 0.1, 1.0),
+                                   max_iter=300, solver="sklearn", standardize=False)
         rows += _task_rows(task, res, len(corp["classes"][task]) == 2)
     return rows
 

@@ -19,11 +19,10 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 import torch
-from threadpoolctl import threadpool_limits
 
 from .. import data as datasets
-from .. import text
-from .._rng import check_seed, child_seeds, numpy_generator, torch_generator
+from .. import evaluate, text
+from .._rng import check_seed, child_seeds, numpy_generator
 from ..cache import cache_key, cached
 from ..data.language import BROWN_GENRES
 from ..fingerprint import code_fingerprint
@@ -41,16 +40,11 @@ from ._checks import (
     check_ratio,
     check_sweep,
 )
+from ._token_runs import SIZES
 
 __all__ = ["Config", "SIZES", "TASKS", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work", "evaluation_spec",
-           "corpus", "data_names", "data_checksum", "data_digest", "mlm_step", "probe", "finetune"]
+           "corpus", "data_names", "data_checksum", "data_digest", "mlm_step"]
 
-#: Encoder sizes (the "model size" axis): width, blocks, heads.
-SIZES: dict[str, dict] = {
-    "XS": {"dim": 32, "depth": 1, "heads": 2}, "S": {"dim": 64, "depth": 2, "heads": 2},
-    "M": {"dim": 128, "depth": 4, "heads": 4}, "L": {"dim": 256, "depth": 6, "heads": 8},
-    "XL": {"dim": 384, "depth": 8, "heads": 8},
-}
 #: Tasks and their score (higher is better): metric names of the tidy table.
 TASKS: dict[str, str] = {"genre": "macro_f1", "spam": "f1", "pos": "acc", "mlm": "neg_loss"}
 BASELINES = ("mrd_cosine", "mrd_linear", "scheduled", "r2mae")
@@ -272,182 +266,6 @@ eligible (non-special, non-padding) tokens at each row's ratio, BERT 80/10/10 co
 replacements from the non-special ids."""
 
 
-@torch.no_grad()
-def _mlm_eval(model, ids: np.ndarray, ratio: float, device, batch: int = 256) -> tuple[float, float]:
-    """MLM loss and accuracy over the corrupted tokens at ``ratio`` (same masks for every model)."""
-    gen = torch_generator(_EVAL_SEED + int(round(ratio * 1000)))
-    total, correct, n = 0.0, 0, 0
-    for i in range(0, len(ids), batch):
-        x = torch.as_tensor(ids[i:i + batch])
-        ratios = torch.full((x.shape[0],), float(ratio), dtype=torch.float64)
-        out = mlm_step(model, x.to(device), ratios, gen)
-        m = int(out.mask.sum())
-        labels = out.pred.argmax(-1).cpu()
-        target = x[out.mask.cpu()]
-        total += float(out.loss) * m
-        correct += int((labels == target).sum())
-        n += m
-    return total / max(n, 1), correct / max(n, 1)
-
-
-def _softmax_fit(z: np.ndarray, y: np.ndarray, n_classes: int, C: float, theta: np.ndarray | None,
-                 max_iter: int) -> np.ndarray:
-    """Minimise mean CE(W z + b, y) + ‖W‖²/(2 C n) (sklearn's objective / n) by L-BFGS with the analytic
-    gradient (float64, scipy); ``theta`` = [W; b] of shape (D + 1, K), warm start if given."""
-    from scipy.optimize import minimize
-    from scipy.special import log_softmax
-
-    n, d = z.shape
-    zb = np.hstack([z, np.ones((n, 1))])  # (n, D + 1), intercept last
-    onehot = np.zeros((n, n_classes))
-    onehot[np.arange(n), y] = 1.0
-    penal = np.ones((d + 1, 1))
-    penal[-1] = 0.0  # the intercept is not penalised
-
-    def fun(flat):
-        th = flat.reshape(d + 1, n_classes)
-        logp = log_softmax(zb @ th, axis=1)  # (n, K)
-        loss = -(onehot * logp).sum() / n + (penal * th**2).sum() / (2 * C * n)
-        grad = zb.T @ (np.exp(logp) - onehot) / n + penal * th / (C * n)
-        return loss, grad.ravel()
-
-    start = np.zeros((d + 1) * n_classes) if theta is None else theta.ravel()
-    res = minimize(fun, start, jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "gtol": 1e-6})
-    return res.x.reshape(d + 1, n_classes)
-
-
-def probe(train: tuple, val: tuple, test: tuple, *, metric: str, Cs=(0.1, 1.0, 10.0),
-          max_iter: int = 100) -> dict:
-    """Linear probe: standardised features + L2 multinomial logistic regression; ``C`` chosen on ``val``.
-
-    Objective per fit (sklearn's, divided by n): mean softmax cross-entropy + ‖W‖²_F / (2 C n), intercept not
-    penalised; L-BFGS (scipy, analytic gradient, float64), warm-started along increasing ``C``. ``metric``
-    picks ``C`` on val (ties: smallest C): ``"macro_f1"`` (genre), ``"f1"`` (spam, positive class 1),
-    ``"acc"`` (POS) or ``"mcc"`` (Matthews correlation, multiclass form of Gorodkin 2004; the DNA tasks).
-    Each of ``train``, ``val``, ``test`` is ``(features (N, D), labels (N,))``; sparse features (TF-IDF, k-mer
-    counts) go to sklearn's ``LogisticRegression`` with the same objective. Returns the chosen ``C`` and
-    ``{val,test}_{acc,macro_f1,f1,mcc}``.
-    """
-    from scipy import sparse
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-
-    if metric not in ("acc", "macro_f1", "f1", "mcc"):
-        raise ValueError(f"metric={metric!r} is not allowed: use acc, macro_f1, f1 or mcc")
-
-    def scores(y, p):
-        return {"acc": float(accuracy_score(y, p)),
-                "macro_f1": float(f1_score(y, p, average="macro", zero_division=0.0)),
-                "f1": float(f1_score(y, p, pos_label=1, zero_division=0.0)) if set(np.unique(y)) <= {0, 1}
-                else float("nan"), "mcc": float(matthews_corrcoef(y, p))}
-
-    (xtr, ytr), (xva, yva), (xte, yte) = train, val, test
-    classes = np.unique(ytr)
-    best = None
-    if sparse.issparse(xtr):
-        for C in sorted(Cs):
-            with threadpool_limits(1):
-                clf = LogisticRegression(C=C, max_iter=max_iter).fit(xtr, ytr)
-            s = scores(yva, clf.predict(xva))
-            if best is None or s[metric] > best[0][metric]:
-                best = (s, C, clf.predict(xte))
-    else:
-        mean, std = xtr.mean(0), xtr.std(0) + 1e-12
-        ztr, zva, zte = ((x - mean) / std for x in (xtr, xva, xte))
-        y = np.searchsorted(classes, ytr)
-        theta = None
-        for C in sorted(Cs):
-            with threadpool_limits(1):  # small products: BLAS threads only contend (with torch's, on 2 cores)
-                theta = _softmax_fit(ztr, y, len(classes), C, theta, max_iter)
-            pva = classes[(zva @ theta[:-1] + theta[-1]).argmax(1)]
-            s = scores(yva, pva)
-            if best is None or s[metric] > best[0][metric]:
-                best = (s, C, classes[(zte @ theta[:-1] + theta[-1]).argmax(1)])
-    val_scores, C, pred_test = best
-    out = {"C": C, **{f"val_{k}": v for k, v in val_scores.items()}}
-    out.update({f"test_{k}": v for k, v in scores(yte, pred_test).items()})
-    return out
-
-
-def finetune(model, train: tuple, val: tuple, test: tuple, *, metric: str, epochs: int,
-             lr: float | tuple[float, ...] = 1e-4, batch_size: int = 32, seed: int = 0, device="cpu") -> dict:
-    """Full fine-tuning of a copy of ``model`` with a linear head on the mean-pooled features.
-
-    AdamW (weight decay 0.01) with a cosine schedule over ``epochs``; the head starts at zero, batches come from a
-    seeded permutation. After each epoch the validation ``metric`` is computed; the test scores of the best epoch
-    (on validation; ties: the earliest) are returned, with ``best_epoch``. ``lr`` may be a sequence of learning
-    rates: each is fine-tuned from the same copy and seed, and the (learning rate, epoch) with the best validation
-    ``metric`` is kept (ties: the smaller rate). Each of ``train``, ``val``, ``test`` is ``(ids (N, L), attention
-    (N, L), labels (N,))``. The input model is not modified. Returns ``lr`` (the chosen rate), ``best_epoch`` and
-    ``{val,test}_{acc,macro_f1,f1,mcc}``.
-    """
-    if metric not in ("acc", "macro_f1", "f1", "mcc"):
-        raise ValueError(f"metric={metric!r} is not allowed: use acc, macro_f1, f1 or mcc")
-    best = None
-    for one in sorted((lr,) if isinstance(lr, int | float) else tuple(lr)):
-        res = _finetune_one(model, train, val, test, metric=metric, epochs=epochs, lr=float(one),
-                            batch_size=batch_size, seed=seed, device=device)
-        if best is None or res[f"val_{metric}"] > best[f"val_{metric}"]:
-            best = {"lr": float(one), **res}
-    return best
-
-
-def _finetune_one(model, train: tuple, val: tuple, test: tuple, *, metric: str, epochs: int, lr: float,
-                  batch_size: int, seed: int, device) -> dict:
-    """:func:`finetune` at one learning rate."""
-    import copy
-    import math
-
-    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-
-    device = torch.device(device)
-    enc = copy.deepcopy(model).to(device)
-    classes = np.unique(train[2])
-    head = torch.nn.Linear(enc.feature_dim, len(classes)).to(device)
-    torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)
-    x, a = torch.as_tensor(train[0]), torch.as_tensor(train[1])
-    y = torch.as_tensor(np.searchsorted(classes, train[2]))
-    params = list(enc.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    total = epochs * math.ceil(len(x) / batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    gen = torch_generator(seed)
-
-    @torch.no_grad()
-    def predict(ids, attn):
-        enc.eval()
-        out = [head(enc.encode(torch.as_tensor(ids[i:i + 256], device=device),
-                               torch.as_tensor(attn[i:i + 256], device=device))).argmax(-1).cpu()
-               for i in range(0, len(ids), 256)]
-        return classes[torch.cat(out).numpy()]
-
-    def scores(labels, pred):
-        binary = set(np.unique(labels).tolist()) <= {0, 1}
-        return {"acc": float(accuracy_score(labels, pred)),
-                "macro_f1": float(f1_score(labels, pred, average="macro", zero_division=0.0)),
-                "f1": float(f1_score(labels, pred, pos_label=1, zero_division=0.0)) if binary else float("nan"),
-                "mcc": float(matthews_corrcoef(labels, pred))}
-
-    best = None
-    for epoch in range(epochs):
-        enc.train()
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
-            logits = head(enc.encode(x[idx].to(device), a[idx].to(device)))
-            loss = torch.nn.functional.cross_entropy(logits.float(), y[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        val_scores = scores(val[2], predict(val[0], val[1]))
-        if best is None or val_scores[metric] > best[0][metric]:
-            best = (val_scores, epoch, scores(test[2], predict(test[0], test[1])))
-    val_scores, epoch, test_scores = best
-    return {"best_epoch": epoch, **{f"val_{k}": v for k, v in val_scores.items()},
-            **{f"test_{k}": v for k, v in test_scores.items()}}
-
-
 def _evaluate(model, corp: dict, evaluation: dict, device) -> list[dict]:
     """Every metric of one model: MLM at the test ratios, genre, spam and POS probes and, with
     ``finetune_epochs``, fine-tuning (rows: split/task/metric)."""
@@ -462,22 +280,22 @@ def _evaluate(model, corp: dict, evaluation: dict, device) -> list[dict]:
         spam[split] = token_runs.features(model, s["ids"], s["attn"], device)
         if split != "train":
             for r in evaluation["test_ratios"]:
-                loss, acc = _mlm_eval(model, d["ids"], r, device)
+                loss, acc = evaluate.mlm_eval(model, d["ids"], r, mlm_step, seed=_EVAL_SEED, device=device)
                 rows += [{"split": split, "task": f"mlm@{r:g}", "metric": "loss", "value": loss},
                          {"split": split, "task": f"mlm@{r:g}", "metric": "acc", "value": acc}]
             rows.append({"split": split, "task": "mlm", "metric": "neg_loss",
                          "value": -float(np.mean([x["value"] for x in rows if x["split"] == split
                                                   and x["task"].startswith("mlm@") and x["metric"] == "loss"]))})
     b, s = corp["brown"], corp["spam"]
+    probe = token_runs.probe
     results = {"genre": probe(*[(feats[k], b[k]["genre"]) for k in ("train", "val", "test")], metric="macro_f1"),
                "spam": probe(*[(spam[k], s[k]["label"]) for k in ("train", "val", "test")], metric="f1"),
                "pos": probe(*[(toks[k], b[k]["pos"]) for k in ("train", "val", "test")], metric="acc")}
     if evaluation["finetune_epochs"]:
         for task, d, label, metric in (("genre", b, "genre", "macro_f1"), ("spam", s, "label", "f1")):
-            results[f"{task}_ft"] = finetune(model, *[(d[k]["ids"], d[k]["attn"], d[k][label])
-                                                      for k in ("train", "val", "test")],
-                                             metric=metric, epochs=evaluation["finetune_epochs"],
-                                             lr=tuple(evaluation["finetune_lrs"]), device=device)
+            results[f"{task}_ft"] = token_runs.finetune(
+                model, *[(d[k]["ids"], d[k]["attn"], d[k][label]) for k in ("train", "val", "test")], metric=metric,
+                epochs=evaluation["finetune_epochs"], lr=tuple(evaluation["finetune_lrs"]), device=device)
     for task, res in results.items():
         for split in ("val", "test"):
             for metric in (("acc", "macro_f1") if not task.startswith("spam") else ("acc", "f1")):
@@ -527,8 +345,8 @@ def _tfidf_rows(corp: dict) -> list[dict]:
     for task, name, label, metric in (("genre", "brown", "genre", "macro_f1"), ("spam", "spam", "label", "f1")):
         d = corp[name]
         vec = TfidfVectorizer(min_df=2, sublinear_tf=True).fit(d["train"]["text"])
-        res = probe(*[(vec.transform(d[k]["text"]), d[k][label]) for k in ("train", "val", "test")], metric=metric,
-                    Cs=(1.0, 10.0, 100.0), max_iter=300)
+        res = token_runs.probe(*[(vec.transform(d[k]["text"]), d[k][label]) for k in ("train", "val", "test")],
+                               metric=metric, Cs=(1.0, 10.0, 100.0), max_iter=300, solver="sklearn", standardize=False)
         for split in ("val", "test"):
             for m in ("acc", "macro_f1") if task == "genre" else ("acc", "f1"):
                 rows.append({"split": split, "task": task, "metric": m, "value": res[f"{split}_{m}"]})

@@ -25,11 +25,10 @@ Decision rules (fixed before any run; ``claims`` implements exactly these; 95% i
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from .._rng import numpy_generator
-from ..claims import Claim, interval_claim
+from ..claims import Claim, make_claim
 from ._token_sections import argmax_ratio, claim_values, main_rows, pivot_scores, summary_table, task_difference_claim
 from ._token_sections import comparisons as paired_comparisons
 from .language import TASKS, Config
@@ -64,10 +63,6 @@ def comparisons(sc: pd.DataFrame, config: Config) -> pd.DataFrame:
     return paired_comparisons(val, test, SCORE_TASKS, pools, on_test=("random init",), require_in_test=True)
 
 
-def _interval_claim(cid, text, metric, value, low, high, n, profile) -> Claim:
-    return interval_claim(cid, text, SOURCE, metric, value, low, high, n, profile)
-
-
 def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_boot: int = 4000) -> list[Claim]:
     """L1–L4 and S1 with the rules of the module docstring."""
     rng = numpy_generator(config.seed)
@@ -82,9 +77,10 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
                 - argmax_ratio(test[test["size"] == small], task, rng, n_boot))
         point = float(argmax_ratio(test[test["size"] == large], task, None, 0)[0]
                       - argmax_ratio(test[test["size"] == small], task, None, 0)[0])
-        out.append(_interval_claim("L1", f"The best fixed mask ratio grows with model size ({task}: argmax ratio at "
-                                   f"{large} minus at {small})", "argmax ratio difference (bootstrap over seeds)",
-                                   point, *np.percentile(diff, [2.5, 97.5]), config.n_seeds, profile))
+        out.append(make_claim(
+            cid="L1", claim=f"The best fixed mask ratio grows with model size ({task}: argmax ratio at {large} minus "
+            f"at {small})", source=SOURCE, metric="argmax ratio difference (bootstrap over seeds)", value=point,
+            draws=diff, n_seeds=config.n_seeds, profile=profile))
     else:
         out.append(Claim("L1", "The best fixed mask ratio grows with model size (not tested: this profile sweeps "
                          f"{len(sizes)} size(s) and {len(config.sweep_ratios)} ratio(s))", SOURCE,
@@ -99,15 +95,17 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
     for cid, against in (("L3", "best fixed"), ("L4", "best MRD")):
         for row in comp[comp["against"] == against].itertuples():
             label = cid if row.task == task else f"{cid}-{row.task}"
-            out.append(_interval_claim(
-                label, f"R²MAE U[{config.r2mae_low:g}, {config.r2mae_high:g}] ≥ {against} ({row.comparator}, chosen "
-                f"on validation) on {row.task}", f"test score(R²MAE) − score({row.comparator}), {row.task}",
-                row.mean, row.ci_low, row.ci_high, row.n, profile))
+            out.append(make_claim(
+                cid=label, claim=f"R²MAE U[{config.r2mae_low:g}, {config.r2mae_high:g}] ≥ {against} "
+                f"({row.comparator}, chosen on validation) on {row.task}", source=SOURCE,
+                metric=f"test score(R²MAE) − score({row.comparator}), {row.task}", value=row.mean, ci_low=row.ci_low,
+                ci_high=row.ci_high, n_seeds=row.n, profile=profile))
     for row in comp[(comp["against"] == "random init") & (comp["task"] == "genre")].itertuples():
-        out.append(_interval_claim(
-            "S1", f"Sanity: pretrained (R²MAE) features beat the randomly initialised encoder on genre macro-F1 "
-            f"(size {config.main_size})", "test macro-F1(R²MAE) − macro-F1(random init), genre", row.mean,
-            row.ci_low, row.ci_high, row.n, profile))
+        out.append(make_claim(
+            cid="S1", claim="Sanity: pretrained (R²MAE) features beat the randomly initialised encoder on genre "
+            f"macro-F1 (size {config.main_size})", source=SOURCE,
+            metric="test macro-F1(R²MAE) − macro-F1(random init), genre", value=row.mean, ci_low=row.ci_low,
+            ci_high=row.ci_high, n_seeds=row.n, profile=profile))
     return out
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .._rng import numpy_generator
-from ..claims import Claim, interval_claim
+from ..claims import Claim, make_claim
 from ..stats import mean_ci, paired_difference
 from .linear_theory import Config
 
@@ -95,16 +95,6 @@ def _curves(frame: pd.DataFrame, value: str = "risk") -> dict[float, np.ndarray]
     return {float(r): g[value].to_numpy(dtype=float) for r, g in frame.groupby("ratio")}
 
 
-def _interval_claim(cid: str, text: str, metric: str, diff: np.ndarray | dict, n: int, profile: str,
-                    allow_contradicted: bool = True) -> Claim:
-    if isinstance(diff, dict):
-        value, low, high = diff["mean"], diff["ci_low"], diff["ci_high"]
-    else:
-        value, low, high = float(np.mean(diff)), *np.percentile(diff, [2.5, 97.5])
-    return interval_claim(cid, text, SOURCE, metric, value, low, high, n, profile,
-                          allow_contradicted=allow_contradicted)
-
-
 def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_boot: int = 4000) -> list[Claim]:
     """C1–C4 with the rules of the module docstring."""
     rng = numpy_generator(config.seed)
@@ -142,9 +132,10 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
     g_lo, g_hi = min(config.gammas), max(config.gammas)
     diff = (_bootstrap_argmin(_curves(fam[fam["gamma"] == g_hi]), rng, n_boot)
             - _bootstrap_argmin(_curves(fam[fam["gamma"] == g_lo]), rng, n_boot))
-    out.append(_interval_claim("C3a", f"The optimal mask ratio grows with model size ({config.focus_family}: "
-                               f"m*(γ = {g_hi:g}) − m*(γ = {g_lo:g}) > 0)", "MC argmin difference (bootstrap)",
-                               diff, config.reps, profile))
+    out.append(make_claim(
+        cid="C3a", claim=f"The optimal mask ratio grows with model size ({config.focus_family}: m*(γ = {g_hi:g}) − "
+        f"m*(γ = {g_lo:g}) > 0)", source=SOURCE, metric="MC argmin difference (bootstrap)", draws=diff,
+        n_seeds=config.reps, profile=profile))
 
     dt = results["downstream_theory"].dropna(subset=["ratio"])
     argmins = dt.loc[dt.groupby("task")["risk"].idxmin()].set_index("task")["ratio"]
@@ -153,10 +144,11 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
     dmc = dmc[(dmc["split"] == "test") & dmc["ratio"].notna()]
     diff = (_bootstrap_argmin(_curves(dmc[dmc["task"] == task_a]), rng, n_boot)
             - _bootstrap_argmin(_curves(dmc[dmc["task"] == task_b]), rng, n_boot))
-    out.append(_interval_claim("C3b", f"The best pretraining ratio depends on the downstream task ({task_a}: "
-                               f"{argmins[task_a]:.2f} vs {task_b}: {argmins[task_b]:.2f} in theory)",
-                               f"MC argmin({task_a}) - argmin({task_b})", diff, config.reps, profile,
-                               allow_contradicted=False))
+    out.append(make_claim(
+        cid="C3b", claim=f"The best pretraining ratio depends on the downstream task ({task_a}: "
+        f"{argmins[task_a]:.2f} vs {task_b}: {argmins[task_b]:.2f} in theory)", source=SOURCE,
+        metric=f"MC argmin({task_a}) - argmin({task_b})", draws=diff, n_seeds=config.reps, profile=profile,
+        allow_contradicted=False))
 
     for criterion, frame in _c4_frames(results).items():
         val = frame[frame["split"] == "validation"].groupby("method")["risk"].mean()
@@ -174,9 +166,10 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
             low, high = meta.loc[r2, ["ratio_low", "ratio_high"]]
             label = (f"R²MAE (interval chosen on validation: [{low:g}, {high:g}])" if kind == "tuned" else
                      f"R²MAE U[{config.r2mae_low:g}, {config.r2mae_high:g}] (declared default)")
-            out.append(_interval_claim(
-                cid, f"{label} beats the best fixed ratio ({best}, chosen on validation) on the {criterion} "
-                f"criterion", f"risk(best fixed) - risk(R²MAE), {criterion}", diff, diff["n"], profile))
+            out.append(make_claim(
+                cid=cid, claim=f"{label} beats the best fixed ratio ({best}, chosen on validation) on the {criterion} "
+                "criterion", source=SOURCE, metric=f"risk(best fixed) - risk(R²MAE), {criterion}", value=diff["mean"],
+                ci_low=diff["ci_low"], ci_high=diff["ci_high"], n_seeds=diff["n"], profile=profile))
     return out
 
 

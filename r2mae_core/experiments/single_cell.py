@@ -3,9 +3,9 @@
 ``run(config)`` pretrains a gene-level masked model (:mod:`r2mae_core.models.gene_mae`: MLP, and a small
 scGPT-like Transformer) with every masking scheme and seed, embeds every cell, and evaluates the embedding:
 
-* **annotation**: linear probe (standardised embedding + multinomial logistic regression, ``C`` chosen by
-  macro-F1 on a stratified inner split of the training fold only) under repeated stratified K-fold CV; accuracy
-  and macro-F1 per outer test fold (:func:`annotation_cv`);
+* **annotation**: linear probe (:func:`r2mae_core.evaluate.linear_probe`: standardised embedding + multinomial
+  logistic regression, ``C`` chosen by macro-F1 on a stratified inner split of the training fold only) under
+  repeated stratified K-fold CV; accuracy and macro-F1 per outer test fold (:func:`annotation_cv`);
 * **clustering**: leiden on the embedding's kNN graph (scanpy), NMI and ARI against the labels at the
   resolution of a small grid with the best NMI (scIB's "optimal resolution" convention), and the label
   silhouette of the embedding (sklearn, Euclidean, in [-1, 1]) (:func:`clustering_scores`);
@@ -33,21 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (
-    accuracy_score,
-    adjusted_rand_score,
-    f1_score,
-    normalized_mutual_info_score,
-    silhouette_score,
-)
-from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
-from sklearn.preprocessing import StandardScaler
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+from sklearn.model_selection import RepeatedStratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from .. import data as datasets
-from .. import single_cell
+from .. import evaluate, single_cell
 from .._rng import check_seed
 from ..cache import cache_key
 from ..fingerprint import code_fingerprint
@@ -69,7 +60,7 @@ from ..runs import (
 from ._checks import check_int, check_list, check_number
 
 __all__ = ["Config", "run", "plan", "work", "DATASET_SPECS", "MODELS", "NAMESPACE", "load_dataset", "load_arrays",
-           "arrays_path", "methods", "select_methods", "probe_fold", "annotation_cv", "clustering_scores",
+           "arrays_path", "methods", "select_methods", "annotation_cv", "clustering_scores",
            "umap_adata", "pretrain_unit", "pretrain_units", "score_unit", "campaign_plan", "campaign_work",
            "ledger_record", "carry_paths", "data_names", "data_checksum", "spec_data_digest", "DRY_RUN"]
 
@@ -336,41 +327,6 @@ def _holdout_cells(holdout: float, seed: int, n: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- evaluation
-def probe_fold(train_x, train_y, test_x, *, cs=(0.01, 0.1, 1.0, 10.0), val_fraction: float = 0.25,
-               seed: int = 0, max_iter: int = 200) -> tuple[np.ndarray, float, float]:
-    """Linear probe of one CV fold: choose ``C`` on the training fold only, refit, predict the test fold.
-
-    The training fold is split (stratified, ``val_fraction``) into fit/validation parts; for each ``C`` (the
-    inverse L2 strength of sklearn's ``LogisticRegression``, lbfgs, warm-started along increasing ``C``) the
-    probe is fit on standardised fit features and scored by macro-F1 on the validation part; the best ``C``
-    (ties: the smallest) is refit on the whole training fold (standardised with its own statistics) and predicts
-    ``test_x``. Test labels are not an argument: they cannot leak into the choice.
-
-    Returns
-    -------
-    (pred, val_f1, C)
-        Predicted labels of ``test_x``, the inner validation macro-F1 at the chosen ``C``, and ``C``.
-    """
-    train_x, test_x, train_y = np.asarray(train_x, float), np.asarray(test_x, float), np.asarray(train_y)
-    counts = np.bincount(train_y)
-    strat = train_y if counts[counts > 0].min() >= 2 else None
-    fit_x, val_x, fit_y, val_y = train_test_split(train_x, train_y, test_size=val_fraction, random_state=seed,
-                                                  stratify=strat)
-    cs = sorted(float(c) for c in cs)
-    with warnings.catch_warnings(), threadpool_limits(1):  # tiny fits: threads only fight over the cores
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        scaler = StandardScaler().fit(fit_x)
-        fz, vz = scaler.transform(fit_x), scaler.transform(val_x)
-        clf = LogisticRegression(max_iter=max_iter, tol=1e-3, warm_start=True)
-        scores = [f1_score(val_y, clf.set_params(C=c).fit(fz, fit_y).predict(vz), average="macro",
-                           zero_division=0) for c in cs]
-        best = int(np.argmax(scores))
-        scaler = StandardScaler().fit(train_x)
-        final = LogisticRegression(C=cs[best], max_iter=max_iter, tol=1e-3).fit(scaler.transform(train_x), train_y)
-        pred = final.predict(scaler.transform(test_x))
-    return pred, float(scores[best]), cs[best]
-
-
 def cv_splits(y: np.ndarray, *, folds: int, repeats: int, seed: int) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
     """Repeated stratified K-fold splits ``(repeat, fold, train_idx, test_idx)`` (sklearn)."""
     rskf = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed % 2**32)
@@ -379,7 +335,11 @@ def cv_splits(y: np.ndarray, *, folds: int, repeats: int, seed: int) -> list[tup
 
 def annotation_cv(z: np.ndarray, y: np.ndarray, *, folds: int = 5, repeats: int = 2, seed: int = 0,
                   cs=(0.01, 0.1, 1.0, 10.0), val_fraction: float = 0.25) -> pd.DataFrame:
-    """Cell-type annotation by linear probe under repeated stratified CV (:func:`probe_fold` per fold).
+    """Cell-type annotation by linear probe under repeated stratified CV.
+
+    Per fold, :func:`r2mae_core.evaluate.linear_probe` (sklearn solver): ``C`` from ``cs`` chosen by macro-F1 on
+    a stratified ``val_fraction`` split of the training fold only, refit on the whole training fold, scored on
+    the test fold.
 
     Returns
     -------
@@ -389,10 +349,11 @@ def annotation_cv(z: np.ndarray, y: np.ndarray, *, folds: int = 5, repeats: int 
     """
     rows = []
     for repeat, fold, tr, te in cv_splits(y, folds=folds, repeats=repeats, seed=seed):
-        pred, val_f1, c = probe_fold(z[tr], y[tr], z[te], cs=cs, val_fraction=val_fraction,
-                                     seed=(seed + 7919 * repeat + fold) % 2**32)
-        rows.append({"repeat": repeat, "fold": fold, "val_f1": val_f1, "test_acc": accuracy_score(y[te], pred),
-                     "test_f1": f1_score(y[te], pred, average="macro", zero_division=0), "C": c})
+        res = evaluate.linear_probe(z[tr], y[tr], z[te], y[te], Cs=cs, val_fraction=val_fraction,
+                                    seed=(seed + 7919 * repeat + fold) % 2**32, select="macro_f1",
+                                    metrics=("acc", "macro_f1"))
+        rows.append({"repeat": repeat, "fold": fold, "val_f1": res.scores["val_macro_f1"],
+                     "test_acc": res.scores["test_acc"], "test_f1": res.scores["test_macro_f1"], "C": res.C})
     return pd.DataFrame(rows)
 
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..claims import Claim, interval_claim
+from ..claims import Claim, make_claim
 from ..stats import mean_ci, summarise
 from .spectral_clustering import Config
 
@@ -128,10 +128,7 @@ def segmentation_summary(scores: pd.DataFrame) -> pd.DataFrame:
 
 def _interval(cid: str, text: str, metric: str, values, profile: str) -> Claim:
     v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return Claim(cid, text, SOURCE, metric, _NAN, _NAN, _NAN, 0, "inconclusive", profile)
-    return interval_claim(cid, text, SOURCE, metric, *mean_ci(v), v.size, profile)
+    return make_claim(cid=cid, claim=text, source=SOURCE, metric=metric, diffs=v[np.isfinite(v)], profile=profile)
 
 
 def _paired(df: pd.DataFrame, col: str, key: str, a, b) -> np.ndarray:

@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..claims import Claim, interval_claim
-from ..stats import mean_ci, summarise
+from ..claims import Claim, make_claim
+from ..stats import summarise
 from .vision import Config
 
 __all__ = ["sweep_table", "method_table", "best_ratios", "claims", "key_numbers", "training_minutes", "SOURCE",
@@ -85,14 +85,6 @@ def best_ratios(sweep: pd.DataFrame, metric: str = "lp_val") -> pd.DataFrame:
     return df.loc[idx, ["family", "size", "seed", "ratio", metric]].reset_index(drop=True)
 
 
-def _interval_claim(cid: str, text: str, source: str, metric: str, diffs, profile: str,
-                    threshold: float = 0.0) -> Claim:
-    diffs = np.asarray(diffs, dtype=float)
-    if diffs.size == 0:
-        return Claim(cid, text, source, metric, _NAN, _NAN, _NAN, 0, "inconclusive", profile)
-    return interval_claim(cid, text, source, metric, *mean_ci(diffs), diffs.size, profile, threshold=threshold)
-
-
 def _random_vit(refs: pd.DataFrame, size: str) -> pd.DataFrame:
     """Reference rows of the comparison's ViT, randomly initialised (one per seed)."""
     return refs[(refs["family"] == "vit") & (refs["size"] == size) & (refs["kind"] == "reference")]
@@ -127,10 +119,11 @@ def claims(results: dict, config: Config, profile: str) -> list[Claim]:
     rand = _random_vit(refs, config.vit_size).set_index("seed")["lp_test"]
     mine = mdf[mdf["method"] == best].set_index("seed")["lp_test"]
     shared = mine.index.intersection(rand.index)
-    out.append(_interval_claim(
-        "V0", f"MAE features ({best}, val-chosen) beat the randomly initialised ViT by ≥ 5 LP points (test); "
-        "rule: paired interval above 0.05", "acceptance of 02_vision", "LP(best fixed) − LP(random init)",
-        (mine[shared] - rand[shared]).to_numpy(), profile, threshold=0.05))
+    out.append(make_claim(
+        cid="V0", claim=f"MAE features ({best}, val-chosen) beat the randomly initialised ViT by ≥ 5 LP points "
+        "(test); rule: paired interval above 0.05", source="acceptance of 02_vision",
+        metric="LP(best fixed) − LP(random init)", diffs=(mine[shared] - rand[shared]).to_numpy(), profile=profile,
+        threshold=0.05))
 
     best_r = best_ratios(sweep)
     per_family = {}
@@ -141,37 +134,40 @@ def claims(results: dict, config: Config, profile: str) -> list[Claim]:
         wide = group.pivot_table(index="seed", columns="size", values="ratio")
         per_family[family] = (wide[sizes[-1]] - wide[sizes[0]]).dropna()
     diffs = pd.concat(per_family, axis=1).dropna().mean(axis=1).to_numpy() if per_family else np.array([])
-    out.append(_interval_claim(
-        "V1", "the best fixed ratio (validation LP) grows with model size, averaged over architectures; rule: "
-        "paired interval over seeds above 0", SOURCE + " (theory, 01's C3a)",
-        "best ratio(largest size) − best ratio(smallest size)", diffs, profile))
+    out.append(make_claim(
+        cid="V1", claim="the best fixed ratio (validation LP) grows with model size, averaged over architectures; "
+        "rule: paired interval over seeds above 0", source=SOURCE + " (theory, 01's C3a)",
+        metric="best ratio(largest size) − best ratio(smallest size)", diffs=diffs, profile=profile))
     for family, d in per_family.items():
-        out.append(_interval_claim(f"V1-{family}", f"{family}: the best fixed ratio grows with model size",
-                                   SOURCE, "best ratio(largest) − best ratio(smallest)", d.to_numpy(), profile))
+        out.append(make_claim(cid=f"V1-{family}", claim=f"{family}: the best fixed ratio grows with model size",
+                              source=SOURCE, metric="best ratio(largest) − best ratio(smallest)", diffs=d.to_numpy(),
+                              profile=profile))
 
-    out.append(_interval_claim("V2", f"{r2} ≥ the best fixed ratio ({best}, chosen on validation LP) in test LP "
-                               "accuracy; rule: paired interval above 0 supported, below 0 contradicted", SOURCE,
-                               "LP(R²MAE) − LP(best fixed)", _paired(mdf, r2, best, "lp_test"), profile))
+    out.append(make_claim(
+        cid="V2", claim=f"{r2} ≥ the best fixed ratio ({best}, chosen on validation LP) in test LP accuracy; rule: "
+        "paired interval above 0 supported, below 0 contradicted", source=SOURCE, metric="LP(R²MAE) − LP(best fixed)",
+        diffs=_paired(mdf, r2, best, "lp_test"), profile=profile))
     for col, label in (("knn_test", "knn"), ("bn_lp_test", "bn_lp"), ("ft_test", "ft")):
         if col in mdf and mdf[col].notna().all():
-            out.append(_interval_claim(f"V2-{label}", f"{r2} ≥ best fixed in {METRICS[col]} accuracy", SOURCE,
-                                       f"{METRICS[col]}(R²MAE) − {METRICS[col]}(best fixed)",
-                                       _paired(mdf, r2, best, col), profile))
+            out.append(make_claim(cid=f"V2-{label}", claim=f"{r2} ≥ best fixed in {METRICS[col]} accuracy",
+                                  source=SOURCE, metric=f"{METRICS[col]}(R²MAE) − {METRICS[col]}(best fixed)",
+                                  diffs=_paired(mdf, r2, best, col), profile=profile))
 
     baselines = mdf[mdf["group"] == "baseline"]
     scheduled = list(dict.fromkeys(baselines.loc[baselines["kind"] == "scheduled", "method"]))
     if scheduled:
         best_sched = str(baselines[baselines["method"].isin(scheduled)].groupby("method")["lp_val"].mean().idxmax())
-        out.append(_interval_claim("V3", f"{r2} ≥ scheduled decay over the same interval (best of "
-                                   f"{', '.join(scheduled)} on validation: {best_sched}) in test LP", SOURCE,
-                                   "LP(R²MAE) − LP(best scheduled)", _paired(mdf, r2, best_sched, "lp_test"),
-                                   profile))
+        out.append(make_claim(
+            cid="V3", claim=f"{r2} ≥ scheduled decay over the same interval (best of {', '.join(scheduled)} on "
+            f"validation: {best_sched}) in test LP", source=SOURCE, metric="LP(R²MAE) − LP(best scheduled)",
+            diffs=_paired(mdf, r2, best_sched, "lp_test"), profile=profile))
     else:
-        out.append(_interval_claim("V3", "R²MAE ≥ scheduled decay (no scheduled baseline was run)", SOURCE,
-                                   "LP(R²MAE) − LP(best scheduled)", [], profile))
+        out.append(make_claim(cid="V3", claim="R²MAE ≥ scheduled decay (no scheduled baseline was run)", source=SOURCE,
+                              metric="LP(R²MAE) − LP(best scheduled)", diffs=[], profile=profile))
     for name in dict.fromkeys(baselines["method"]):
-        out.append(_interval_claim(f"V3-{name}", f"{r2} ≥ {name} in test LP", SOURCE, f"LP(R²MAE) − LP({name})",
-                                   _paired(mdf, r2, name, "lp_test"), profile))
+        out.append(make_claim(cid=f"V3-{name}", claim=f"{r2} ≥ {name} in test LP", source=SOURCE,
+                              metric=f"LP(R²MAE) − LP({name})", diffs=_paired(mdf, r2, name, "lp_test"),
+                              profile=profile))
 
     fixed_at = (mdf["kind"] == "fixed") & (mdf["ratio"] == config.umae_ratio)
     mae = _one(mdf, fixed_at & (mdf["group"] == "fixed"), f"fixed {config.umae_ratio:g}")
@@ -182,9 +178,9 @@ def claims(results: dict, config: Config, profile: str) -> list[Claim]:
     if config.umae_r2mae:
         pairs += [("V4c", r2u, r2, "effective_rank", "effective rank"), ("V4d", r2u, r2, "lp_test", "test LP")]
     for cid, a, b, col, what in pairs:
-        out.append(_interval_claim(cid, f"{a} > {b} in {what} (λ = {config.umae_weight:g}); rule: paired interval "
-                                   "above 0", SOURCE_UMAE, f"{what}({a}) − {what}({b})", _paired(mdf, a, b, col),
-                                   profile))
+        out.append(make_claim(cid=cid, claim=f"{a} > {b} in {what} (λ = {config.umae_weight:g}); rule: paired "
+                              "interval above 0", source=SOURCE_UMAE, metric=f"{what}({a}) − {what}({b})",
+                              diffs=_paired(mdf, a, b, col), profile=profile))
     return out
 
 
