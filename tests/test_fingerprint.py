@@ -67,7 +67,7 @@ def test_a_code_edit_invalidates_exactly_the_sections_that_import_it(tmp_path, m
     name = f"r2mae_core.{module}"
     importers = {nb for nb, sec in SECTION_MODULES.items() if name in dependencies(sec, root=root)}
     before = _prints(root)
-    path = root / f"{module}.py"
+    path = root / f"{module}.py" if (root / f"{module}.py").exists() else root / module / "__init__.py"
     path.write_text(path.read_text(encoding="utf-8") + "\n\ndef _one_more_function():\n    return 0\n",
                     encoding="utf-8")
     changed = {nb for nb, fp in _prints(root).items() if fp != before[nb]}
@@ -80,7 +80,7 @@ def test_a_prose_edit_invalidates_nothing(tmp_path):
     root = _copy(tmp_path)
     before = _prints(root)
     _edit(root / "train.py", '"""', '"""Reworded prose; ')
-    _edit(root / "evaluate.py", "\n\n", "\n\n# a new comment\n\n")
+    _edit(root / "evaluate" / "__init__.py", "\n\n", "\n\n# a new comment\n\n")
     assert _prints(root) == before
 
 
