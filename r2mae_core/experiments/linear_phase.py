@@ -148,7 +148,7 @@ def interval_optimum(risk, step: float, *, keep: int = 3) -> tuple[tuple[float, 
     a0, b0, r0 = scored[0]
     simplex = np.array([[a0, b0], [a0 + step / 4, b0], [a0, b0 - step / 4]])
     res = optimize.minimize(objective, np.array([a0, b0]), method="Nelder-Mead",
-                            options={"xatol": 1e-4, "fatol": 1e-9, "maxfev": 120, "initial_simplex": simplex})
+                            options={"xatol": 1e-4, "fatol": 1e-9, "maxfev": 80, "initial_simplex": simplex})
     best = (float(res.x[0]), float(res.x[1]), float(res.fun)) if res.fun < r0 else (a0, b0, r0)
     return best, scored[:keep]
 

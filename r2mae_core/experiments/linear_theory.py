@@ -450,7 +450,7 @@ def run(config: Config) -> dict[str, pd.DataFrame]:
     scales_theory, scales_mc = _scales(config)
     phase, phase_mc = _phase(config)
     return {"fine_fixed": _fine_fixed(config), "diffusion": _diffusion(config), "phase": phase,
-            "phase_mc": phase_mc,"fixed_theory": fixed_theory, "fixed_mc": fixed_mc, "optimum": _optimum(config),
+            "phase_mc": phase_mc, "fixed_theory": fixed_theory, "fixed_mc": fixed_mc, "optimum": _optimum(config),
             "downstream_theory": downstream_theory, "downstream_mc": downstream_mc,
             "r2mae_grid": _r2mae_grid(config), "c4_mc": _c4_monte_carlo(config),
             "scales_theory": scales_theory, "scales_mc": scales_mc}

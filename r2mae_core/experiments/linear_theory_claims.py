@@ -17,8 +17,8 @@ Decision rules (fixed before any run; ``claims`` implements exactly these):
   equal population effect m_eq of every interval, so that no interval wins by sitting between grid points) and
   the best R²MAE interval (every [a, b] of the MC ratios) are each chosen on validation repetitions; on the test
   repetitions the paired difference risk(best fixed) − risk(R²MAE) with a 95% interval above 0 → supported,
-  below 0 → contradicted, else inconclusive. C4 is the declared primary criterion with the tuned interval; rows C4-<criterion>-<tuned|default>
-  report the other criteria and the declared default interval (downstream: default only).
+  below 0 → contradicted, else inconclusive. C4 is the declared primary criterion with the tuned interval; rows
+  C4-<criterion>-<tuned|default> report the other criteria and the declared default interval (downstream: default only).
 - **C4-eq** R²MAE beats the fixed ratio of equal population effect: the C4 interval against the fixed ratio
   m_eq = E[m²(1−m)]/E[m(1−m)] (same population predictor), paired on the test repetitions; 95% interval of
   risk(m_eq) − risk(R²MAE) above 0 → supported, below 0 → contradicted, else inconclusive (pretraining

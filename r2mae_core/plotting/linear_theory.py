@@ -333,6 +333,8 @@ def phase_diagram(phase: pd.DataFrame, phase_mc: pd.DataFrame, *, tolerance: flo
         for j, (ridge, per) in enumerate(columns):
             ax = axes[i, j]
             sub = phase[(phase["criterion"] == criterion) & (phase["ridge"] == ridge) & (phase["per"] == per)]
+            if not len(sub):
+                ax.text(0.5, 0.5, "not computed", ha="center", va="center", transform=ax.transAxes, fontsize=7)
             grid = sub.pivot_table(index="family", columns="gamma", values="delta", aggfunc="first")
             grid = grid.reindex(index=families, columns=gammas)
             image = ax.imshow(grid.to_numpy(dtype=float), cmap="RdBu_r", norm=norm, aspect="auto")
@@ -365,5 +367,5 @@ def phase_diagram(phase: pd.DataFrame, phase_mc: pd.DataFrame, *, tolerance: flo
                       label="MC: CI covers 0"),
                Line2D([], [], marker="x", linestyle="", color="black", label="MC: fixed wins (CI < 0)"),
                Patch(fill=False, edgecolor="black", linewidth=1.5, label="theory win (Δ < −tolerance)")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=7)
+    fig.legend(handles=handles, loc="outside lower center", ncols=2 if len(columns) < 4 else 4, fontsize=7)
     return fig
