@@ -86,6 +86,19 @@ test_ratio: float = 0.75  # the stated test ratio of one criterion
 universal_low: float = 0.1  # universal criterion: risk averaged over test ratios from U[low, high]
 universal_high: float = 0.9  # upper end of the universal test law
 primary_criterion: str = "universal"  # criterion of claim C4: universal, test_ratio or downstream
+phase_p: int = 40  # data dimension of the phase diagram
+phase_gammas: list = [1.0, 4.0]  # model sizes gamma of the phase diagram
+phase_families: list = ["two_scale"]  # covariance families of the phase diagram
+phase_ridges: list = [0.0]  # ridge strengths (0 is minimum norm) of the phase diagram
+phase_pers: list = ["sample", "batch"]  # R2MAE draws per sample and/or per batch in the phase diagram
+phase_criteria: list = ["test_ratio", "universal", "downstream"]  # criteria of the phase diagram
+phase_fixed_step: float = 0.02  # step of the fixed-ratio grid before its Brent refinement
+phase_interval_step: float = 0.2  # endpoint step of the interval grid before its Nelder-Mead refinement
+phase_batch_draws: int = 3  # seeded draws of the batch ratios for the per-batch theory
+phase_reps: int = 8  # Monte Carlo repetitions per checked phase point
+phase_tolerance: float = 0.0001  # a point is a theory win when the interval beats the fixed ratio by more
+phase_mc_points: int = 2  # points closest to a win checked by Monte Carlo when the theory finds no win
+diffusion_eps: float = 0.001  # masked diffusion law: m from U[eps, 1 - eps] with loss weight 1/m
 
 # %%
 from r2mae_core import io, reference, seed_everything
@@ -98,7 +111,11 @@ config = linear_theory.Config(
     seed=seed, p=p, gammas=gammas, mc_ratios=mc_ratios, theory_ratios=theory_ratios, reps=reps, c4_reps=c4_reps,
     scale_reps=scale_reps, n_targets=n_targets, n_down=n_down, r2mae_low=r2mae_low, r2mae_high=r2mae_high,
     r2mae_per=r2mae_per, test_ratio=test_ratio, universal_low=universal_low, universal_high=universal_high,
-    primary_criterion=primary_criterion)
+    primary_criterion=primary_criterion, phase_p=phase_p, phase_gammas=phase_gammas, phase_families=phase_families,
+    phase_ridges=phase_ridges, phase_pers=phase_pers, phase_criteria=phase_criteria,
+    phase_fixed_step=phase_fixed_step, phase_interval_step=phase_interval_step,
+    phase_batch_draws=phase_batch_draws, phase_reps=phase_reps, phase_tolerance=phase_tolerance,
+    phase_mc_points=phase_mc_points, diffusion_eps=diffusion_eps)
 results = linear_theory.run(config)
 
 # %% [markdown]
@@ -143,6 +160,23 @@ fig = plots.r2mae_vs_fixed(results["r2mae_grid"], declared=(r2mae_low, r2mae_hig
 out.save_figure(fig, "fig4_r2mae_vs_fixed")
 
 # %% [markdown]
+# ### The fixed ratio of equal population effect
+# A random law trains, in the population limit, exactly the predictor of the fixed ratio
+# $m_\mathrm{eq}=E[m^2(1-m)]/E[m(1-m)]$, so an interval can beat a coarse grid of fixed ratios simply by having
+# an $m_\mathrm{eq}$ between its points. Two controls remove that: the heatmaps' best fixed ratio is the
+# optimum of a fine grid (step `phase_fixed_step`, refined by Brent's method to $10^{-5}$ in $m$; near the
+# optimum the risk is $R^*+\tfrac12R''(m-m^*)^2$, so the refinement's error is below $10^{-8}$), and every
+# interval's Monte Carlo runs next to the fixed ratio at its own $m_\mathrm{eq}$, which also joins C4's fixed
+# candidates. Table 3: per interval and criterion, $m_\mathrm{eq}$, the theory risks of the interval, of fixed
+# $m_\mathrm{eq}$ and of the fine grid's best fixed ratio, and the paired Monte Carlo gain
+# risk(fixed $m_\mathrm{eq}$) − risk(interval) on the test repetitions with its 95% interval (claim C4-eq).
+
+# %%
+equivalence = linear_theory_claims.equivalence_table(results)
+out.save_table(equivalence, "tab3_equivalent_ratio")
+equivalence.round(4)
+
+# %% [markdown]
 # ## 5 · Multi-scale: which scales does the representation keep?
 # The learned filter's gain on the coarse and fine bands of `two_scale` data (relative to its largest gain):
 # theory for the mean fit at the pretraining sample size (solid) and the population limit (dashed), Monte Carlo
@@ -167,11 +201,83 @@ out.save_figure(fig, "fig6_theory_vs_mc")
 summary.round(4)
 
 # %% [markdown]
+# ## 7 · Masked diffusion's ratio law
+# Masked-diffusion language models (MDLM, Sahoo et al. 2024; LLaDA, Nie et al. 2025) draw $t\sim\mathcal U(0,1)$
+# per sequence, mask each token with probability $t$ and weight the loss by $1/t$. In the linear model a weight
+# $w(m)$ on a sample's loss makes the fit minimise $\sum_i w(m_i)(y_i-\hat w^\top u_i)^2$, i.e. an ordinary fit
+# of the rows $\sqrt{w(m_i)}\,(u_i, y_i)$.
+#
+# **Population limit.** The normal equations become $E_\pi[wC]\beta=E_\pi[wc]$ with
+# $E_\pi[wC]\propto E[w\,m(1-m)^2]\,\Sigma+E[w\,m^2(1-m)]\,I$, so
+# $$m_\mathrm{eq}=\frac{E[w\,m^2(1-m)]}{E[w\,m(1-m)]},$$
+# and since $E[wm(1-m)^2]+E[wm^2(1-m)]=E[wm(1-m)]$ the scale matches too: the weighted law trains the predictor of
+# fixed $m_\mathrm{eq}$. For $m\sim\mathcal U(0,1)$, $w=1/m$: $m_\mathrm{eq}=E[m(1-m)]/E[1-m]=(1/6)/(1/2)=1/3$
+# (the rows' law $\propto m\,w(m)P(m)$ is uniform).
+#
+# **Finite n.** The weighted rows are Gaussian given $m$ with moments $w_gC_g$, $w_gc_g$, $E_g[y^2]=w_g$, so the
+# mixture deterministic equivalent applies unchanged with these group moments (`theory.weighted_law`,
+# `theory.masked_diffusion_law`; the test risk stays unweighted); `tests/test_theory.py` checks it against
+# weighted Monte Carlo fits. **Where no closed form exists:** a minimum-norm fit with fewer rows than
+# coordinates interpolates every row, whatever its weight, and this law puts a fraction of order $k/q$ of the rows
+# at $m>1-k/q$, i.e. with $O(1)$ visible coordinates. Interpolating such a row needs a coefficient
+# $y/x_k$ with $x_k\sim\mathcal N(0,1)$, whose second moment is infinite: the Monte Carlo risk is heavy-tailed
+# with no finite mean, and Gaussian equivalence given $m$ (which needs $q(1-m)\gg1$) fails. The deterministic
+# equivalent is then finite but is not the expected risk; with a ridge $\lambda>0$ or more rows than
+# coordinates it is. Table 4 gives both regimes at the focus point (the study's ridge and each phase ridge):
+# theory, Monte Carlo mean and median, and the paired difference to the best fixed ratio of the fine grid.
+
+# %%
+diffusion = linear_theory_claims.diffusion_table(results)
+out.save_table(diffusion, "tab4_masked_diffusion")
+diffusion.round(4)
+
+# %% [markdown]
+# ## 8 · Phase diagram: where, if anywhere, does a random ratio win?
+# **Population limit: never.** A law's population predictor is fixed $m_\mathrm{eq}$'s, on every criterion, so
+# $R(P)=R(m_\mathrm{eq})\ge\min_m R(m)$. A random ratio can only win through finite-$n$ effects.
+#
+# **What the finite-n deterministic equivalent says.** Take a law of mean $m_0$ and small variance $s^2$. Its
+# population effect is that of $m_\mathrm{eq}=m_0+\mathrm{Cov}(m,m(1-m))/E[m(1-m)]
+# =m_0+s^2(1-2m_0)/(m_0(1-m_0))+O(s^3)$, but its row count is $nE[m]=nm_0$, not $nm_\mathrm{eq}$. Writing
+# $R(m,N)$ for the risk of fixed ratio $m$ fitted on $N$ rows, and using that the fixed-ratio risk $R(m,nm)$ is
+# stationary at its optimum $m^*$,
+# $$R(P)-R(m^*,nm^*)=s^2\Big[-\,n\,\frac{1-2m^*}{m^*(1-m^*)}\,\frac{\partial R}{\partial N}(m^*,nm^*)
+# \;+\;H\Big]+O(s^3),$$
+# where the first term is the row-count effect (a random law is a fixed ratio with a decoupled row count) and $H$
+# is the effect of mixing rows of different ratios (the heterogeneous deterministic equivalent's remainder). The
+# sign of the row term is that of $-(1-2m^*)\,\partial R/\partial N$. With a ridge $\lambda>0$ more rows
+# lower the risk ($\partial R/\partial N<0$; with tuned ridge the risk is monotone in $N$, Nakkiran et al.
+# 2021), so the row term hurts when $m^*<1/2$ and helps when $m^*>1/2$. A minimum-norm fit on the
+# over-parameterised side of the interpolation peak ($N<q$) is the one case where more rows *raise* the risk
+# ($\partial R/\partial N>0$), so there a law below $1/2$ gains by dropping rows at the same effective ridge: this
+# is where the theory can call a win. The phase table gives, at each point's fixed optimum, both terms for the
+# two-point law $\{m^*\pm0.01\}$ (`expansion_total` $=\Delta R/s^2$, `expansion_rows`); where `expansion_total`
+# $>0$ no narrow law near $m^*$ wins, and a win needs a wide interval.
+#
+# **The map.** For each family, model size $\gamma$ (0.1–10 at full scale), ridge, per-sample or per-batch ratios
+# (per-batch: the deterministic equivalent given the batch ratios, averaged over seeded draws, on the best
+# per-sample intervals) and criterion, figure 7 shows $\Delta$ = risk of the best interval (grid + Nelder–Mead)
+# minus the best fixed ratio (fine grid + Brent). Monte Carlo checks every theory win, its $\gamma$-neighbours
+# (the boundary, with the winning interval) and, when the theory calls none, the points closest to a win
+# (Table 6: paired repetitions, 95% intervals). Claim C5 states the region.
+
+# %%
+fig = plots.phase_diagram(results["phase"], results["phase_mc"], tolerance=phase_tolerance)
+out.save_figure(fig, "fig7_phase_diagram")
+out.save_table(results["phase"], "tab5_phase_theory")
+out.save_table(results["phase_mc"], "tab6_phase_monte_carlo")
+results["phase_mc"].round(4)
+
+# %%
+results["phase"].nsmallest(10, "delta").round(5)
+
+# %% [markdown]
 # ## Claims
 # C1 theory predicts simulation; C2 an interior optimal ratio; C3a the optimum grows with model size; C3b it
 # depends on the downstream task; C4 R²MAE (interval chosen on validation repetitions) beats the best fixed
 # ratio on the declared primary criterion, with the other criteria and the declared default interval as extra
-# rows. Each verdict follows the rule in `linear_theory_claims`.
+# rows; C4-eq the same interval beats the fixed ratio of equal population effect; C5 the region of the phase
+# diagram where a random ratio wins. Each verdict follows the rule in `linear_theory_claims`.
 
 # %%
 claims = linear_theory_claims.claims(results, config, profile)

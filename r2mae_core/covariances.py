@@ -12,6 +12,8 @@ Families
 - ``ar1``: stationary AR(1) on a ring, Σ_kl ∝ Σ_t ρ^{|k − l + t p|} (the periodised ρ^{|k−l|}): local
   correlation of one length scale, like neighbouring pixels or bases.
 - ``two_scale``: a mixture w·AR(ρ_coarse) + (1 − w)·AR(ρ_fine) on the ring: a fine and a coarse scale.
+- ``multi_scale``: a mixture Σ_k w_k AR(ρ_k) of several ring AR(1) scales (default ρ = 0.3, 0.8, 0.95, 0.995
+  with equal weights: structure from the nearest neighbour to a sizeable fraction of the ring).
 - ``spiked``: 1 + a few delocalised spikes (low-frequency Fourier pairs of strength s_k), then rescaled to
   unit diagonal: every coordinate's predictable part is small (the regime where masking learns little).
 - ``power_law``: eigenvalues λ_i ∝ i^(−α) in a Haar-random orthonormal basis, rescaled to unit diagonal
@@ -33,7 +35,7 @@ from ._rng import check_seed, numpy_generator
 
 __all__ = ["Covariance", "TargetView", "make_covariance", "FAMILIES", "check_correlation"]
 
-FAMILIES = ("isotropic", "ar1", "two_scale", "spiked", "power_law")
+FAMILIES = ("isotropic", "ar1", "two_scale", "multi_scale", "spiked", "power_law")
 
 
 def _check_size(p: int) -> int:
@@ -226,6 +228,7 @@ def make_covariance(family: str, p: int, **params) -> Covariance:
         Dimension (>= 3).
     **params
         ``ar1``: rho ∈ (0, 1). ``two_scale``: rho_fine, rho_coarse ∈ (0, 1), coarse_weight ∈ (0, 1).
+        ``multi_scale``: rhos (>= 2 correlations in (0, 1)), weights (one > 0 per rho; normalised).
         ``spiked``: strengths (sequence of spike strengths > 0, relative to the unit bulk), placed on Fourier
         frequencies 1, 2, .... ``power_law``: alpha > 0, seed (basis), n_targets (sampled targets).
 
@@ -249,6 +252,19 @@ def make_covariance(family: str, p: int, **params) -> Covariance:
         row = weight * _ring_ar1(p, coarse) + (1 - weight) * _ring_ar1(p, fine)
         return Covariance("two_scale", _circulant(row), True,
                           {"p": p, "rho_fine": fine, "rho_coarse": coarse, "coarse_weight": weight}, (0,))
+    if family == "multi_scale":
+        _no_extra(family, params, {"rhos", "weights"})
+        rhos = params.get("rhos", (0.3, 0.8, 0.95, 0.995))
+        if not isinstance(rhos, list | tuple) or len(rhos) < 2:
+            raise ValueError(f"rhos={rhos!r} is not allowed: use a list of at least two correlations in (0, 1)")
+        rhos = tuple(_check_open("rhos", r) for r in rhos)
+        weights = params.get("weights", tuple(1.0 / len(rhos) for _ in rhos))
+        if not isinstance(weights, list | tuple) or len(weights) != len(rhos) or any(
+                isinstance(w, bool) or not isinstance(w, int | float) or not w > 0 for w in weights):
+            raise ValueError(f"weights={weights!r} is not allowed: use {len(rhos)} positive weights (one per rho)")
+        weights = tuple(float(w) / float(sum(weights)) for w in weights)
+        row = sum(w * _ring_ar1(p, r) for w, r in zip(weights, rhos, strict=True))
+        return Covariance("multi_scale", _circulant(row), True, {"p": p, "rhos": rhos, "weights": weights}, (0,))
     if family == "spiked":
         _no_extra(family, params, {"strengths"})
         strengths = params.get("strengths", (p / 10, p / 40))

@@ -27,12 +27,24 @@ def _sampler(law: float | RatioSampler) -> RatioSampler:
     return Fixed(float(law)) if not isinstance(law, bool) else Fixed(law)  # Fixed validates
 
 
+def _loss_weight(loss_weight):
+    """The loss-weight function w(m): None (w = 1), ``"inverse"`` (w = 1/m) or a callable."""
+    if loss_weight is None or callable(loss_weight):
+        return loss_weight
+    if loss_weight == "inverse":
+        return lambda m: 1.0 / m
+    raise ValueError(f"loss_weight={loss_weight!r} is not allowed: use None, 'inverse' (w = 1/m) or a callable")
+
+
 def masked_design(cov: Covariance, target: int, train: float | RatioSampler, n: int,
-                  rng: np.random.Generator, *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+                  rng: np.random.Generator, *, batch_size: int = 32,
+                  loss_weight=None) -> tuple[np.ndarray, np.ndarray]:
     """Training rows of target j: u = (v ⊙ x)_{−j} and y = x_j over the samples where j is masked.
 
     Samples are drawn in batches of ``batch_size``; the sampler is called once per batch with progress
     t = batch / (n_batches − 1), so ``per="batch"`` R²MAE shares a ratio within a batch and schedules move.
+    ``loss_weight`` w(m) (None, ``"inverse"`` = 1/m, or a callable) returns the rows √w(m_i)·(u_i, y_i), whose
+    least-squares fit minimises Σ_i w(m_i)(y_i − ŵᵀu_i)² (masked diffusion's weighted loss).
 
     Returns
     -------
@@ -40,6 +52,7 @@ def masked_design(cov: Covariance, target: int, train: float | RatioSampler, n: 
         U (n_j, p − 1) and y (n_j,), n_j ~ Binomial-like with mean n E[m].
     """
     sampler = _sampler(train)
+    weight_fn = _loss_weight(loss_weight)
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n={n!r} is not allowed: use an integer >= 1 (training samples)")
     n_batches = -(-int(n) // batch_size)
@@ -51,7 +64,10 @@ def masked_design(cov: Covariance, target: int, train: float | RatioSampler, n: 
     x = rng.standard_normal((ratios.size, cov.p)) @ cov.sqrt  # (n_j, p), x ~ N(0, Σ)
     visible = rng.random(x.shape) >= ratios[:, None]
     u = np.delete(x * visible, target, axis=1)
-    return u, x[:, target]
+    if weight_fn is None:
+        return u, x[:, target]
+    scale = np.sqrt(np.asarray(weight_fn(ratios), dtype=np.float64))
+    return u * scale[:, None], x[:, target] * scale
 
 
 def min_norm_fit(u: np.ndarray, y: np.ndarray, *, ridge: float = 0.0) -> np.ndarray:
@@ -76,9 +92,14 @@ def min_norm_fit(u: np.ndarray, y: np.ndarray, *, ridge: float = 0.0) -> np.ndar
 
 
 def fit_masked_target(cov: Covariance, target: int, train: float | RatioSampler, n: int, seed: int, *,
-                      ridge: float = 0.0, batch_size: int = 32) -> np.ndarray:
-    """One exact fit ŵ_j (coordinates ≠ j, length p − 1) from a fresh training sample of size n."""
-    u, y = masked_design(cov, target, train, n, numpy_generator(check_seed(seed)), batch_size=batch_size)
+                      ridge: float = 0.0, batch_size: int = 32, loss_weight=None) -> np.ndarray:
+    """One exact fit ŵ_j (coordinates ≠ j, length p − 1) from a fresh training sample of size n (``loss_weight``:
+    see :func:`masked_design`)."""
+    u, y = masked_design(cov, target, train, n, numpy_generator(check_seed(seed)), batch_size=batch_size,
+                         loss_weight=loss_weight)
+    if loss_weight is not None and ridge == 0 and u.shape[0]:
+        # weights spread the rows' scales (1/m up to 1/ε): the SVD keeps the accuracy a Gram matrix would square
+        return linalg.lstsq(u, y, lapack_driver="gelsd", check_finite=False)[0]
     return min_norm_fit(u, y, ridge=ridge)
 
 
@@ -96,11 +117,12 @@ def masked_risk(view: TargetView, w: np.ndarray, test: float | RatioSampler | Ra
 
 def simulate_pretraining(cov: Covariance, train: float | RatioSampler, n: int, *,
                          tests: dict[str, float | RatioSampler | RatioLaw], reps: int, seed: int,
-                         ridge: float = 0.0, batch_size: int = 32,
-                         keep_weights: bool = False) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
+                         ridge: float = 0.0, batch_size: int = 32, keep_weights: bool = False,
+                         loss_weight=None) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
     """Monte Carlo of the masked-prediction risk: ``reps`` independent training samples per analysed target.
 
     Repetition r fits target ``cov.targets[r % len(targets)]`` (circulant families: always target 0).
+    ``loss_weight`` w(m) weights each training sample's loss (:func:`masked_design`); the test risk is unweighted.
 
     Returns
     -------
@@ -109,6 +131,7 @@ def simulate_pretraining(cov: Covariance, train: float | RatioSampler, n: int, *
         in Σ_{−j}'s eigenbasis (what :func:`r2mae_core.theory.mean_coefficients` predicts).
     """
     check_sizes(ridge=ridge)
+    _loss_weight(loss_weight)
     if isinstance(reps, bool) or not isinstance(reps, int) or reps < 2:
         raise ValueError(f"reps={reps!r} is not allowed: use an integer >= 2 (standard errors need two)")
     laws = {name: as_law(t) for name, t in tests.items()}
@@ -116,7 +139,8 @@ def simulate_pretraining(cov: Covariance, train: float | RatioSampler, n: int, *
     for rep, rep_seed in enumerate(child_seeds(check_seed(seed), reps)):
         target = cov.targets[rep % len(cov.targets)]
         view = cov.view(target)
-        w = fit_masked_target(cov, target, train, n, rep_seed, ridge=ridge, batch_size=batch_size)
+        w = fit_masked_target(cov, target, train, n, rep_seed, ridge=ridge, batch_size=batch_size,
+                              loss_weight=loss_weight)
         for name, law in laws.items():
             rows.append({"rep": rep, "seed": rep_seed, "target": target, "test": name,
                          "risk": masked_risk(view, w, law)})

@@ -46,10 +46,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
+from ._rng import check_seed, child_seeds, numpy_generator
 from .covariances import Covariance, TargetView
 from .masking import Fixed, RatioSampler
 
-__all__ = ["RatioLaw", "as_law", "ridge_equivalent", "RiskTerms", "pretraining_risk", "population_coefficients",
+__all__ = ["RatioLaw", "as_law", "weighted_law", "masked_diffusion_law", "per_batch_risk",
+           "ridge_equivalent", "RiskTerms", "pretraining_risk", "population_coefficients",
            "mean_coefficients", "equivalent_fixed_ratio", "isotropic_ridgeless_risk", "gaussian_ols_risk",
            "gaussian_minnorm_risk", "gamma_eff", "check_sizes"]
 
@@ -61,16 +63,25 @@ _RIDGE_FLOOR = 1e-12  # × the smallest positive eigenvalue: the λ → 0 limit 
 class RatioLaw:
     """A mask-ratio law as quadrature nodes: E[f(m)] = Σ_g weights_g f(ratios_g).
 
-    Build one with :func:`as_law` from a float (fixed ratio) or any :class:`~r2mae_core.masking.RatioSampler`.
+    Build one with :func:`as_law` from a float (fixed ratio) or any :class:`~r2mae_core.masking.RatioSampler`;
+    :func:`weighted_law` attaches a loss weight w(m) (``loss_weights`` = w at the nodes, default 1): a sample
+    with ratio m then enters its targets' fits with loss weight w(m), as in masked diffusion's 1/t weighting
+    (:func:`masked_diffusion_law`).
     """
 
     ratios: np.ndarray
     weights: np.ndarray
     label: str
+    loss_weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ratios = np.asarray(self.ratios, dtype=np.float64)
         weights = np.asarray(self.weights, dtype=np.float64)
+        loss = np.ones_like(ratios) if self.loss_weights is None else np.asarray(self.loss_weights, np.float64)
+        if loss.shape != ratios.shape or not np.all(np.isfinite(loss)) or np.any(loss <= 0):
+            raise ValueError(f"loss_weights of shape {loss.shape} are not allowed: use one finite weight > 0 per "
+                             "ratio node")
+        object.__setattr__(self, "loss_weights", loss)
         if ratios.ndim != 1 or ratios.shape != weights.shape or not ratios.size:
             raise ValueError(f"ratios {ratios.shape} and weights {weights.shape} are not allowed: use two 1-D "
                              "arrays of one length >= 1")
@@ -88,6 +99,11 @@ class RatioLaw:
     @property
     def mean(self) -> float:
         return self.expect(self.ratios)
+
+    @property
+    def weighted(self) -> bool:
+        """True when some loss weight differs from 1."""
+        return bool(np.any(self.loss_weights != 1.0))
 
     def size_biased(self) -> np.ndarray:
         """π_g ∝ m_g w_g: the ratio law among the samples where a given coordinate is masked."""
@@ -107,6 +123,54 @@ def as_law(law: float | RatioSampler | RatioLaw, *, n_points: int = 24) -> Ratio
         raise ValueError(f"ratio law={law!r} is not allowed: use a float in (0, 1) or a masking.RatioSampler")
     ratios, weights = law.quadrature(n_points=n_points)
     return RatioLaw(ratios, weights, law.describe())
+
+
+def weighted_law(law: float | RatioSampler | RatioLaw, weight, *, n_points: int = 24,
+                 label: str | None = None) -> RatioLaw:
+    r"""A ratio law whose samples carry the loss weight w(m): the fit minimises Σ_i w(m_i)(y_i − ŵᵀu_i)².
+
+    Parameters
+    ----------
+    law
+        The ratio law P (a float, a :class:`~r2mae_core.masking.RatioSampler` or a :class:`RatioLaw`).
+    weight
+        Vectorised w(m) > 0 (a callable of the node ratios) or ``"inverse"`` for w(m) = 1/m.
+    n_points, label
+        Quadrature nodes per smooth piece; the label (default: P's, with the weight).
+
+    Notes
+    -----
+    Weighted rows are the rows √w·(u, y) of an unweighted fit, so every closed form applies with the group
+    moments C_g, c_g and E_g[y²] = 1 multiplied by w_g (the test risk stays unweighted).
+    """
+    base = as_law(law, n_points=n_points)
+    if isinstance(weight, str):
+        if weight != "inverse":
+            raise ValueError(f"weight={weight!r} is not allowed: use 'inverse' (w = 1/m) or a callable w(m) > 0")
+        fn, name = (lambda m: 1.0 / m), "1/m"
+    elif callable(weight):
+        fn, name = weight, "w(m)"
+    else:
+        raise ValueError(f"weight={weight!r} is not allowed: use 'inverse' (w = 1/m) or a callable w(m) > 0")
+    values = np.broadcast_to(np.asarray(fn(base.ratios), dtype=np.float64), base.ratios.shape)
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ValueError(f"weight={name} is not allowed: it must be finite and > 0 at every ratio of the law")
+    return RatioLaw(base.ratios, base.weights, label or f"{base.label} · loss {name}",
+                    values * base.loss_weights)
+
+
+def masked_diffusion_law(eps: float = 1e-3, *, n_points: int = 96) -> RatioLaw:
+    r"""Masked diffusion's ratio law (MDLM, Sahoo et al. 2024; LLaDA, Nie et al. 2025): m ~ U[ε, 1 − ε],
+    loss weight 1/m (the ELBO weight of the linear schedule, t ~ U(0, 1) masking each token with probability t).
+
+    ε keeps the law inside (0, 1) as every ratio law here (LLaDA masks with probability (1 − ε)t + ε, ε = 1e-3).
+    """
+    if isinstance(eps, bool) or not isinstance(eps, int | float | np.floating) or not 0 < eps < 0.5:
+        raise ValueError(f"eps={eps!r} is not allowed: use a number in the open interval (0, 0.5)")
+    nodes, w = np.polynomial.legendre.leggauss(int(n_points))
+    ratios = eps + (1 - 2 * eps) * (nodes + 1) / 2
+    return weighted_law(RatioLaw(ratios, w / w.sum(), f"U[{eps:g}, {1 - eps:g}]"), "inverse",
+                        label=f"masked diffusion U[{eps:g}, {1 - eps:g}] · loss 1/m")
 
 
 def check_sizes(**sizes: float) -> None:
@@ -233,13 +297,30 @@ def _solve_theta(mu: np.ndarray, pi: np.ndarray, n_eff: float, lam: float) -> np
         jac = np.diag(theta * (lam + s)) - theta[:, None] * cross * (pi * theta)[None, :]
         return f, jac
 
-    sol = optimize.root(residual, np.full(mu.shape[0], log_t0), jac=True, method="hybr",
-                        options={"xtol": 1e-12})
-    f, _ = residual(sol.x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sol = optimize.root(residual, np.full(mu.shape[0], log_t0), jac=True, method="hybr",
+                            options={"xtol": 1e-12})
+        f, _ = residual(sol.x)
+        if not np.all(np.abs(f) < 1e-8):  # a far start (groups of very different scale): restart closer
+            sol = optimize.root(residual, np.log(_monotone_theta(mu, pi, n_eff, lam)), jac=True, method="hybr",
+                                options={"xtol": 1e-12})
+            f, _ = residual(sol.x)
     if not np.all(np.abs(f) < 1e-8):
         raise RuntimeError(f"deterministic-equivalent fixed point did not converge (max residual "
                            f"{np.max(np.abs(f)):.2g}, n_eff={n_eff:g}, q={mu.shape[1]})")
     return np.exp(sol.x)
+
+
+def _monotone_theta(mu: np.ndarray, pi: np.ndarray, n_eff: float, lam: float, iters: int = 2000) -> np.ndarray:
+    """θ ← 1 / (λ + (1/n) Σ_i μ_gi / (1 + k_i(θ))) from θ = 0: the map is increasing in θ, so the iterates rise
+    monotonically to the smallest fixed point (slowly only where θ ~ 1/λ); a start for the Newton solve."""
+    theta = np.zeros(mu.shape[0])
+    for _ in range(iters):
+        new = 1.0 / (lam + (mu / (1.0 + (pi * theta) @ mu)).sum(axis=1) / n_eff)
+        if np.max(np.abs(new - theta) / new) < 1e-13:
+            return new
+        theta = new
+    return theta
 
 
 def _moments(view: TargetView, ratios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -295,6 +376,7 @@ def pretraining_risk(cov: Covariance, train: float | RatioSampler | RatioLaw, n:
     spread = np.sqrt(float(n) * law.mean * (1 - law.mean)) if binomial else 0.0
     nodes = [(n_eff, 1.0)] if spread == 0 else [(max(n_eff + z * spread, 1.0), w) for z, w in _HERMITE3]
     rows = []
+    loss = law.loss_weights[:, None]
     for view in cov.views():
         mu, c = _moments(view, law.ratios)
         tb, tc = _test_moments(view, test_law)
@@ -302,7 +384,7 @@ def pretraining_risk(cov: Covariance, train: float | RatioSampler | RatioLaw, n:
         irreducible = float(1.0 - 2.0 * tc @ beta + tb @ beta**2)
         risk = mean_risk = variance = 0.0
         for size, weight in nodes:
-            out = ridge_equivalent(mu, c, pi, size, ridge, 1.0, tb, tc)
+            out = ridge_equivalent(loss * mu, loss * c, pi, size, ridge, law.loss_weights, tb, tc)
             risk += weight * out["risk"]
             mean_risk += weight * out["mean_risk"]
             variance += weight * out["variance"]
@@ -314,11 +396,48 @@ def pretraining_risk(cov: Covariance, train: float | RatioSampler | RatioLaw, n:
                      (cov.p - 1) / n_eff, n_eff, sd)
 
 
+def per_batch_risk(cov: Covariance, train: RatioSampler, n: int, *, batch_size: int = 32, draws: int = 8,
+                   seed: int = 0, test: float | RatioSampler | RatioLaw | None = None,
+                   ridge: float = 0.0) -> tuple[float, float]:
+    r"""Risk of a law that draws one ratio per batch: the deterministic equivalent *given* the batch ratios,
+    averaged over ``draws`` seeded draws of them.
+
+    With B = ⌈n / batch_size⌉ batches the rows form B groups (batch b: ratio m_b, about batch_size·m_b rows), so
+    the empirical law P̂ = (1/B) Σ_b δ_{m_b} replaces P in :func:`pretraining_risk`; per-sample draws are the
+    B → ∞ limit. The draws follow :func:`r2mae_core.simulate.masked_design` (progress t = b / (B − 1)).
+
+    Returns
+    -------
+    tuple of float
+        Mean risk over the draws and its standard error (the draws' spread / √draws).
+    """
+    if not isinstance(train, RatioSampler):
+        raise ValueError(f"train={train!r} is not allowed: use a masking.RatioSampler (a law drawn per batch)")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n={n!r} is not allowed: use an integer >= 1 (training samples)")
+    _check_counts(batch_size=batch_size, draws=draws)
+    if draws < 2:
+        raise ValueError(f"draws={draws!r} is not allowed: use an integer >= 2 (a standard error needs two)")
+    n_batches = -(-int(n) // int(batch_size))
+    sizes = np.full(n_batches, float(batch_size))
+    sizes[-1] = n - batch_size * (n_batches - 1)
+    progress = np.linspace(0.0, 1.0, n_batches) if n_batches > 1 else np.zeros(1)
+    test = as_law(train).mean if test is None else test
+    risks = []
+    for draw_seed in child_seeds(check_seed(seed), int(draws)):
+        rng = numpy_generator(draw_seed)
+        ratios = np.array([float(train.sample(1, generator=rng, progress=float(t))[0]) for t in progress])
+        law = RatioLaw(ratios, sizes / sizes.sum(), f"{train.describe()} draw")
+        risks.append(pretraining_risk(cov, law, n, test=test, ridge=ridge).risk)
+    risks = np.asarray(risks)
+    return float(risks.mean()), float(risks.std(ddof=1) / np.sqrt(risks.size))
+
+
 def population_coefficients(view: TargetView, train: float | RatioSampler | RatioLaw) -> np.ndarray:
-    """β* = E_π[C(m)]⁻¹ E_π[c(m)] in Σ_{−j}'s eigenbasis (the n → ∞ masked predictor)."""
+    """β* = E_π[w C(m)]⁻¹ E_π[w c(m)] in Σ_{−j}'s eigenbasis (the n → ∞ masked predictor; w the loss weight)."""
     law = as_law(train)
     mu, c = _moments(view, law.ratios)
-    pi = law.size_biased()
+    pi = law.size_biased() * law.loss_weights
     return (pi @ c) / (pi @ mu)
 
 
@@ -328,7 +447,9 @@ def mean_coefficients(view: TargetView, train: float | RatioSampler | RatioLaw, 
     check_sizes(n=n, ridge=ridge)
     law = as_law(train)
     mu, c = _moments(view, law.ratios)
-    out = ridge_equivalent(mu, c, law.size_biased(), float(n) * law.mean, ridge, 1.0, mu[0], c[0])
+    loss = law.loss_weights[:, None]
+    out = ridge_equivalent(loss * mu, loss * c, law.size_biased(), float(n) * law.mean, ridge, law.loss_weights,
+                           mu[0], c[0])
     return out["w_bar"]
 
 
@@ -341,9 +462,13 @@ def equivalent_fixed_ratio(law: float | RatioSampler | RatioLaw) -> float:
     A fixed ratio m has r = m/(1 − m) and scale 1/(1 − m) = 1 + r, hence
     m_eq = r / (1 + r) = E[m²(1 − m)] / E[m(1 − m)(1 − m + m)] = E[m²(1−m)] / E[m(1−m)]; and since
     a + b = e, the random law's scale e/a = 1 + b/a = 1 + r is the fixed ratio's: the two predictors are equal.
+
+    With a loss weight w(m) (:func:`weighted_law`) every moment carries w: m_eq = E[w m²(1−m)] / E[w m(1−m)],
+    and the scale argument is unchanged. Masked diffusion (m ~ U(0, 1), w = 1/m): m_eq = E[m(1−m)] / E[1−m] = 1/3.
     """
     law = as_law(law)
-    return law.expect(law.ratios**2 * (1 - law.ratios)) / law.expect(law.ratios * (1 - law.ratios))
+    w = law.loss_weights
+    return law.expect(w * law.ratios**2 * (1 - law.ratios)) / law.expect(w * law.ratios * (1 - law.ratios))
 
 
 # --- closed forms of Hastie et al. (2022) and exact Gaussian finite-n formulas (test anchors) -------------

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from r2mae_core import covariances, masking, models, notebook_params, paths, records, theory
+from r2mae_core import covariances, masking, models, notebook_params, paths, records, simulate, theory
 from r2mae_core.experiments import (
     dna,
     image_runs,
@@ -253,6 +253,35 @@ CASES = [
     ("01 test_ratio='0.5'", lambda: T(test_ratio="0.5"), "test_ratio='0.5'"),
     ("01 mc_ratios='0.5'", lambda: T(mc_ratios="0.5"), "mc_ratios='0.5'"),
     ("01 primary_criterion 'x'", lambda: T(primary_criterion="x"), "primary_criterion='x'"),
+    ("01 phase_p=5", lambda: T(phase_p=5), "phase_p=5"),
+    ("01 phase_gammas [0]", lambda: T(phase_gammas=[0.0]), "phase_gammas"),
+    ("01 phase_gammas '1'", lambda: T(phase_gammas="1"), "phase_gammas"),
+    ("01 phase_ridges [-1]", lambda: T(phase_ridges=[-1.0]), "phase_ridges"),
+    ("01 phase_pers ['row']", lambda: T(phase_pers=["row"]), "phase_pers"),
+    ("01 phase_criteria ['x']", lambda: T(phase_criteria=["x"]), "phase_criteria"),
+    ("01 phase_families ['ring']", lambda: T(phase_families=["ring"]), "phase_families"),
+    ("01 phase_fixed_step=0.5", lambda: T(phase_fixed_step=0.5), "phase_fixed_step=0.5"),
+    ("01 phase_interval_step=0", lambda: T(phase_interval_step=0.0), "phase_interval_step=0"),
+    ("01 phase_batch_draws=1", lambda: T(phase_batch_draws=1), "phase_batch_draws=1"),
+    ("01 phase_reps=1", lambda: T(phase_reps=1), "phase_reps=1"),
+    ("01 phase_tolerance=-1", lambda: T(phase_tolerance=-1.0), "phase_tolerance=-1"),
+    ("01 phase_mc_points=0", lambda: T(phase_mc_points=0), "phase_mc_points=0"),
+    ("01 diffusion_eps=0", lambda: T(diffusion_eps=0.0), "diffusion_eps=0"),
+    ("weighted_law weight='square'", lambda: theory.weighted_law(0.5, "square"), "weight='square'"),
+    ("weighted_law weight<0", lambda: theory.weighted_law(0.5, lambda m: -m), "weight"),
+    ("RatioLaw loss_weights=0", lambda: theory.RatioLaw(np.array([0.5]), np.array([1.0]), "x", np.array([0.0])),
+     "loss_weights"),
+    ("masked_diffusion_law eps=0.7", lambda: theory.masked_diffusion_law(0.7), "eps=0.7"),
+    ("per_batch_risk draws=1", lambda: theory.per_batch_risk(_ar1(), masking.R2MAE(0.2, 0.8), 64, draws=1),
+     "draws=1"),
+    ("per_batch_risk train=0.5", lambda: theory.per_batch_risk(_ar1(), 0.5, 64), "train=0.5"),
+    ("per_batch_risk batch_size=0", lambda: theory.per_batch_risk(_ar1(), masking.R2MAE(0.2, 0.8), 64,
+                                                                  batch_size=0), "batch_size=0"),
+    ("multi_scale rhos=[0.5]", lambda: covariances.make_covariance("multi_scale", 20, rhos=[0.5]), "rhos"),
+    ("multi_scale weights=[1]", lambda: covariances.make_covariance("multi_scale", 20, rhos=[0.5, 0.9],
+                                                                     weights=[1.0]), "weights"),
+    ("simulate loss_weight='x'", lambda: simulate.simulate_pretraining(_ar1(), 0.5, 40, tests={"t": 0.5}, reps=2,
+                                                                       seed=0, loss_weight="x"), "loss_weight='x'"),
     # 02 vision
     ("02 n_seeds=0", lambda: V(n_seeds=0), "n_seeds=0"),
     ("02 seed=-1", lambda: V(seed=-1), "seed=-1"),

@@ -438,3 +438,86 @@ def test_minnorm_probe_with_more_samples_than_features_is_invariant_to_the_repre
     risk = D.probe_risk(spectrum, filter_, task, n_down)
     assert risk == pytest.approx(reference, rel=1e-6)
     assert risk == pytest.approx(task.noise / (1 - p / n_down), rel=1e-6)
+
+
+# ------------------------------------------------------------------------------ weighted ratio laws (masked diffusion)
+@pytest.mark.parametrize("eps", [1e-3, 0.05])
+def test_masked_diffusion_equivalent_ratio_is_the_weighted_moment_ratio(eps):
+    """w = 1/m on U[ε, 1 − ε]: m_eq = E[m(1 − m)] / E[1 − m] (→ 1/3 as ε → 0)."""
+    law = T.masked_diffusion_law(eps)
+    e_m2 = ((1 - eps) ** 3 - eps**3) / (3 * (1 - 2 * eps))
+    assert T.equivalent_fixed_ratio(law) == pytest.approx((0.5 - e_m2) / 0.5, rel=1e-10)
+    assert abs(T.equivalent_fixed_ratio(T.masked_diffusion_law(1e-9)) - 1 / 3) < 1e-8
+    assert law.weighted and np.allclose(law.loss_weights, 1 / law.ratios)
+
+
+def test_weighted_law_population_predictor_is_its_equivalent_fixed_ratio():
+    """Same vector (scale included) as fixed m_eq; dropping the weight changes it."""
+    view = C.make_covariance("two_scale", 80).view(0)
+    law = T.masked_diffusion_law(0.01)
+    m_eq = T.equivalent_fixed_ratio(law)
+    beta = T.population_coefficients(view, law)
+    np.testing.assert_allclose(beta, T.population_coefficients(view, m_eq), rtol=1e-9, atol=1e-12)
+    unweighted = T.RatioLaw(law.ratios, law.weights, "unweighted")
+    assert np.max(np.abs(T.population_coefficients(view, unweighted) - beta)) > 1e-3
+
+
+def test_weighted_minimum_norm_interpolation_ignores_the_weights():
+    """n E[m] < p − 1, λ = 0: every row is interpolated, so the weight cannot matter (exact symmetry θ_g w_g)."""
+    cov = C.make_covariance("ar1", 60, rho=0.8)
+    law = T.masked_diffusion_law(1e-3)
+    unweighted = T.RatioLaw(law.ratios, law.weights, "unweighted")
+    weighted_risk = T.pretraining_risk(cov, law, 40, test=0.5).risk
+    assert weighted_risk == pytest.approx(T.pretraining_risk(cov, unweighted, 40, test=0.5).risk, rel=1e-8)
+    # with a ridge the weight matters
+    assert abs(T.pretraining_risk(cov, law, 300, test=0.5, ridge=0.05).risk
+               - T.pretraining_risk(cov, unweighted, 300, test=0.5, ridge=0.05).risk) > 0.03
+
+
+@pytest.mark.parametrize(("family", "n", "ridge"), [("ar1", 300, 0.05), ("two_scale", 120, 0.1)])
+def test_weighted_law_risk_matches_weighted_monte_carlo(family, n, ridge):
+    """Masked diffusion's law (U[ε, 1 − ε], loss 1/m) with a ridge: theory within 4 SE + 3% of weighted fits,
+    and nearer to them than the unweighted law's theory."""
+    cov = C.make_covariance(family, 60)
+    law = T.masked_diffusion_law(1e-3)
+    sampler = M.R2MAE(1e-3, 1 - 1e-3, per="sample")
+    weighted = T.pretraining_risk(cov, law, n, test=0.5, ridge=ridge).risk
+    unweighted = T.pretraining_risk(cov, T.RatioLaw(law.ratios, law.weights, "u"), n, test=0.5, ridge=ridge).risk
+    frame, _ = S.simulate_pretraining(cov, sampler, n, tests={"t": 0.5}, reps=150, seed=7, ridge=ridge,
+                                      loss_weight="inverse")
+    mean, se = mc_summary(frame["risk"])
+    assert abs(mean - weighted) < 4 * se + 0.03 * weighted
+    assert abs(mean - weighted) < abs(mean - unweighted)
+
+
+def test_weighted_fit_is_least_squares_on_rescaled_rows():
+    cov = C.make_covariance("ar1", 30, rho=0.7)
+    rng = np.random.default_rng(0)
+    u, y = S.masked_design(cov, 0, M.R2MAE(0.2, 0.8, per="sample"), 200, rng, loss_weight="inverse")
+    u0, y0 = S.masked_design(cov, 0, M.R2MAE(0.2, 0.8, per="sample"), 200, np.random.default_rng(0))
+    scale = y / y0
+    np.testing.assert_allclose(u, u0 * scale[:, None], rtol=1e-12)
+    assert np.all((scale >= 1 / np.sqrt(0.8) - 1e-12) & (scale <= 1 / np.sqrt(0.2) + 1e-12))
+
+
+# ------------------------------------------------------------------------------ per-batch ratios
+def test_per_batch_risk_matches_monte_carlo_and_differs_from_per_sample():
+    """Few batches (n = 192, batches of 64): the conditional deterministic equivalent averaged over draws."""
+    cov = C.make_covariance("ar1", 60, rho=0.8)
+    law = M.R2MAE(0.1, 0.7, per="batch")
+    mean_theory, se_theory = T.per_batch_risk(cov, law, 192, batch_size=64, draws=40, seed=3, test=0.4)
+    frame, _ = S.simulate_pretraining(cov, law, 192, tests={"t": 0.4}, reps=200, seed=5, batch_size=64)
+    mean, se = mc_summary(frame["risk"])
+    assert abs(mean - mean_theory) < 4 * np.hypot(se, se_theory) + 0.05 * mean_theory
+    per_sample = T.pretraining_risk(cov, M.R2MAE(0.1, 0.7, per="sample"), 192, test=0.4).risk
+    assert mean_theory > per_sample  # random group proportions add risk here
+    again = T.per_batch_risk(cov, law, 192, batch_size=64, draws=40, seed=3, test=0.4)
+    assert again == (mean_theory, se_theory)
+
+
+def test_multi_scale_family_mixes_ring_ar1_scales():
+    cov = C.make_covariance("multi_scale", 50, rhos=[0.3, 0.9], weights=[1.0, 3.0])
+    expected = 0.25 * C.make_covariance("ar1", 50, rho=0.3).matrix + 0.75 * C.make_covariance("ar1", 50,
+                                                                                                 rho=0.9).matrix
+    np.testing.assert_allclose(cov.matrix, expected, atol=1e-12)
+    assert cov.circulant and cov.params["weights"] == (0.25, 0.75)

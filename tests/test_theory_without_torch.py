@@ -29,7 +29,10 @@ law = masking.R2MAE(0.1, 0.9)
 risk = theory.pretraining_risk(cov, law, 80, test=0.5)
 filt = downstream.representation_filter(cov, law, 80)
 heavy = sorted({k.split(".")[0] for k in sys.modules} & {"torch", "pandas", "sklearn", "matplotlib"})
+diffusion = theory.masked_diffusion_law()
+weighted = theory.pretraining_risk(cov, diffusion, 80, test=0.5, ridge=0.1)
 print(json.dumps({"total": float(risk.risk), "m_eq": theory.equivalent_fixed_ratio(law),
+                  "diffusion": [theory.equivalent_fixed_ratio(diffusion), float(weighted.risk)],
                   "filter": np.asarray(filt).tolist(), "loaded": heavy,
                   "draws": law.sample(4, generator=np.random.default_rng(0)).tolist(),
                   "generators": hasattr(masking, "random_subset_mask")}))
@@ -44,5 +47,8 @@ def test_the_linear_theory_runs_without_torch():
     law = masking.R2MAE(0.1, 0.9)
     assert got["total"] == float(theory.pretraining_risk(cov, law, 80, test=0.5).risk)
     assert got["m_eq"] == theory.equivalent_fixed_ratio(law)
+    diffusion = theory.masked_diffusion_law()
+    assert got["diffusion"] == [theory.equivalent_fixed_ratio(diffusion),
+                                float(theory.pretraining_risk(cov, diffusion, 80, test=0.5, ridge=0.1).risk)]
     assert np.array_equal(np.asarray(got["filter"]), np.asarray(downstream.representation_filter(cov, law, 80)))
     assert got["draws"] == law.sample(4, generator=np.random.default_rng(0)).tolist()

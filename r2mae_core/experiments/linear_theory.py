@@ -19,14 +19,17 @@ from .._rng import check_seed
 from ..cache import cached
 from ..covariances import Covariance, make_covariance
 from ..masking import make_sampler
+from . import linear_phase
 from ._checks import check_int, check_list, check_number, check_ratio
+from .linear_phase import PhaseSettings
 
-__all__ = ["Config", "run", "covariance", "FAMILY_SPECS", "TASK_SPECS", "LOCAL_FAMILIES"]
+__all__ = ["Config", "run", "covariance", "equivalent_label", "FAMILY_SPECS", "TASK_SPECS", "LOCAL_FAMILIES"]
 
 #: Covariance families of the study: name -> parameters (see :func:`r2mae_core.covariances.make_covariance`).
 FAMILY_SPECS: dict[str, dict] = {
     "ar1": {"rho": 0.9},
     "two_scale": {"rho_fine": 0.5, "rho_coarse": 0.98, "coarse_weight": 0.5},
+    "multi_scale": {"rhos": (0.3, 0.8, 0.95, 0.995)},
     "spiked": {},
     "power_law": {"alpha": 1.0},
 }
@@ -82,10 +85,24 @@ class Config:
     scale_reps: int = 6
     c4_reps: int = 6
     batch_size: int = 32
+    phase_p: int = 40
+    phase_gammas: tuple[float, ...] = (1.0, 4.0)
+    phase_families: tuple[str, ...] = ("two_scale",)
+    phase_ridges: tuple[float, ...] = (0.0,)
+    phase_pers: tuple[str, ...] = ("sample", "batch")
+    phase_criteria: tuple[str, ...] = ("test_ratio", "universal", "downstream")
+    phase_fixed_step: float = 0.02
+    phase_interval_step: float = 0.2
+    phase_batch_draws: int = 3
+    phase_reps: int = 8
+    phase_tolerance: float = 1e-4
+    phase_mc_points: int = 2
+    diffusion_eps: float = 1e-3
     families_params: dict = field(default_factory=lambda: {k: dict(v) for k, v in FAMILY_SPECS.items()})
 
     def __post_init__(self) -> None:
-        for name in ("gammas", "families", "mc_ratios", "signal_rhos", "interval_grid"):
+        for name in ("gammas", "families", "mc_ratios", "signal_rhos", "interval_grid", "phase_gammas",
+                     "phase_families", "phase_ridges", "phase_pers", "phase_criteria"):
             object.__setattr__(self, name, check_list(name, getattr(self, name)))  # tuples: hashable, cached
         check_seed(self.seed)
         check_int("p", self.p, 20)
@@ -123,6 +140,19 @@ class Config:
         self.r2mae_sampler()
         self.universal_sampler()
         make_covariance(self.downstream_family, self.p, **self._params(self.downstream_family))
+        self.phase_settings()
+
+    def phase_settings(self) -> PhaseSettings:
+        """The phase diagram's settings (validated there); its probe has n_down · phase_p / p labelled samples."""
+        return PhaseSettings(
+            p=self.phase_p, gammas=self.phase_gammas, families=self.phase_families,
+            family_params=self.families_params, ridges=self.phase_ridges, pers=self.phase_pers,
+            criteria=self.phase_criteria, fixed_step=self.phase_fixed_step, interval_step=self.phase_interval_step,
+            batch_draws=self.phase_batch_draws, batch_size=self.batch_size, reps=self.phase_reps,
+            tolerance=self.phase_tolerance, mc_points=self.phase_mc_points, test_ratio=self.test_ratio,
+            universal=(self.universal_low, self.universal_high),
+            n_down=max(2, int(round(self.n_down * self.phase_p / self.p))), probe_ridge=self.probe_ridge,
+            task_noise=self.task_noise, diffusion_eps=self.diffusion_eps, seed=self.seed)
 
     def _params(self, family: str) -> dict:
         params = dict(self.families_params[family])
@@ -166,16 +196,20 @@ def _tests(config: Config) -> dict:
 
 
 def _mc(config: Config, family: str, law, n: int, tests: dict, reps: int, seed: int, keep_weights=False,
-        **override):
-    """Cached Monte Carlo of one (family, law, n) point."""
+        ridge: float | None = None, loss_weight: str | None = None, **override):
+    """Cached Monte Carlo of one (family, law, n) point (ridge: ``config.ridge`` unless given)."""
+    ridge = config.ridge if ridge is None else float(ridge)
     key = {"family": family, "params": {**config._params(family), **override}, "p": config.p, "law": repr(law),
            "n": n, "tests": {k: repr(v) for k, v in tests.items()}, "reps": reps, "seed": seed,
-           "ridge": config.ridge, "batch_size": config.batch_size, "keep_weights": keep_weights}
+           "ridge": ridge, "batch_size": config.batch_size, "keep_weights": keep_weights}
+    if loss_weight is not None:
+        key["loss_weight"] = loss_weight
+
     def compute():
         cov = covariance(config, family, **override)
         return _mc_record(simulate.simulate_pretraining(cov, law, n, tests=tests, reps=reps, seed=seed,
-                                                        ridge=config.ridge, batch_size=config.batch_size,
-                                                        keep_weights=keep_weights))
+                                                        ridge=ridge, batch_size=config.batch_size,
+                                                        keep_weights=keep_weights, loss_weight=loss_weight))
     return _mc_result(cached("linear_theory_mc", key, compute))
 
 
@@ -283,7 +317,15 @@ def _r2mae_grid(config: Config) -> pd.DataFrame:
             row[name] = theory.pretraining_risk(cov, law, n, test=test, ridge=config.ridge).risk
         row["downstream"] = downstream_mean(law)
         rows.append(row)
-    return pd.DataFrame(rows)
+    # the fine-grid optimum of each criterion joins the fixed ratios (no interval wins between grid points)
+    risk_of = {name: (lambda m, test=test: theory.pretraining_risk(cov, m, n, test=test, ridge=config.ridge).risk)
+               for name, test in tests.items()}
+    risk_of["downstream"] = downstream_mean
+    for risk in risk_of.values():
+        ratio, _ = linear_phase.fixed_optimum(risk, config.phase_fixed_step)
+        rows.append({"kind": "fixed", "low": ratio, "high": ratio, "equivalent_ratio": ratio,
+                     **{name: fn(ratio) for name, fn in risk_of.items()}})
+    return pd.DataFrame(rows).sort_values(["kind", "low", "high"], ignore_index=True)
 
 
 def _c4_monte_carlo(config: Config) -> pd.DataFrame:
@@ -300,6 +342,10 @@ def _c4_monte_carlo(config: Config) -> pd.DataFrame:
     methods += [(f"R²MAE [{lo:g}, {hi:g}]", make_sampler({"kind": "r2mae", "low": lo, "high": hi,
                                                          "per": config.r2mae_per}), "interval", lo, hi)
                 for lo in config.mc_ratios for hi in config.mc_ratios if lo < hi]
+    # the fixed ratio of equal population effect of every interval (a fixed grid no interval can sit between)
+    methods += [(equivalent_label(label), theory.equivalent_fixed_ratio(law), "equivalent",
+                 theory.equivalent_fixed_ratio(law), theory.equivalent_fixed_ratio(law))
+                for label, law, group, _, _ in list(methods) if group in ("r2mae", "interval")]
     for split, tag in (("validation", 41), ("test", 42)):
         for label, law, group, low, high in methods:
             frame, _ = _mc(config, config.focus_family, law, n, tests, config.c4_reps, _seed(config, tag))
@@ -310,6 +356,64 @@ def _c4_monte_carlo(config: Config) -> pd.DataFrame:
                                        theory=frame["test"].map({k: v.risk for k, v in theory_risk.items()}),
                                        gamma_eff=theory_risk["universal"].gamma_eff))
     return pd.concat(frames, ignore_index=True)
+
+
+def equivalent_label(method: str) -> str:
+    """The C4 Monte Carlo label of the fixed ratio of equal population effect of R²MAE method ``method``."""
+    return f"fixed m_eq({method})"
+
+
+def _fine_fixed(config: Config) -> pd.DataFrame:
+    """The best fixed ratio of each pretraining criterion at (focus family, focus γ) on the fine grid of
+    :func:`linear_phase.fixed_optimum` (step ``phase_fixed_step`` + Brent to 1e-5)."""
+    cov = covariance(config, config.focus_family)
+    n = config.n_of(config.focus_gamma)
+    rows = []
+    for name, test in _tests(config).items():
+        ratio, risk = linear_phase.fixed_optimum(
+            lambda m, test=test: theory.pretraining_risk(cov, m, n, test=test, ridge=config.ridge).risk,
+            config.phase_fixed_step)
+        rows.append({"criterion": name, "ratio": ratio, "risk": risk})
+    return pd.DataFrame(rows)
+
+
+def _diffusion(config: Config) -> pd.DataFrame:
+    """Masked diffusion's law (m ~ U[ε, 1 − ε], loss weight 1/m) at (focus family, focus γ) for the ridge of the
+    study and every phase ridge: theory and paired Monte Carlo next to its m_eq, the declared R²MAE and the best
+    fixed ratio of the fine grid, per pretraining criterion."""
+    cov = covariance(config, config.focus_family)
+    n = config.n_of(config.focus_gamma)
+    tests = _tests(config)
+    law = theory.masked_diffusion_law(config.diffusion_eps)
+    sampler = make_sampler({"kind": "r2mae", "low": config.diffusion_eps, "high": 1 - config.diffusion_eps,
+                            "per": "sample"})
+    m_eq = theory.equivalent_fixed_ratio(law)
+    rows = []
+    for ridge in sorted({float(config.ridge), *map(float, config.phase_ridges)}):
+        best = {name: linear_phase.fixed_optimum(
+            lambda m, test=test, ridge=ridge: theory.pretraining_risk(cov, m, n, test=test, ridge=ridge).risk,
+            config.phase_fixed_step)[0] for name, test in tests.items()}
+        methods = [("masked diffusion", law, sampler, "inverse", None), ("fixed m_eq", m_eq, m_eq, None, None),
+                   ("R²MAE (declared)", config.r2mae_sampler(), config.r2mae_sampler(), None, None)]
+        methods += [("best fixed", m, m, None, name) for name, m in best.items()]
+        for label, theory_law, mc_law, weight, only in methods:
+            names = [only] if only else list(tests)
+            frame, _ = _mc(config, config.focus_family, mc_law, n, {k: tests[k] for k in names}, config.c4_reps,
+                           _seed(config, 61), ridge=ridge, loss_weight=weight)
+            theory_risk = {k: theory.pretraining_risk(cov, theory_law, n, test=tests[k], ridge=ridge).risk
+                           for k in names}
+            rows.append(frame[["rep", "test", "risk"]].rename(columns={"test": "criterion"}).assign(
+                ridge=ridge, law=label, ratio=float(theory.equivalent_fixed_ratio(theory_law)),
+                theory=lambda d, tr=theory_risk: d["criterion"].map(tr)))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _phase(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Figure 7: the phase diagram (theory) and its Monte Carlo checks (:mod:`linear_phase`)."""
+    settings = config.phase_settings()
+    table = linear_phase.phase_table(settings, progress=lambda cells: tqdm(cells, desc="phase cells"))
+    points = linear_phase.phase_points_to_check(table, settings)
+    return table, linear_phase.phase_monte_carlo(settings, points)
 
 
 def _scales(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -344,7 +448,9 @@ def run(config: Config) -> dict[str, pd.DataFrame]:
     fixed_theory, fixed_mc = _fixed_curves(config)
     downstream_theory, downstream_mc = _downstream(config)
     scales_theory, scales_mc = _scales(config)
-    return {"fixed_theory": fixed_theory, "fixed_mc": fixed_mc, "optimum": _optimum(config),
+    phase, phase_mc = _phase(config)
+    return {"fine_fixed": _fine_fixed(config), "diffusion": _diffusion(config), "phase": phase,
+            "phase_mc": phase_mc, "fixed_theory": fixed_theory, "fixed_mc": fixed_mc, "optimum": _optimum(config),
             "downstream_theory": downstream_theory, "downstream_mc": downstream_mc,
             "r2mae_grid": _r2mae_grid(config), "c4_mc": _c4_monte_carlo(config),
             "scales_theory": scales_theory, "scales_mc": scales_mc}

@@ -14,7 +14,7 @@ from matplotlib.ticker import NullFormatter
 from .style import method_colors, new_figure, palette
 
 __all__ = ["risk_vs_ratio", "optimal_ratio", "downstream_vs_ratio", "r2mae_vs_fixed", "scale_recovery",
-           "theory_vs_mc"]
+           "theory_vs_mc", "phase_diagram"]
 
 _R2MAE = "R²MAE"
 _R2MAE_X = 1.02  # where the R²MAE Monte Carlo point sits on a mask-ratio axis
@@ -307,4 +307,65 @@ def theory_vs_mc(errors: pd.DataFrame) -> Figure:
                 Line2D([], [], color="black", linestyle=":", label="15% (every-point threshold)"),
                 Patch(color=palette(1)[0], alpha=0.8, label="included points")]
     _shared_legend(fig, axes[0, 0], ncols=3, handles=handles)
+    return fig
+
+
+def phase_diagram(phase: pd.DataFrame, phase_mc: pd.DataFrame, *, tolerance: float = 1e-4) -> Figure:
+    """Where a random ratio wins: Δ = R(best R²MAE interval) − R(best fixed ratio, fine grid) in theory.
+
+    Panels: rows = criterion, columns = (ridge λ, per-sample / per-batch ratios). In each panel rows are
+    covariance families and columns model sizes γ = p/n; colour is Δ on a symmetric-log diverging scale centred
+    at 0 (blue = the interval wins), a cell with Δ < −``tolerance`` is outlined (a theory win). Monte Carlo
+    checks: a filled black dot where the paired 95% interval of risk(fixed) − risk(interval) lies above 0 (a
+    measured win), a hollow dot where it covers 0, a cross where it lies below 0.
+    """
+    criteria = [c for c in ("test_ratio", "universal", "downstream") if c in set(phase["criterion"])]
+    columns = sorted({(float(r), p) for r, p in zip(phase["ridge"], phase["per"], strict=True)},
+                     key=lambda t: (t[0], t[1] != "sample"))
+    families = list(dict.fromkeys(phase["family"]))
+    gammas = sorted(phase["gamma"].unique())
+    bound = max(float(np.nanmax(np.abs(phase["delta"].to_numpy(dtype=float)))), 10 * tolerance)
+    norm = SymLogNorm(linthresh=max(tolerance, bound / 1000), vmin=-bound, vmax=bound, base=10)
+    fig, axes = new_figure(len(columns), len(criteria), width=max(2.2, 0.32 * len(gammas) + 1.0),
+                           height=max(1.6, 0.3 * len(families) + 0.9))
+    image = None
+    for i, criterion in enumerate(criteria):
+        for j, (ridge, per) in enumerate(columns):
+            ax = axes[i, j]
+            sub = phase[(phase["criterion"] == criterion) & (phase["ridge"] == ridge) & (phase["per"] == per)]
+            if not len(sub):
+                ax.text(0.5, 0.5, "not computed", ha="center", va="center", transform=ax.transAxes, fontsize=7)
+            grid = sub.pivot_table(index="family", columns="gamma", values="delta", aggfunc="first")
+            grid = grid.reindex(index=families, columns=gammas)
+            image = ax.imshow(grid.to_numpy(dtype=float), cmap="RdBu_r", norm=norm, aspect="auto")
+            for (r, c), value in np.ndenumerate(grid.to_numpy(dtype=float)):
+                if np.isfinite(value) and value < -tolerance:
+                    ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))
+            mc = phase_mc[(phase_mc["criterion"] == criterion) & (phase_mc["ridge"] == ridge)
+                          & (phase_mc["per"] == per)] if len(phase_mc) else phase_mc
+            for row in mc.itertuples():
+                x, y = gammas.index(row.gamma), families.index(row.family)
+                if row.ci_low > 0:
+                    ax.plot(x, y, "o", color="black", markersize=4)
+                elif row.ci_high < 0:
+                    ax.plot(x, y, "x", color="black", markersize=4)
+                else:
+                    ax.plot(x, y, "o", markerfacecolor="none", markeredgecolor="black", markersize=4)
+            ax.set_xticks(range(len(gammas)), [f"{g:.2g}" for g in gammas], fontsize=6, rotation=90)
+            ax.set_yticks(range(len(families)), families if j == 0 else [""] * len(families), fontsize=6.5)
+            ax.grid(False)
+            ax.set_title(f"{_CRITERIA.get(criterion, criterion)}\nλ = {ridge:g}, per {per}", fontsize=7)
+            if i == len(criteria) - 1:
+                ax.set_xlabel("model size γ = p/n")
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes, shrink=0.6, label="Δ = R(best interval) − R(best fixed)")
+        ticks = [-bound, -bound / 100, 0.0, bound / 100, bound]
+        bar.set_ticks(ticks, labels=[f"{t:.1g}" for t in ticks])
+        bar.minorticks_off()
+    handles = [Line2D([], [], marker="o", linestyle="", color="black", label="MC: interval wins (95% CI > 0)"),
+               Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="black",
+                      label="MC: CI covers 0"),
+               Line2D([], [], marker="x", linestyle="", color="black", label="MC: fixed wins (CI < 0)"),
+               Patch(fill=False, edgecolor="black", linewidth=1.5, label="theory win (Δ < −tolerance)")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2 if len(columns) < 4 else 4, fontsize=7)
     return fig
