@@ -230,6 +230,11 @@ def test_run_smoke_is_cached_and_reproducible(tmp_path, monkeypatch):
                                 "random init", "k-mer counts + LR"}
     assert m.loc[m.metric == "mcc", "value"].between(-1, 1).all()
     assert (a["tasks"]["test_overlap_pretraining"] == 0).all()
+    leak = a["leakage"]  # the near-copy audit of the split used: nothing at or above the threshold is left
+    assert set(leak["task"]) == {*exp.TASKS, exp.MLM_EVAL} and set(leak["reference"]) == {"training", "pretraining"}
+    assert (leak["n_above"] == 0).all() and leak["max"].between(0, exp.LEAK_THRESHOLD, inclusive="left").all()
+    assert (leak["n"] <= leak["candidates"]).all()
+    pd.testing.assert_frame_equal(leak, b["leakage"])
     exp._corpus_cached.cache_clear()
 
 

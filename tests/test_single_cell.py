@@ -183,6 +183,35 @@ def test_best_fixed_is_chosen_on_validation_never_on_test():
     assert len(best) == 3 and (best["chosen"] == "fixed 0.15").all() and (best["test_f1"] == 0.1).all()
 
 
+def _sweep(val: dict[float, float], test: dict[float, float], n_seeds: int = 3) -> dict:
+    """Annotation and clustering rows of a fixed-ratio sweep with the given validation / test macro-F1."""
+    ann, clu = [], []
+    for seed in range(n_seeds):
+        for ratio in val:
+            method = f"fixed {ratio:g}"
+            for fold in range(2):
+                ann.append({"dataset": "d", "model": "mlp", "method": method, "group": "fixed", "ratio": ratio,
+                            "seed": seed, "repeat": 0, "fold": fold, "val_f1": val[ratio] + 0.01 * seed,
+                            "test_f1": test[ratio] + 0.01 * seed, "test_acc": test[ratio]})
+            clu.append({"dataset": "d", "model": "mlp", "method": method, "group": "fixed", "seed": seed,
+                        "nmi": test[ratio], "ari": 0.0, "silhouette": 0.0})
+    return {"annotation": pd.DataFrame(ann), "clustering": pd.DataFrame(clu)}
+
+
+def test_best_ratio_table_chooses_on_validation_never_on_test():
+    val = {0.15: 0.8, 0.5: 0.6, 0.9: 0.3}
+    table = sc_claims.best_ratio_table(_sweep(val, {0.15: 0.2, 0.5: 0.5, 0.9: 0.95})).iloc[0]
+    assert table["best_ratio_val"] == 0.15 and table["val_f1"] == pytest.approx(0.81)
+    assert table["test_f1"] == pytest.approx(0.21) and table["ci_low"] < 0.21 < table["ci_high"]
+    assert table["nmi"] == pytest.approx(0.2) and table["n_seeds"] == 3
+    assert table["fold_pick_mode"] == "fixed 0.15" and table["fold_pick_share"] == 1.0
+    # any test scores give the same choice; a validation tie goes to the smaller ratio
+    other = sc_claims.best_ratio_table(_sweep(val, {0.15: 0.9, 0.5: 0.1, 0.9: 0.0})).iloc[0]
+    assert other["best_ratio_val"] == 0.15
+    tie = sc_claims.best_ratio_table(_sweep({0.5: 0.7, 0.9: 0.7}, {0.5: 0.1, 0.9: 0.9})).iloc[0]
+    assert tie["best_ratio_val"] == 0.5
+
+
 # ---------------------------------------------------------------------------------------------- claims
 def _results(delta: float, n_seeds: int = 4) -> dict:
     ann, clu = [], []

@@ -19,6 +19,12 @@ Data (:mod:`r2mae_core.dna`, all built with the fixed split seed 0, independent 
   Soft-masked (lower-case, repeat) bases are upper-cased like the rest: the soft mask is not a token. With
   ``rc_augment`` every pretraining window also appears reverse-complemented (the task windows never are).
   A test window never overlaps pretraining text: ``run`` counts the overlaps and records them (always 0).
+* near-copies — a test window (of a task or of the masked-nucleotide evaluation) that shares at least
+  ``LEAK_THRESHOLD`` of its canonical ``LEAK_K``-mers with the task's training + validation windows or with the
+  pretraining windows (:func:`r2mae_core.leakage.containment`; reverse complements count as copies) is dropped
+  before the subsets are drawn, and the test classes are cut back to equal counts; :func:`leakage_table` audits
+  the split that is used. The species task draws ``_SPECIES_TEST_SLACK`` times the test fragments the probe
+  uses, so that the drops leave it full.
 * masked-nucleotide evaluation — windows tiled over the test sources on chr2R (held out from pretraining).
 
 Tokens: :class:`r2mae_core.dna.DNATokenizer` (single nucleotide ``kmer=1`` or non-overlapping k-mers),
@@ -38,7 +44,7 @@ import pandas as pd
 import torch
 
 from .. import data as datasets
-from .. import dna, evaluate
+from .. import dna, evaluate, leakage
 from .._rng import check_seed, child_seeds, numpy_generator
 from ..cache import cache_key, cached
 from ..fingerprint import code_fingerprint
@@ -61,7 +67,7 @@ from ._token_runs import SIZES
 
 __all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work",
            "evaluation_spec", "corpus", "data_names", "data_checksum", "data_digest", "mlm_step", "step_for",
-           "config_dict"]
+           "config_dict", "LEAK_K", "LEAK_THRESHOLD", "leakage_table"]
 
 #: Downstream tasks (score: Matthews correlation of the linear probe, as the Nucleotide Transformer reports).
 TASKS: tuple[str, ...] = ("exon_intron", "promoter", "species")
@@ -70,6 +76,17 @@ GENOMES = ("dm_chr2r", "hs_chrx", "pf_genome", "bacteria")
 _SPLIT_SEED = 0  # tasks, splits, probe subsets and pretraining windows: fixed, independent of the run seed
 _EVAL_SEED = 12345  # masks of the masked-nucleotide evaluation: the same for every model
 _VAL_FRACTION = 0.15
+#: Near-copy audit (:mod:`r2mae_core.leakage`): a test window whose canonical 16-mers lie at least half in the
+#: training windows or the pretraining text is a near-copy (>= ~96% identity; chance level 2R/4^16: 0.05% of a
+#: window's k-mers for R = 1 M reference k-mers, 2% for R = 48 M). Such windows are dropped before the subsets are
+#: drawn (:func:`_drop_near_copies`); :func:`leakage_table` measures the split that is used.
+LEAK_K = 16
+LEAK_THRESHOLD = 0.5
+MLM_EVAL = "masked-nucleotide eval"
+#: Test fragments the species task draws per fragment its probe uses: held-out strains share much of their genome
+#: with the other strains of their species, so at full scale (bacteria in the pretraining text) most of their
+#: fragments are near-copies and are dropped; measured there: 60% of 1800, 18% left in the worst species.
+_SPECIES_TEST_SLACK = 5
 NAMESPACE = "dna_runs"
 #: A dry run of a profile (:mod:`r2mae_core.campaign`): every size and method of its plan (one seed) and every code
 #: path of training and evaluation, with two steps on small data.
@@ -212,7 +229,8 @@ def _corpus_spec(config: Config) -> dict:
     return {"kmer": config.kmer, "window": config.window, "genomes": sorted(config.genomes),
             "pretrain_windows": config.pretrain_windows, "pretrain_max_n_frac": config.pretrain_max_n_frac,
             "rc_augment": config.rc_augment, "mlm_eval": config.mlm_eval, "probe_train": config.probe_train,
-            "probe_eval": config.probe_eval, "split_seed": _SPLIT_SEED, "format": 1}
+            "probe_eval": config.probe_eval, "split_seed": _SPLIT_SEED, "leak_k": LEAK_K,
+            "leak_threshold": LEAK_THRESHOLD, "format": 2}
 
 
 def data_digest(config: Config) -> str:
@@ -261,7 +279,8 @@ def _build_tasks(spec: dict, fly: dict, bacteria) -> dict[str, dna.Task]:
     tasks = {"exon_intron": dna.exon_intron_task(fly["dm_genes"], window=window, chr2r=fly["dm_chr2r"], seed=seed),
              "promoter": dna.promoter_task(fly["dm_promoters"], fly["dm_chr2r"], length=window, seed=seed),
              "species": dna.species_task(bacteria, min_length=window, max_length=window, n_train=per_train,
-                                         n_test=-(-spec["probe_eval"] // n_cls_species), seed=seed)}
+                                         n_test=_SPECIES_TEST_SLACK * -(-spec["probe_eval"] // n_cls_species),
+                                         seed=seed)}
     return {name: dna.with_validation(t, _VAL_FRACTION, seed=seed, unit="row" if name == "species" else "group")
             for name, t in tasks.items()}
 
@@ -290,10 +309,12 @@ def _build_corpus(spec: dict) -> dict:
     if spec["rc_augment"]:
         codes += [dna.reverse_complement(c) for c in codes]
     out["pretrain_ids"] = _encode(tok, codes)
+    pre_codes = np.stack(codes[:len(chosen)]) if len(chosen) else np.zeros((0, spec["window"]), np.uint8)
     for row in out["pretrain"]:
         row["windows_used"] = int((chosen["genome"] == row["genome"]).sum()) * (2 if spec["rc_augment"] else 1)
     # held-out text for the masked-nucleotide evaluation: the test sources on chr2R
     held_tiles = dna.tile_regions(genomes["dm_chr2r"], _test_source_regions(tasks), spec["window"])
+    held_tiles, out["leak_drops"] = _drop_held_near_copies(held_tiles, genomes["dm_chr2r"], pre_codes)
     mlm = held_tiles.iloc[np.sort(rng.choice(len(held_tiles), size=min(spec["mlm_eval"], len(held_tiles)),
                                              replace=False))]
     out["mlm_ids"] = _encode(tok, [genomes["dm_chr2r"].records[r][a:b] for r, a, b in
@@ -303,7 +324,9 @@ def _build_corpus(spec: dict) -> dict:
     caps = {"train": spec["probe_train"], "val": spec["probe_eval"], "test": spec["probe_eval"]}
     for name, task in tasks.items():
         k = len(task.classes)
-        table = _subsample(task.table, {s: c // k for s, c in caps.items()}, rng)
+        clean, drops = _drop_near_copies(name, task.table, pre_codes, spec["split_seed"])
+        out["leak_drops"] += drops
+        table = _subsample(clean, {s: c // k for s, c in caps.items()}, rng)
         overlap = dna.count_overlaps(table[table["split"] == "test"].assign(
             record=lambda d: d["record"].astype(str)), chosen)
         out["tasks"][name] = {}
@@ -322,6 +345,45 @@ def _build_corpus(spec: dict) -> dict:
         out["classes"][name] = list(task.classes)
     out["mlm_overlap_pretraining"] = overlap_mlm
     return out
+
+
+def _near_copies(query, references: dict[str, object]) -> tuple[np.ndarray, list[dict]]:
+    """Whether each query window is a near-copy (containment >= ``LEAK_THRESHOLD`` of its canonical ``LEAK_K``-mers,
+    :func:`r2mae_core.leakage.containment`) of any reference, and per reference the number flagged."""
+    flagged, rows = np.zeros(len(query), dtype=bool), []
+    for ref_name, ref in references.items():
+        hit = leakage.containment(query, ref, LEAK_K) >= LEAK_THRESHOLD  # nan (no k-mer) is never a copy
+        flagged |= hit
+        rows.append({"reference": ref_name, "candidates": len(query), "flagged": int(hit.sum())})
+    return flagged, rows
+
+
+def _drop_near_copies(name: str, table: pd.DataFrame, pre_codes: np.ndarray,
+                      seed: int) -> tuple[pd.DataFrame, list[dict]]:
+    """``table`` without its test windows that are near-copies of the task's training windows (train and val:
+    what the probe sees) or of the pretraining windows, then rebalanced: every class of the test split is cut
+    to the smallest class count at random (generator seeded by ``seed``). Rows: task, reference, candidates,
+    flagged, dropped (for either reference), rebalanced (further test windows dropped to keep classes equal)."""
+    test = (table["split"] == "test").to_numpy()
+    flagged, rows = _near_copies(table.loc[test, "sequence"].tolist(),
+                                 {"training": table.loc[~test, "sequence"].tolist(), "pretraining": pre_codes})
+    kept = table.drop(index=table.index[test][flagged])
+    counts = kept.loc[kept["split"] == "test", "label"].value_counts()
+    rng, cut = numpy_generator(seed), []
+    for label in sorted(counts.index):
+        idx = kept.index[((kept["split"] == "test") & (kept["label"] == label)).to_numpy()]
+        cut += rng.choice(idx, size=int(counts[label] - counts.min()), replace=False).tolist()
+    drops = [{"task": name, **r, "dropped": int(flagged.sum()), "rebalanced": len(cut)} for r in rows]
+    return kept.drop(index=cut), drops
+
+
+def _drop_held_near_copies(tiles: pd.DataFrame, chr2r, pre_codes: np.ndarray) -> tuple[pd.DataFrame, list[dict]]:
+    """The held-out tiles of the masked-nucleotide evaluation without the near-copies of pretraining windows."""
+    codes = [chr2r.records[r][a:b] for r, a, b in tiles[["record", "start", "end"]].itertuples(index=False)]
+    query = np.stack(codes) if codes else np.zeros((0, 1), np.uint8)
+    flagged, rows = _near_copies(query, {"pretraining": pre_codes})
+    return (tiles[~flagged].reset_index(drop=True),
+            [{"task": MLM_EVAL, **r, "dropped": int(flagged.sum()), "rebalanced": 0} for r in rows])
 
 
 def _test_source_regions(tasks: dict[str, dna.Task]) -> pd.DataFrame:
@@ -445,6 +507,66 @@ def _kmer_reference(config: Config, corp: dict) -> list[dict]:
                   lambda: _kmer_rows(corp, config.kmer_counts_k), data_checksum=_data_checksum(config.genomes))
 
 
+def _window_codes(tok: dna.DNATokenizer, ids: np.ndarray) -> np.ndarray | list[str]:
+    """The DNA behind rows of token ids (``[CLS]`` and padding dropped): a code matrix (``A C G T N = 0..4``,
+    specials as N) for single nucleotides, decoded strings for k-mer tokens."""
+    ids = np.asarray(ids)
+    if tok.k == 1:
+        return np.where(ids > dna.N_ID, ids - dna.N_ID - 1, 4).astype(np.uint8)
+    return [tok.decode(row) for row in ids]
+
+
+def _leakage_rows(corp: dict, kmer: int) -> list[dict]:
+    """Containment of every test window of the corpus in its task's training windows (train + val subsets) and in
+    the pretraining windows, summarised (:func:`r2mae_core.leakage.summarise`) and joined to the windows the
+    corpus build dropped."""
+    tok = dna.DNATokenizer(kmer)
+    pre = _window_codes(tok, corp["pretrain_ids"][:, 1:])
+    queries = {name: _window_codes(tok, d["test"]["ids"][:, 1:]) for name, d in corp["tasks"].items()}
+    queries[MLM_EVAL] = _window_codes(tok, corp["mlm_ids"][:, 1:])
+    names = list(queries)
+    stacked = [q for n in names for q in queries[n]] if tok.k > 1 else np.concatenate([queries[n] for n in names])
+    vs_pre = np.split(leakage.containment(stacked, pre, LEAK_K), np.cumsum([len(queries[n]) for n in names])[:-1])
+    n_pre = sum(max(len(r) - LEAK_K + 1, 0) for r in pre)
+    drops = {(r["task"], r["reference"]): r for r in corp["leak_drops"]}
+    rows = []
+    for name, c_pre in zip(names, vs_pre, strict=True):
+        refs = {"pretraining": (c_pre, n_pre)}
+        if name in corp["tasks"]:
+            d = corp["tasks"][name]
+            train = _window_codes(tok, np.concatenate([d["train"]["ids"], d["val"]["ids"]])[:, 1:])
+            n_train = sum(max(len(r) - LEAK_K + 1, 0) for r in train)
+            refs = {"training": (leakage.containment(queries[name], train, LEAK_K), n_train), **refs}
+        for ref, (values, n_ref) in refs.items():
+            drop = drops.get((name, ref), {})
+            rows.append({"task": name, "reference": ref, "k": LEAK_K, "threshold": LEAK_THRESHOLD,
+                         "candidates": drop.get("candidates", np.nan), "flagged": drop.get("flagged", np.nan),
+                         "flagged_frac": drop.get("flagged", np.nan) / drop.get("candidates", np.nan),
+                         "dropped": drop.get("dropped", np.nan), "rebalanced": drop.get("rebalanced", np.nan),
+                         **leakage.summarise(values, LEAK_THRESHOLD),
+                         "chance_max": leakage.chance_containment(int(n_ref), LEAK_K)})
+    return rows
+
+
+def leakage_table(config: Config, corp: dict | None = None) -> pd.DataFrame:
+    """The near-copy audit of ``config``'s test splits, cached: one row per (task, reference).
+
+    Columns: ``k`` and ``threshold``; ``candidates`` (the task's test windows before the subsets are drawn),
+    ``flagged`` against this reference and ``flagged_frac`` of the candidates (the leakage of the split as built;
+    reference ``training`` here = the task's whole train + val split), ``dropped`` (against either reference) and
+    ``rebalanced`` (further windows cut to keep the classes equal); then on the test windows *used*: ``n``,
+    ``n_above`` / ``frac_above`` (containment >= threshold), mean, median, p90, p99 and max containment, and
+    ``chance_max``, the chance containment of a random window (:func:`r2mae_core.leakage.chance_containment`) at
+    the reference's total k-mer count. Reference ``training``: the probe's train + val windows of the task;
+    ``pretraining``: every pretraining window (reverse complements count as copies: canonical k-mers).
+    """
+    corp = corpus(config) if corp is None else corp
+    rows = cached("dna_leakage", {**_corpus_spec(config), "k": LEAK_K, "threshold": LEAK_THRESHOLD},
+                  lambda: {"rows": pd.DataFrame(_leakage_rows(corp, config.kmer))},
+                  data_checksum=_data_checksum(config.genomes))
+    return rows["rows"]
+
+
 def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
     """The study: fixed-ratio sweep at every size, baselines at the main size, random-init and k-mer rows.
 
@@ -458,7 +580,8 @@ def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
         value), ``history`` (method, size,
         seed, step, loss, ratio_mean), ``runs`` (method, size, seed, seconds, tokens), ``tasks`` (per task,
         split and label: windows, fraction, held-out groups, GC, soft-masked fraction, test windows overlapping
-        pretraining text) and ``pretraining`` (per genome: bp, usable bp, windows).
+        pretraining text), ``pretraining`` (per genome: bp, usable bp, windows) and ``leakage`` (the near-copy
+        audit of every test split, :func:`leakage_table`).
     """
     return token_runs.with_threads(config.threads, _run, config, progress)
 
@@ -479,7 +602,8 @@ def _run(config: Config, progress: bool) -> dict[str, pd.DataFrame]:
                          "gc": np.nan, "softmask_frac": np.nan,
                          "test_overlap_pretraining": corp["mlm_overlap_pretraining"]}])
     return {"metrics": pd.DataFrame(metrics), "history": token_runs.history_table(history),
-            "runs": pd.DataFrame(runs), "tasks": pd.concat([tasks, mlm], ignore_index=True), "pretraining": pre}
+            "runs": pd.DataFrame(runs), "tasks": pd.concat([tasks, mlm], ignore_index=True), "pretraining": pre,
+            "leakage": leakage_table(config, corp)}
 
 
 def config_dict(config: Config) -> dict:

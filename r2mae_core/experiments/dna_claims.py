@@ -19,6 +19,12 @@ Decision rules (fixed before any run; :func:`claims` implements exactly these; 9
 - **S1** (sanity) pretrained features beat the randomly initialised encoder on exon/intron by a clear
   margin: paired difference over seeds MCC(R²MAE) − MCC(random init), test split, main size, against the
   margin ``SANITY_MARGIN`` = 0.05 MCC: interval above it → supported, below it → contradicted, else inconclusive.
+- **L1** the test splits used are clean: in the near-copy audit (:func:`r2mae_core.experiments.dna.leakage_table`:
+  containment of a test window's canonical ``LEAK_K``-mers in the task's training windows and in the pretraining
+  windows), the largest fraction of test windows at or above ``LEAK_THRESHOLD``, over every task, the
+  masked-nucleotide evaluation and both references, is at most ``LEAK_MAX_FRACTION`` = 1% → supported, else
+  contradicted. It speaks of the split used: near-copies found in the split as built are dropped before the
+  subsets are drawn, and the audit measures the windows that remain.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .._rng import numpy_generator
-from ..claims import Claim, interval_claim
+from ..claims import Claim, interval_claim, verdict_from_bool
 from ..stats import mean_ci
 from ._token_sections import (
     RUN_KEYS,
@@ -38,15 +44,18 @@ from ._token_sections import (
     task_difference_claim,
 )
 from ._token_sections import comparisons as paired_comparisons
-from .dna import TASKS, Config
+from .dna import LEAK_K, LEAK_THRESHOLD, TASKS, Config
 
 __all__ = ["scores", "summary_table", "best_ratios", "comparisons", "claims", "key_numbers", "SOURCE",
-           "SCORE_TASKS", "SANITY_MARGIN"]
+           "SCORE_TASKS", "SANITY_MARGIN", "LEAK_MAX_FRACTION", "leakage_claim"]
 
 SOURCE = ("Dong, Wang & Kluger (NeurIPS 2025), R²MAE on DNA; Dalla-Torre et al. 2024 (Nucleotide Transformer); "
           "Liang et al. 2023 (RandomMask)")
 SCORE_TASKS = ("mean", *TASKS)
 SANITY_MARGIN = 0.05
+LEAK_MAX_FRACTION = 0.01
+LEAK_SOURCE = ("near-copy audit of this project; containment of k-mer sets: Broder 1997, Mash Screen (Ondov et al. "
+               "2019)")
 
 
 def scores(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -92,7 +101,7 @@ def comparisons(sc: pd.DataFrame, config: Config) -> pd.DataFrame:
 
 
 def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_boot: int = 4000) -> list[Claim]:
-    """D1–D3 and S1 with the rules of the module docstring."""
+    """D1–D3, S1 and (with a ``leakage`` table in ``results``) L1, with the rules of the module docstring."""
     rng = numpy_generator(config.seed)
     sc = scores(results["metrics"])
     comp = comparisons(sc, config)
@@ -115,7 +124,26 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
             f"than {SANITY_MARGIN:g} MCC (size {config.main_size})", SOURCE,
             "test MCC(R²MAE) − MCC(random init), exon_intron", row.mean, row.ci_low, row.ci_high, row.n, profile,
             threshold=SANITY_MARGIN))
+    if "leakage" in results:
+        out.append(leakage_claim(results["leakage"], profile))
     return out
+
+
+def leakage_claim(leak: pd.DataFrame, profile: str) -> Claim:
+    """L1 with the rule of the module docstring, from the audit table (columns task, reference, frac_above,
+    dropped)."""
+    need = {"task", "reference", "frac_above", "dropped"}
+    if not isinstance(leak, pd.DataFrame) or leak.empty or not need <= set(leak.columns):
+        raise ValueError(f"leak is not allowed: use the non-empty table of dna.leakage_table (columns {sorted(need)})")
+    value = float(leak["frac_above"].max())
+    dropped = int(leak.groupby("task")["dropped"].first().sum())
+    return Claim("L1", f"The test splits used are clean: at most {LEAK_MAX_FRACTION:.0%} of the test windows of "
+                 f"every task share >= {LEAK_THRESHOLD:.0%} of their canonical {LEAK_K}-mers (reverse complements "
+                 f"included) with the task's training windows or the pretraining windows ({dropped} near-copies "
+                 f"found in the split as built were dropped first)", LEAK_SOURCE,
+                 f"largest fraction of test windows with containment >= {LEAK_THRESHOLD:g} (over tasks and "
+                 f"references)", value, float("nan"), float("nan"), 1,
+                 verdict_from_bool(value <= LEAK_MAX_FRACTION), profile)
 
 
 def key_numbers(results: dict[str, pd.DataFrame], claims_list: list[Claim], config: Config) -> dict[str, float]:
