@@ -1,8 +1,8 @@
 """What each notebook's figures and tables show, and which claims each figure supports.
 
-One record per output file name (``figN_slug`` / ``tabN_slug``, the names the notebooks save): its caption and,
-for figures, the ids of the claims (``claims.json``) it is evidence for. The report captions figures and tables
-with it and links each claim to its figures; the README's "figures / tables" column is :func:`readme_cell` of
+One record per output file name (``figN_slug`` / ``tabN_slug``, the names the notebooks save): its caption and
+the ids of the claims (``claims.json``) it is evidence for. The report captions figures and tables
+with it and links each claim to its figures and tables; the README's "figures / tables" column is :func:`readme_cell` of
 each notebook (``tests/test_catalogue.py`` checks both against the notebooks' sources and the README).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Output", "CATALOGUE", "caption", "figures_for_claim", "readme_cell"]
+__all__ = ["Output", "CATALOGUE", "caption", "evidence_for_claim", "readme_cell"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class Output:
     caption
         What it shows, in a few words (the README's wording).
     claims
-        Ids of the claims it supports; a claim ``X-detail`` (a per-task part) is supported by what supports ``X``.
+        Ids of the claims it is evidence for; a claim ``X-detail`` (a per-task part) is supported by what supports
+        ``X``.
     """
 
     caption: str
@@ -86,6 +87,7 @@ CATALOGUE: dict[str, dict[str, Output]] = {
         "tab4_paired_differences": Output("paired differences"),
         "tab5_all_metrics_test": Output("every metric (mean, 95% CI)"),
         "tab6_runs": Output("runs"),
+        "tab7_test_leakage": Output("near-copy audit of the test splits (16-mer containment)", ("L1",)),
     },
     "05_single_cell": {
         "fig1_ratio_sweep": Output("fixed-ratio sweep (macro-F1, NMI)"),
@@ -127,12 +129,13 @@ def _supports(listed: str, claim_id: str) -> bool:
     return claim_id == listed or claim_id.startswith(listed + "-")
 
 
-def figures_for_claim(notebook: str, claim_id: str) -> list[str]:
-    """The figure names of ``notebook`` that support claim ``claim_id``, in catalogue order (an exact id is
-    preferred: ``T5-nmi`` links to what lists ``T5-nmi``, and only when nothing does, to what lists ``T5``)."""
-    figures = {n: o for n, o in CATALOGUE.get(notebook, {}).items() if n.startswith("fig")}
-    exact = [n for n, o in figures.items() if claim_id in o.claims]
-    return exact or [n for n, o in figures.items() if any(_supports(c, claim_id) for c in o.claims)]
+def evidence_for_claim(notebook: str, claim_id: str) -> list[str]:
+    """The figure and table names of ``notebook`` that support claim ``claim_id``, figures first, each in
+    catalogue order (an exact id is preferred: ``T5-nmi`` links to what lists ``T5-nmi``, and only when nothing
+    does, to what lists ``T5``)."""
+    outputs = sorted(CATALOGUE.get(notebook, {}).items(), key=lambda item: not item[0].startswith("fig"))
+    exact = [n for n, o in outputs if claim_id in o.claims]
+    return exact or [n for n, o in outputs if any(_supports(c, claim_id) for c in o.claims)]
 
 
 def readme_cell(notebook: str) -> str:

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from .catalogue import caption, figures_for_claim
+from .catalogue import caption, evidence_for_claim
 from .claims import Claim, claims_to_markdown
 from .io import atomic_write_text, load_claims
 from .paths import REPO_ROOT, check_profile, results_root
@@ -92,19 +92,20 @@ def _notebook_html(ipynb: Path, *, exclude_input: bool, mathjax_url: str | None)
     return atomic_write_text(ipynb.with_suffix(".html"), body)
 
 
-def _figure_anchor(notebook: str, figure: str) -> str:
-    return f"{notebook}-{figure}"
+def _figure_anchor(notebook: str, output: str) -> str:
+    """The index's anchor of a figure or table."""
+    return f"{notebook}-{output}"
 
 
-def _claims_rows(notebook: str, claims: list[Claim], figures: list[Path]) -> str:
-    """The claims table of one notebook; each claim links to the saved figures that support it."""
-    saved = {f.stem for f in figures}
+def _claims_rows(notebook: str, claims: list[Claim], figures: list[Path], tables: list[Path]) -> str:
+    """The claims table of one notebook; each claim links to the saved figures and tables that support it."""
+    saved = {f.stem for f in figures} | {t.stem for t in tables}
     rows = []
     for c in claims:
         ci = "–" if c.ci_low != c.ci_low else f"[{c.ci_low:.4g}, {c.ci_high:.4g}]"
         value = "–" if c.value != c.value else f"{c.value:.4g}"
         links = ", ".join(f"<a href='#{_figure_anchor(notebook, f)}'>{f.split('_')[0]}</a>"
-                          for f in figures_for_claim(notebook, c.id) if f in saved) or "–"
+                          for f in evidence_for_claim(notebook, c.id) if f in saved) or "–"
         rows.append(f"<tr><td>{html.escape(c.id)}</td><td>{html.escape(c.claim)}</td>"
                     f"<td>{html.escape(c.metric)}</td><td>{value}</td><td>{ci}</td><td>{c.n_seeds}</td>"
                     f"<td class='{c.verdict}'>{c.verdict}</td><td>{links}</td></tr>")
@@ -131,7 +132,8 @@ def _table_html(name: str, table: Path) -> str:
                                            na_rep="–")
     more = f" (first {TABLE_ROWS} of {len(frame)} rows)" if len(frame) > TABLE_ROWS else ""
     number = table.stem.split("_")[0]
-    return (f"<details><summary><a href='{name}/tables/{table.name}'>{number}</a> "
+    return (f"<details id='{_figure_anchor(name, table.stem)}'><summary><a href='{name}/tables/{table.name}'>"
+            f"{number}</a> "
             f"{html.escape(caption(name, table.stem))}{more}</summary>{shown}</details>")
 
 
@@ -177,7 +179,7 @@ def write_report(profile: str, *, exclude_input: bool = False, notebooks_html: b
                 if notebooks_html else None)
         if page is not None:
             parts.append(f"<p><a href='{name}/{page.name}'>executed notebook</a></p>")
-        parts.append(_claims_rows(name, run["claims"], run["figures"]))
+        parts.append(_claims_rows(name, run["claims"], run["figures"], run["tables"]))
         parts.append("<div class='figs'>" + "".join(_figure_html(name, f) for f in run["figures"]) + "</div>")
         parts.extend(_table_html(name, t) for t in run["tables"])
     style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"

@@ -35,11 +35,13 @@ def test_the_readme_describes_each_notebook_with_the_catalogue(notebook):
 
 
 def test_claims_find_their_figures():
-    assert catalogue.figures_for_claim("01_linear_theory", "C1") == ["fig6_theory_vs_mc"]
-    assert catalogue.figures_for_claim("04_dna", "D1-exon_intron") == ["fig2_methods", "fig3_paired_differences"]
-    assert catalogue.figures_for_claim("06_spectral_clustering", "T5-nmi") == ["fig3_segmentation_scores"]
-    assert catalogue.figures_for_claim("06_spectral_clustering", "T5") == ["fig5_bound"]
-    assert catalogue.figures_for_claim("02_vision", "Z9") == []
+    assert catalogue.evidence_for_claim("01_linear_theory", "C1") == ["fig6_theory_vs_mc"]
+    assert catalogue.evidence_for_claim("04_dna", "D1-exon_intron") == ["fig2_methods", "fig3_paired_differences"]
+    assert catalogue.evidence_for_claim("06_spectral_clustering", "T5-nmi") == ["fig3_segmentation_scores"]
+    assert catalogue.evidence_for_claim("06_spectral_clustering", "T5") == ["fig5_bound"]
+    assert catalogue.evidence_for_claim("01_linear_theory", "C4-eq") == ["fig4_r2mae_vs_fixed",
+                                                                         "tab3_equivalent_ratio"]
+    assert catalogue.evidence_for_claim("02_vision", "Z9") == []
     assert catalogue.caption("02_vision", "fig9_new") == "fig9_new"  # not catalogued: its name
 
 
