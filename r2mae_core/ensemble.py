@@ -32,6 +32,7 @@ import copy
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,13 +40,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from . import masking
 from ._rng import check_seed, child_seeds, torch_generator
 from .losses import uniformity_loss
 from .models.blocks import TokenMask, as_token_mask, round_up_to_bucket
 from .train import (
     _FLUSH_EVERY,
     HISTORY_COLUMNS,
+    IMAGE_MASKS,
     TrainConfig,
     TrainResult,
     _as_data,
@@ -54,6 +55,7 @@ from .train import (
     _save,
     adamw,
     history_frame,
+    image_mask,
     lr_schedule,
     run_fingerprint,
 )
@@ -99,17 +101,24 @@ def pad_token_mask(tm: TokenMask, K: int) -> TokenMask:
                      inverse, True)
 
 
+@dataclass(frozen=True)
 class ImageMasking:
     """The member step of masked image models (the default of :func:`pretrain_ensemble`): each member masks its
-    images with an exact-count random subset at its ratios (:func:`r2mae_core.masking.random_subset_mask`, as
-    :func:`r2mae_core.train.mae_step`); the members' :class:`~r2mae_core.models.blocks.TokenMask` are padded to
-    the group's largest visible count. A step for another family offers the same three methods (e.g.
-    :class:`r2mae_core.mlm.MLMStep`)."""
+    images with an exact-count mask at its ratios (:func:`r2mae_core.train.image_mask`, as
+    :func:`r2mae_core.train.mae_step`: a random subset, or with ``generator="block"`` rectangles of patches);
+    the members' :class:`~r2mae_core.models.blocks.TokenMask` are padded to the group's largest visible count. A
+    step for another family offers the same three methods (e.g. :class:`r2mae_core.mlm.MLMStep`)."""
 
-    @staticmethod
-    def draw(model, batch: Tensor, ratios: Tensor, generator: torch.Generator, progress: float):
+    generator: str = "random"
+
+    def __post_init__(self) -> None:
+        if self.generator not in IMAGE_MASKS:
+            raise ValueError(f"ImageMasking: generator={self.generator!r} is not allowed: use one of "
+                             f"{', '.join(IMAGE_MASKS)}")
+
+    def draw(self, model, batch: Tensor, ratios: Tensor, generator: torch.Generator, progress: float):
         """One member's inputs: its images and its mask."""
-        return batch, as_token_mask(masking.random_subset_mask(ratios, model.num_patches, generator=generator))
+        return batch, as_token_mask(image_mask(model, ratios, generator, self.generator))
 
     @staticmethod
     def stack(draws, buckets: int = 0) -> tuple[tuple[Tensor, ...], bool]:
