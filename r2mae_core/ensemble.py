@@ -220,7 +220,9 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
     step
         How each member masks its batch and calls the model: an object with ``draw``, ``stack`` and ``call``
         (:class:`ImageMasking`, the default, or :class:`r2mae_core.mlm.MLMStep` for token models); it must draw
-        from the member's generator exactly as the ``step_fn`` of the runs one by one does.
+        from the member's generator exactly as the ``step_fn`` of the runs one by one does. A list gives each
+        member its own step (their ``draw`` differ, e.g. random or block masks; ``stack`` and ``call`` are the
+        first's).
 
     Returns
     -------
@@ -239,7 +241,11 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
     per_epoch = n // batch_size
     device = torch.device(device)
     amp = (device.type == "cuda") if amp is None else bool(amp)
-    step = step or ImageMasking()
+    member_steps = list(step) if isinstance(step, Sequence) else [step or ImageMasking()] * k
+    if len(member_steps) != k:
+        raise ValueError(f"step: {len(member_steps)} steps for {k} models is not allowed: give one step, or one "
+                         "per model")
+    step = member_steps[0]
 
     params, buffers, base = stack_members(models, device)
     opt = adamw(params, train, member_ndim=1)
@@ -281,7 +287,7 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
                 perms[m] = (epoch, _epoch_perm(data_seeds[m], epoch, n))
             batch = _batch(data, perms[m][1][i * batch_size:(i + 1) * batch_size])
             ratios = samplers[m].sample(batch_size, generator=mask_gens[m], progress=step_i / steps)
-            draws.append(step.draw(models[0], batch, ratios, mask_gens[m], step_i / steps))
+            draws.append(member_steps[m].draw(models[0], batch, ratios, mask_gens[m], step_i / steps))
             ratio_means.append(float(ratios.float().mean()))
         tensors, static = step.stack(draws, compile_buckets if compile else 0)
         tensors = [t.to(device, non_blocking=True) for t in tensors]

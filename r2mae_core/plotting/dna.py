@@ -13,7 +13,7 @@ from ._token_sections import training_curves
 
 __all__ = ["ratio_sweep", "method_comparison", "paired_differences", "training_curves", "TASK_LABELS"]
 
-_GROUP_ORDER = {"fixed": 0, "scheduled": 1, "curriculum": 2, "r2mae": 3, "reference": 5}
+_GROUP_ORDER = {"fixed": 0, "scheduled": 1, "curriculum": 2, "r2mae": 3, "diffusion": 4, "reference": 5}
 TASK_LABELS = {"mean": "task average MCC", "exon_intron": "exon vs intron MCC", "promoter": "promoter MCC",
                "species": "species (4-way) MCC", "mlm_acc": "masked-nucleotide accuracy"}
 TASKS = ("mean", "exon_intron", "promoter", "species")

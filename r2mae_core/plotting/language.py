@@ -13,7 +13,7 @@ from ._token_sections import training_curves
 
 __all__ = ["ratio_sweep", "method_comparison", "paired_differences", "training_curves"]
 
-_GROUP_ORDER = {"fixed": 0, "mrd": 1, "scheduled": 2, "r2mae": 3, "ablation": 4, "reference": 5}
+_GROUP_ORDER = {"fixed": 0, "mrd": 1, "scheduled": 2, "r2mae": 3, "diffusion": 4, "ablation": 4.5, "reference": 5}
 TASK_LABELS = {"downstream": "downstream mean", "genre": "genre macro-F1", "spam": "spam F1",
                "pos": "POS accuracy", "mlm": "− MLM loss (test ratios)"}
 TASKS = ("downstream", "genre", "spam", "pos", "mlm")
