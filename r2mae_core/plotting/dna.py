@@ -36,8 +36,8 @@ def method_comparison(sc: pd.DataFrame, *, main_size: str, split: str = "test", 
 
 
 def paired_differences(comp: pd.DataFrame) -> Figure:
-    """R²MAE minus each comparator (best fixed / best scheduled-or-curriculum, chosen on validation; random init):
-    paired mean and 95% interval over seeds on the test split, per task; D1/D2/S1 read off the interval's
-    position relative to 0 (S1: to its margin)."""
+    """R²MAE minus each comparator (best fixed / best scheduled-or-curriculum, chosen on validation; masked
+    diffusion; random init): paired mean and 95% interval over seeds on the test split, per task; D1/D2/S1 read
+    off the interval's position relative to 0 (S1: to its margin)."""
     return shared.paired_differences(comp, colour_keys=list(dict.fromkeys(comp["against"])), width=4.8,
                                      row_height=0.32, score="MCC", figure_legend=True)
