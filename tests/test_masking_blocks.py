@@ -120,6 +120,12 @@ def test_pretrain_and_ensemble_train_with_block_masks_and_agree():
                               train=train, step=ImageMasking("block"))
     assert np.allclose(single.history["loss"], group[0].history["loss"], rtol=1e-4)
     assert not np.allclose(single.history["loss"], random.history["loss"])
+    # one ensemble whose members mask differently (the engine groups random and block runs together)
+    mixed = pretrain_ensemble([build_model("vit", seed=1, **kwargs) for _ in range(2)], images,
+                              samplers=[sampler, sampler], seeds=[3, 3], train=train,
+                              step=[ImageMasking("block"), ImageMasking("random")])
+    assert np.allclose(mixed[0].history["loss"], single.history["loss"], rtol=1e-4)
+    assert np.allclose(mixed[1].history["loss"], random.history["loss"], rtol=1e-4)
 
 
 BAD = [
