@@ -25,13 +25,14 @@
 # * **how much to mask**: a *ratio sampler* returns the mask ratio(s) $m$ for the step. A fixed ratio is the
 #   MAE/BERT default; **R²MAE** (the main paper) draws $m \sim \mathcal U[a, b]$ anew every step (per batch), or
 #   for every sample (per sample); schedules move $m$ with training progress $t \in [0, 1]$; MaskGIT draws
-#   $m = \cos(\pi r / 2)$ with $r \sim \mathcal U(0, 1)$; MAGE a truncated Gaussian; scGPT a choice in $\{0.25, 0.5, 0.75\}$.
+#   $m = \cos(\pi r / 2)$ with $r \sim \mathcal U(0, 1)$; MAGE a truncated Gaussian; scGPT a choice in $\{0.25, 0.5, 0.75\}$;
+#   masked-diffusion language models (MDLM, LLaDA) a noise level $t \sim \mathcal U[\varepsilon, 1)$ per sequence.
 # * **which positions**: a *mask generator* turns ratios into a boolean mask (`True` = hidden): an exact-count
 #   random subset (the MAE argsort trick, which also gives the keep/restore indices the encoder needs),
-#   independent Bernoulli draws, contiguous spans, and BERT's 80/10/10 token corruption.
+#   independent Bernoulli draws, contiguous spans, blocks of patches (BEiT), and BERT's 80/10/10 token corruption.
 #
 # The last cell checks the realised statistics against the specification and writes them to the claims
-# ledger (two implementation checks, M1 and M2; the paper's claims start in `01_linear_theory`).
+# ledger (three implementation checks, M1–M3; the paper's claims start in `01_linear_theory`).
 
 # %% tags=["parameters"]
 profile: str = "smoke"  # which results/<profile>/ to write; build.sh sets it
@@ -68,13 +69,42 @@ out.save_figure(fig, "fig2_ratio_over_training")
 
 # %% [markdown]
 # ## Masks on real images
-# Grey patches are masked. The exact-count generator hides the same number of patches in every image; R²MAE
-# per sample hides a different number in each; Bernoulli varies around the ratio; spans hide runs of
-# neighbouring tokens (in raster order).
+# Grey patches are masked. The exact-count generator hides the same number of patches in every image; blocks
+# hide the same number in rectangles; R²MAE per sample hides a different number in each; Bernoulli varies around
+# the ratio; spans hide runs of neighbouring tokens (in raster order).
 
 # %%
 fig = plots.masked_images(results["images"])
 out.save_figure(fig, "fig3_masked_images")
+
+# %% [markdown]
+# ## Block masks on the patch grid
+# BEiT's blockwise masking (Bao et al. 2022; `masking.block_mask`): rectangles of patches with random area (at
+# least 4 patches) and aspect ratio (0.3 to 1/0.3, log-uniform) are added until the image's count is reached,
+# the same count as the random subset, so a model sees as many visible tokens under either. One row per ratio;
+# each placed rectangle is outlined. Table 3: blocks have a much shorter boundary (masked/visible neighbour
+# pairs) than random subsets of the same count.
+
+# %%
+fig = plots.block_masks(results["blocks"])
+out.save_figure(fig, "fig4_block_masks")
+out.save_table(results["blocks"]["stats"], "tab3_block_masks")
+results["blocks"]["stats"].round(3)
+
+# %% [markdown]
+# ## Masked diffusion: the noise level and its weight
+# MDLM (Sahoo et al. 2024) and LLaDA (Nie et al. 2025) draw $t \sim \mathcal U[\varepsilon, 1)$ per sequence
+# ($\varepsilon = 10^{-3}$), mask each token independently with probability $t$ and weight the sequence's
+# masked-token loss by $1/t$. Since $\mathbb E[k \mid t] = t\,n$ for $k$ masked tokens out of $n$, the weighted
+# count $k/(t\,n)$ has mean 1 at every $t$: the weighted loss is an unbiased estimate of the average over all
+# $n$ tokens of the loss at that noise level, and over $t$ of the masked-diffusion likelihood bound
+# (`losses.masked_diffusion_loss`). Left: the drawn $t$; right: the masked fraction and the weighted fraction
+# against $t$ (claim M3 checks the mean).
+
+# %%
+fig = plots.diffusion_weights(results["diffusion"])
+out.save_figure(fig, "fig5_diffusion_weights")
+masking_tour.diffusion_check(results["diffusion"])
 
 # %% [markdown]
 # ## Does the implementation match its specification?

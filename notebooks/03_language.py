@@ -25,8 +25,12 @@
 #
 # **Methods.** Fixed ratios (BERT's 15%, Wettig et al. 2023's 40%, and a sweep), Masking Ratio Decay (Yang et
 # al. 2023: cosine $m(t)=0.15(1+\cos\pi t)+0.02$, linear $m(t)=\max(0.30(1-t),\,0.02)$), a linear decay over the
-# R²MAE interval, and **R²MAE**: $m\sim\mathcal U[a,b]$ drawn afresh at every step, with the default interval
-# declared in the profile's YAML before any run.
+# R²MAE interval, **R²MAE**: $m\sim\mathcal U[a,b]$ drawn afresh at every step, with the default interval
+# declared in the profile's YAML before any run, and **masked diffusion** (MDLM, Sahoo et al. 2024; LLaDA, Nie et
+# al. 2025): a noise level $t\sim\mathcal U[\varepsilon,1)$ per sequence ($\varepsilon=10^{-3}$), every token
+# masked independently with probability $t$ (all shown as `[MASK]`) and the loss weighted by $1/t$, an unbiased
+# estimate of the masked-diffusion likelihood bound (`r2mae_core.losses.masked_diffusion_loss`). Every model is
+# evaluated the same way (BERT-style corruption at the test ratios).
 #
 # **Data and splits.** A byte-level BPE tokenizer (vocabulary size a parameter) is trained on the *training
 # documents* of Brown only. Brown is split **by document**, stratified by genre, with a fixed seed: 352 / 74 / 74
@@ -51,7 +55,7 @@ n_seeds: int = 2  # seeds per method (the quick and full profiles use at least 3
 sizes: list = ["XS"]  # encoder sizes of the fixed-ratio sweep (keys of language.SIZES)
 main_size: str = "XS"  # size at which the baselines and R2MAE run
 sweep_ratios: list = [0.15, 0.4]  # fixed ratios of the sweep (BERT 15% and Wettig 40% included)
-baselines: list = ["mrd_cosine", "mrd_linear", "scheduled", "r2mae"]  # scheduled baselines and R2MAE
+baselines: list = ["mrd_cosine", "mrd_linear", "scheduled", "r2mae", "masked_diffusion"]  # scheduled baselines, R2MAE, masked diffusion
 ablations: list = []  # extra methods: r2mae_sample (one ratio per sequence)
 ablation_intervals: list = []  # extra R2MAE intervals as [low, high] pairs
 r2mae_low: float = 0.15  # declared R2MAE interval, lower end
@@ -118,8 +122,8 @@ out.save_figure(fig, "fig1_ratio_sweep")
 # %% [markdown]
 # ## 2 · R²MAE against fixed and scheduled ratios
 # Every method at the main size on every task (test split), and the paired differences of R²MAE against the
-# best fixed ratio and the better Masking Ratio Decay, both chosen on the validation split, and against the
-# randomly initialised encoder (the sanity check S1).
+# best fixed ratio and the better Masking Ratio Decay, both chosen on the validation split, against masked
+# diffusion, and against the randomly initialised encoder (the sanity check S1).
 
 # %%
 fig = plots.method_comparison(scores, main_size=main_size)

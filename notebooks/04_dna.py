@@ -28,8 +28,12 @@
 # **Methods.** Fixed ratios (15% = DNABERT / Nucleotide Transformer / Caduceus, 30%, and a sweep); a linear decay
 # of the ratio over the R²MAE interval (scheduled); a **span curriculum** in the spirit of RandomMask (Liang et al.
 # 2023): a fixed 15% masked in contiguous spans whose mean length grows from 1 token to `curriculum_max_span`
-# over training; and **R²MAE**: $m\sim\mathcal U[a,b]$ drawn afresh at every step, the interval declared in the
-# profile's YAML before any run.
+# over training; **R²MAE**: $m\sim\mathcal U[a,b]$ drawn afresh at every step, the interval declared in the
+# profile's YAML before any run; and **masked diffusion** (MDLM, Sahoo et al. 2024; LLaDA, Nie et al. 2025): a
+# noise level $t\sim\mathcal U[\varepsilon,1)$ per window ($\varepsilon=10^{-3}$), every nucleotide masked
+# independently with probability $t$ (all shown as `[MASK]`) and the loss weighted by $1/t$, an unbiased estimate
+# of the masked-diffusion likelihood bound (`r2mae_core.losses.masked_diffusion_loss`). Every model is evaluated
+# the same way (BERT-style corruption at the test ratios).
 #
 # **Text and tasks.** Pretraining text: *D. melanogaster* chr2R at smoke and quick scale; the full profile adds
 # human chrX (0–70 Mb), *P. falciparum* and the 16 bacterial genomes. Three labelled tasks
@@ -56,7 +60,7 @@ n_seeds: int = 2  # seeds per method (the quick and full profiles use at least 3
 sizes: list = ["XS"]  # encoder sizes of the fixed-ratio sweep (keys of dna.SIZES)
 main_size: str = "XS"  # size at which the baselines and R2MAE run
 sweep_ratios: list = [0.15, 0.3]  # fixed ratios of the sweep (15% of DNABERT, NT and Caduceus included)
-baselines: list = ["scheduled", "curriculum", "r2mae"]  # scheduled decay, span curriculum and R2MAE
+baselines: list = ["scheduled", "curriculum", "r2mae", "masked_diffusion"]  # scheduled decay, span curriculum, R2MAE, masked diffusion
 r2mae_low: float = 0.15  # declared R2MAE interval, lower end
 r2mae_high: float = 0.45  # declared R2MAE interval, upper end
 r2mae_per: str = "batch"  # R2MAE draws one ratio per batch or per sample
@@ -158,8 +162,8 @@ best.round(4)
 # %% [markdown]
 # ## 2 · R²MAE against fixed, scheduled and curriculum masking
 # Every method at the main size on every task (test MCC), then the paired differences over seeds of R²MAE against
-# the best fixed ratio and the better of scheduled / curriculum (both chosen on validation), and against the
-# randomly initialised encoder (the sanity check S1). An interval right of 0 favours R²MAE. At smoke and quick
+# the best fixed ratio and the better of scheduled / curriculum (both chosen on validation), against masked
+# diffusion, and against the randomly initialised encoder (the sanity check S1). An interval right of 0 favours R²MAE. At smoke and quick
 # scale the encoders are small and briefly trained: read the random-init and k-mer-count rows first, since they
 # bound how much any masking scheme can matter at this scale.
 

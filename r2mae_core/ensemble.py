@@ -32,6 +32,7 @@ import copy
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,13 +40,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from . import masking
 from ._rng import check_seed, child_seeds, torch_generator
 from .losses import uniformity_loss
 from .models.blocks import TokenMask, as_token_mask, round_up_to_bucket
 from .train import (
     _FLUSH_EVERY,
     HISTORY_COLUMNS,
+    IMAGE_MASKS,
     TrainConfig,
     TrainResult,
     _as_data,
@@ -54,6 +55,7 @@ from .train import (
     _save,
     adamw,
     history_frame,
+    image_mask,
     lr_schedule,
     run_fingerprint,
 )
@@ -99,17 +101,24 @@ def pad_token_mask(tm: TokenMask, K: int) -> TokenMask:
                      inverse, True)
 
 
+@dataclass(frozen=True)
 class ImageMasking:
     """The member step of masked image models (the default of :func:`pretrain_ensemble`): each member masks its
-    images with an exact-count random subset at its ratios (:func:`r2mae_core.masking.random_subset_mask`, as
-    :func:`r2mae_core.train.mae_step`); the members' :class:`~r2mae_core.models.blocks.TokenMask` are padded to
-    the group's largest visible count. A step for another family offers the same three methods (e.g.
-    :class:`r2mae_core.mlm.MLMStep`)."""
+    images with an exact-count mask at its ratios (:func:`r2mae_core.train.image_mask`, as
+    :func:`r2mae_core.train.mae_step`: a random subset, or with ``generator="block"`` rectangles of patches);
+    the members' :class:`~r2mae_core.models.blocks.TokenMask` are padded to the group's largest visible count. A
+    step for another family offers the same three methods (e.g. :class:`r2mae_core.mlm.MLMStep`)."""
 
-    @staticmethod
-    def draw(model, batch: Tensor, ratios: Tensor, generator: torch.Generator, progress: float):
+    generator: str = "random"
+
+    def __post_init__(self) -> None:
+        if self.generator not in IMAGE_MASKS:
+            raise ValueError(f"ImageMasking: generator={self.generator!r} is not allowed: use one of "
+                             f"{', '.join(IMAGE_MASKS)}")
+
+    def draw(self, model, batch: Tensor, ratios: Tensor, generator: torch.Generator, progress: float):
         """One member's inputs: its images and its mask."""
-        return batch, as_token_mask(masking.random_subset_mask(ratios, model.num_patches, generator=generator))
+        return batch, as_token_mask(image_mask(model, ratios, generator, self.generator))
 
     @staticmethod
     def stack(draws, buckets: int = 0) -> tuple[tuple[Tensor, ...], bool]:
@@ -211,7 +220,9 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
     step
         How each member masks its batch and calls the model: an object with ``draw``, ``stack`` and ``call``
         (:class:`ImageMasking`, the default, or :class:`r2mae_core.mlm.MLMStep` for token models); it must draw
-        from the member's generator exactly as the ``step_fn`` of the runs one by one does.
+        from the member's generator exactly as the ``step_fn`` of the runs one by one does. A list gives each
+        member its own step (their ``draw`` differ, e.g. random or block masks; ``stack`` and ``call`` are the
+        first's).
 
     Returns
     -------
@@ -230,7 +241,11 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
     per_epoch = n // batch_size
     device = torch.device(device)
     amp = (device.type == "cuda") if amp is None else bool(amp)
-    step = step or ImageMasking()
+    member_steps = list(step) if isinstance(step, Sequence) else [step or ImageMasking()] * k
+    if len(member_steps) != k:
+        raise ValueError(f"step: {len(member_steps)} steps for {k} models is not allowed: give one step, or one "
+                         "per model")
+    step = member_steps[0]
 
     params, buffers, base = stack_members(models, device)
     opt = adamw(params, train, member_ndim=1)
@@ -272,7 +287,7 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
                 perms[m] = (epoch, _epoch_perm(data_seeds[m], epoch, n))
             batch = _batch(data, perms[m][1][i * batch_size:(i + 1) * batch_size])
             ratios = samplers[m].sample(batch_size, generator=mask_gens[m], progress=step_i / steps)
-            draws.append(step.draw(models[0], batch, ratios, mask_gens[m], step_i / steps))
+            draws.append(member_steps[m].draw(models[0], batch, ratios, mask_gens[m], step_i / steps))
             ratio_means.append(float(ratios.float().mean()))
         tensors, static = step.stack(draws, compile_buckets if compile else 0)
         tensors = [t.to(device, non_blocking=True) for t in tensors]

@@ -48,8 +48,9 @@ from .records import RecordError, load_record, save_record
 from .train import TrainConfig
 
 __all__ = ["Method", "TrainConfig", "RunSpec", "Options", "fixed_method", "r2mae_method", "r2mae_name",
-           "reference_method", "group_key", "groups", "shard_runs", "result_path", "group_checkpoint_path",
-           "ledger_path", "ledger_code", "execute", "parse_shard"]
+           "reference_method", "masked_diffusion_method", "is_masked_diffusion", "MASKED_DIFFUSION", "group_key",
+           "MEMBER_MASK_OPTIONS", "groups", "shard_runs", "result_path", "group_checkpoint_path", "ledger_path",
+           "ledger_code", "execute", "parse_shard"]
 
 _NAN = float("nan")
 
@@ -127,6 +128,26 @@ def r2mae_method(low: float, high: float, per: str = "batch", *, group: str = "r
     """R²MAE with ratios drawn from U[low, high] (per batch or per sample), named by :func:`r2mae_name`."""
     return Method(name or r2mae_name(low, high, per), "r2mae",
                   {"kind": "r2mae", "low": float(low), "high": float(high), "per": per}, group, uniformity_weight)
+
+
+#: The mask options of a masked-diffusion method (:attr:`Method.mask`): Bernoulli masks at each sequence's noise
+#: level, all [MASK], and the 1/t-weighted loss (:class:`r2mae_core.mlm.MLMStep` with ``diffusion=True``).
+MASKED_DIFFUSION = {"objective": "masked_diffusion"}
+
+
+def masked_diffusion_method(eps: float = 1e-3, *, group: str = "diffusion",
+                            name: str = "masked diffusion (MDLM)") -> Method:
+    """The masked-diffusion baseline of the token sections (MDLM, Sahoo et al. 2024; LLaDA, Nie et al. 2025): a
+    noise level t ~ U[eps, 1) per sequence (:class:`r2mae_core.masking.MaskedDiffusion`; eps = 1e-3 as both
+    papers' code), each token masked with probability t, loss weighted by 1/t (mask options
+    :data:`MASKED_DIFFUSION`)."""
+    return Method(name, "masked_diffusion", {"kind": "masked_diffusion", "eps": float(eps), "per": "sample"}, group,
+                  mask=dict(MASKED_DIFFUSION))
+
+
+def is_masked_diffusion(method: Method) -> bool:
+    """Whether ``method`` trains with the masked-diffusion objective (its mask options)."""
+    return method.mask.get("objective") == MASKED_DIFFUSION["objective"]
 
 
 def reference_method(name: str = "random init") -> Method:
@@ -216,13 +237,22 @@ class Options:
     progress: bool = False
 
 
+#: Mask options that each ensemble member's step draws by itself (an image model's mask generator, random subset
+#: or blocks: :class:`r2mae_core.ensemble.ImageMasking` per member), so runs that differ only in them train as one
+#: ensemble.
+MEMBER_MASK_OPTIONS = ("generator",)
+
+
 def group_key(spec: RunSpec) -> str:
     """Runs with equal group keys can train as one ensemble: the same architecture, data and schedule, the same
-    U-MAE λ; only the sampler, the seed and the evaluation may differ. References never group."""
+    U-MAE λ and mask options; only the sampler, the seed, the :data:`MEMBER_MASK_OPTIONS` and the evaluation may
+    differ. References never group."""
     if spec.method.kind == "reference":
         return f"reference {cache_key('group', spec.identity())}"
     ident = spec.training_identity()
     ident["method"].pop("sampler")
+    for option in MEMBER_MASK_OPTIONS:
+        ident["method"]["mask"].pop(option, None)
     ident.pop("seed")
     return cache_key("group", ident)
 

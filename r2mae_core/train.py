@@ -5,7 +5,8 @@ bf16 autocast and ``torch.compile`` on CUDA, gradient clipping, atomic checkpoin
 the history table and the progress bar. What is model-specific sits behind a small hook,
 ``step_fn(model, batch, ratios, generator, progress) -> loss | MAEOutput`` (``progress`` = step / total, for
 steps that change over training such as a span curriculum); the default :func:`mae_step` draws an
-exact-count random subset mask per row (``masking.random_subset_mask``) and calls ``model(x, mask)``.
+exact-count random subset mask per row (``masking.random_subset_mask``; ``mask_generator="block"``: rectangles of
+patches, ``masking.block_mask``) and calls ``model(x, mask)``.
 
 Determinism: every random draw comes from generators derived from ``seed`` (epoch permutations from
 ``SeedSequence([data_seed, epoch])``, masks and ratios from one CPU ``torch.Generator`` whose state is
@@ -42,7 +43,8 @@ from ._rng import check_seed, child_seeds, torch_generator
 from .losses import uniformity_loss
 from .models.blocks import MAEOutput, as_token_mask, images_to_tensor
 
-__all__ = ["pretrain", "TrainConfig", "mae_step", "TrainResult", "StepFn", "warmup_cosine", "adamw", "lr_schedule",
+__all__ = ["pretrain", "TrainConfig", "mae_step", "image_mask", "IMAGE_MASKS", "TrainResult", "StepFn",
+           "warmup_cosine", "adamw", "lr_schedule",
            "history_frame", "HISTORY_COLUMNS", "run_fingerprint", "save_finished"]
 
 #: ``step_fn(model, batch, ratios, generator, progress)``: the model-specific part of a training step
@@ -76,16 +78,32 @@ class TrainResult:
     resumed_from: int = 0
 
 
+#: The mask generators of image models: ``random`` = exact-count random subset (MAE), ``block`` = exact-count
+#: rectangles of patches on the model's patch grid (BEiT's blockwise masking). Both mask the same count per row.
+IMAGE_MASKS = ("random", "block")
+
+
+def image_mask(model: nn.Module, ratios: Tensor, generator: torch.Generator, kind: str = "random"):
+    """The mask of an image model's batch at ``ratios``: :func:`r2mae_core.masking.random_subset_mask` over its
+    ``num_patches`` tokens (``kind="random"``) or :func:`r2mae_core.masking.block_mask` on its ``config.grid``
+    (``kind="block"``); both mask clamp(round(ratio · L), 1, L − 1) patches per row."""
+    if kind == "block":
+        return masking.block_mask(ratios, model.config.grid, generator=generator)
+    if kind == "random":
+        return masking.random_subset_mask(ratios, model.num_patches, generator=generator)
+    raise ValueError(f"mask_generator={kind!r} is not allowed: use one of {', '.join(IMAGE_MASKS)}")
+
+
 def mae_step(model: nn.Module, batch: Tensor, ratios: Tensor, generator: torch.Generator, progress: float = 0.0,
-             *, bucket: int = 1) -> MAEOutput:
-    """Default step: exact-count random subset mask per row (MAE's argsort trick), then ``model(x, mask)``.
+             *, bucket: int = 1, mask: str = "random") -> MAEOutput:
+    """Default step: an exact-count mask per row (:func:`image_mask`: MAE's random subset by default, or blocks),
+    then ``model(x, mask)``.
 
     The mask is drawn on the CPU from ``generator`` (so it is identical on every device) and moved to
     the batch's device. ``bucket`` pads the visible tokens for ``torch.compile`` (see module docstring);
     ``progress`` is not used (the mask does not change over training).
     """
-    subset = masking.random_subset_mask(ratios, model.num_patches, generator=generator)
-    return model(batch, as_token_mask(subset, bucket=bucket).to(batch.device))
+    return model(batch, as_token_mask(image_mask(model, ratios, generator, mask), bucket=bucket).to(batch.device))
 
 
 def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float = 0.0) -> float:
@@ -293,11 +311,11 @@ class _History:
         return {c: self.rows[c][-1] for c in HISTORY_COLUMNS}
 
 
-def _default_step(model: nn.Module, compile: bool, compile_buckets: int) -> StepFn:
+def _default_step(model: nn.Module, compile: bool, compile_buckets: int, mask: str = "random") -> StepFn:
     bucket = math.ceil(model.num_patches / compile_buckets) if compile else 1
 
     def step_fn(m, b, r, g, t):
-        return mae_step(m, b, r, g, t, bucket=bucket)
+        return mae_step(m, b, r, g, t, bucket=bucket, mask=mask)
 
     return step_fn
 
@@ -326,7 +344,7 @@ def pretrain(model: nn.Module, data, *, sampler, train: TrainConfig, seed: int =
              step_fn: StepFn | None = None, device: str | torch.device = "cpu", amp: bool | None = None,
              compile: bool = False, compile_buckets: int = 8, compile_kwargs: dict | None = None,
              checkpoint_path: str | Path | None = None, resume: bool = True, progress: bool = True,
-             callback: Callable[[int, dict], None] | None = None) -> TrainResult:
+             callback: Callable[[int, dict], None] | None = None, mask_generator: str = "random") -> TrainResult:
     """Pretrain ``model`` with masks whose ratios come from ``sampler``, on the schedule ``train``.
 
     Parameters
@@ -362,12 +380,16 @@ def pretrain(model: nn.Module, data, *, sampler, train: TrainConfig, seed: int =
         Show a tqdm bar.
     callback
         Called as ``callback(step, row)`` after each step (and after its checkpoint).
+    mask_generator
+        The default step's mask (:data:`IMAGE_MASKS`): ``"random"`` subset or ``"block"`` rectangles.
 
     Returns
     -------
     TrainResult
     """
     seed = check_seed(seed)
+    if mask_generator not in IMAGE_MASKS:
+        raise ValueError(f"mask_generator={mask_generator!r} is not allowed: use one of {', '.join(IMAGE_MASKS)}")
     data = _as_data(data)
     n = len(data)
     total = train.total_steps(n)
@@ -400,7 +422,7 @@ def pretrain(model: nn.Module, data, *, sampler, train: TrainConfig, seed: int =
         start, seconds_before = int(state["step"]), float(state["seconds"])
 
     run_model = torch.compile(model, **{"dynamic": False, **(compile_kwargs or {})}) if compile else model
-    step_fn = step_fn or _default_step(model, compile, compile_buckets)
+    step_fn = step_fn or _default_step(model, compile, compile_buckets, mask_generator)
 
     def checkpoint(step_done: int, elapsed: float):
         history.flush()

@@ -36,7 +36,7 @@ specials, ``[UNK]`` or N) and corrupts them BERT-style (80% ``[MASK]``, 10% a ra
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -51,7 +51,16 @@ from ..fingerprint import code_fingerprint
 from ..mlm import MLMStep
 from ..models import build_model
 from ..records import record_digest
-from ..runs import Method, Options, RunSpec, execute, fixed_method, r2mae_method
+from ..runs import (
+    Method,
+    Options,
+    RunSpec,
+    execute,
+    fixed_method,
+    is_masked_diffusion,
+    masked_diffusion_method,
+    r2mae_method,
+)
 from . import _token_runs as token_runs
 from ._checks import (
     check_bool,
@@ -71,7 +80,7 @@ __all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "NAMESPACE", "DRY
 
 #: Downstream tasks (score: Matthews correlation of the linear probe, as the Nucleotide Transformer reports).
 TASKS: tuple[str, ...] = ("exon_intron", "promoter", "species")
-BASELINES = ("scheduled", "curriculum", "r2mae")
+BASELINES = ("scheduled", "curriculum", "r2mae", "masked_diffusion")
 GENOMES = ("dm_chr2r", "hs_chrx", "pf_genome", "bacteria")
 _SPLIT_SEED = 0  # tasks, splits, probe subsets and pretraining windows: fixed, independent of the run seed
 _EVAL_SEED = 12345  # masks of the masked-nucleotide evaluation: the same for every model
@@ -195,7 +204,8 @@ class Config:
 def methods(config: Config) -> list[Method]:
     """Fixed ratios of the sweep, then the declared baselines. Groups: ``fixed``, ``scheduled``, ``curriculum``
     (a fixed ratio masked in spans whose mean length grows over training: ``mask`` holds ``span_start`` and
-    ``span_end``) and ``r2mae`` (the declared interval, named by :func:`r2mae_core.runs.r2mae_name`)."""
+    ``span_end``), ``r2mae`` (the declared interval, named by :func:`r2mae_core.runs.r2mae_name`) and
+    ``diffusion`` (masked diffusion, :func:`r2mae_core.runs.masked_diffusion_method`)."""
     a, b = config.r2mae_low, config.r2mae_high
     out = [fixed_method(r) for r in config.sweep_ratios]
     named = {"scheduled": Method(f"scheduled {b:g}→{a:g}", "scheduled",
@@ -203,7 +213,8 @@ def methods(config: Config) -> list[Method]:
              "curriculum": Method(f"span curriculum 1→{config.curriculum_max_span:g}", "fixed",
                                   {"kind": "fixed", "ratio": float(config.curriculum_ratio)}, "curriculum",
                                   mask={"span_start": 1.0, "span_end": float(config.curriculum_max_span)}),
-             "r2mae": r2mae_method(a, b, config.r2mae_per)}
+             "r2mae": r2mae_method(a, b, config.r2mae_per),
+             "masked_diffusion": masked_diffusion_method()}
     return out + [named[m] for m in config.baselines]
 
 
@@ -220,8 +231,10 @@ def mlm_step(first_random_id: int, span_start: float = 1.0, span_end: float = 1.
 
 def step_for(method: Method, first_random_id: int) -> MLMStep:
     """The masking step of ``method`` (:meth:`r2mae_core.mlm.MLMStep.for_mask`: independent masks, or its span
-    curriculum ``method.mask``) on the DNA ids."""
-    return MLMStep.for_mask(dna.MASK_ID, dna.N_ID + 1, first_random_id, method.mask)
+    curriculum ``method.mask``) on the DNA ids; for a masked-diffusion method, Bernoulli masks at each window's
+    noise level with the 1/t-weighted loss."""
+    step = MLMStep.for_mask(dna.MASK_ID, dna.N_ID + 1, first_random_id, method.mask)
+    return replace(step, diffusion=True) if is_masked_diffusion(method) else step
 
 
 # ----------------------------------------------------------------------------------------------- data

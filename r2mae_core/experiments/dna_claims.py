@@ -96,6 +96,7 @@ def comparisons(sc: pd.DataFrame, config: Config) -> pd.DataFrame:
     val, test = _main(sc, config, "val"), _main(sc, config, "test")
     pools = {"best fixed": val.loc[val["group"] == "fixed", "method"].unique(),
              "best scheduled/curriculum": val.loc[val["group"].isin(["scheduled", "curriculum"]), "method"].unique(),
+             "masked diffusion": val.loc[val["group"] == "diffusion", "method"].unique(),
              "random init": ["random init"]}
     return paired_comparisons(val, test, SCORE_TASKS, pools, on_test=("random init",), require_in_test=True)
 

@@ -36,7 +36,7 @@ from .. import evaluate, models
 from .._rng import numpy_generator
 from ..cache import cache_key, cache_root
 from ..data import dataset_names, fingerprint, get_spec, load
-from ..ensemble import pretrain_ensemble
+from ..ensemble import ImageMasking, pretrain_ensemble
 from ..fingerprint import code_fingerprint
 from ..masking import make_sampler
 from ..runs import Method, Options, RunSpec, TrainConfig, execute, group_checkpoint_path, reference_method
@@ -45,7 +45,8 @@ from ._checks import check_int, check_ratio
 
 __all__ = ["AUTO_TORCH_MAX_DIM", "AUTO_TORCH_MIN_TRAIN", "SIZES", "NAMESPACE", "PIXELS", "EvalSpec", "Splits",
            "Analysis", "check_dataset", "load_images", "splits", "data_digest", "image_schedule", "image_spec",
-           "reference_specs", "eval_spec", "checkpoint_path", "pretraining_images", "train_run", "train_group",
+           "reference_specs", "eval_spec", "checkpoint_path", "pretraining_images", "mask_generator", "train_run",
+           "train_group",
            "evaluate_model", "work", "run_records", "run_rows"]
 
 #: ``probe_solver="auto"`` uses the torch L-BFGS probe up to this feature dimension and sklearn above it
@@ -259,7 +260,8 @@ def train_run(spec: RunSpec, options: Options | None = None) -> TrainResult:
     path.parent.mkdir(parents=True, exist_ok=True)
     return pretrain(model, images, sampler=make_sampler(spec.method.sampler), train=spec.train.capped(len(images)),
                     seed=spec.seed, uniformity_weight=spec.method.uniformity_weight, device=options.device,
-                    checkpoint_path=path, progress=options.progress, compile=options.compile)
+                    checkpoint_path=path, progress=options.progress, compile=options.compile,
+                    mask_generator=mask_generator(spec))
 
 
 def train_group(group: list[RunSpec], options: Options | None = None) -> list[TrainResult]:
@@ -281,13 +283,22 @@ def train_group(group: list[RunSpec], options: Options | None = None) -> list[Tr
     results = pretrain_ensemble([_build(spec) for spec in group], images, samplers=samplers,
                                 seeds=[spec.seed for spec in group], train=train,
                                 uniformity_weight=first.method.uniformity_weight, device=options.device,
-                                compile=options.compile, checkpoint_path=group_checkpoint_path(group, "image_models",
-                                                                    code=code_fingerprint(__name__)))
+                                compile=options.compile,
+                                checkpoint_path=group_checkpoint_path(group, "image_models",
+                                                                      code=code_fingerprint(__name__)),
+                                step=[ImageMasking(mask_generator(spec)) for spec in group])
     for spec, sampler, res in zip(group, samplers, results, strict=True):
         fp = run_fingerprint(res.model, sampler, train, n_data=len(images), seed=spec.seed,
                              uniformity_weight=spec.method.uniformity_weight)
         save_finished(checkpoint_path(spec), fp, res.model, res.history)
     return results
+
+
+def mask_generator(spec: RunSpec) -> str:
+    """Which positions the run masks (:data:`r2mae_core.train.IMAGE_MASKS`): the method's ``mask["generator"]``
+    (``"block"``: BEiT's blockwise masking), else ``"random"`` (MAE's exact-count random subset). Members of one
+    ensemble may differ in it (:data:`r2mae_core.runs.MEMBER_MASK_OPTIONS`): each draws its own masks."""
+    return spec.method.mask.get("generator", "random")
 
 
 def _finished(spec: RunSpec) -> bool:

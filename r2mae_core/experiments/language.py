@@ -13,7 +13,7 @@ strength ``C`` on val and are scored on val and test; the best fixed ratio of a 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -29,7 +29,16 @@ from ..fingerprint import code_fingerprint
 from ..mlm import MLMStep
 from ..models import build_model
 from ..records import record_digest
-from ..runs import Method, Options, RunSpec, execute, fixed_method, r2mae_method
+from ..runs import (
+    Method,
+    Options,
+    RunSpec,
+    execute,
+    fixed_method,
+    is_masked_diffusion,
+    masked_diffusion_method,
+    r2mae_method,
+)
 from . import _token_runs as token_runs
 from ._checks import (
     check_device,
@@ -43,11 +52,11 @@ from ._checks import (
 from ._token_runs import SIZES
 
 __all__ = ["Config", "SIZES", "TASKS", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work", "evaluation_spec",
-           "corpus", "data_names", "data_checksum", "data_digest", "mlm_step"]
+           "corpus", "data_names", "data_checksum", "data_digest", "mlm_step", "step_for"]
 
 #: Tasks and their score (higher is better): metric names of the tidy table.
 TASKS: dict[str, str] = {"genre": "macro_f1", "spam": "f1", "pos": "acc", "mlm": "neg_loss"}
-BASELINES = ("mrd_cosine", "mrd_linear", "scheduled", "r2mae")
+BASELINES = ("mrd_cosine", "mrd_linear", "scheduled", "r2mae", "masked_diffusion")
 ABLATIONS = ("r2mae_sample",)
 _DATASETS = ("brown", "spam_assassin")
 _SPLIT_SEED = 0  # data splits and probe subsets: fixed, independent of the run seed
@@ -150,8 +159,8 @@ class Config:
 
 def methods(config: Config) -> list[Method]:
     """Fixed ratios of the sweep, then the declared baselines and ablations. Groups: ``fixed``, ``mrd``,
-    ``scheduled``, ``r2mae`` (the declared interval, named by :func:`r2mae_core.runs.r2mae_name`) and
-    ``ablation``."""
+    ``scheduled``, ``r2mae`` (the declared interval, named by :func:`r2mae_core.runs.r2mae_name`), ``diffusion``
+    (masked diffusion, :func:`r2mae_core.runs.masked_diffusion_method`) and ``ablation``."""
     a, b, per = config.r2mae_low, config.r2mae_high, config.r2mae_per
     out = [fixed_method(r) for r in config.sweep_ratios]
     named = {"mrd_cosine": Method("MRD cosine", "mrd", {"kind": "mrd", "shape": "cosine"}, "mrd"),
@@ -159,7 +168,8 @@ def methods(config: Config) -> list[Method]:
              "scheduled": Method(f"scheduled {b:g}→{a:g}", "scheduled",
                                  {"kind": "scheduled", "start": b, "end": a, "shape": "linear"}, "scheduled"),
              "r2mae": r2mae_method(a, b, per),
-             "r2mae_sample": r2mae_method(a, b, "sample", group="ablation")}
+             "r2mae_sample": r2mae_method(a, b, "sample", group="ablation"),
+             "masked_diffusion": masked_diffusion_method()}
     out += [named[m] for m in config.baselines] + [named[m] for m in config.ablations]
     out += [r2mae_method(lo, hi, per, group="ablation") for lo, hi in config.ablation_intervals]
     return out
@@ -266,6 +276,13 @@ eligible (non-special, non-padding) tokens at each row's ratio, BERT 80/10/10 co
 replacements from the non-special ids."""
 
 
+def step_for(method: Method) -> MLMStep:
+    """The training step of ``method``: :data:`mlm_step`, or its masked-diffusion form (Bernoulli masks at each
+    sequence's noise level, all [MASK], 1/t-weighted loss) for a masked-diffusion method. Every run is evaluated
+    with :data:`mlm_step`."""
+    return replace(mlm_step, diffusion=True) if is_masked_diffusion(method) else mlm_step
+
+
 def _evaluate(model, corp: dict, evaluation: dict, device) -> list[dict]:
     """Every metric of one model: MLM at the test ratios, genre, spam and POS probes and, with
     ``finetune_epochs``, fine-tuning (rows: split/task/metric)."""
@@ -323,15 +340,15 @@ def plan(config: Config) -> list[RunSpec]:
 
 
 def work(group: list[RunSpec], options: Options) -> list[dict]:
-    """The engine's work on a group of language runs: pretrain them (:func:`mlm_step`; one by one and resumable,
+    """The engine's work on a group of language runs: pretrain them (:func:`step_for`; one by one and resumable,
     or as one ensemble), then :func:`_evaluate` each. Records: ``metrics`` (split/task/metric/value rows),
     ``history``, ``seconds`` (pretraining), ``eval_seconds`` and ``data_digest``
     (of the corpus)."""
     first = group[0]
     corp = _corpus_cached(cache_key("language_corpus", first.data), tuple(sorted(first.data.items())))
     models = [build_model("text_encoder", seed=spec.seed, **spec.model) for spec in group]
-    trained = token_runs.pretrain_group(group, models, torch.as_tensor(corp["pretrain_ids"]), mlm_step, options,
-                                        code=code_fingerprint(__name__))
+    trained = token_runs.pretrain_group(group, models, torch.as_tensor(corp["pretrain_ids"]), step_for(first.method),
+                                        options, code=code_fingerprint(__name__))
     digest = record_digest(corp)
     return token_runs.evaluated_records(group, trained, _evaluate, corp, options.device, digest)
 

@@ -6,6 +6,10 @@ a size a person can look at). Two ledger rows are implementation checks, not pap
 
 - M1: the realised ratio moments of every sampler match its quadrature expectation (|z| < 4 for all).
 - M2: R²MAE per sample spreads ratios within a batch (sd ≈ (b−a)/√12); per batch does not (sd < 1/L).
+- M3: the masked-diffusion weight makes the masked fraction unbiased: with t ~ U[eps, 1) and each of the n
+  tokens masked with probability t, E[k / (t·n)] = 1 (the identity behind the 1/t-weighted loss); |z| < 4.
+
+It also draws block masks (BEiT's blockwise masking) on the patch grid next to random subsets of the same count.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from .._rng import check_seed, child_seeds, torch_generator
 from ..claims import Claim, verdict_from_bool
 from ._checks import check_list, check_number
 
-__all__ = ["Config", "run", "claims", "key_numbers", "SAMPLER_SPECS"]
+__all__ = ["Config", "run", "claims", "key_numbers", "diffusion_check", "SAMPLER_SPECS", "BLOCK_RATIOS"]
 
 #: The samplers of the tour, as YAML-style specs (see :func:`r2mae_core.masking.make_sampler`).
 SAMPLER_SPECS: tuple[dict, ...] = (
@@ -32,7 +36,10 @@ SAMPLER_SPECS: tuple[dict, ...] = (
     {"kind": "truncnorm", "mean": 0.55, "std": 0.25, "low": 0.5, "high": 0.99},
     {"kind": "choice", "values": [0.25, 0.5, 0.75]},
     {"kind": "scheduled", "start": 0.9, "end": 0.5, "shape": "cosine"},
+    {"kind": "masked_diffusion", "eps": 1e-3},
 )
+#: Mask ratios of the block-mask figure.
+BLOCK_RATIOS = (0.25, 0.5, 0.75, 0.9)
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,7 @@ def _image_masks(config: Config) -> dict[str, np.ndarray]:
     token_masks = {
         "fixed 0.75, exact count": masking.random_subset_mask(torch.full((n,), 0.75), config.n_tokens,
                                                               generator=gens[0]).mask,
+        "blocks 0.5": masking.block_mask(torch.full((n,), 0.5), (side, side), generator=gens[0]).mask,
         "R²MAE U[0.5, 0.9] per sample": masking.random_subset_mask(r2.sample(n, generator=gens[1]),
                                                                     config.n_tokens, generator=gens[1]).mask,
         "Bernoulli 0.75": masking.bernoulli_mask(torch.full((n,), 0.75), config.n_tokens, generator=gens[2]),
@@ -170,15 +178,60 @@ def _image_masks(config: Config) -> dict[str, np.ndarray]:
     return out
 
 
+def _block_masks(config: Config) -> dict:
+    """Block masks on the patch grid at :data:`BLOCK_RATIOS` (``n_images`` per ratio, with their rectangles) and,
+    per ratio, the mean boundary length (masked/visible pairs of 4-neighbours) of block masks and of random subsets
+    of the same count over ``batch_size`` masks."""
+    side = 28 // config.patch
+    gen = torch_generator(child_seeds(config.seed + 2, 1)[0])
+    masks, rects, stats = [], [], []
+    for ratio in BLOCK_RATIOS:
+        block = masking.block_mask(ratio, (side, side), generator=gen, batch_size=config.batch_size)
+        subset = masking.random_subset_mask(ratio, side * side, generator=gen, batch_size=config.batch_size)
+        masks.append(block.mask[: config.n_images].reshape(-1, side, side).numpy())
+        rects.append([block.blocks[i][block.block_valid[i]].tolist() for i in range(config.n_images)])
+        boundary = {name: float(((m[:, 1:] != m[:, :-1]).sum() + (m[:, :, 1:] != m[:, :, :-1]).sum()) / len(m))
+                    for name, m in (("block", block.mask.reshape(-1, side, side)),
+                                    ("random", subset.mask.reshape(-1, side, side)))}
+        stats.append({"ratio": ratio, "masked_patches": int(block.mask[0].sum()), "grid": f"{side}x{side}",
+                      "boundary_blocks": boundary["block"], "boundary_random": boundary["random"],
+                      "blocks_per_mask": float(block.block_valid.sum(1).double().mean())})
+    return {"ratios": list(BLOCK_RATIOS), "masks": np.stack(masks), "rects": rects, "stats": pd.DataFrame(stats)}
+
+
+def _diffusion_weights(config: Config) -> pd.DataFrame:
+    """Masked-diffusion draws over the tour's steps: per row the noise level t, the masked fraction k/n of an
+    independent (Bernoulli) mask at t over the image's n tokens, the weight 1/t and the weighted fraction
+    k/(t·n) (expectation exactly 1)."""
+    sampler = masking.MaskedDiffusion()
+    gen = torch_generator(child_seeds(config.seed + 3, 1)[0])
+    t = sampler.sample(config.n_batches * config.batch_size, generator=gen)
+    mask = masking.bernoulli_mask(t, config.n_tokens, generator=gen)
+    t64 = t.double().numpy()
+    fraction = mask.double().mean(1).numpy()
+    return pd.DataFrame({"step": np.repeat(np.arange(config.n_batches), config.batch_size), "t": t64,
+                         "masked_fraction": fraction, "weight": 1.0 / t64, "weighted_fraction": fraction / t64})
+
+
 def run(config: Config) -> dict[str, pd.DataFrame | dict]:
-    """Run the tour: ``ratios`` (tidy draws), ``moments`` (MC vs quadrature), ``spread``, ``images``."""
+    """Run the tour: ``ratios`` (tidy draws), ``moments`` (MC vs quadrature), ``spread``, ``images``, ``blocks``
+    (block masks on the patch grid) and ``diffusion`` (masked-diffusion noise levels, masks and weights)."""
     draws = _draw_ratios(config)
     return {"ratios": draws, "moments": _moment_checks(config, draws),
-            "spread": _within_batch_spread(config, draws), "images": _image_masks(config)}
+            "spread": _within_batch_spread(config, draws), "images": _image_masks(config),
+            "blocks": _block_masks(config), "diffusion": _diffusion_weights(config)}
+
+
+def diffusion_check(diffusion: pd.DataFrame) -> dict[str, float]:
+    """Monte Carlo mean of the weighted masked fraction k/(t·n), its standard error and z against 1."""
+    v = diffusion["weighted_fraction"].to_numpy()
+    se = float(v.std(ddof=1) / np.sqrt(v.size))
+    return {"mean": float(v.mean()), "se": se, "z": float((v.mean() - 1.0) / se), "n_rows": int(v.size),
+            "mean_weight": float(diffusion["weight"].mean())}
 
 
 def claims(results: dict, profile: str) -> list[Claim]:
-    """The two implementation checks M1 and M2 (rules in the module docstring)."""
+    """The implementation checks M1–M3 (rules in the module docstring)."""
     moments = results["moments"]
     worst = float(np.abs(moments["z"]).max())
     spread = results["spread"].set_index("per")
@@ -186,6 +239,7 @@ def claims(results: dict, profile: str) -> list[Claim]:
     ratio = float(per_sample["mean_within_batch_sd"] / per_sample["uniform_sd"])
     m2_ok = bool(0.8 < ratio < 1.2 and per_batch["mean_within_batch_sd"] < 1.0 / per_batch["n_tokens"])
     n_steps = int(results["ratios"]["step"].nunique())
+    check = diffusion_check(results["diffusion"])
     return [
         Claim("M1", "Realised ratio moments of every sampler match the quadrature expectation (max |z| < 4)",
               "r2mae_core.masking specification", "max |z| over samplers x moments", worst, float("nan"),
@@ -194,6 +248,10 @@ def claims(results: dict, profile: str) -> list[Claim]:
               "(0.8, 1.2)); per batch keeps them equal (sd < 1/L)", "r2mae_core.masking specification",
               "within-batch sd / ((b-a)/sqrt 12), per sample", ratio, float("nan"), float("nan"), n_steps,
               verdict_from_bool(m2_ok), profile),
+        Claim("M3", "The masked-diffusion weight 1/t makes the masked fraction unbiased: E[k/(t n)] = 1 with t ~ "
+              "U[eps, 1) and Bernoulli(t) masks (|z| < 4)", "r2mae_core.masking / losses specification "
+              "(MDLM, Sahoo et al. 2024)", "mean of k/(t n)", check["mean"], check["mean"] - 1.96 * check["se"],
+              check["mean"] + 1.96 * check["se"], n_steps, verdict_from_bool(abs(check["z"]) < 4.0), profile),
     ]
 
 
@@ -205,4 +263,5 @@ def key_numbers(results: dict) -> dict[str, float]:
         "max_abs_z": float(f"{np.abs(moments['z']).max():.4g}"),
         "within_batch_sd_per_sample": float(f"{spread.loc['sample', 'mean_within_batch_sd']:.4g}"),
         "within_batch_sd_per_batch": float(f"{spread.loc['batch', 'mean_within_batch_sd']:.4g}"),
+        "diffusion_weighted_fraction": float(f"{diffusion_check(results['diffusion'])['mean']:.4g}"),
     }

@@ -39,7 +39,8 @@ from .image_runs import (
 )
 
 __all__ = ["Config", "methods", "sweep_specs", "method_specs", "reference_run_specs", "plan", "work", "run",
-           "best_fixed", "spectrum", "reconstruction_examples", "FAMILIES", "ANALYSES", "DRY_RUN", "data_names",
+           "best_fixed", "spectrum", "reconstruction_examples", "FAMILIES", "ANALYSES", "DRY_RUN", "BLOCK_MASKS",
+           "data_names",
            "data_checksum", "data_digest"]
 
 FAMILIES = tuple(SIZES)
@@ -84,6 +85,11 @@ class Config:
         ``maskgit`` (MaskGIT cosine), ``truncnorm`` (MAGE's truncated Gaussian).
     ablation_intervals, ablation_per_sample
         R²MAE ablations: other intervals ``[[a, b], ...]`` and the per-sample draw.
+    ablation_blocks, block_fixed_ratios
+        Positions ablation: the declared R²MAE and the fixed candidates ``block_fixed_ratios`` (a subset of
+        ``fixed_ratios``; empty: all of them) trained again with block masks (BEiT's blockwise masking,
+        :func:`r2mae_core.masking.block_mask`: rectangles of patches, the same count per image as the random
+        subset) instead of random positions, at the same ratio laws.
     umae_weight, umae_ratio, umae_r2mae
         Experiment 3: U-MAE's λ, the fixed ratio of its MAE/U-MAE pair (must be a fixed candidate), and whether
         to add the R²MAE/R²MAE + U-MAE pair.
@@ -120,6 +126,8 @@ class Config:
     baselines: tuple[str, ...] = ("linear",)
     ablation_intervals: tuple = ()
     ablation_per_sample: bool = False
+    ablation_blocks: bool = False
+    block_fixed_ratios: tuple[float, ...] = ()
     umae_weight: float = 0.01
     umae_ratio: float = 0.75
     umae_r2mae: bool = True
@@ -127,7 +135,8 @@ class Config:
     n_recon_images: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("test_ratios", "sweep_ratios", "fixed_ratios", "baselines", "recon_ratios", "ablation_intervals"):
+        for name in ("test_ratios", "sweep_ratios", "fixed_ratios", "baselines", "recon_ratios", "ablation_intervals",
+                     "block_fixed_ratios"):
             object.__setattr__(self, name, check_list(name, getattr(self, name)))
         if not isinstance(self.sweep, dict):
             raise ValueError(f"sweep={self.sweep!r} is not allowed: use a mapping architecture -> "
@@ -149,8 +158,13 @@ class Config:
             check_int(name, getattr(self, name), 1)
         check_dataset(self.dataset)
         check_number("lr", self.lr, low=0, low_open=True)
-        for name in ("ablation_per_sample", "umae_r2mae"):
+        for name in ("ablation_per_sample", "umae_r2mae", "ablation_blocks"):
             check_bool(name, getattr(self, name))
+        for ratio in self.block_fixed_ratios:
+            if ratio not in self.fixed_ratios:
+                raise ValueError(f"block_fixed_ratios={list(self.block_fixed_ratios)!r} is not allowed: use ratios "
+                                 f"of fixed_ratios {list(self.fixed_ratios)} (each block run has its random-position "
+                                 "twin)")
         for name in ("r2mae_low", "r2mae_high", "umae_ratio"):
             check_ratio(name, getattr(self, name))
         if isinstance(self.umae_weight, bool) or not isinstance(self.umae_weight, int | float) or not (
@@ -233,6 +247,8 @@ class Config:
 
 
 _BASELINES = ("linear", "cosine", "maskgit", "truncnorm")
+#: The mask options of the positions ablation's methods (:attr:`r2mae_core.runs.Method.mask`).
+BLOCK_MASKS = {"generator": "block"}
 
 
 def methods(config: Config) -> list[Method]:
@@ -240,6 +256,7 @@ def methods(config: Config) -> list[Method]:
 
     Groups: ``fixed`` (the candidates), ``r2mae`` (declared interval), ``baseline`` (scheduled decay over
     the declared interval, MaskGIT cosine, truncated Gaussian), ``ablation`` (other intervals, per sample),
+    ``blocks`` (the declared R²MAE and fixed candidates with block masks: ``mask = {"generator": "block"}``),
     ``umae`` (U-MAE at ``umae_ratio`` and R²MAE + U-MAE).
     """
     low, high, per = config.r2mae_low, config.r2mae_high, config.r2mae_per
@@ -256,6 +273,10 @@ def methods(config: Config) -> list[Method]:
             out.append(r2mae_method(a, b, per, group="ablation"))
     if config.ablation_per_sample:
         out.append(r2mae_method(low, high, "sample" if per == "batch" else "batch", group="ablation"))
+    if config.ablation_blocks:
+        out += [replace(m, name=f"{m.name} blocks", group="blocks", mask=dict(BLOCK_MASKS))
+                for m in [fixed_method(r) for r in config.block_fixed_ratios or config.fixed_ratios]
+                + [r2mae_method(low, high, per)]]
     lam = config.umae_weight
     out.append(fixed_method(config.umae_ratio, group="umae", uniformity_weight=lam,
                             name=f"U-MAE fixed {config.umae_ratio:g}"))
@@ -282,9 +303,12 @@ def sweep_specs(config: Config) -> list[RunSpec]:
 
 
 def method_spec(config: Config, method: Method, seed: int) -> RunSpec:
-    """The method comparison's run of ``method`` with ``seed`` (the comparison ViT, ``method_steps``)."""
+    """The method comparison's run of ``method`` with ``seed`` (the comparison ViT, ``method_steps``); the
+    positions ablation's runs (group ``blocks``) are scored as the sweep's (LP, k-NN, effective rank,
+    reconstruction; no BN+LP or fine-tuning): its table and claim V5 read test LP."""
+    evaluation = config.evaluation(sweep=method.group == "blocks")
     return config.run_spec("vit", config.vit_size, method, seed, config.method_steps,
-                           analyses=config.analyses(method, seed), part="methods")
+                           analyses=config.analyses(method, seed), evaluation=evaluation, part="methods")
 
 
 def method_specs(config: Config) -> list[RunSpec]:

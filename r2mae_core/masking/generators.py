@@ -18,7 +18,7 @@ import torch
 from ._checks import check_ratio, is_int, is_real, torch_generator
 
 __all__ = ["SubsetMask", "random_subset_mask", "gather_visible", "restore", "bernoulli_mask", "span_mask",
-           "bert_corruption", "IGNORE_INDEX", "COUNT_RULES"]
+           "BlockMask", "block_mask", "BLOCK_PATIENCE", "bert_corruption", "IGNORE_INDEX", "COUNT_RULES"]
 
 #: Label of unmasked positions in :func:`bert_corruption` (PyTorch's cross-entropy ``ignore_index``).
 IGNORE_INDEX = -100
@@ -321,6 +321,203 @@ def span_mask(ratios: torch.Tensor | np.ndarray | float, n_tokens: int, *, mean_
     mask.scatter_(1, pos, True)
     return mask[:, :n_tokens]
 
+
+@dataclass(frozen=True, eq=False)
+class BlockMask:
+    """A block mask and the rectangles of patches it is the union of (:func:`block_mask`).
+
+    Models take it where they take a boolean mask (its ``mask`` field; :func:`r2mae_core.models.blocks.as_bool_mask`).
+
+    Attributes
+    ----------
+    mask
+        (B, L) bool, True = masked, row-major over the (H, W) patch grid (L = H·W, the patch order of
+        :func:`r2mae_core.models.blocks.patchify`).
+    blocks
+        (B, K, 4) long: (top, left, height, width) of each rectangle placed, in the order placed; entries where
+        ``block_valid`` is False are padding.
+    block_valid
+        (B, K) bool.
+    grid
+        (H, W).
+    """
+
+    mask: torch.Tensor
+    blocks: torch.Tensor
+    block_valid: torch.Tensor
+    grid: tuple[int, int]
+
+
+def _check_block_args(grid: object, min_block: object, max_block: object, aspect: object,
+                      exact: object) -> tuple[int, int]:
+    """Validate :func:`block_mask`'s shape arguments; return (H, W)."""
+    if not isinstance(grid, Sequence) or isinstance(grid, str) or len(grid) != 2 \
+            or not all(is_int(g) and g >= 1 for g in grid) or grid[0] * grid[1] < 2:
+        raise ValueError(f"block_mask: grid={grid!r} is not allowed: use (H, W), two integers >= 1 with H·W >= 2 "
+                         "(the patch grid)")
+    if not is_real(min_block) or not min_block >= 1:
+        raise ValueError(f"block_mask: min_block={min_block!r} is not allowed: use a number of patches >= 1")
+    if max_block is not None and (not is_real(max_block) or not max_block >= min_block):
+        raise ValueError(f"block_mask: max_block={max_block!r} is not allowed: use None or a number of patches "
+                         f">= min_block={min_block!r}")
+    if not isinstance(aspect, Sequence) or isinstance(aspect, str) or len(aspect) != 2 \
+            or not all(is_real(a) and a > 0 for a in aspect) or not aspect[0] <= aspect[1]:
+        raise ValueError(f"block_mask: aspect={aspect!r} is not allowed: use (low, high) with 0 < low <= high "
+                         "(height/width of a block; BEiT: (0.3, 1/0.3))")
+    if not isinstance(exact, bool):
+        raise ValueError(f"block_mask: exact={exact!r} is not allowed: use True or False")
+    return int(grid[0]), int(grid[1])
+
+
+#: Consecutive failed placements after which BEiT's generator stops (its 10 attempts per block); with
+#: ``exact=True`` :func:`block_mask` instead lowers the smallest block area to one patch and goes on.
+BLOCK_PATIENCE = 10
+_ROUNDS_PER_DRAW = 16  # block-placement rounds whose uniforms are drawn at once
+
+
+def block_mask(ratios: torch.Tensor | np.ndarray | float, grid: Sequence[int], *, generator: torch.Generator,
+               batch_size: int | None = None, min_block: float = 4, max_block: float | None = None,
+               aspect: Sequence[float] = (0.3, 1 / 0.3), exact: bool = True) -> BlockMask:
+    """Blockwise mask of BEiT (Bao et al. 2022, "BEiT: BERT Pre-Training of Image Transformers", ICLR, Alg. 1):
+    rectangles of patches on the (H, W) grid until a row's target count is masked (I-JEPA's target blocks,
+    Assran et al. 2023, are drawn the same way).
+
+    Each row's target is n_mask = clamp(round(ratio·L), 1, L − 1) (module docstring; the count of
+    :func:`random_subset_mask`, so a model sees the same number of visible tokens under either generator). A
+    block draws its area s ~ U[min_block, min(remaining, max_block)] and aspect ratio r with log r ~
+    U[log aspect[0], log aspect[1]]; height round(√(s·r)), width round(√(s/r)) (at most H and W; BEiT asks
+    for strictly less, which leaves no 4×4 block on a 4×4 grid), top-left corner uniform over the positions
+    where it fits. It is kept when it adds between 1 and ``remaining`` new patches (so the count never
+    overshoots), else the row tries again; after :data:`BLOCK_PATIENCE` failures in a row BEiT stops short of
+    its target (``exact=False``). With ``exact=True`` (default) the row goes on with blocks of area from 1
+    patch up, and after 10·L + 100 rounds (not reached in practice; then every row has met its target) the
+    rows still short get single-patch blocks at random unmasked positions: every row masks exactly n_mask
+    patches, each of them inside a recorded block. All rows draw their blocks at once, one candidate per row
+    per round (the uniforms are one (16, 4, B) ``torch.rand`` draw every 16 rounds).
+
+    Parameters
+    ----------
+    ratios, batch_size, generator
+        As in :func:`random_subset_mask` (per-row ratios in (0, 1), or one float with ``batch_size``).
+    grid
+        (H, W) patch grid; positions are row-major (token index i·W + j).
+    min_block, max_block
+        Smallest and largest block area in patches (BEiT: 16 and None on its 14×14 grid; 4 is the same 8% of a
+        7×7 grid). None: no cap but the row's remaining count.
+    aspect
+        (low, high) range of the block's height/width ratio, drawn log-uniformly (BEiT: 0.3 to 1/0.3).
+    exact
+        Mask exactly n_mask patches per row (default), or stop as BEiT does (then at most n_mask).
+
+    Returns
+    -------
+    BlockMask
+        ``mask`` (B, H·W) bool (True = masked) and the rectangles placed.
+    """
+    gen = torch_generator("block_mask", generator)
+    h_grid, w_grid = _check_block_args(grid, min_block, max_block, aspect, exact)
+    n = h_grid * w_grid
+    ratios, _ = _ratios_and_eligible("block_mask", ratios, n, batch_size, None, gen)
+    target = _mask_counts(ratios, n, None)  # (B,)
+    state = _BlockState(target, (h_grid, w_grid), gen, float(min_block),
+                        float(n if max_block is None else max_block), (float(aspect[0]), float(aspect[1])))
+    for _ in range(10 * n + 100):
+        active = state.active(exact)
+        if not active.any():
+            break
+        state.place(active, lower_area=exact)
+    if exact:
+        state.fill_single_patches()
+    mask, blocks, valid = state.result(gen.device)
+    return BlockMask(mask, blocks, valid, (h_grid, w_grid))
+
+
+class _BlockState:
+    """The rows' masks, counts, failure streaks and placed rectangles while :func:`block_mask` runs (numpy on
+    the host: the arrays are tiny and a round is ~20 elementwise operations; the uniforms come from the torch
+    generator, :data:`_ROUNDS_PER_DRAW` rounds per draw)."""
+
+    def __init__(self, target: torch.Tensor, grid: tuple[int, int], gen: torch.Generator, min_block: float,
+                 max_block: float, aspect: tuple[float, float]) -> None:
+        b = target.numel()
+        self.target, self.grid, self.gen, self.max_block = target.cpu().numpy(), grid, gen, max_block
+        self.low_area = np.full(b, min_block)
+        self.log_aspect = (np.log(aspect[0]), np.log(aspect[1]))
+        self.mask = np.zeros((b, *grid), dtype=bool)
+        self.count = np.zeros(b, dtype=np.int64)
+        self.fails = np.zeros(b, dtype=np.int64)
+        self.rows, self.cols = np.arange(grid[0]), np.arange(grid[1])
+        self.placed: list[tuple[np.ndarray, np.ndarray]] = []
+        self.uniforms = np.zeros((0, 4, b))
+
+    def _uniforms(self) -> np.ndarray:
+        if not len(self.uniforms):
+            shape = (_ROUNDS_PER_DRAW, 4, self.target.size)
+            self.uniforms = torch.rand(shape, generator=self.gen, device=self.gen.device,
+                                       dtype=torch.float64).cpu().numpy()
+        u, self.uniforms = self.uniforms[0], self.uniforms[1:]
+        return u
+
+    def active(self, exact: bool) -> np.ndarray:
+        return (self.target > self.count) & (exact | (self.fails < BLOCK_PATIENCE))
+
+    def place(self, active: np.ndarray, *, lower_area: bool) -> None:
+        """One candidate block per active row; keep it where it adds 1..remaining new patches."""
+        (h_grid, w_grid), b = self.grid, self.target.size
+        u = self._uniforms()
+        idx = np.flatnonzero(active)
+        u = u[:, idx]
+        remaining = self.target[idx] - self.count[idx]
+        low = self.low_area[idx]
+        area = low + (np.minimum(remaining, self.max_block) - low) * u[0]  # BEiT's uniform(min, max), also max < min
+        ratio = np.exp(self.log_aspect[0] + (self.log_aspect[1] - self.log_aspect[0]) * u[1])
+        h, w = np.rint(np.sqrt(area * ratio)).astype(np.int64), np.rint(np.sqrt(area / ratio)).astype(np.int64)
+        fits = (h >= 1) & (w >= 1) & (h <= h_grid) & (w <= w_grid)
+        h, w = h.clip(1, h_grid), w.clip(1, w_grid)
+        top = np.floor(u[2] * (h_grid - h + 1)).astype(np.int64)
+        left = np.floor(u[3] * (w_grid - w + 1)).astype(np.int64)
+        in_rows = (self.rows >= top[:, None]) & (self.rows < (top + h)[:, None])  # (b, H)
+        in_cols = (self.cols >= left[:, None]) & (self.cols < (left + w)[:, None])  # (b, W)
+        rect = in_rows[:, :, None] & in_cols[:, None, :]  # (b, H, W)
+        new = (rect & ~self.mask[idx]).sum((1, 2))
+        ok = fits & (new > 0) & (new <= remaining)
+        self.mask[idx[ok]] |= rect[ok]
+        self.count[idx] += np.where(ok, new, 0)
+        self.fails[idx] = np.where(ok, 0, self.fails[idx] + 1)
+        if lower_area:
+            self.low_area = np.where(self.fails >= BLOCK_PATIENCE, 1.0, self.low_area)
+        rects, kept = np.zeros((b, 1, 4), np.int64), np.zeros((b, 1), bool)
+        rects[idx, 0], kept[idx, 0] = np.stack([top, left, h, w], axis=1), ok
+        self.placed.append((rects, kept))
+
+    def fill_single_patches(self) -> None:
+        """Rows still short of their target get single-patch blocks at uniformly random unmasked positions."""
+        short = self.target - self.count  # (B,)
+        if not (short > 0).any():
+            return
+        b, n = self.mask.shape[0], self.grid[0] * self.grid[1]
+        flat = self.mask.reshape(b, n)
+        noise = torch.rand((b, n), generator=self.gen, device=self.gen.device, dtype=torch.float64).cpu().numpy()
+        order = np.argsort(np.where(flat, 2.0, noise), axis=1, kind="stable")  # unmasked first, shuffled
+        k = int(short.max())
+        pos, ok = order[:, :k], np.arange(k)[None] < short[:, None]
+        np.put_along_axis(flat, pos, ok | np.take_along_axis(flat, pos, 1), 1)
+        self.count += short.clip(min=0)
+        ones = np.ones_like(pos)
+        self.placed.append((np.stack([pos // self.grid[1], pos % self.grid[1], ones, ones], axis=2), ok))
+
+    def result(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The (B, L) mask, the (B, K, 4) rectangles in the order placed and their (B, K) validity (padding
+        last), as tensors on ``device``."""
+        b = self.mask.shape[0]
+        rects = np.concatenate([r for r, _ in self.placed], axis=1) if self.placed else np.zeros((b, 0, 4), int)
+        valid = np.concatenate([v for _, v in self.placed], axis=1) if self.placed else np.zeros((b, 0), bool)
+        order = np.argsort(~valid, axis=1, kind="stable")
+        k = int(valid.sum(1).max()) if b else 0
+        rects = np.take_along_axis(rects, order[:, :k, None], 1)
+        valid = np.take_along_axis(valid, order[:, :k], 1)
+        return (torch.from_numpy(self.mask.reshape(b, -1)).to(device), torch.from_numpy(rects).to(device),
+                torch.from_numpy(valid).to(device))
 
 def bert_corruption(tokens: torch.Tensor, mask: torch.Tensor, *, mask_token_id: int, vocab_size: int,
                     generator: torch.Generator, replace_probs: Sequence[float] = (0.8, 0.1, 0.1),

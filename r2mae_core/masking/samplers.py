@@ -3,7 +3,8 @@
 :class:`Fixed`, :class:`R2MAE` (the main paper, Dong, Wang & Kluger, NeurIPS 2025: the ratio is drawn from
 U[low, high] during pretraining), :class:`Scheduled` (linear/cosine over training; :func:`masking_ratio_decay`
 of Yang et al. 2023), :class:`MaskGITCosine` (Chang et al. 2022), :class:`TruncatedGaussian` (MAGE, Li et al.
-2023) and :class:`Choice` (scGPT), plus :func:`make_sampler` and its :data:`SAMPLER_REGISTRY`.
+2023), :class:`Choice` (scGPT) and :class:`MaskedDiffusion` (MDLM, Sahoo et al. 2024; LLaDA, Nie et al. 2025),
+plus :func:`make_sampler` and its :data:`SAMPLER_REGISTRY`.
 
 ``sample`` takes a ``torch.Generator`` (float32 tensor on its device) or a ``numpy.random.Generator`` (float64
 array) and never touches global RNG state; ``expect`` is deterministic quadrature (no randomness).
@@ -23,7 +24,7 @@ from scipy import stats
 from ._checks import check_per, check_progress, check_ratio, is_int, is_real, quad, torch, work_dtype
 
 __all__ = ["RatioSampler", "Fixed", "R2MAE", "Scheduled", "MaskGITCosine", "TruncatedGaussian", "Choice",
-           "masking_ratio_decay", "make_sampler", "SAMPLER_REGISTRY"]
+           "MaskedDiffusion", "masking_ratio_decay", "make_sampler", "SAMPLER_REGISTRY"]
 
 Generator = np.random.Generator if torch is None else torch.Generator | np.random.Generator
 Nodes = tuple[np.ndarray, np.ndarray]
@@ -446,9 +447,50 @@ class Choice(RatioSampler):
         return "choice {" + ", ".join(f"{v:g}" for v in self.values) + f"}}/{self.per}"
 
 
+@dataclass(frozen=True)
+class MaskedDiffusion(RatioSampler):
+    """Masked-diffusion noise level t ~ U[eps, 1) per sequence: t = eps + (1 − eps)·u, u ~ U(0, 1).
+
+    Masked-diffusion language models (MDLM, Sahoo et al. 2024, "Simple and Effective Masked Diffusion Language
+    Models", NeurIPS; LLaDA, Nie et al. 2025, "Large Language Diffusion Models") draw t ~ U(0, 1) for every
+    sequence, mask each token independently with probability t (:func:`r2mae_core.masking.bernoulli_mask`) and
+    weight the sequence's masked-token loss by 1/t (:func:`r2mae_core.losses.masked_diffusion_loss`). The lower
+    clamp ``eps`` keeps t away from 0, where the weight 1/t diverges; it is the affine map both reference codes
+    use (``p_mask = (1 − eps)·t + eps``, eps = 1e-3 in MDLM's ``sampling_eps`` and LLaDA's pretraining code).
+    Density 1/(1 − eps) on [eps, 1); E[t] = (1 + eps)/2; E[1/t] = −ln(eps)/(1 − eps) (6.9 at eps = 1e-3).
+    ``per="sample"`` (default) draws one t per row, as the papers do; ``per="batch"`` one per call.
+    """
+
+    eps: float = 1e-3
+    per: str = "sample"
+
+    def __post_init__(self) -> None:
+        if not is_real(self.eps) or not 0.0 < float(self.eps) < 1.0:
+            raise ValueError(f"MaskedDiffusion: eps={self.eps!r} is not allowed: use a lower clamp of the noise "
+                             "level t in the open interval (0, 1) (MDLM and LLaDA use 1e-3)")
+        check_per("MaskedDiffusion", self.per)
+
+    def _draw_torch(self, n: int, t: float, gen: torch.Generator) -> torch.Tensor:
+        return self.eps + (1.0 - self.eps) * _rand(gen, n)
+
+    def _draw_numpy(self, n: int, t: float, rng: np.random.Generator) -> np.ndarray:
+        return np.minimum(self.eps + (1.0 - self.eps) * rng.random(n), np.nextafter(1.0, 0.0))  # never 1
+
+    def _nodes(self, t: float, n_points: int) -> Nodes:
+        m, w = quad(float(self.eps), 1.0, n_points)
+        return m, w / (1.0 - self.eps)
+
+    def support(self) -> tuple[float, float]:
+        return float(self.eps), _F32_BELOW_ONE
+
+    def describe(self) -> str:
+        return f"masked diffusion U[{self.eps:g}, 1)/{self.per}"
+
+
 SAMPLER_REGISTRY: dict[str, Callable[..., RatioSampler]] = {
     "fixed": Fixed, "r2mae": R2MAE, "scheduled": Scheduled, "maskgit": MaskGITCosine,
     "truncnorm": TruncatedGaussian, "choice": Choice, "mrd": masking_ratio_decay,
+    "masked_diffusion": MaskedDiffusion,
 }
 """``kind`` name -> sampler class (or factory function) used by :func:`make_sampler`.
 

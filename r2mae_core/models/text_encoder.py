@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..losses import mlm_loss
+from ..losses import mlm_loss, weighted_mlm_loss
 from ..masking import IGNORE_INDEX
 from .blocks import Block, MAEOutput
 
@@ -35,22 +35,30 @@ __all__ = ["TextEncoderConfig", "TextEncoder", "MLMTargets", "mlm_targets"]
 
 class MLMTargets(NamedTuple):
     """MLM labels as flat positions: the loss is taken at ``positions`` (indices into the flattened ``(B·L,)``
-    tokens) against ``targets``; padding entries have target ``IGNORE_INDEX`` (−100) and no loss."""
+    tokens) against ``targets``; padding entries have target ``IGNORE_INDEX`` (−100) and no loss. With
+    ``weights`` (one per entry, 0 on padding) the loss is their weighted sum of cross-entropies
+    (:func:`r2mae_core.losses.weighted_mlm_loss`; the masked-diffusion loss) instead of the mean."""
 
     positions: Tensor
     targets: Tensor
+    weights: Tensor | None = None
 
 
-def mlm_targets(labels: Tensor, count: int | None = None) -> MLMTargets:
+def mlm_targets(labels: Tensor, count: int | None = None, weights: Tensor | None = None) -> MLMTargets:
     """The labelled positions of ``labels`` ``(B, L)`` (row-major) and their targets, padded with position 0 and
-    target ``IGNORE_INDEX`` up to ``count`` entries (default: the number of labelled positions)."""
+    target ``IGNORE_INDEX`` up to ``count`` entries (default: the number of labelled positions); with
+    ``weights`` ``(B, L)`` also the weights at those positions (padding weight 0)."""
     flat = labels.reshape(-1)
     positions = torch.nonzero(flat != IGNORE_INDEX).squeeze(1)
     count = len(positions) if count is None else int(count)
     if count < len(positions):
         raise ValueError(f"count={count} is not allowed: the labels have {len(positions)} labelled positions")
+    if weights is not None and weights.shape != labels.shape:
+        raise ValueError(f"weights of shape {tuple(weights.shape)} are not allowed: use the labels' shape "
+                         f"{tuple(labels.shape)}")
     pad = count - len(positions)
-    return MLMTargets(F.pad(positions, (0, pad)), F.pad(flat[positions], (0, pad), value=IGNORE_INDEX))
+    w = None if weights is None else F.pad(weights.reshape(-1)[positions], (0, pad))
+    return MLMTargets(F.pad(positions, (0, pad)), F.pad(flat[positions], (0, pad), value=IGNORE_INDEX), w)
 
 
 @dataclass(frozen=True)
@@ -183,7 +191,8 @@ class TextEncoder(nn.Module):
         Returns
         -------
         MAEOutput
-            ``loss`` (mean cross-entropy over labelled positions, :func:`r2mae_core.losses.mlm_loss`),
+            ``loss`` (mean cross-entropy over labelled positions, :func:`r2mae_core.losses.mlm_loss`; with
+            :class:`MLMTargets` weights their weighted sum, :func:`r2mae_core.losses.weighted_mlm_loss`),
             ``pred`` the logits ``(M, V)`` of the ``M`` labelled positions only (the head is applied only
             where the loss is, in row-major order; with :class:`MLMTargets` the logits of its ``positions``,
             padding included), ``mask`` ``(B, L)`` bool = labelled (None with :class:`MLMTargets`), ``latent``
@@ -211,4 +220,6 @@ class TextEncoder(nn.Module):
         valid = tokens != self.config.pad_id if attention_mask is None else attention_mask.to(torch.bool)
         h = self._encode(tokens, valid)  # (B, L, D)
         pred = self.logits(h.reshape(-1, h.shape[-1])[labels.positions])  # (M, V)
-        return MAEOutput(mlm_loss(pred, labels.targets), pred, None, self._pool(h, valid))
+        loss = mlm_loss(pred, labels.targets) if labels.weights is None \
+            else weighted_mlm_loss(pred, labels.targets, labels.weights)
+        return MAEOutput(loss, pred, None, self._pool(h, valid))

@@ -13,7 +13,7 @@ from ._token_sections import training_curves
 
 __all__ = ["ratio_sweep", "method_comparison", "paired_differences", "training_curves", "TASK_LABELS"]
 
-_GROUP_ORDER = {"fixed": 0, "scheduled": 1, "curriculum": 2, "r2mae": 3, "reference": 5}
+_GROUP_ORDER = {"fixed": 0, "scheduled": 1, "curriculum": 2, "r2mae": 3, "diffusion": 4, "reference": 5}
 TASK_LABELS = {"mean": "task average MCC", "exon_intron": "exon vs intron MCC", "promoter": "promoter MCC",
                "species": "species (4-way) MCC", "mlm_acc": "masked-nucleotide accuracy"}
 TASKS = ("mean", "exon_intron", "promoter", "species")
@@ -36,8 +36,8 @@ def method_comparison(sc: pd.DataFrame, *, main_size: str, split: str = "test", 
 
 
 def paired_differences(comp: pd.DataFrame) -> Figure:
-    """R²MAE minus each comparator (best fixed / best scheduled-or-curriculum, chosen on validation; random init):
-    paired mean and 95% interval over seeds on the test split, per task; D1/D2/S1 read off the interval's
-    position relative to 0 (S1: to its margin)."""
+    """R²MAE minus each comparator (best fixed / best scheduled-or-curriculum, chosen on validation; masked
+    diffusion; random init): paired mean and 95% interval over seeds on the test split, per task; D1/D2/S1 read
+    off the interval's position relative to 0 (S1: to its margin)."""
     return shared.paired_differences(comp, colour_keys=list(dict.fromkeys(comp["against"])), width=4.8,
                                      row_height=0.32, score="MCC", figure_legend=True)

@@ -13,7 +13,7 @@ from ._token_sections import training_curves
 
 __all__ = ["ratio_sweep", "method_comparison", "paired_differences", "training_curves"]
 
-_GROUP_ORDER = {"fixed": 0, "mrd": 1, "scheduled": 2, "r2mae": 3, "ablation": 4, "reference": 5}
+_GROUP_ORDER = {"fixed": 0, "mrd": 1, "scheduled": 2, "r2mae": 3, "diffusion": 4, "ablation": 4.5, "reference": 5}
 TASK_LABELS = {"downstream": "downstream mean", "genre": "genre macro-F1", "spam": "spam F1",
                "pos": "POS accuracy", "mlm": "− MLM loss (test ratios)"}
 TASKS = ("downstream", "genre", "spam", "pos", "mlm")
@@ -37,8 +37,10 @@ def method_comparison(sc: pd.DataFrame, *, main_size: str, split: str = "test", 
 
 
 def paired_differences(comp: pd.DataFrame) -> Figure:
-    """R²MAE minus its comparator (best fixed / best MRD, chosen on validation; random init): paired mean and
-    95% interval over seeds on the test split, per task; the verdicts of L3/L4/S1 read off the position of the
-    interval to 0."""
-    return shared.paired_differences(comp, colour_keys=["best fixed", "best MRD", "random init"], width=4.6,
+    """R²MAE minus its comparator (best fixed / best MRD, chosen on validation; masked diffusion; random init):
+    paired mean and 95% interval over seeds on the test split, per task; the verdicts of L3/L4/S1 read off the
+    position of the interval to 0."""
+    keys = ["best fixed", "best MRD", "masked diffusion", "random init"]
+    keys += [k for k in dict.fromkeys(comp["against"]) if k not in keys]
+    return shared.paired_differences(comp, colour_keys=keys, width=4.6,
                                      row_height=0.35, score="score", figure_legend=False)

@@ -1,4 +1,5 @@
-"""Figures of 00_masking_tour: ratio distributions, schedules, masks on real images."""
+"""Figures of 00_masking_tour: ratio distributions, schedules, masks on real images, block masks on the patch
+grid, and the masked-diffusion noise levels and weights."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from .style import new_figure
 
-__all__ = ["ratio_distributions", "ratio_over_training", "masked_images"]
+__all__ = ["ratio_distributions", "ratio_over_training", "masked_images", "block_masks", "diffusion_weights"]
 
 
 def ratio_distributions(draws: pd.DataFrame) -> Figure:
@@ -69,4 +71,42 @@ def masked_images(images: dict[str, np.ndarray]) -> Figure:
         ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
+    return fig
+
+
+def block_masks(blocks: dict) -> Figure:
+    """Block masks on the patch grid: one row per ratio, one column per mask (masked patches grey, each placed
+    rectangle outlined); ``blocks`` is the tour's ``blocks`` result (``ratios``, ``masks`` (R, n, H, W), ``rects``
+    per ratio and mask as (top, left, height, width))."""
+    masks = np.asarray(blocks["masks"])
+    n_ratios, n = masks.shape[:2]
+    fig, axes = new_figure(n, n_ratios, width=0.95, height=1.0)
+    for i, ratio in enumerate(blocks["ratios"]):
+        for j in range(n):
+            ax = axes[i, j]
+            ax.imshow(masks[i, j], cmap="Greys", vmin=0, vmax=1.6)
+            for top, left, h, w in blocks["rects"][i][j]:
+                ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, lw=0.8, ec="C1"))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+        axes[i, 0].set_ylabel(f"{ratio:g}", fontsize=7, rotation=0, ha="right", va="center")
+    return fig
+
+
+def diffusion_weights(diffusion: pd.DataFrame, n_bins: int = 20) -> Figure:
+    """Masked diffusion: the drawn noise levels t (left, density), and against t (binned, right) the masked
+    fraction k/n of the Bernoulli masks and the weighted fraction k/(t·n), whose mean is 1 at every t."""
+    fig, axes = new_figure(2, 1, width=3.0, height=2.4)
+    sns.histplot(diffusion["t"], bins=np.linspace(0, 1, 41), stat="density", element="step", ax=axes[0, 0])
+    axes[0, 0].set_xlabel("noise level t (= mask ratio)")
+    ax = axes[0, 1]
+    binned = diffusion.assign(bin=pd.cut(diffusion["t"], np.linspace(0, 1, n_bins + 1), labels=False))
+    stats = binned.groupby("bin")[["t", "masked_fraction", "weighted_fraction"]].mean()
+    ax.plot(stats["t"], stats["masked_fraction"], "o-", label="masked fraction k/n", markersize=3)
+    ax.plot(stats["t"], stats["weighted_fraction"], "s-", label="weighted k/(t n)", markersize=3)
+    ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
+    ax.set_xlabel("noise level t (bin mean)")
+    ax.set_ylim(0, 1.5)
+    ax.legend(fontsize=7, loc="lower right")
     return fig

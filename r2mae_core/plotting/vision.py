@@ -1,5 +1,6 @@
 """Figures of 02_vision: the ratio sweep across architectures and sizes, best ratio vs size, the method
-comparison, U-MAE's effective rank and spectrum, reconstructions, and reconstruction loss vs test ratio."""
+comparison, U-MAE's effective rank and spectrum, reconstructions, reconstruction loss vs test ratio, and the
+positions ablation (block masks vs random positions)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from ..stats import summarise
 from .style import method_colors, new_figure, palette
 
 __all__ = ["ratio_sweep", "best_ratio_vs_size", "method_comparison", "umae_rank", "reconstructions",
-           "recon_vs_test_ratio"]
+           "recon_vs_test_ratio", "block_ablation"]
 
 _FAMILY_LABEL = {"mlp": "MLP-MAE", "cnn": "CNN-MAE", "vit": "ViT-MAE"}
-_GROUP_ORDER = ("fixed", "r2mae", "baseline", "ablation", "umae", "reference")
+_GROUP_ORDER = ("fixed", "r2mae", "baseline", "ablation", "blocks", "umae", "reference")
 
 
 def _errorbar(ax, x, table: pd.DataFrame, value: str, **kw) -> None:
@@ -175,4 +176,28 @@ def recon_vs_test_ratio(methods_df: pd.DataFrame, names: list[str]) -> Figure:
     axes[0, 0].set_xlabel("test mask ratio")
     axes[0, 0].set_ylabel("reconstruction MSE (masked pixels)")
     axes[0, 0].legend(fontsize=6)
+    return fig
+
+
+def block_ablation(table: pd.DataFrame) -> Figure:
+    """The positions ablation: paired differences in test LP accuracy (mean and 95% interval over seeds), one row
+    per comparison of :func:`r2mae_core.experiments.vision_claims.block_ablation` (blocks − random at each ratio
+    law; R²MAE − best fixed with random positions and with blocks)."""
+    fig, axes = new_figure(1, 1, width=4.4, height=0.32 * max(len(table), 1) + 1.1)
+    ax = axes[0, 0]
+    colours = method_colors(list(dict.fromkeys(table["comparison"])) or ["-"])
+    y = np.arange(len(table))
+    for comparison, sel in table.groupby("comparison", sort=False):
+        mean = sel["mean"].to_numpy(float)
+        err = [np.nan_to_num(mean - sel["ci_low"].to_numpy(float)),
+               np.nan_to_num(sel["ci_high"].to_numpy(float) - mean)]
+        ax.errorbar(mean, y[sel.index], xerr=err, color=colours[comparison], marker="o", ls="none", capsize=2,
+                    label=comparison)
+    ax.axvline(0.0, color="0.4", lw=0.8)
+    labels = [f"{r.a} − {r.b}" for r in table.itertuples()]
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("difference in test LP accuracy (paired over seeds)")
+    if len(table):
+        ax.legend(loc="best", fontsize="small")
     return fig
