@@ -189,6 +189,73 @@ def _resume(ckpt: Path, prints: list[dict], params: dict[str, Tensor], opt, sche
     return int(state["step"]), float(state["seconds"]), hist
 
 
+class _Member:
+    """One member's data order and mask generator (the runs one by one derive both from the run's seed)."""
+
+    def __init__(self, data_seed: int, mask_seed: int):
+        self.data_seed = data_seed
+        self.mask_gen = torch_generator(mask_seed)
+        self.epoch, self.perm = -1, None
+
+    def rows(self, step_i: int, per_epoch: int, batch_size: int, n: int) -> Tensor:
+        """The data rows of step ``step_i`` (the epoch's permutation drawn once per epoch)."""
+        epoch, i = divmod(step_i, per_epoch)
+        if self.epoch != epoch:
+            self.epoch, self.perm = epoch, _epoch_perm(self.data_seed, epoch, n)
+        return self.perm[i * batch_size:(i + 1) * batch_size]
+
+
+def _draw_members(members: list[_Member], samplers: Sequence, steps_of: Sequence, model: nn.Module, data,
+                  batch_size: int, step_i: int, steps: int) -> tuple[list, list[float]]:
+    """Each member's batch, ratios and masking draw (with its own step's ``draw``) at step ``step_i``, in member
+    order; and its mean ratio."""
+    draws, ratio_means = [], []
+    for member, sampler, step in zip(members, samplers, steps_of, strict=True):
+        batch = _batch(data, member.rows(step_i, len(data) // batch_size, batch_size, len(data)))
+        ratios = sampler.sample(batch_size, generator=member.mask_gen, progress=step_i / steps)
+        draws.append(step.draw(model, batch, ratios, member.mask_gen, step_i / steps))
+        ratio_means.append(float(ratios.float().mean()))
+    return draws, ratio_means
+
+
+def _vmapped_steps(step, base: nn.Module, uniformity_weight: float, compile: bool):
+    """``step_fn(static)``: the members' loss and uniformity term as one vmapped function of the stacked weights,
+    built (and compiled, with ``compile``) once per static masking shape."""
+    def member_step(p, b, *tensors, static):
+        out = step.call(lambda *args: torch.func.functional_call(base, (p, b), args), tensors, static)
+        unif = uniformity_loss(out.latent) if uniformity_weight else torch.zeros((), device=out.loss.device)
+        return out.loss + uniformity_weight * unif, unif
+
+    built = {}
+
+    def step_fn(static):
+        if static not in built:
+            fn = torch.vmap(lambda p, b, *t: member_step(p, b, *t, static=static))
+            built[static] = torch.compile(fn, dynamic=False) if compile else fn
+        return built[static]
+
+    return step_fn
+
+
+def _append_rows(hist: list[dict], shared: dict, ratio_means: list[float]) -> None:
+    """One history row per member (loss and uniformity filled in later by :func:`_flush`)."""
+    for h, ratio_mean in zip(hist, ratio_means, strict=True):
+        row = {**shared, "loss": math.nan, "ratio_mean": ratio_mean, "uniformity": math.nan}
+        for c in HISTORY_COLUMNS:
+            h[c].append(row[c])
+
+
+def _unstacked(models: Sequence[nn.Module], params: dict[str, Tensor], hist: list[dict], steps: int,
+               device: torch.device) -> list[TrainResult]:
+    """Each member's trained weights loaded back into its model, with its history."""
+    results = []
+    for m, model in enumerate(models):
+        state = {name: p[m].detach().to("cpu") for name, p in params.items()}
+        model.load_state_dict({**model.state_dict(), **state})
+        results.append(TrainResult(model.to(device).eval(), history_frame(hist[m]), steps, 0))
+    return results
+
+
 def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, seeds: Sequence[int],
                       train: TrainConfig, uniformity_weight: float = 0.0, step=None,
                       device: str | torch.device = "cpu", amp: bool | None = None, compile: bool = False,
@@ -237,8 +304,6 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
     data = _as_data(data)
     n = len(data)
     steps = train.total_steps(n)
-    batch_size = train.batch_size
-    per_epoch = n // batch_size
     device = torch.device(device)
     amp = (device.type == "cuda") if amp is None else bool(amp)
     member_steps = list(step) if isinstance(step, Sequence) else [step or ImageMasking()] * k
@@ -250,45 +315,21 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
     params, buffers, base = stack_members(models, device)
     opt = adamw(params, train, member_ndim=1)
     sched = lr_schedule(opt, train, steps)
-    data_seeds, mask_gens = [], []
-    for s in seeds:
-        data_seed, mask_seed = child_seeds(s, 2)
-        data_seeds.append(data_seed)
-        mask_gens.append(torch_generator(mask_seed))
-
-    def member_step(p, b, *tensors, static):
-        out = step.call(lambda *args: torch.func.functional_call(base, (p, b), args), tensors, static)
-        unif = uniformity_loss(out.latent) if uniformity_weight else torch.zeros((), device=out.loss.device)
-        return out.loss + uniformity_weight * unif, unif
-
-    steps_fn = {}
-
-    def step_fn(static):
-        if static not in steps_fn:
-            fn = torch.vmap(lambda p, b, *t: member_step(p, b, *t, static=static))
-            steps_fn[static] = torch.compile(fn, dynamic=False) if compile else fn
-        return steps_fn[static]
-
+    members = [_Member(*child_seeds(s, 2)) for s in seeds]
+    step_fn = _vmapped_steps(step, base, uniformity_weight, compile)
     hist = [{c: [] for c in HISTORY_COLUMNS} for _ in range(k)]
     pending: list[Tensor] = []
-    perms: list[tuple[int, Tensor | None]] = [(-1, None)] * k
     prints = [run_fingerprint(m, sp, train, n_data=n, seed=s, uniformity_weight=uniformity_weight)
               for m, sp, s in zip(models, samplers, seeds, strict=True)]
     ckpt = Path(checkpoint_path) if checkpoint_path is not None and train.checkpoint_every else None
     start, seconds_before = 0, 0.0
     if ckpt is not None and ckpt.exists():
-        start, seconds_before, hist = _resume(ckpt, prints, params, opt, sched, mask_gens)
+        start, seconds_before, hist = _resume(ckpt, prints, params, opt, sched, [m.mask_gen for m in members])
     t0 = time.perf_counter()
     for step_i in range(start, steps):
-        epoch, i = divmod(step_i, per_epoch)
-        draws, ratio_means = [], []
-        for m in range(k):
-            if perms[m][0] != epoch:
-                perms[m] = (epoch, _epoch_perm(data_seeds[m], epoch, n))
-            batch = _batch(data, perms[m][1][i * batch_size:(i + 1) * batch_size])
-            ratios = samplers[m].sample(batch_size, generator=mask_gens[m], progress=step_i / steps)
-            draws.append(member_steps[m].draw(models[0], batch, ratios, mask_gens[m], step_i / steps))
-            ratio_means.append(float(ratios.float().mean()))
+        epoch = step_i // (n // train.batch_size)
+        draws, ratio_means = _draw_members(members, samplers, member_steps, models[0], data, train.batch_size,
+                                           step_i, steps)
         tensors, static = step.stack(draws, compile_buckets if compile else 0)
         tensors = [t.to(device, non_blocking=True) for t in tensors]
         cur_lr = opt.param_groups[0]["lr"]
@@ -302,11 +343,7 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
         sched.step()
         pending.append(torch.stack([losses.detach().float(), unifs.detach().float()]))  # (2, k)
         elapsed = seconds_before + time.perf_counter() - t0
-        for m in range(k):
-            row = {"step": step_i, "epoch": epoch, "loss": math.nan, "ratio_mean": ratio_means[m], "lr": cur_lr,
-                   "uniformity": math.nan, "seconds": elapsed}
-            for c in HISTORY_COLUMNS:
-                hist[m][c].append(row[c])
+        _append_rows(hist, {"step": step_i, "epoch": epoch, "lr": cur_lr, "seconds": elapsed}, ratio_means)
         due = ckpt is not None and (step_i + 1) % train.checkpoint_every == 0 and step_i + 1 < steps
         if len(pending) >= _FLUSH_EVERY or step_i + 1 == steps or due:
             _flush(pending, hist, step_i + 1 - len(pending), bool(uniformity_weight))
@@ -314,13 +351,8 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
             _save(ckpt, {"format": 1, "fingerprints": prints, "step": step_i + 1, "seconds": elapsed,
                          "params": {name: p.detach().cpu() for name, p in params.items()},
                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         "mask_generators": [g.get_state() for g in mask_gens], "history": hist})
+                         "mask_generators": [m.mask_gen.get_state() for m in members], "history": hist})
     if ckpt is not None:
         ckpt.unlink(missing_ok=True)
-    results = []
-    for m, model in enumerate(models):
-        state = {name: p[m].detach() for name, p in params.items()}
-        model.load_state_dict({**model.state_dict(), **{k_: v.to("cpu") for k_, v in state.items()}})
-        results.append(TrainResult(model.to(device).eval(), history_frame(hist[m]), steps, 0))
-    return results
+    return _unstacked(models, params, hist, steps, device)
 
