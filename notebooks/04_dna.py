@@ -136,7 +136,7 @@ results["pretraining"]
 # substitutions still keeps about half of them, so a window at or above the threshold 0.5 is a near-copy
 # (about 96% identity or more). Near-copies found in the split as built (`flagged` of the `candidates`, against
 # each reference) are dropped before the probe subsets are drawn (`dropped`; `rebalanced` more keep the classes
-# equal); the remaining columns (`n_above`, `frac_above`, mean to max) measure the test windows used. Claim L1
+# equal); the remaining columns (`n_above`, `frac_above`, mean to max) measure the test windows used. Claim D4
 # reads the largest `frac_above`.
 
 # %%
@@ -196,10 +196,10 @@ table[table["metric"].isin(["mcc", "acc", "perplexity"])].round(4)
 # ## Claims
 # D1 R²MAE ≥ the best fixed ratio (chosen on validation) on the task average; D2 R²MAE ≥ scheduled / curriculum
 # masking; D3 the best fixed ratio differs between tasks; S1 (sanity) pretrained features beat the randomly
-# initialised encoder on exon/intron by more than 0.05 MCC; L1 the test splits used are clean (at most 1% of the test
+# initialised encoder on exon/intron by more than 0.05 MCC; D4 the test splits used are clean (at most 1% of the test
 # windows of any task at or above the near-copy threshold, Table 7). Each verdict follows the rule written in
 # `dna_claims` (D1–D3 and S1: paired differences over seeds with 95% intervals, above the threshold supported,
-# below it contradicted, covering it inconclusive; L1: the largest fraction against the 1% bound). The key numbers are test MCCs at the main size (seed means).
+# below it contradicted, covering it inconclusive; D4: the largest fraction against the 1% bound). The key numbers are test MCCs at the main size (seed means).
 
 # %%
 claims = dna_claims.claims(results, config, profile)

@@ -36,8 +36,11 @@ CATALOGUE: dict[str, dict[str, Output]] = {
         "fig1_ratio_distributions": Output("ratio distributions", ("M1",)),
         "fig2_ratio_over_training": Output("ratio over training", ("M2",)),
         "fig3_masked_images": Output("masks on images"),
+        "fig4_block_masks": Output("block masks on the patch grid"),
+        "fig5_diffusion_weights": Output("masked diffusion's noise levels and 1/t weights", ("M3",)),
         "tab1_sampler_moments": Output("sampler moments (MC vs quadrature)"),
         "tab2_within_batch_spread": Output("within-batch spread"),
+        "tab3_block_masks": Output("block masks: counts and block shapes"),
     },
     "01_linear_theory": {
         "fig1_risk_vs_ratio": Output("risk vs ratio (families × model sizes, bias/variance)", ("C2",)),
@@ -62,8 +65,10 @@ CATALOGUE: dict[str, dict[str, Output]] = {
         "fig4_recon_vs_test_ratio": Output("reconstruction loss vs test ratio"),
         "fig5_umae_rank": Output("U-MAE effective rank and spectrum", ("V4a", "V4b", "V4c", "V4d")),
         "fig6_reconstructions": Output("reconstructions"),
+        "fig7_block_ablation": Output("block vs random positions at the same ratio law", ("V5",)),
         "tab1_ratio_sweep": Output("sweep"),
         "tab2_methods": Output("methods with reference rows"),
+        "tab3_block_ablation": Output("block vs random positions (paired differences)", ("V5",)),
     },
     "03_language": {
         "fig1_ratio_sweep": Output("score vs fixed ratio per size", ("L1", "L2")),
@@ -87,7 +92,7 @@ CATALOGUE: dict[str, dict[str, Output]] = {
         "tab4_paired_differences": Output("paired differences"),
         "tab5_all_metrics_test": Output("every metric (mean, 95% CI)"),
         "tab6_runs": Output("runs"),
-        "tab7_test_leakage": Output("near-copy audit of the test splits (16-mer containment)", ("L1",)),
+        "tab7_test_leakage": Output("near-copy audit of the test splits (16-mer containment)", ("D4",)),
     },
     "05_single_cell": {
         "fig1_ratio_sweep": Output("fixed-ratio sweep (macro-F1, NMI)"),

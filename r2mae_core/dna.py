@@ -401,6 +401,52 @@ def exon_intron_task(genes: pd.DataFrame, *, window: int = 100, classes: Sequenc
     return task
 
 
+def _near_prefix(tss: np.ndarray, exclusion: int, n: int) -> np.ndarray:
+    """Prefix counts (length ``n + 1``) of the positions within ``exclusion`` bp of a TSS: a window
+    ``[s, e)`` keeps that distance from every TSS iff ``near[e] - near[s] == 0`` (difference array → coverage →
+    prefix sum)."""
+    cover = np.zeros(n + 1, dtype=np.int32)
+    cover += np.bincount(np.clip(tss - exclusion, 0, n), minlength=n + 1).astype(np.int32)
+    cover -= np.bincount(np.clip(tss + exclusion, 0, n), minlength=n + 1).astype(np.int32)
+    np.cumsum(cover, out=cover)
+    near = np.zeros(n + 1, dtype=np.int32)
+    near[1:] = cover[:-1] > 0
+    np.cumsum(near, out=near)
+    return near
+
+
+def _draw_background(rng: np.random.Generator, track: _Track, blocks: np.ndarray, quota: np.ndarray, stratum,
+                     near: np.ndarray, *, n_draw: int, length: int, block_size: int,
+                     max_n_frac: float) -> dict[int, list[tuple[int, int]]]:
+    """Background window starts per stratum for :func:`promoter_task`: up to 50 rounds of ``n_draw`` uniform
+    candidates in ``blocks`` (distinct, clean, away from every TSS) fill each stratum's ``quota``; a shortfall is
+    filled from spare candidates of the same soft-mask class, nearest GC bin. Returns ``{stratum: [(start,
+    stratum), ...]}``."""
+    n_strata, n = len(quota), len(near) - 1
+    chosen: dict[int, list[tuple[int, int]]] = {k: [] for k in range(n_strata)}
+    spare: list[tuple[int, int]] = []
+    used: set[int] = set()
+    for _ in range(50):
+        if all(len(chosen[k]) >= quota[k] for k in range(n_strata)):
+            break
+        s = rng.choice(blocks, size=n_draw) * block_size + rng.integers(0, block_size - length + 1, size=n_draw)
+        s = s[s + length <= n]
+        e = s + length
+        gc, nf, sm = track.stats(s, e)
+        ok = (nf <= max_n_frac) & (near[e] - near[s] == 0) & np.isfinite(gc)
+        for a, k in zip(s[ok].tolist(), stratum(gc[ok], sm[ok]).tolist(), strict=True):
+            if a not in used:
+                used.add(a)
+                (chosen[k] if len(chosen[k]) < quota[k] else spare).append((a, k))
+    for k in range(n_strata):  # shortfall: spare candidates of the same soft-mask class, nearest GC bin
+        short = quota[k] - len(chosen[k])
+        if short > 0 and spare:
+            spare.sort(key=lambda t, k=k: (t[1] % 3 != k % 3, abs(t[1] // 3 - k // 3), t[0]))
+            chosen[k] += spare[:short]
+            spare = spare[short:]
+    return chosen
+
+
 def promoter_task(promoters: Genome, chr2r: Genome, *, length: int = 200, test_fraction: float = 0.2,
                   block_size: int = 1_000_000, exclusion: int = 2_000, gc_bins: int = 20,
                   match_softmask: bool = True, max_n_frac: float = 0.0, seed: int | np.random.Generator = 0) -> Task:
@@ -471,14 +517,7 @@ def promoter_task(promoters: Genome, chr2r: Genome, *, length: int = 200, test_f
     pos = pos[pos["start"] // block_size == (pos["end"] - 1) // block_size]
     pos["split"] = np.where(is_test_block[pos["start"] // block_size], "test", "train")
     pos = pos[track.stats(pos["start"].to_numpy(), pos["end"].to_numpy())[1] <= max_n_frac]
-    # prefix count of positions within `exclusion` bp of a TSS (difference array -> coverage -> prefix sum)
-    cover = np.zeros(len(codes) + 1, dtype=np.int32)
-    cover += np.bincount(np.clip(tss - exclusion, 0, len(codes)), minlength=len(codes) + 1).astype(np.int32)
-    cover -= np.bincount(np.clip(tss + exclusion, 0, len(codes)), minlength=len(codes) + 1).astype(np.int32)
-    np.cumsum(cover, out=cover)
-    near = np.zeros(len(codes) + 1, dtype=np.int32)
-    near[1:] = cover[:-1] > 0
-    np.cumsum(near, out=near)
+    near = _near_prefix(tss, exclusion, len(codes))
     match_sm = match_softmask and track.sm is not None
 
     def stratum(gc: np.ndarray, sm: np.ndarray) -> np.ndarray:
@@ -495,28 +534,8 @@ def promoter_task(promoters: Genome, chr2r: Genome, *, length: int = 200, test_f
         quota = np.bincount(stratum(parts[-1]["gc"], parts[-1]["softmask_frac"]),
                             minlength=n_strata)
         blocks = np.flatnonzero(is_test_block == (split == "test"))
-        chosen: dict[int, list[int]] = {k: [] for k in range(n_strata)}
-        spare: list[tuple[int, int]] = []
-        used: set[int] = set()
-        for _ in range(50):
-            if all(len(chosen[k]) >= quota[k] for k in range(n_strata)):
-                break
-            m = 20 * max(1, len(p))
-            s = rng.choice(blocks, size=m) * block_size + rng.integers(0, block_size - length + 1, size=m)
-            s = s[s + length <= len(codes)]
-            e = s + length
-            gc, nf, sm = track.stats(s, e)
-            ok = (nf <= max_n_frac) & (near[e] - near[s] == 0) & np.isfinite(gc)
-            for a, k in zip(s[ok].tolist(), stratum(gc[ok], sm[ok]).tolist(), strict=True):
-                if a not in used:
-                    used.add(a)
-                    (chosen[k] if len(chosen[k]) < quota[k] else spare).append((a, k))
-        for k in range(n_strata):  # shortfall: spare candidates of the same soft-mask class, nearest GC bin
-            short = quota[k] - len(chosen[k])
-            if short > 0 and spare:
-                spare.sort(key=lambda t, k=k: (t[1] % 3 != k % 3, abs(t[1] // 3 - k // 3), t[0]))
-                chosen[k] += spare[:short]
-                spare = spare[short:]
+        chosen = _draw_background(rng, track, blocks, quota, stratum, near, n_draw=20 * max(1, len(p)),
+                                  length=length, block_size=block_size, max_n_frac=max_n_frac)
         starts = np.array(sorted(a for v in chosen.values() for a, _ in v), dtype=np.int64)
         strands = np.where(rng.random(len(starts)) < 0.5, "-", "+")
         parts.append(_rows(track, "chr2R", starts, starts + length, strands, "background", split,

@@ -19,7 +19,7 @@ Decision rules (fixed before any run; :func:`claims` implements exactly these; 9
 - **S1** (sanity) pretrained features beat the randomly initialised encoder on exon/intron by a clear
   margin: paired difference over seeds MCC(R²MAE) − MCC(random init), test split, main size, against the
   margin ``SANITY_MARGIN`` = 0.05 MCC: interval above it → supported, below it → contradicted, else inconclusive.
-- **L1** the test splits used are clean: in the near-copy audit (:func:`r2mae_core.experiments.dna.leakage_table`:
+- **D4** the test splits used are clean: in the near-copy audit (:func:`r2mae_core.experiments.dna.leakage_table`:
   containment of a test window's canonical ``LEAK_K``-mers in the task's training windows and in the pretraining
   windows), the largest fraction of test windows at or above ``LEAK_THRESHOLD``, over every task, the
   masked-nucleotide evaluation and both references, is at most ``LEAK_MAX_FRACTION`` = 1% → supported, else
@@ -102,7 +102,7 @@ def comparisons(sc: pd.DataFrame, config: Config) -> pd.DataFrame:
 
 
 def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_boot: int = 4000) -> list[Claim]:
-    """D1–D3, S1 and (with a ``leakage`` table in ``results``) L1, with the rules of the module docstring."""
+    """D1–D3, S1 and (with a ``leakage`` table in ``results``) D4, with the rules of the module docstring."""
     rng = numpy_generator(config.seed)
     sc = scores(results["metrics"])
     comp = comparisons(sc, config)
@@ -131,14 +131,14 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
 
 
 def leakage_claim(leak: pd.DataFrame, profile: str) -> Claim:
-    """L1 with the rule of the module docstring, from the audit table (columns task, reference, frac_above,
+    """D4 with the rule of the module docstring, from the audit table (columns task, reference, frac_above,
     dropped)."""
     need = {"task", "reference", "frac_above", "dropped"}
     if not isinstance(leak, pd.DataFrame) or leak.empty or not need <= set(leak.columns):
         raise ValueError(f"leak is not allowed: use the non-empty table of dna.leakage_table (columns {sorted(need)})")
     value = float(leak["frac_above"].max())
     dropped = int(leak.groupby("task")["dropped"].first().sum())
-    return Claim("L1", f"The test splits used are clean: at most {LEAK_MAX_FRACTION:.0%} of the test windows of "
+    return Claim("D4", f"The test splits used are clean: at most {LEAK_MAX_FRACTION:.0%} of the test windows of "
                  f"every task share >= {LEAK_THRESHOLD:.0%} of their canonical {LEAK_K}-mers (reverse complements "
                  f"included) with the task's training windows or the pretraining windows ({dropped} near-copies "
                  f"found in the split as built were dropped first)", LEAK_SOURCE,

@@ -131,6 +131,21 @@ class Config:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        self._check_sizes()
+        self._check_choices()
+        for model in MODELS:  # one clear line for sizes the model refuses (dim % heads, ...)
+            try:
+                model_config(single_cell.MODEL_ALIASES[model], n_genes=1, **self.model_kwargs(model))
+            except ValueError as err:
+                raise ValueError(f"{model} model: {err}") from None
+        for method in self.methods("mlp"):  # one clear line for low > high, unknown per/shape, ...
+            make_sampler(method.sampler)
+        if not self.umap_methods:
+            raise ValueError("umap_methods=() is not allowed: name at least one method")
+        select_methods(self, self.models[0], self.umap_methods)  # one clear line for an unknown method
+
+    def _check_sizes(self) -> None:
+        """Lists to tuples; the seed and every count (seeds, steps, widths, folds, neighbours)."""
         for name in ("datasets", "models", "transformer_datasets", "fixed_ratios", "transformer_fixed_ratios",
                      "choice_values", "probe_cs", "leiden_resolutions", "recon_ratios", "umap_methods"):
             object.__setattr__(self, name, check_list(name, getattr(self, name)))  # tuples: hashable
@@ -143,6 +158,9 @@ class Config:
         check_int("cv_folds", self.cv_folds, 2)
         check_int("cv_repeats", self.cv_repeats, 1)
         check_int("n_neighbors", self.n_neighbors, 2)
+
+    def _check_choices(self) -> None:
+        """Datasets and models by name, ratios, fractions, probe and clustering grids, device and optimiser."""
         bad = [d for d in self.datasets if d not in DATASET_SPECS]
         if not self.datasets or bad:
             raise ValueError(f"datasets={list(self.datasets)!r} is not allowed: use some of {list(DATASET_SPECS)}")
@@ -171,17 +189,6 @@ class Config:
             raise ValueError(f"device={self.device!r} is not allowed: use 'cpu' or 'cuda'")
         check_number("lr", self.lr, low=0, low_open=True)
         check_number("weight_decay", self.weight_decay, low=0)
-        for model in MODELS:  # one clear line for sizes the model refuses (dim % heads, ...)
-            try:
-                model_config(single_cell.MODEL_ALIASES[model], n_genes=1, **self.model_kwargs(model))
-            except ValueError as err:
-                raise ValueError(f"{model} model: {err}") from None
-        for method in self.methods("mlp"):  # one clear line for low > high, unknown per/shape, ...
-            make_sampler(method.sampler)
-        if not self.umap_methods:
-            raise ValueError("umap_methods=() is not allowed: name at least one method")
-        select_methods(self, self.models[0], self.umap_methods)  # one clear line for an unknown method
-
     def methods(self, model: str) -> list[Method]:
         """The masking methods of ``model`` (records): the fixed sweep (group ``fixed``), scGPT's per-batch choice
         (``choice``), the schedule (``scheduled``) and the declared R²MAE (``r2mae``)."""

@@ -135,6 +135,16 @@ class Config:
     n_recon_images: int = 4
 
     def __post_init__(self) -> None:
+        self._normalise()
+        self._check_schedule()
+        self._check_ratios()
+        self._check_choices()
+        self.evaluation()  # one clear line for a bad evaluation setting
+        self.run_spec("vit", self.vit_size, fixed_method(self.fixed_ratios[0]), 0, 1)
+        methods(self)  # one clear line for an unknown r2mae_per
+
+    def _normalise(self) -> None:
+        """Lists to tuples, the sweep to plain dicts, ablation intervals to float pairs (shapes checked)."""
         for name in ("test_ratios", "sweep_ratios", "fixed_ratios", "baselines", "recon_ratios", "ablation_intervals",
                      "block_fixed_ratios"):
             object.__setattr__(self, name, check_list(name, getattr(self, name)))
@@ -148,6 +158,9 @@ class Config:
                                  "0 < a < b < 1")
         object.__setattr__(self, "ablation_intervals", tuple(tuple(map(float, ab)) for ab in self.ablation_intervals))
         object.__setattr__(self, "sweep", {f: dict(v) if isinstance(v, dict) else v for f, v in self.sweep.items()})
+
+    def _check_schedule(self) -> None:
+        """Seeds, sizes of the data and the schedule, the dataset, the learning rate and the switches."""
         check_seed(self.seed)
         check_int("n_seeds", self.n_seeds, 1)
         check_int("sweep_seeds", self.sweep_seeds, 1)
@@ -160,6 +173,9 @@ class Config:
         check_number("lr", self.lr, low=0, low_open=True)
         for name in ("ablation_per_sample", "umae_r2mae", "ablation_blocks"):
             check_bool(name, getattr(self, name))
+
+    def _check_ratios(self) -> None:
+        """Every mask ratio, R²MAE's interval and U-MAE's ratio and λ."""
         for ratio in self.block_fixed_ratios:
             if ratio not in self.fixed_ratios:
                 raise ValueError(f"block_fixed_ratios={list(self.block_fixed_ratios)!r} is not allowed: use ratios "
@@ -179,6 +195,9 @@ class Config:
                 raise ValueError(f"{name}=() is not allowed: give at least one mask ratio")
             for v in values:
                 check_ratio(name, v)
+
+    def _check_choices(self) -> None:
+        """Names that must come from a list: sweep families and sizes, the ViT size, baselines, ablations."""
         for family, entry in self.sweep.items():
             if family not in FAMILIES:
                 raise ValueError(f"sweep family {family!r} is not allowed: use some of {', '.join(FAMILIES)}")
@@ -200,10 +219,6 @@ class Config:
         for ab in self.ablation_intervals:
             if len(ab) != 2 or not 0 < ab[0] < ab[1] < 1:
                 raise ValueError(f"ablation_intervals={ab!r} is not allowed: use pairs [a, b] with 0 < a < b < 1")
-        self.evaluation()  # one clear line for a bad evaluation setting
-        self.run_spec("vit", self.vit_size, fixed_method(self.fixed_ratios[0]), 0, 1)
-        methods(self)  # one clear line for an unknown r2mae_per
-
     @property
     def seeds(self) -> list[int]:
         """The run seeds (children of ``seed``), shared by every method."""

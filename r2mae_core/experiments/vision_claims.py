@@ -148,50 +148,50 @@ def _size_order(family: str, sizes) -> list[str]:
     return [s for s in SIZES[family] if s in set(sizes)]
 
 
-def claims(results: dict, config: Config, profile: str) -> list[Claim]:
-    """The claims V0–V4 (rules in the module docstring)."""
-    mdf, refs, sweep = results["methods"], results["references"], results["sweep"]
-    best = results["best_fixed"]
-    r2 = _one(mdf, (mdf["group"] == "r2mae"), "the declared R²MAE")
-    out = []
-
+def _sanity_claim(mdf: pd.DataFrame, refs: pd.DataFrame, best: str, config: Config, profile: str) -> Claim:
+    """V0: the validation-chosen MAE against the randomly initialised ViT, by ≥ 5 LP points."""
     rand = _random_vit(refs, config.vit_size).set_index("seed")["lp_test"]
     mine = mdf[mdf["method"] == best].set_index("seed")["lp_test"]
     shared = mine.index.intersection(rand.index)
-    out.append(make_claim(
+    return make_claim(
         cid="V0", claim=f"MAE features ({best}, val-chosen) beat the randomly initialised ViT by ≥ 5 LP points "
         "(test); rule: paired interval above 0.05", source="acceptance of 02_vision",
         metric="LP(best fixed) − LP(random init)", diffs=(mine[shared] - rand[shared]).to_numpy(), profile=profile,
-        threshold=0.05))
+        threshold=0.05)
 
-    best_r = best_ratios(sweep)
+
+def _size_claims(sweep: pd.DataFrame, profile: str) -> list[Claim]:
+    """V1 (averaged over architectures) and V1-<family>: the best fixed ratio grows with model size."""
     per_family = {}
-    for family, group in best_r.groupby("family", sort=False):
+    for family, group in best_ratios(sweep).groupby("family", sort=False):
         sizes = _size_order(family, group["size"])
         if len(sizes) < 2:
             continue
         wide = group.pivot_table(index="seed", columns="size", values="ratio")
         per_family[family] = (wide[sizes[-1]] - wide[sizes[0]]).dropna()
     diffs = pd.concat(per_family, axis=1).dropna().mean(axis=1).to_numpy() if per_family else np.array([])
-    out.append(make_claim(
+    out = [make_claim(
         cid="V1", claim="the best fixed ratio (validation LP) grows with model size, averaged over architectures; "
         "rule: paired interval over seeds above 0", source=SOURCE + " (theory, 01's C3a)",
-        metric="best ratio(largest size) − best ratio(smallest size)", diffs=diffs, profile=profile))
+        metric="best ratio(largest size) − best ratio(smallest size)", diffs=diffs, profile=profile)]
     for family, d in per_family.items():
         out.append(make_claim(cid=f"V1-{family}", claim=f"{family}: the best fixed ratio grows with model size",
                               source=SOURCE, metric="best ratio(largest) − best ratio(smallest)", diffs=d.to_numpy(),
                               profile=profile))
+    return out
 
-    out.append(make_claim(
+
+def _r2mae_claims(mdf: pd.DataFrame, r2: str, best: str, profile: str) -> list[Claim]:
+    """V2 (and V2-<probe>): R²MAE against the best fixed ratio; V3 (and V3-<baseline>): against the baselines."""
+    out = [make_claim(
         cid="V2", claim=f"{r2} ≥ the best fixed ratio ({best}, chosen on validation LP) in test LP accuracy; rule: "
         "paired interval above 0 supported, below 0 contradicted", source=SOURCE, metric="LP(R²MAE) − LP(best fixed)",
-        diffs=_paired(mdf, r2, best, "lp_test"), profile=profile))
+        diffs=_paired(mdf, r2, best, "lp_test"), profile=profile)]
     for col, label in (("knn_test", "knn"), ("bn_lp_test", "bn_lp"), ("ft_test", "ft")):
         if col in mdf and mdf.loc[mdf["method"].isin([r2, best]), col].notna().all():
             out.append(make_claim(cid=f"V2-{label}", claim=f"{r2} ≥ best fixed in {METRICS[col]} accuracy",
                                   source=SOURCE, metric=f"{METRICS[col]}(R²MAE) − {METRICS[col]}(best fixed)",
                                   diffs=_paired(mdf, r2, best, col), profile=profile))
-
     baselines = mdf[mdf["group"] == "baseline"]
     scheduled = list(dict.fromkeys(baselines.loc[baselines["kind"] == "scheduled", "method"]))
     if scheduled:
@@ -207,29 +207,42 @@ def claims(results: dict, config: Config, profile: str) -> list[Claim]:
         out.append(make_claim(cid=f"V3-{name}", claim=f"{r2} ≥ {name} in test LP", source=SOURCE,
                               metric=f"LP(R²MAE) − LP({name})", diffs=_paired(mdf, r2, name, "lp_test"),
                               profile=profile))
+    return out
 
+
+def _block_claims(mdf: pd.DataFrame, profile: str) -> list[Claim]:
+    """V5: R²MAE against the best fixed ratio when both mask blocks of patches."""
     blocks = block_ablation(mdf)
-    for row in blocks[(blocks["comparison"] == "R²MAE − best fixed") & (blocks["positions"] == "blocks")].itertuples():
-        out.append(make_claim(
-            cid="V5", claim=f"{row.a} ≥ the best fixed ratio with block masks ({row.b}, chosen on validation LP) in "
-            "test LP; rule: paired interval above 0 supported, below 0 contradicted",
-            source=SOURCE + "; blockwise masks of Bao et al. 2022 (BEiT)",
-            metric="LP(R²MAE blocks) − LP(best fixed blocks)", value=row.mean, ci_low=row.ci_low,
-            ci_high=row.ci_high, n_seeds=row.n, profile=profile))
+    rows = blocks[(blocks["comparison"] == "R²MAE − best fixed") & (blocks["positions"] == "blocks")]
+    return [make_claim(
+        cid="V5", claim=f"{row.a} ≥ the best fixed ratio with block masks ({row.b}, chosen on validation LP) in "
+        "test LP; rule: paired interval above 0 supported, below 0 contradicted",
+        source=SOURCE + "; blockwise masks of Bao et al. 2022 (BEiT)",
+        metric="LP(R²MAE blocks) − LP(best fixed blocks)", value=row.mean, ci_low=row.ci_low,
+        ci_high=row.ci_high, n_seeds=row.n, profile=profile) for row in rows.itertuples()]
 
+
+def _umae_claims(mdf: pd.DataFrame, r2: str, config: Config, profile: str) -> list[Claim]:
+    """V4a–V4d: U-MAE against MAE (and R²MAE + U-MAE against R²MAE) in effective rank and test LP."""
     fixed_at = (mdf["kind"] == "fixed") & (mdf["ratio"] == config.umae_ratio)
     mae = _one(mdf, fixed_at & (mdf["group"] == "fixed"), f"fixed {config.umae_ratio:g}")
     umae = _one(mdf, fixed_at & (mdf["group"] == "umae"), f"U-MAE fixed {config.umae_ratio:g}")
-    r2u = _one(mdf, (mdf["kind"] == "r2mae") & (mdf["group"] == "umae"), "R²MAE + U-MAE") if config.umae_r2mae \
-        else ""
     pairs = [("V4a", umae, mae, "effective_rank", "effective rank"), ("V4b", umae, mae, "lp_test", "test LP")]
     if config.umae_r2mae:
+        r2u = _one(mdf, (mdf["kind"] == "r2mae") & (mdf["group"] == "umae"), "R²MAE + U-MAE")
         pairs += [("V4c", r2u, r2, "effective_rank", "effective rank"), ("V4d", r2u, r2, "lp_test", "test LP")]
-    for cid, a, b, col, what in pairs:
-        out.append(make_claim(cid=cid, claim=f"{a} > {b} in {what} (λ = {config.umae_weight:g}); rule: paired "
-                              "interval above 0", source=SOURCE_UMAE, metric=f"{what}({a}) − {what}({b})",
-                              diffs=_paired(mdf, a, b, col), profile=profile))
-    return out
+    return [make_claim(cid=cid, claim=f"{a} > {b} in {what} (λ = {config.umae_weight:g}); rule: paired interval "
+                       "above 0", source=SOURCE_UMAE, metric=f"{what}({a}) − {what}({b})",
+                       diffs=_paired(mdf, a, b, col), profile=profile) for cid, a, b, col, what in pairs]
+
+
+def claims(results: dict, config: Config, profile: str) -> list[Claim]:
+    """The claims V0–V5 (rules in the module docstring), in the order V0, V1, V2, V3, V5, V4."""
+    mdf, best = results["methods"], results["best_fixed"]
+    r2 = _one(mdf, (mdf["group"] == "r2mae"), "the declared R²MAE")
+    return [_sanity_claim(mdf, results["references"], best, config, profile),
+            *_size_claims(results["sweep"], profile), *_r2mae_claims(mdf, r2, best, profile),
+            *_block_claims(mdf, profile), *_umae_claims(mdf, r2, config, profile)]
 
 
 def training_minutes(results: dict) -> float:
