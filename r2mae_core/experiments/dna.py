@@ -233,8 +233,9 @@ def step_for(method: Method, first_random_id: int) -> MLMStep:
     """The masking step of ``method`` (:meth:`r2mae_core.mlm.MLMStep.for_mask`: independent masks, or its span
     curriculum ``method.mask``) on the DNA ids; for a masked-diffusion method, Bernoulli masks at each window's
     noise level with the 1/t-weighted loss."""
-    step = MLMStep.for_mask(dna.MASK_ID, dna.N_ID + 1, first_random_id, method.mask)
-    return replace(step, diffusion=True) if is_masked_diffusion(method) else step
+    if is_masked_diffusion(method):  # its mask record names the weighting, not a span curriculum
+        return replace(MLMStep.for_mask(dna.MASK_ID, dna.N_ID + 1, first_random_id, {}), diffusion=True)
+    return MLMStep.for_mask(dna.MASK_ID, dna.N_ID + 1, first_random_id, method.mask)
 
 
 # ----------------------------------------------------------------------------------------------- data
