@@ -183,10 +183,5 @@ def test_sampler_law_moments_and_registry():
      ["weights (3,)"]),
     (lambda: MLMStep(MASK_ID, FIRST, FIRST, curriculum=True, diffusion=True), ["diffusion=True", "curriculum"]),
 ])
-def test_bad_inputs_raise_one_line_value_error(call, needles):
-    with pytest.raises(ValueError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message
-    for needle in needles:
-        assert needle in message, (needle, message)
+def test_bad_inputs_raise_one_line_value_error(call, needles, raises_one_line):
+    raises_one_line(call, needles)
