@@ -48,7 +48,8 @@ from .records import RecordError, load_record, save_record
 from .train import TrainConfig
 
 __all__ = ["Method", "TrainConfig", "RunSpec", "Options", "fixed_method", "r2mae_method", "r2mae_name",
-           "reference_method", "masked_diffusion_method", "is_masked_diffusion", "MASKED_DIFFUSION", "group_key",
+           "reference_method", "masked_diffusion_method", "equivalent_fixed_method", "is_masked_diffusion",
+           "MASKED_DIFFUSION", "group_key",
            "MEMBER_MASK_OPTIONS", "groups", "shard_runs", "result_path", "group_checkpoint_path", "ledger_path",
            "ledger_code", "execute", "parse_shard"]
 
@@ -148,6 +149,33 @@ def masked_diffusion_method(eps: float = 1e-3, *, group: str = "diffusion",
 def is_masked_diffusion(method: Method) -> bool:
     """Whether ``method`` trains with the masked-diffusion objective (its mask options)."""
     return method.mask.get("objective") == MASKED_DIFFUSION["objective"]
+
+
+def equivalent_fixed_method(method: Method, *, group: str = "equivalent", name: str | None = None) -> Method:
+    r"""The fixed ratio of equal population effect as ``method``'s random ratio law: the equal-effect control.
+
+    In the linear model's population limit a ratio law P with loss weight w trains exactly the predictor of the
+    fixed ratio m_eq = E[w m²(1−m)] / E[w m(1−m)] (:func:`r2mae_core.theory.equivalent_fixed_ratio`; w = 1 for
+    R²MAE, w = 1/m for masked diffusion, whose m_eq is 1/3). A random ratio that beats the grid's best fixed ratio
+    but not m_eq wins by its *effective* ratio, not by being random; this control separates the two.
+
+    Parameters
+    ----------
+    method
+        A method with a random ratio law (R²MAE, masked diffusion, or any sampler with quadrature nodes).
+    group, name
+        The control's group (default ``equivalent``) and display name (default ``fixed m_eq <m> (<method>)``).
+    """
+    from . import theory  # the theory layer is needed only here
+
+    if method.sampler is None or method.kind == "fixed":
+        raise ValueError(f"method={method.name!r} is not allowed: the equal-effect control needs a random ratio "
+                         "law (e.g. R²MAE or masked diffusion), not a fixed ratio or a reference")
+    sampler = make_sampler(method.sampler)
+    law = theory.weighted_law(sampler, "inverse") if is_masked_diffusion(method) else sampler
+    m_eq = float(theory.equivalent_fixed_ratio(law))
+    return fixed_method(m_eq, group=group, uniformity_weight=method.uniformity_weight,
+                        name=name or f"fixed m_eq {m_eq:.3f} ({method.name})")
 
 
 def reference_method(name: str = "random init") -> Method:

@@ -177,3 +177,26 @@ def test_the_ledger_is_read_after_the_cache_and_replay_trains_nothing(cache, tmp
         return [{"metrics": {"seed": spec.seed}} for spec in group]
 
     assert execute([reference], init_only, progress=False)[0]["metrics"] == {"seed": 7}  # trains nothing: done here
+
+
+@pytest.mark.parametrize("method, weight", [(r2mae_method(0.35, 0.75), lambda m: 1.0),
+                                            (r2mae_method(0.1, 0.9, "sample"), lambda m: 1.0),
+                                            (runs.masked_diffusion_method(), lambda m: 1.0 / m)])
+def test_equal_effect_control_is_the_fixed_ratio_of_the_laws_moments(method, weight):
+    from scipy.integrate import quad
+
+    spec = method.sampler
+    low, high = (spec["low"], spec["high"]) if method.kind == "r2mae" else (spec["eps"], 1.0)
+    moment = lambda f: quad(lambda m: weight(m) * f(m), low, high)[0]  # noqa: E731
+    m_eq = moment(lambda m: m * m * (1 - m)) / moment(lambda m: m * (1 - m))
+    control = runs.equivalent_fixed_method(method)
+    assert control.kind == "fixed" and control.group == "equivalent"
+    assert control.ratio == pytest.approx(m_eq, abs=1e-12)
+    assert method.name in control.name
+
+
+def test_equal_effect_control_keeps_the_uniformity_weight_and_refuses_fixed_ratios(raises_one_line):
+    umae = r2mae_method(0.2, 0.8, uniformity_weight=0.01)
+    assert runs.equivalent_fixed_method(umae).uniformity_weight == 0.01
+    raises_one_line(lambda: runs.equivalent_fixed_method(fixed_method(0.5)), ("needs a random ratio law", "method="))
+    raises_one_line(lambda: runs.equivalent_fixed_method(runs.reference_method()), ("needs a random ratio law", "method="))
