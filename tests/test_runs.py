@@ -198,5 +198,6 @@ def test_equal_effect_control_is_the_fixed_ratio_of_the_laws_moments(method, wei
 def test_equal_effect_control_keeps_the_uniformity_weight_and_refuses_fixed_ratios(raises_one_line):
     umae = r2mae_method(0.2, 0.8, uniformity_weight=0.01)
     assert runs.equivalent_fixed_method(umae).uniformity_weight == 0.01
-    raises_one_line(lambda: runs.equivalent_fixed_method(fixed_method(0.5)), ("needs a random ratio law", "method="))
-    raises_one_line(lambda: runs.equivalent_fixed_method(runs.reference_method()), ("needs a random ratio law", "method="))
+    needles = ("needs a random ratio law", "method=")
+    raises_one_line(lambda: runs.equivalent_fixed_method(fixed_method(0.5)), needles)
+    raises_one_line(lambda: runs.equivalent_fixed_method(runs.reference_method()), needles)
