@@ -1,4 +1,4 @@
-"""Data-parallel pretraining across processes: ``torchrun --nproc_per_node N`` (DistributedDataParallel).
+r"""Data-parallel pretraining across processes: ``torchrun --nproc_per_node N`` (DistributedDataParallel).
 
 One process trains one model with :func:`r2mae_core.train.pretrain`; under ``torchrun`` the same call trains it
 data-parallel, with the same results as one process at the same *global* batch. How (docs/ARCHITECTURE.md §3):
@@ -13,20 +13,24 @@ data-parallel, with the same results as one process at the same *global* batch. 
   one-process run of the same seed (reproducible from the seed, independent of the world size). The generators'
   states stay equal on every rank, and the checkpoint written by rank 0 resumes every rank, at any world size.
 - **Gradients.** The model is wrapped in :class:`torch.nn.parallel.DistributedDataParallel`, which averages the
-  gradients of the ranks' losses: the objective is the mean over ranks of each rank's loss on its rows, as in
-  MAE's and BERT's DDP code. It equals the one-process loss exactly when every rank's loss is a mean over the
-  same number of terms: an exact-count mask at a per-batch ratio (R²MAE's default, every fixed ratio) masks the
-  same count in every row. With per-sample ratios (or Bernoulli masks) the ranks' masked counts differ, and the
-  mean of per-rank means weights a masked token by its rank's count (the per-device normalisation of the
-  reference implementations); masked diffusion's 1/t-weighted sum is rescaled by the world size and stays exact.
+  gradients of the ranks' losses over the W ranks. Every model's loss is a mean over the loss terms of its batch
+  (the masked patches or genes of an MAE, the labelled tokens of an MLM), and the ranks' rows hold different
+  numbers of them whenever the ratio is drawn per sample, the mask is Bernoulli or the rows differ in length. So
+  :class:`LocalRows` multiplies rank r's loss by :math:`W\,n_r / n` (:func:`loss_scale`: :math:`n_r` terms in
+  its rows, :math:`n` in the global batch): the mean over ranks is then :math:`\sum_r n_r \bar\ell_r / n`, the
+  one-process mean over the global batch, whatever the masks. (The DDP code of MAE and BERT leaves out this
+  factor: each device's mean then weighs a term by 1 / its device's count.) With an exact-count mask at a
+  per-batch ratio the factor is exactly 1. Masked diffusion's 1/t-weighted loss is a sum normalised by the
+  global batch: its weights are multiplied by W instead.
 - **U-MAE's uniformity term** is a mean over pairs of the global batch: :func:`gather_rows` concatenates every
   rank's features with a gradient that sums the ranks' gradients (:class:`_GatherRows`), so after DDP's average
   the gradient is one process's and λ means what it means in one process (see :func:`gather_rows`).
-- bf16 autocast and ``torch.compile`` work as in one process (the compiled module is the DDP-wrapped model).
+- bf16 autocast and ``torch.compile`` apply as in one process (the compiled module is the DDP-wrapped model; on
+  CUDA, untested without a machine of several GPUs).
 
 Backend: NCCL when CUDA is available, else gloo (the CPU test). Vmapped ensembles
 (:mod:`r2mae_core.ensemble`, many small models in one process) are not data-parallel: a sweep of them is split
-across machines in shards of the plan instead (``python -m r2mae_core.runs``).
+across machines in shards of the plan instead (:mod:`r2mae_core.sweep`).
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from .masking import IGNORE_INDEX
+
 __all__ = ["World", "init", "cleanup", "active", "world_size", "rank", "is_main", "barrier", "device",
-           "row_block", "take_rows", "gather_rows", "mean_across", "agree", "LocalRows", "wrap"]
+           "row_block", "take_rows", "loss_scale", "gather_rows", "mean_across", "agree", "LocalRows", "wrap"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,27 @@ def take_rows(value, rows: slice, batch_size: int, length: int | None = None):
     return value
 
 
+def _loss_terms(value) -> Tensor | None:
+    """How many loss terms the model's second argument holds: the masked entries of a mask (a bool tensor or an
+    object with a ``mask``), the labelled entries of integer labels or unweighted MLM targets; None for weighted
+    targets (a sum, not a mean) or anything else."""
+    if isinstance(value, tuple) and hasattr(value, "positions"):
+        return None if value.weights is not None else (value.targets != IGNORE_INDEX).sum()
+    mask = getattr(value, "mask", value)
+    if not isinstance(mask, Tensor) or mask.is_floating_point():
+        return None
+    return mask.sum() if mask.dtype == torch.bool else (mask != IGNORE_INDEX).sum()
+
+
+def loss_scale(global_arg, local_arg) -> Tensor | float:
+    r"""The factor :math:`W\,n_r / n` of this rank's loss (module docstring): W times the loss terms of its rows
+    over those of the global batch (1 when the argument holds no countable terms). A tensor: no host sync."""
+    total, mine = _loss_terms(global_arg), _loss_terms(local_arg)
+    if total is None or mine is None:
+        return 1.0
+    return mine.float() * world_size() / total.float().clamp_min(1.0)
+
+
 class _GatherRows(torch.autograd.Function):
     """All-gather along rows whose backward all-reduces (sums) the incoming gradients and keeps this rank's
     block: every rank's copy of a loss on the gathered tensor sends its gradient back to the rank that owns the
@@ -193,8 +220,9 @@ def agree(obj):
 
 class LocalRows:
     """The model as a step function calls it under data parallelism: every batch-shaped argument is cut to this
-    rank's rows (:func:`take_rows`, :func:`row_block`) and passed to the data-parallel ``module``; attributes
-    (``config``, ``num_patches``) are the plain ``model``'s."""
+    rank's rows (:func:`take_rows`, :func:`row_block`) and passed to the data-parallel ``module``, whose loss is
+    scaled by :func:`loss_scale` of the second argument (the mask or the labels); attributes (``config``,
+    ``num_patches``) are the plain ``model``'s."""
 
     def __init__(self, module: Callable, model: nn.Module):
         self.module, self.model = module, model
@@ -203,9 +231,10 @@ class LocalRows:
         batch_size = args[0].shape[0]
         length = args[0].shape[1] if args[0].ndim > 1 else None
         rows = row_block(batch_size)
-        args = tuple(take_rows(a, rows, batch_size, length) for a in args)
-        kwargs = {k: take_rows(v, rows, batch_size, length) for k, v in kwargs.items()}
-        return self.module(*args, **kwargs)
+        local = tuple(take_rows(a, rows, batch_size, length) for a in args)
+        out = self.module(*local, **{k: take_rows(v, rows, batch_size, length) for k, v in kwargs.items()})
+        scale = loss_scale(args[1], local[1]) if len(args) > 1 else 1.0
+        return out._replace(loss=out.loss * scale) if hasattr(out, "_replace") else out * scale
 
     def __getattr__(self, name: str):
         return getattr(self.model, name)

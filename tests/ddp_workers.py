@@ -68,13 +68,28 @@ def vit_umae(folder: Path, interrupt: bool) -> dict:
     return {**_outcome(res), "writes": writes, "resumed_from": res.resumed_from}
 
 
+def vit_per_sample(per_device: bool = False) -> dict:
+    """ViT-MAE, R²MAE U[0.1, 0.9] per sample: the ranks' rows hold different numbers of masked patches. With
+    ``per_device`` each rank's loss keeps its own normalisation (no :func:`r2mae_core.distributed.loss_scale`), as
+    in MAE's DDP code."""
+    scale = distributed.loss_scale
+    if per_device:
+        distributed.loss_scale = lambda global_arg, local_arg: 1.0
+    try:
+        res = pretrain(build_model("vit", seed=1, **VIT), digits(), sampler=masking.R2MAE(0.1, 0.9, per="sample"),
+                       train=SCHEDULE, seed=4, progress=False)
+    finally:
+        distributed.loss_scale = scale
+    return _outcome(res)
+
+
 def text_mlm(diffusion: bool) -> dict:
-    """The text encoder on DNA 3-mers: BERT masking at an R²MAE U[0.1, 0.5] ratio per batch, or masked diffusion
-    (t per sequence, 1/t-weighted loss)."""
+    """The text encoder on DNA 3-mers: BERT masking at an R²MAE U[0.1, 0.5] ratio per sample (the ranks' rows
+    hold different numbers of labelled tokens), or masked diffusion (t per sequence, 1/t-weighted loss)."""
     ids, tok = dna_ids()
     model = build_model("text_encoder", seed=2, vocab_size=tok.vocab_size, max_len=ids.shape[1], **TEXT)
     step = MLMStep(dna.MASK_ID, dna.N_ID + 1, tok.first_random_id, diffusion=diffusion)
-    sampler = masking.MaskedDiffusion() if diffusion else masking.R2MAE(0.1, 0.5)
+    sampler = masking.MaskedDiffusion() if diffusion else masking.R2MAE(0.1, 0.5, per="sample")
     res = pretrain(model, ids, sampler=sampler, train=TrainConfig(steps=4, batch_size=16, lr=2e-3), seed=5,
                    step_fn=step, progress=False)
     return _outcome(res)
@@ -151,11 +166,13 @@ def engine(folder: Path) -> dict:
 
 def cases(folder: Path, interrupt: bool) -> dict:
     """Every case's results in this process."""
-    out = {"engine": engine(folder), "vit_umae": vit_umae(folder, interrupt), "text_mlm": text_mlm(False),
+    out = {"engine": engine(folder), "vit_umae": vit_umae(folder, interrupt), "vit_sample": vit_per_sample(),
+           "text_mlm": text_mlm(False),
            "text_diffusion": text_mlm(True), "masks_batch": masks("batch"), "masks_sample": masks("sample"),
            "uniformity": uniformity_grads(distributed.gather_rows)}
     if distributed.active():
         out["uniformity_local_slice"] = uniformity_grads(LocalSliceGather.apply)
+        out["vit_sample_per_device"] = vit_per_sample(per_device=True)
     return out
 
 

@@ -5,9 +5,12 @@ Tolerances, measured on the 2-core CPU (fp32, pinned numerics; one process again
 
 - losses: largest difference 2.4e-7 (ViT-MAE, losses about 1) and 4.8e-7 (text encoder, losses about 4): a few
   float32 rounding steps, from the halves of the batch summing in another order; tolerance 2e-6.
-- weights: largest difference 3.9e-6 (text encoder) and 1.8e-7 (ViT-MAE) after 4–6 AdamW steps, out of the
-  comparison the key part of each qkv bias as in ``tests/test_ensemble.py`` (its exact gradient is zero, AdamW
-  normalises rounding noise into steps of about lr: 1.1e-4 measured); tolerance 2e-5.
+- weights: largest difference 7.0e-7 (text encoder, per-sample ratios), 2.9e-7 (masked diffusion), 1.8e-7 (ViT-MAE
+  with U-MAE) and 1.2e-7 (ViT-MAE, per-sample ratios) after 4–6 AdamW steps, out of the comparison the key part of
+  each qkv bias as in ``tests/test_ensemble.py`` (its exact gradient is zero, AdamW normalises rounding noise into
+  steps of about lr: 1.1e-4 measured); tolerance 2e-5. Without the loss scale of
+  :func:`r2mae_core.distributed.loss_scale` (per-device normalisation), per-sample ratios move the ViT's losses by
+  2.3e-3 and its weights by 4.8e-3 in the same 6 steps: far outside the tolerances (tested).
 - U-MAE's uniformity term: loss equal, gradients within 3.7e-9; tolerance 1e-7.
 The ranks end with bit-identical weights; the ratios and masks the model sees equal the one-process rows exactly.
 """
@@ -29,7 +32,7 @@ from test_ensemble import _comparable
 from r2mae_core import distributed
 
 LOSS_TOL, WEIGHT_TOL, GRAD_TOL = 2e-6, 2e-5, 1e-7
-TRAINED = ["vit_umae", "text_mlm", "text_diffusion"]
+TRAINED = ["vit_umae", "vit_sample", "text_mlm", "text_diffusion"]
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +69,16 @@ def test_two_processes_train_as_one_at_the_same_global_batch(two, one, case):
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < WEIGHT_TOL
     other = ranks[1][case]["state"]
     assert all(torch.equal(first["state"][k], other[k]) for k in other)  # the ranks stay in step, bit for bit
+
+
+def test_per_device_normalisation_would_be_caught(two, one):
+    """Each rank's loss normalised by its own masked count (no loss scale, as MAE's DDP code): with per-sample
+    ratios that is another objective, and the tolerances above tell it apart."""
+    ranks, _ = two
+    alone, per_device = one["vit_sample"], ranks[0]["vit_sample_per_device"]
+    assert np.abs(np.subtract(alone["history"]["loss"], per_device["history"]["loss"])).max() > 10 * LOSS_TOL
+    a, b = _comparable(alone["state"]), _comparable(per_device["state"])
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) > 10 * WEIGHT_TOL
 
 
 def test_checkpoints_are_written_once_and_resume_exactly(two, one):
