@@ -16,6 +16,10 @@
 #                                   the GPU route (r2mae_core.campaign): the next shard, the ledger's state, each
 #                                   shard's estimated H200 minutes, what a shard's GPU command carries, run a
 #                                   shard into an archive (--dry-run: on this CPU, small), take archives into the ledger
+#   ./build.sh sweep NN_slug [--profile P] [--shard i/n] [--group-size K] [--workers W] [--compile]
+#                                   train and evaluate (a shard of) a section's plan into R2MAE_CACHE_DIR
+#                                   (r2mae_core.sweep): several machines sharing one cache fill one sweep; on
+#                                   several GPUs: torchrun --nproc_per_node N -m r2mae_core.sweep NN_slug ...
 #   ./build.sh lab [JUPYTER LAB FLAGS]
 #                                   JupyterLab on notebooks/ (flags go to `jupyter lab`, e.g. --no-browser; as root
 #                                   --allow-root is added)
@@ -162,12 +166,13 @@ main() {
                -o python_files='bench_*.py' "$@" ;;
     numerics) cmd_setup >/dev/null; "$PY" -m r2mae_core.numerics describe ;;
     gpu)     cmd_setup; "$PY" -m r2mae_core.campaign "$@" ;;
+    sweep)   cmd_setup; "$PY" -m r2mae_core.sweep "$@" ;;
     lab)     cmd_setup
              # jupyter refuses to run as root without --allow-root (a container's usual user): pass it there
              if [[ $EUID -eq 0 && " $* " != *" --allow-root "* ]]; then set -- --allow-root "$@"; fi
              exec "$PY" -m jupyter lab --notebook-dir="$ROOT/notebooks" "$@" ;;
     -h|--help|help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
-    *)       die "unknown command '$sub': use setup | data | run | report | test | pair | bench | gpu | lab | numerics (see ./build.sh help)" ;;
+    *)       die "unknown command '$sub': use setup | data | run | report | test | pair | bench | gpu | sweep | lab | numerics (see ./build.sh help)" ;;
   esac
 }
 

@@ -18,6 +18,10 @@ seed, each trained with one schedule and evaluated the same way. A section turns
    recomputing what finished (and a run killed mid-training resumes from its checkpoint, if ``work`` keeps one).
 4. **Return** the results in plan order, each with the run's tidy columns (:meth:`RunSpec.columns`).
 
+Under ``torchrun`` (:mod:`r2mae_core.distributed`) every rank executes the same plan: rank 0's list of missing
+runs is every rank's, the runs train one at a time data-parallel (``group_size`` and ``workers`` are 1: vmapped
+ensembles are not data-parallel), every rank evaluates the trained model alike and rank 0 alone stores the records.
+
 ``shard=(i, n)`` restricts the work to the runs with plan position ``p % n == i`` (a fixed partition of the
 plan, so several machines or GPU loans can fill one sweep into one cache); the other runs are returned only if
 their results are already there. With ``R2MAE_REPLAY=1`` (set by ``./build.sh run --profile full`` on a machine
@@ -38,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from ._rng import check_seed
 from .cache import cache_key, canonical
 from .fingerprint import fingerprint_of
@@ -343,10 +348,13 @@ def groups(todo: list[RunSpec], group_size: int) -> list[list[RunSpec]]:
 
 
 def _store(group: list[RunSpec], outs: list[dict], paths: dict[str, Path]) -> None:
+    """Store a group's results; under data parallelism rank 0 writes them and every rank waits for it."""
     if len(outs) != len(group):
         raise RuntimeError(f"work returned {len(outs)} results for a group of {len(group)} runs")
-    for spec, out in zip(group, outs, strict=True):
-        save_record(paths[repr(spec.identity())], out)
+    if distributed.is_main():
+        for spec, out in zip(group, outs, strict=True):
+            save_record(paths[repr(spec.identity())], out)
+    distributed.barrier()
 
 
 def _worker_init(threads: int, parent_pid: int) -> None:
@@ -459,7 +467,9 @@ def execute(plan: Sequence[RunSpec], work: Callable[[list[RunSpec], Options], li
     done = {k: out for k, spec in unique.items()
             if (out := _stored(paths[k], spec, data_checksum, code, stale)) is not None}
     _warn_stale(stale, code)
-    todo = [spec for k, spec in unique.items() if k not in done and k in mine]
+    todo = distributed.agree([spec for k, spec in unique.items() if k not in done and k in mine])  # rank 0's
+    if distributed.active():  # every rank trains the same run at once, data-parallel (r2mae_core.distributed)
+        group_size, workers, progress = 1, 1, progress and distributed.is_main()
     to_train = [spec for spec in todo if spec.train is not None]
     if to_train and os.environ.get("R2MAE_REPLAY", "") in ("1", "true", "yes"):
         raise RuntimeError(f"{desc}: {len(to_train)} of {len(unique)} runs are neither in the cache nor in the "

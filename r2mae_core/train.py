@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import masking
+from . import distributed, masking
 from ._rng import check_seed, child_seeds, torch_generator
 from .losses import uniformity_loss
 from .models.blocks import MAEOutput, as_token_mask, images_to_tensor
@@ -327,8 +327,22 @@ def _loss(out, uniformity_weight: float) -> tuple[Tensor, Tensor | None]:
         return loss, None
     if not isinstance(out, MAEOutput) or out.latent is None:
         raise ValueError(f"uniformity_weight={uniformity_weight} needs an MAEOutput.latent")
-    unif = uniformity_loss(out.latent)
+    unif = uniformity_loss(distributed.gather_rows(out.latent))  # over the global batch's pairs
     return loss + uniformity_weight * unif, unif
+
+
+def _logged(loss: Tensor, unif: Tensor | None) -> Tensor:
+    """The step's ``(loss, uniformity)`` as the history logs them: the mean over data-parallel ranks
+    (:func:`r2mae_core.distributed.mean_across`), NaN for the uniformity when it is off."""
+    nan = torch.full((), math.nan, device=loss.device)
+    return distributed.mean_across(torch.stack([loss.detach().float(), nan if unif is None else unif.detach().float()]))
+
+
+def _compiler(compile: bool, compile_kwargs: dict | None) -> Callable[[nn.Module], Callable]:
+    """``torch.compile`` with the run's options (default ``dynamic=False``), or the identity."""
+    if not compile:
+        return lambda module: module
+    return lambda module: torch.compile(module, **{"dynamic": False, **(compile_kwargs or {})})
 
 
 def _update(model: nn.Module, opt, sched, loss: Tensor, grad_clip: float | None) -> None:
@@ -421,19 +435,21 @@ def pretrain(model: nn.Module, data, *, sampler, train: TrainConfig, seed: int =
         mask_gen.set_state(state["mask_generator"])
         start, seconds_before = int(state["step"]), float(state["seconds"])
 
-    run_model = torch.compile(model, **{"dynamic": False, **(compile_kwargs or {})}) if compile else model
+    run_model = distributed.wrap(model, _compiler(compile, compile_kwargs))
     step_fn = step_fn or _default_step(model, compile, compile_buckets, mask_generator)
 
     def checkpoint(step_done: int, elapsed: float):
         history.flush()
-        _save(ckpt, {"format": 1, "fingerprint": fingerprint, "step": step_done, "seconds": elapsed,
-                     "model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "mask_generator": mask_gen.get_state(),
-                     "history": history.rows})
+        if distributed.is_main():  # the ranks' states are equal: one writes
+            _save(ckpt, {"format": 1, "fingerprint": fingerprint, "step": step_done, "seconds": elapsed,
+                         "model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "scheduler": sched.state_dict(), "mask_generator": mask_gen.get_state(),
+                         "history": history.rows})
 
     t0 = time.perf_counter()
     perm_epoch, perm = -1, None
-    bar = tqdm(total=total, initial=start, disable=not progress, desc="pretrain", leave=False)
+    bar = tqdm(total=total, initial=start, disable=not (progress and distributed.is_main()), desc="pretrain",
+               leave=False)
     for step in range(start, total):
         epoch, i = divmod(step, per_epoch)
         if epoch != perm_epoch:
@@ -444,11 +460,9 @@ def pretrain(model: nn.Module, data, *, sampler, train: TrainConfig, seed: int =
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss, unif = _loss(step_fn(run_model, batch, ratios, mask_gen, step / total), uniformity_weight)
         _update(model, opt, sched, loss, train.grad_clip)
-        nan = torch.full((), math.nan, device=loss.device)
         elapsed = seconds_before + time.perf_counter() - t0
         history.append({"step": step, "epoch": epoch, "loss": math.nan, "ratio_mean": float(ratios.float().mean()),
-                        "lr": cur_lr, "uniformity": math.nan, "seconds": elapsed},
-                       torch.stack([loss.detach().float(), nan if unif is None else unif.detach().float()]))
+                        "lr": cur_lr, "uniformity": math.nan, "seconds": elapsed}, _logged(loss, unif))
         if len(history.pending) >= _FLUSH_EVERY or step + 1 == total:
             history.flush()
             bar.set_postfix(loss=f"{history.rows['loss'][-1]:.4f}")
