@@ -40,7 +40,7 @@ from ..cache import cached
 from ..covariances import Covariance, make_covariance
 from ..masking import make_sampler
 from ..stats import mean_ci
-from ._checks import check_int, check_number
+from ..validation import check_int, check_number
 
 __all__ = ["PhaseSettings", "fixed_optimum", "interval_optimum", "criterion_risk", "phase_cell", "phase_table",
            "phase_points_to_check", "phase_monte_carlo", "CRITERIA"]
