@@ -253,7 +253,7 @@ class _Track:
         return gc, n / length, sm
 
 
-def _rows(track: _Track, record: str, start, end, strand, label: str, split, group) -> dict[str, np.ndarray]:
+def _rows(track: _Track, record: str, start, end, strand, label: str, *, split, group) -> dict[str, np.ndarray]:
     """Columns (numpy arrays, one entry per window) of a task table; plain dicts avoid per-gene DataFrames."""
     start, end = np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64)
     gc, n_frac, sm = track.stats(start, end)
@@ -369,7 +369,7 @@ def exon_intron_task(genes: pd.DataFrame, *, window: int = 100, classes: Sequenc
             if len(starts) > max_per_gene:
                 starts = np.sort(rng.choice(starts, size=max_per_gene, replace=False))
             if len(starts):
-                part = _rows(track, "chr2R", starts, starts + window, g.strand, label, g.split, g.locus)
+                part = _rows(track, "chr2R", starts, starts + window, g.strand, label, split=g.split, group=g.locus)
                 part["start"] += g.start  # locus -> chr2R coordinates
                 part["end"] += g.start
                 parts.append(part)
@@ -514,8 +514,8 @@ def promoter_task(promoters: Genome, chr2r: Genome, *, length: int = 200, test_f
     parts = []
     for split in ("train", "test"):
         p = pos[pos["split"] == split]
-        parts.append(_rows(track, "chr2R", p["start"], p["end"], p["strand"], "promoter", split,
-                           p["start"] // block_size))
+        parts.append(_rows(track, "chr2R", p["start"], p["end"], p["strand"], "promoter", split=split,
+                           group=p["start"] // block_size))
         quota = np.bincount(stratum(parts[-1]["gc"], parts[-1]["softmask_frac"]),
                             minlength=n_strata)
         blocks = np.flatnonzero(is_test_block == (split == "test"))
@@ -523,8 +523,8 @@ def promoter_task(promoters: Genome, chr2r: Genome, *, length: int = 200, test_f
                                   length=length, block_size=block_size, max_n_frac=max_n_frac)
         starts = np.array(sorted(a for v in chosen.values() for a, _ in v), dtype=np.int64)
         strands = np.where(rng.random(len(starts)) < 0.5, "-", "+")
-        parts.append(_rows(track, "chr2R", starts, starts + length, strands, "background", split,
-                           starts // block_size))
+        parts.append(_rows(track, "chr2R", starts, starts + length, strands, "background", split=split,
+                           group=starts // block_size))
     test_sources = pd.DataFrame({"record": "chr2R", "start": test_blocks * block_size,
                                  "end": np.minimum((test_blocks + 1) * block_size, len(codes))})
     return _finish("promoter", parts, ("background", "promoter"), test_sources,
@@ -605,8 +605,8 @@ def species_task(genome: Genome, *, min_length: int = 200, max_length: int = 500
                     row = recs.iloc[i]
                     j = which == i
                     track = _Track(genome.records[row["record"]], None)
-                    part = _rows(track, row["record"], start[j], start[j] + size[j], strand[j], cls, split,
-                                 row[group])
+                    part = _rows(track, row["record"], start[j], start[j] + size[j], strand[j], cls, split=split,
+                                 group=row[group])
                     rows.append(_select(part, part["n_frac"] <= max_n_frac))
             parts += rows
     test_sources = pd.DataFrame({"record": test_records, "start": 0,

@@ -199,7 +199,7 @@ def history_table(history: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def features(model, ids: np.ndarray, attn: np.ndarray, device, rows=None, cols=None, batch: int = 256):
+def features(model, ids: np.ndarray, attn: np.ndarray, device, rows=None, cols=None, *, batch: int = 256):
     """Mean-pooled features (N, D) and, if ``rows``/``cols`` are given, token features at those positions.
 
     Pooled feature of row n: ``Σ_l a_nl h_nl / max(Σ_l a_nl, 1)`` with ``a`` the attention mask and ``h`` the

@@ -179,7 +179,7 @@ def _tests(config: Config) -> dict:
     return {"test_ratio": config.test_ratio, "universal": config.universal_sampler()}
 
 
-def _mc(config: Config, family: str, law, n: int, tests: dict, reps: int, seed: int, keep_weights=False,
+def _mc(config: Config, family: str, law, n: int, tests: dict, reps: int, *, seed: int, keep_weights=False,
         ridge: float | None = None, loss_weight: str | None = None, **override):
     """Cached Monte Carlo of one (family, law, n) point (ridge: ``config.ridge`` unless given)."""
     ridge = config.ridge if ridge is None else float(ridge)
@@ -221,7 +221,7 @@ def _fixed_curves(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
                                     **asdict(terms)})
             for ratio in config.mc_ratios:
                 frame, _ = _mc(config, family, float(ratio), n, {"train_ratio": float(ratio)}, config.reps,
-                               _seed(config, 1, fi, gi))
+                               seed=_seed(config, 1, fi, gi))
                 terms = theory.pretraining_risk(cov, float(ratio), n, test=float(ratio), ridge=config.ridge)
                 mc_frames.append(frame.assign(family=family, gamma=gamma, n=n, ratio=float(ratio),
                                               theory=terms.risk, gamma_eff=terms.gamma_eff))
@@ -332,7 +332,7 @@ def _c4_monte_carlo(config: Config) -> pd.DataFrame:
                 for label, law, group, _, _ in list(methods) if group in ("r2mae", "interval")]
     for split, tag in (("validation", 41), ("test", 42)):
         for label, law, group, low, high in methods:
-            frame, _ = _mc(config, config.focus_family, law, n, tests, config.c4_reps, _seed(config, tag))
+            frame, _ = _mc(config, config.focus_family, law, n, tests, config.c4_reps, seed=_seed(config, tag))
             theory_risk = {name: theory.pretraining_risk(cov, law, n, test=t, ridge=config.ridge)
                            for name, t in tests.items()}
             frames.append(frame.assign(method=label, group=group, ratio_low=float(low), ratio_high=float(high),
@@ -383,7 +383,7 @@ def _diffusion(config: Config) -> pd.DataFrame:
         for label, theory_law, mc_law, weight, only in methods:
             names = [only] if only else list(tests)
             frame, _ = _mc(config, config.focus_family, mc_law, n, {k: tests[k] for k in names}, config.c4_reps,
-                           _seed(config, 61), ridge=ridge, loss_weight=weight)
+                           seed=_seed(config, 61), ridge=ridge, loss_weight=weight)
             theory_risk = {k: theory.pretraining_risk(cov, theory_law, n, test=tests[k], ridge=ridge).risk
                            for k in names}
             rows.append(frame[["rep", "test", "risk"]].rename(columns={"test": "criterion"}).assign(
@@ -419,7 +419,7 @@ def _scales(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
     mc_laws = [(f"{m:.4g}", float(m)) for m in config.mc_ratios] + [("R²MAE", config.r2mae_sampler())]
     for label, law in mc_laws:
         _, weights = _mc(config, config.downstream_family, law, n_pre, {"train": config.test_ratio},
-                         config.scale_reps, _seed(config, 5), keep_weights=True)
+                         config.scale_reps, seed=_seed(config, 5), keep_weights=True)
         h = np.fft.fft(np.concatenate([[0.0], view.basis @ weights[0]])).real
         for band, (lo, hi) in bands.items():
             mc_rows.append({"law": label, "ratio": law if isinstance(law, float) else float("nan"), "band": band,
