@@ -68,9 +68,7 @@ from ..validation import (
     check_bool,
     check_choice,
     check_choices,
-    check_device,
     check_fields,
-    check_learning_rates,
     check_member,
     check_number,
     check_per,
@@ -81,7 +79,7 @@ from ..validation import (
     param,
 )
 from . import _token_runs as token_runs
-from ._token_runs import SIZES
+from ._token_runs import SIZES, TokenRunSettings
 
 __all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work",
            "evaluation_spec", "corpus", "data_names", "data_checksum", "data_digest", "mlm_step", "step_for",
@@ -113,7 +111,7 @@ DRY_RUN = {"n_seeds": 1, "steps": 2, "batch_size": 8, "pretrain_windows": 400, "
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(TokenRunSettings):
     """One study (smoke defaults; ``parameters/{quick,full}/04_dna.yaml`` scale it).
 
     The R²MAE interval is declared here (and in the YAML) before any run; the scheduled baseline decays
@@ -149,12 +147,6 @@ class Config:
     probe_train: int = param(300, count(12))
     probe_eval: int = param(100, count(12))
     kmer_counts_k: int = param(6, count(1))
-    finetune_epochs: int = param(0, count(0))
-    finetune_lrs: tuple[float, ...] = param((1e-4,), check_learning_rates)
-    device: str = param("cpu", check_device)
-    threads: int = param(0, count(0))
-    workers: int = param(1, count(1))
-    ensemble_size: int = param(1, count(1))
 
     def __post_init__(self) -> None:
         check_fields(self)

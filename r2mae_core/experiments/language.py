@@ -45,10 +45,8 @@ from ..validation import (
     WARMUP,
     check_choice,
     check_choices,
-    check_device,
     check_fields,
     check_intervals,
-    check_learning_rates,
     check_member,
     check_per,
     check_ratio,
@@ -58,7 +56,7 @@ from ..validation import (
     param,
 )
 from . import _token_runs as token_runs
-from ._token_runs import SIZES
+from ._token_runs import SIZES, TokenRunSettings
 
 __all__ = ["Config", "SIZES", "TASKS", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work", "evaluation_spec",
            "corpus", "data_names", "data_checksum", "data_digest", "mlm_step", "step_for"]
@@ -79,7 +77,7 @@ DRY_RUN = {"n_seeds": 1, "steps": 2, "batch_size": 8, "probe_train": 60, "probe_
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(TokenRunSettings):
     """One study (smoke defaults; ``parameters/{quick,full}/03_language.yaml`` scale it).
 
     The R²MAE interval is declared here (and in the YAML) before any run; the scheduled baseline decays
@@ -112,12 +110,6 @@ class Config:
     pos_eval_tokens: int = param(1500, count(1))
     spam_train: int = param(300, count(1))
     spam_eval: int = param(150, count(1))
-    finetune_epochs: int = param(0, count(0))
-    finetune_lrs: tuple[float, ...] = param((1e-4,), check_learning_rates)
-    device: str = param("cpu", check_device)
-    threads: int = param(0, count(0))
-    workers: int = param(1, count(1))
-    ensemble_size: int = param(1, count(1))
 
     def __post_init__(self) -> None:
         check_fields(self)
