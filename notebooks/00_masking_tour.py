@@ -44,14 +44,13 @@ n_images: int = 6  # Fashion-MNIST test images shown masked
 mean_span: float = 3.0  # mean span length, in tokens, of the span generator
 
 # %%
-from r2mae_core import io, reference, seed_everything
+from r2mae_core import io, reference, seed_everything, validation
 from r2mae_core.experiments import masking_tour
 from r2mae_core.plotting import masking as plots
 
 seed_everything(seed)
 out = io.RunOutputs(profile, "00_masking_tour")
-config = masking_tour.Config(seed=seed, n_batches=n_batches, batch_size=batch_size, patch=patch,
-                             n_images=n_images, mean_span=mean_span)
+config = validation.from_parameters(masking_tour.Config, globals())  # every parameter that is a Config field
 results = masking_tour.run(config)
 
 # %% [markdown]

@@ -101,21 +101,13 @@ phase_mc_points: int = 2  # points closest to a win checked by Monte Carlo when 
 diffusion_eps: float = 0.001  # masked diffusion law: m from U[eps, 1 - eps] with loss weight 1/m
 
 # %%
-from r2mae_core import io, reference, seed_everything
+from r2mae_core import io, reference, seed_everything, validation
 from r2mae_core.experiments import linear_theory, linear_theory_claims
 from r2mae_core.plotting import linear_theory as plots
 
 seed_everything(seed)
 out = io.RunOutputs(profile, "01_linear_theory")
-config = linear_theory.Config(
-    seed=seed, p=p, gammas=gammas, mc_ratios=mc_ratios, theory_ratios=theory_ratios, reps=reps, c4_reps=c4_reps,
-    scale_reps=scale_reps, n_targets=n_targets, n_down=n_down, r2mae_low=r2mae_low, r2mae_high=r2mae_high,
-    r2mae_per=r2mae_per, test_ratio=test_ratio, universal_low=universal_low, universal_high=universal_high,
-    primary_criterion=primary_criterion, phase_p=phase_p, phase_gammas=phase_gammas, phase_families=phase_families,
-    phase_ridges=phase_ridges, phase_pers=phase_pers, phase_criteria=phase_criteria,
-    phase_fixed_step=phase_fixed_step, phase_interval_step=phase_interval_step,
-    phase_batch_draws=phase_batch_draws, phase_reps=phase_reps, phase_tolerance=phase_tolerance,
-    phase_mc_points=phase_mc_points, diffusion_eps=diffusion_eps)
+config = validation.from_parameters(linear_theory.Config, globals())  # every parameter that is a Config field
 results = linear_theory.run(config)
 
 # %% [markdown]

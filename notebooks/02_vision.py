@@ -75,21 +75,13 @@ recon_ratios: list = [0.5, 0.75]  # test ratios of the reconstruction figure
 n_recon_images: int = 3  # validation images in the reconstruction figure
 
 # %%
-from r2mae_core import io, reference, seed_everything
+from r2mae_core import io, reference, seed_everything, validation
 from r2mae_core.experiments import vision, vision_claims
 from r2mae_core.plotting import vision as plots
 
 seed_everything(seed)
 out = io.RunOutputs(profile, "02_vision")
-config = vision.Config(
-    seed=seed, n_seeds=n_seeds, n_pretrain=n_pretrain, batch_size=batch_size, lr=lr, n_probe_train=n_probe_train,
-    n_probe_eval=n_probe_eval, bn_lp_epochs=bn_lp_epochs, ft_epochs=ft_epochs, test_ratios=test_ratios,
-    sweep=sweep, sweep_ratios=sweep_ratios, sweep_seeds=sweep_seeds, vit_size=vit_size, vit_patch=vit_patch,
-    method_steps=method_steps, fixed_ratios=fixed_ratios,
-    r2mae_low=r2mae_low, r2mae_high=r2mae_high, r2mae_per=r2mae_per, baselines=baselines,
-    ablation_intervals=ablation_intervals, ablation_per_sample=ablation_per_sample, ablation_blocks=ablation_blocks,
-    block_fixed_ratios=block_fixed_ratios, umae_weight=umae_weight,
-    umae_ratio=umae_ratio, umae_r2mae=umae_r2mae, recon_ratios=recon_ratios, n_recon_images=n_recon_images)
+config = validation.from_parameters(vision.Config, globals())  # every parameter that is a Config field
 results = vision.run(config, device=device, compile=compile_model, group_size=ensemble_size)
 
 # %% [markdown]

@@ -84,21 +84,13 @@ workers: int = 1  # runs at once, each in its own process (2 one-thread workers 
 ensemble_size: int = 1  # runs of one size and schedule trained together as one vmapped ensemble (GPU: 8-32; CPU: 1)
 
 # %%
-from r2mae_core import io, reference, seed_everything
+from r2mae_core import io, reference, seed_everything, validation
 from r2mae_core.experiments import language, language_claims
 from r2mae_core.plotting import language as plots
 
 seed_everything(seed)
 out = io.RunOutputs(profile, "03_language")
-config = language.Config(
-    seed=seed, n_seeds=n_seeds, sizes=sizes, main_size=main_size, sweep_ratios=sweep_ratios, baselines=baselines,
-    ablations=ablations, ablation_intervals=ablation_intervals, r2mae_low=r2mae_low, r2mae_high=r2mae_high,
-    r2mae_per=r2mae_per, primary_task=primary_task, vocab_size=vocab_size, seq_len=seq_len, steps=steps,
-    batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, test_ratios=test_ratios,
-    probe_train=probe_train, probe_eval=probe_eval, pos_train_tokens=pos_train_tokens,
-    pos_eval_tokens=pos_eval_tokens, spam_train=spam_train, spam_eval=spam_eval, finetune_epochs=finetune_epochs,
-    finetune_lrs=finetune_lrs, device=device, threads=threads,
-    workers=workers, ensemble_size=ensemble_size)
+config = validation.from_parameters(language.Config, globals())  # every parameter that is a Config field
 
 # %% [markdown]
 # Every run (pretraining, then all evaluations) is cached per (method, size, seed, evaluation): a re-run only

@@ -90,21 +90,13 @@ workers: int = 1  # runs at once, each in its own process (2 one-thread workers 
 ensemble_size: int = 1  # runs of one size and schedule trained together as one vmapped ensemble (GPU: 8-32; CPU: 1)
 
 # %%
-from r2mae_core import io, reference, seed_everything
+from r2mae_core import io, reference, seed_everything, validation
 from r2mae_core.experiments import dna, dna_claims
 from r2mae_core.plotting import dna as plots
 
 seed_everything(seed)
 out = io.RunOutputs(profile, "04_dna")
-config = dna.Config(
-    seed=seed, n_seeds=n_seeds, sizes=sizes, main_size=main_size, sweep_ratios=sweep_ratios, baselines=baselines,
-    r2mae_low=r2mae_low, r2mae_high=r2mae_high, r2mae_per=r2mae_per, curriculum_ratio=curriculum_ratio,
-    curriculum_max_span=curriculum_max_span, kmer=kmer, window=window, genomes=genomes,
-    pretrain_windows=pretrain_windows, pretrain_max_n_frac=pretrain_max_n_frac, rc_augment=rc_augment, steps=steps,
-    batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, test_ratios=test_ratios,
-    mlm_eval=mlm_eval, probe_train=probe_train, probe_eval=probe_eval, kmer_counts_k=kmer_counts_k,
-    finetune_epochs=finetune_epochs, finetune_lrs=finetune_lrs, device=device, threads=threads,
-    workers=workers, ensemble_size=ensemble_size)
+config = validation.from_parameters(dna.Config, globals())  # every parameter that is a Config field
 
 # %% [markdown]
 # ## 0 · Tasks and pretraining text

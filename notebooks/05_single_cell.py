@@ -90,20 +90,12 @@ umap_methods: list = ["PCA", "choice", "r2mae"]  # UMAP panels: method names (PC
 device: str = "cpu"  # torch device of pretraining: cpu or cuda
 
 # %%
-from r2mae_core import io, reference, seed_everything
+from r2mae_core import io, reference, seed_everything, validation
 from r2mae_core.experiments import single_cell, single_cell_claims
 
 seed_everything(seed)
 out = io.RunOutputs(profile, "05_single_cell")
-config = single_cell.Config(
-    seed=seed, n_seeds=n_seeds, datasets=datasets, models=models, transformer_datasets=transformer_datasets,
-    fixed_ratios=fixed_ratios, transformer_fixed_ratios=transformer_fixed_ratios, r2mae_low=r2mae_low,
-    r2mae_high=r2mae_high, r2mae_per=r2mae_per, steps=steps, batch_size=batch_size, lr=lr, mlp_width=mlp_width,
-    mlp_depth=mlp_depth, mlp_latent=mlp_latent, transformer_steps=transformer_steps,
-    transformer_genes=transformer_genes, transformer_dim=transformer_dim, transformer_depth=transformer_depth,
-    transformer_heads=transformer_heads, hsmm_genes=hsmm_genes, pca_comps=pca_comps, cv_folds=cv_folds,
-    cv_repeats=cv_repeats, probe_cs=probe_cs, neighbors_method=neighbors_method,
-    leiden_resolutions=leiden_resolutions, recon_ratios=recon_ratios, umap_methods=umap_methods, device=device)
+config = validation.from_parameters(single_cell.Config, globals())  # every parameter that is a Config field
 results = single_cell.run(config)
 
 # %% [markdown]

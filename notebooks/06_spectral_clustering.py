@@ -70,20 +70,14 @@ n_show: int = 4  # images drawn in the segmentation figure
 kmeans_init: int = 4  # k-means restarts per image
 
 # %%
-from r2mae_core import io, reference, seed_everything
+from r2mae_core import io, reference, seed_everything, validation
 from r2mae_core.experiments import spectral_claims as sc
 from r2mae_core.experiments import spectral_clustering
 from r2mae_core.plotting import spectral as plots
 
 seed_everything(seed)
 out = io.RunOutputs(profile, "06_spectral_clustering")
-config = spectral_clustering.Config(
-    seed=seed, n_seeds=n_seeds, n_pretrain=n_pretrain, steps=steps, batch_size=batch_size, lr=lr, vit_size=vit_size,
-    vit_patch=vit_patch, ratios=ratios, ratio_seeds=ratio_seeds, n_components=n_components, min_energy=min_energy,
-    n_test_images=n_test_images, bound_batch=bound_batch, probe_ratio=probe_ratio, n_probe_train=n_probe_train,
-    n_probe_eval=n_probe_eval, bn_lp_epochs=bn_lp_epochs, ft_epochs=ft_epochs,
-    test_ratios=test_ratios, head_counts=head_counts, heads_dim=heads_dim, seg_ks=seg_ks, n_seg_images=n_seg_images,
-    n_show=n_show, kmeans_init=kmeans_init)
+config = validation.from_parameters(spectral_clustering.Config, globals())  # every parameter that is a Config field
 results = spectral_clustering.run(config, device=device, compile=compile_model, group_size=ensemble_size)
 
 # %% [markdown]

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .validation import check_int
+from .validation import check_seed as _check_seed
+
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["seed_everything", "child_seeds", "numpy_generator", "torch_generator", "check_seed"]
-
-_MAX_SEED = 2**63 - 1
 
 
 def check_seed(seed: int, name: str = "seed") -> int:
@@ -29,9 +30,7 @@ def check_seed(seed: int, name: str = "seed") -> int:
     ValueError
         If ``seed`` is not an integer in ``[0, 2**63 - 1]``.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= int(seed) <= _MAX_SEED:
-        raise ValueError(f"{name}={seed!r} is not allowed: use an integer in [0, 2**63 - 1]")
-    return int(seed)
+    return _check_seed(name, seed)
 
 
 def seed_everything(seed: int, *, deterministic: bool = True) -> None:
@@ -66,8 +65,7 @@ def child_seeds(seed: int, n: int) -> list[int]:
     (adding seeds to a study never changes the earlier ones).
     """
     seed = check_seed(seed)
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
-        raise ValueError(f"n={n!r} is not allowed: use a non-negative integer")
+    check_int("n", n, 0)
     return [int(s.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for s in np.random.SeedSequence(seed).spawn(n)]
 
 

@@ -96,8 +96,8 @@ def verdict_from_interval(ci_low: float, ci_high: float, threshold: float = 0.0)
     return "inconclusive"
 
 
-def interval_claim(cid: str, claim: str, source: str, metric: str, value: float, ci_low: float, ci_high: float,
-                   n_seeds: int, profile: str, *, threshold: float = 0.0, allow_contradicted: bool = True) -> Claim:
+def interval_claim(cid: str, claim: str, source: str, metric: str, *, value: float, ci_low: float, ci_high: float,
+                   n_seeds: int, profile: str, threshold: float = 0.0, allow_contradicted: bool = True) -> Claim:
     """A :class:`Claim` whose verdict is :func:`verdict_from_interval` of ``[ci_low, ci_high]`` against
     ``threshold``; with ``allow_contradicted=False`` an interval below it reads ``inconclusive`` (for rules
     that can only support, e.g. "the optimum differs")."""
@@ -140,8 +140,8 @@ def make_claim(*, cid: str, claim: str, source: str, metric: str, profile: str, 
         ci_low, ci_high = np.percentile(draws, [2.5, 97.5])
     if value is None or ci_high is None or n_seeds is None:
         raise ValueError(f"value={value!r}, ci_high={ci_high!r}, n_seeds={n_seeds!r} are not allowed: give each")
-    return interval_claim(cid, claim, source, metric, value, ci_low, ci_high, n_seeds, profile, threshold=threshold,
-                          allow_contradicted=allow_contradicted)
+    return interval_claim(cid, claim, source, metric, value=value, ci_low=ci_low, ci_high=ci_high, n_seeds=n_seeds,
+                          profile=profile, threshold=threshold, allow_contradicted=allow_contradicted)
 
 
 def verdict_from_bool(ok: bool) -> str:

@@ -32,6 +32,7 @@ from functools import cached_property
 import numpy as np
 
 from ._rng import check_seed, numpy_generator
+from .validation import check_int
 
 __all__ = ["Covariance", "TargetView", "make_covariance", "FAMILIES", "check_correlation"]
 
@@ -211,8 +212,7 @@ class Covariance:
 
 
 def _sample_targets(p: int, n_targets: int, seed: int) -> tuple[int, ...]:
-    if isinstance(n_targets, bool) or not isinstance(n_targets, int) or n_targets < 1:
-        raise ValueError(f"n_targets={n_targets!r} is not allowed: use an integer >= 1")
+    check_int("n_targets", n_targets, 1)
     rng = numpy_generator(check_seed(seed))
     return tuple(sorted(int(j) for j in rng.choice(p, size=min(n_targets, p), replace=False)))
 

@@ -40,6 +40,7 @@ import pandas as pd
 
 from ._rng import numpy_generator
 from .data.dna import Genome, decode
+from .validation import check_int, check_number
 
 __all__ = ["SPECIAL_TOKENS", "PAD_ID", "CLS_ID", "SEP_ID", "MASK_ID", "UNK_ID", "N_ID", "N_SPECIAL",
            "DNATokenizer", "clean_sequence", "reverse_complement", "softmask_fraction", "tokenize_windows",
@@ -54,22 +55,6 @@ _IUPAC = "ACGTNRYKMSWBDHV"
 _COMPLEMENT = str.maketrans("ACGTNRYKMSWBDHVacgtnrykmswbdhv", "TGCANYRMKSWVHDBtgcanyrmkswvhdb")
 _CODE_COMPLEMENT = np.array([3, 2, 1, 0, 4], dtype=np.uint8)
 _TO_UPPER_N = str.maketrans({c: "N" for c in "RYKMSWBDHVrykmswbdhv"} | {c: c.upper() for c in "acgtn"})
-
-
-def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low or (
-            high is not None and value > high):
-        allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-        raise ValueError(f"{name}={value!r} is not allowed: use {allowed}")
-    return int(value)
-
-
-def _check_fraction(name: str, value, *, open_right: bool = False) -> float:
-    ok = isinstance(value, float | int | np.floating) and not isinstance(value, bool) and (
-        0.0 <= value < 1.0 if open_right else 0.0 <= value <= 1.0)
-    if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed: use a number in [0, 1{')' if open_right else ']'}")
-    return float(value)
 
 
 # ---------------------------------------------------------------------------------------------- sequences
@@ -132,7 +117,7 @@ class DNATokenizer:
     vocab: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        _check_int("k", self.k, 1, 8)
+        check_int("k", self.k, 1, 8)
         kmers = ["".join(p) for p in itertools.product("ACGT", repeat=self.k)] if self.k > 1 else []
         object.__setattr__(self, "vocab", SPECIAL_TOKENS + ("N", "A", "C", "G", "T") + tuple(kmers))
 
@@ -194,7 +179,7 @@ def tokenize_windows(seqs: Sequence[str], tokenizer: DNATokenizer, seq_len: int,
         ``input_ids`` (N, seq_len) int64; ``attention_mask`` (N, seq_len) bool, True = real token (specials
         included), as in :mod:`r2mae_core.text`; ``n_cut`` int.
     """
-    room = _check_int("seq_len", seq_len, 1 + int(add_cls) + int(add_sep)) - int(add_cls) - int(add_sep)
+    room = check_int("seq_len", seq_len, 1 + int(add_cls) + int(add_sep)) - int(add_cls) - int(add_sep)
     ids = np.full((len(seqs), seq_len), PAD_ID, dtype=np.int64)
     n_cut = 0
     for r, seq in enumerate(seqs):
@@ -268,7 +253,7 @@ class _Track:
         return gc, n / length, sm
 
 
-def _rows(track: _Track, record: str, start, end, strand, label: str, split, group) -> dict[str, np.ndarray]:
+def _rows(track: _Track, record: str, start, end, strand, label: str, *, split, group) -> dict[str, np.ndarray]:
     """Columns (numpy arrays, one entry per window) of a task table; plain dicts avoid per-gene DataFrames."""
     start, end = np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64)
     gc, n_frac, sm = track.stats(start, end)
@@ -357,9 +342,9 @@ def exon_intron_task(genes: pd.DataFrame, *, window: int = 100, classes: Sequenc
     seed : int or numpy.random.Generator
     """
     rng = numpy_generator(seed)  # validates the seed first
-    _check_int("window", window, 8)
-    _check_int("max_per_gene", max_per_gene, 1)
-    max_n_frac = _check_fraction("max_n_frac", max_n_frac)
+    check_int("window", window, 8)
+    check_int("max_per_gene", max_per_gene, 1)
+    max_n_frac = check_number("max_n_frac", max_n_frac, low=0, high=1)
     classes = tuple(classes)
     if len(classes) < 2 or len(set(classes)) != len(classes) or not set(classes) <= set(_GENE_CLASSES):
         raise ValueError(f"classes={classes!r} is not allowed: use 2 or 3 distinct of {_GENE_CLASSES}")
@@ -384,7 +369,7 @@ def exon_intron_task(genes: pd.DataFrame, *, window: int = 100, classes: Sequenc
             if len(starts) > max_per_gene:
                 starts = np.sort(rng.choice(starts, size=max_per_gene, replace=False))
             if len(starts):
-                part = _rows(track, "chr2R", starts, starts + window, g.strand, label, g.split, g.locus)
+                part = _rows(track, "chr2R", starts, starts + window, g.strand, label, split=g.split, group=g.locus)
                 part["start"] += g.start  # locus -> chr2R coordinates
                 part["end"] += g.start
                 parts.append(part)
@@ -490,14 +475,14 @@ def promoter_task(promoters: Genome, chr2r: Genome, *, length: int = 200, test_f
     seed : int or numpy.random.Generator
     """
     rng = numpy_generator(seed)  # validates the seed first
-    _check_int("length", length, 8, 2000)
-    test_fraction = _check_fraction("test_fraction", test_fraction, open_right=True)
+    check_int("length", length, 8, 2000)
+    test_fraction = check_number("test_fraction", test_fraction, low=0, high=1, high_open=True)
     if test_fraction == 0:
         raise ValueError("test_fraction=0 is not allowed: use a number in (0, 1)")
-    _check_int("block_size", block_size, 10 * length)
-    _check_int("exclusion", exclusion, 0)
-    _check_int("gc_bins", gc_bins, 1)
-    max_n_frac = _check_fraction("max_n_frac", max_n_frac)
+    check_int("block_size", block_size, 10 * length)
+    check_int("exclusion", exclusion, 0)
+    check_int("gc_bins", gc_bins, 1)
+    max_n_frac = check_number("max_n_frac", max_n_frac, low=0, high=1)
     if "chr2R" not in chr2r.records or "chrom" not in promoters.metadata:
         raise ValueError("promoters/chr2r are not allowed: use load('dm_promoters') and load('dm_chr2r')")
     codes = chr2r.records["chr2R"]
@@ -529,8 +514,8 @@ def promoter_task(promoters: Genome, chr2r: Genome, *, length: int = 200, test_f
     parts = []
     for split in ("train", "test"):
         p = pos[pos["split"] == split]
-        parts.append(_rows(track, "chr2R", p["start"], p["end"], p["strand"], "promoter", split,
-                           p["start"] // block_size))
+        parts.append(_rows(track, "chr2R", p["start"], p["end"], p["strand"], "promoter", split=split,
+                           group=p["start"] // block_size))
         quota = np.bincount(stratum(parts[-1]["gc"], parts[-1]["softmask_frac"]),
                             minlength=n_strata)
         blocks = np.flatnonzero(is_test_block == (split == "test"))
@@ -538,8 +523,8 @@ def promoter_task(promoters: Genome, chr2r: Genome, *, length: int = 200, test_f
                                   length=length, block_size=block_size, max_n_frac=max_n_frac)
         starts = np.array(sorted(a for v in chosen.values() for a, _ in v), dtype=np.int64)
         strands = np.where(rng.random(len(starts)) < 0.5, "-", "+")
-        parts.append(_rows(track, "chr2R", starts, starts + length, strands, "background", split,
-                           starts // block_size))
+        parts.append(_rows(track, "chr2R", starts, starts + length, strands, "background", split=split,
+                           group=starts // block_size))
     test_sources = pd.DataFrame({"record": "chr2R", "start": test_blocks * block_size,
                                  "end": np.minimum((test_blocks + 1) * block_size, len(codes))})
     return _finish("promoter", parts, ("background", "promoter"), test_sources,
@@ -580,12 +565,12 @@ def species_task(genome: Genome, *, min_length: int = 200, max_length: int = 500
     seed : int or numpy.random.Generator
     """
     rng = numpy_generator(seed)  # validates the seed first
-    _check_int("min_length", min_length, 8)
-    _check_int("max_length", max_length, min_length)
-    _check_int("n_train", n_train, 1)
-    _check_int("n_test", n_test, 1)
-    _check_int("n_test_groups", n_test_groups, 1)
-    max_n_frac = _check_fraction("max_n_frac", max_n_frac)
+    check_int("min_length", min_length, 8)
+    check_int("max_length", max_length, min_length)
+    check_int("n_train", n_train, 1)
+    check_int("n_test", n_test, 1)
+    check_int("n_test_groups", n_test_groups, 1)
+    max_n_frac = check_number("max_n_frac", max_n_frac, low=0, high=1)
     meta = genome.metadata
     for name, col in (("label", label), ("group", group)):
         if col not in meta.columns:
@@ -620,8 +605,8 @@ def species_task(genome: Genome, *, min_length: int = 200, max_length: int = 500
                     row = recs.iloc[i]
                     j = which == i
                     track = _Track(genome.records[row["record"]], None)
-                    part = _rows(track, row["record"], start[j], start[j] + size[j], strand[j], cls, split,
-                                 row[group])
+                    part = _rows(track, row["record"], start[j], start[j] + size[j], strand[j], cls, split=split,
+                                 group=row[group])
                     rows.append(_select(part, part["n_frac"] <= max_n_frac))
             parts += rows
     test_sources = pd.DataFrame({"record": test_records, "start": 0,
@@ -645,7 +630,7 @@ def with_validation(task: Task, fraction: float = 0.15, *, seed: int | np.random
     with training (the test split still does not).
     """
     rng = numpy_generator(seed)  # validates the seed first
-    fraction = _check_fraction("fraction", fraction, open_right=True)
+    fraction = check_number("fraction", fraction, low=0, high=1, high_open=True)
     if fraction == 0:
         raise ValueError("fraction=0 is not allowed: use a number in (0, 1)")
     if unit not in ("group", "row"):
@@ -700,9 +685,9 @@ def pretraining_regions(genome: Genome, exclude: Iterable[Task | pd.DataFrame] =
     DataFrame
         ``record, start, end, length``, sorted, non-overlapping, 0-based half-open.
     """
-    _check_int("margin", margin, 0)
-    _check_int("min_length", min_length, 1)
-    _check_int("min_n_run", min_n_run, 1)
+    check_int("margin", margin, 0)
+    check_int("min_length", min_length, 1)
+    check_int("min_n_run", min_n_run, 1)
     frames = []
     for item in exclude:
         df = item.test_sources if isinstance(item, Task) else item
@@ -742,9 +727,9 @@ def tile_regions(genome: Genome, regions: pd.DataFrame, length: int, *, stride: 
     DataFrame
         ``record, start, end, n_frac``.
     """
-    _check_int("length", length, 1)
-    stride = _check_int("stride", length if stride is None else stride, 1)
-    max_n_frac = _check_fraction("max_n_frac", max_n_frac)
+    check_int("length", length, 1)
+    stride = check_int("stride", length if stride is None else stride, 1)
+    max_n_frac = check_number("max_n_frac", max_n_frac, low=0, high=1)
     out = []
     for record, part in regions.groupby("record", sort=False):
         if record not in genome.records:

@@ -107,7 +107,7 @@ def probe_risk(spectrum: np.ndarray, filter_: np.ndarray, task: Task, n_down: in
     nu, cross, y_var = probe_inputs(spectrum, filter_, task)
     keep = nu > 1e-14 * max(float(nu.max()), 1e-300)  # directions the representation erased: pure noise
     out = ridge_equivalent(nu[keep][None, :], cross[keep][None, :], np.ones(1), float(n_down), ridge, y_var,
-                           nu[keep], cross[keep], y_var)
+                           test_b=nu[keep], test_c=cross[keep], test_y_var=y_var)
     return float(out["risk"])
 
 

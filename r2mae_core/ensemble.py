@@ -206,7 +206,7 @@ class _Member:
 
 
 def _draw_members(members: list[_Member], samplers: Sequence, steps_of: Sequence, model: nn.Module, data,
-                  batch_size: int, step_i: int, steps: int) -> tuple[list, list[float]]:
+                  batch_size: int, *, step_i: int, steps: int) -> tuple[list, list[float]]:
     """Each member's batch, ratios and masking draw (with its own step's ``draw``) at step ``step_i``, in member
     order; and its mean ratio."""
     draws, ratio_means = [], []
@@ -329,7 +329,7 @@ def pretrain_ensemble(models: Sequence[nn.Module], data, *, samplers: Sequence, 
     for step_i in range(start, steps):
         epoch = step_i // (n // train.batch_size)
         draws, ratio_means = _draw_members(members, samplers, member_steps, models[0], data, train.batch_size,
-                                           step_i, steps)
+                                           step_i=step_i, steps=steps)
         tensors, static = step.stack(draws, compile_buckets if compile else 0)
         tensors = [t.to(device, non_blocking=True) for t in tensors]
         cur_lr = opt.param_groups[0]["lr"]

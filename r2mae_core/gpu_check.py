@@ -109,7 +109,7 @@ def single_row(size: str, batch: int, steps: int, compile: bool, spec: dict, dev
             "step_ms": 1e3 * dt, "samples_per_s": batch / dt}
 
 
-def ensemble_row(size: str, k: int, batch: int, steps: int, compile: bool, spec: dict, device: str) -> dict:
+def ensemble_row(size: str, k: int, batch: int, steps: int, compile: bool, spec: dict, *, device: str) -> dict:
     """k ViT-MAEs through ``pretrain_ensemble``: step time and samples/s of the group."""
     t0 = time.perf_counter()
     results = pretrain_ensemble([_vit(size, seed=m) for m in range(k)], _data(batch, device),
@@ -282,7 +282,7 @@ def _bench_rows(args: argparse.Namespace, peak: float, out_of_time, record) -> N
             break
         try:
             row = (single_row(size, batch, steps, comp, spec, args.device) if kind == "single"
-                   else ensemble_row(size, k, batch, steps, comp, spec, args.device))
+                   else ensemble_row(size, k, batch, steps, comp, spec, device=args.device))
             flops.setdefault((size, batch), step_flops(size, batch, args.device))
             row["frac_peak"] = k * flops[(size, batch)] / (row["step_ms"] / 1e3) / peak
         except Exception as err:  # noqa: BLE001 - a failing code path is a finding; the check goes on

@@ -35,6 +35,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .validation import check_int
+
 __all__ = ["MAX_K", "encode_windows", "canonical_kmers", "kmer_sets", "jaccard", "containment",
            "chance_containment", "summarise"]
 
@@ -48,9 +50,7 @@ for _c in "NRYKMSWBDHVnrykmswbdhv":
 
 
 def _check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_K:
-        raise ValueError(f"k={k!r} is not allowed: use an integer in [1, {MAX_K}]")
-    return int(k)
+    return check_int("k", k, 1, MAX_K)
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
@@ -165,8 +165,7 @@ def containment(query: Sequence[str] | np.ndarray, reference: Sequence[str] | np
         float64, one value per query in [0, 1]; nan for a query without a valid k-mer (shorter than k or all N).
     """
     k = _check_k(k)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk={chunk!r} is not allowed: use an integer >= 1")
+    check_int("chunk", chunk, 1)
     q_codes = encode_windows(query, "query")
     kmers, owner = kmer_sets(q_codes, k)
     distinct = _distinct(kmers)
@@ -192,9 +191,7 @@ def chance_containment(n_reference_kmers: int, k: int) -> float:
     :math:`E[C] = 1 - (1 - 2/4^k)^{R} \\approx 2R/4^k` (uniform i.i.d. bases; real genomes, with repeats and
     low-complexity sequence, share more)."""
     k = _check_k(k)
-    if isinstance(n_reference_kmers, bool) or not isinstance(n_reference_kmers, int | np.integer) or \
-            n_reference_kmers < 0:
-        raise ValueError(f"n_reference_kmers={n_reference_kmers!r} is not allowed: use an integer >= 0")
+    check_int("n_reference_kmers", n_reference_kmers, 0)
     return float(-np.expm1(n_reference_kmers * np.log1p(-2.0 / 4.0 ** k)))
 
 

@@ -21,7 +21,7 @@ __all__ = ["ENV_VAR", "progress_line", "report"]
 ENV_VAR = "R2MAE_PROGRESS_FILE"
 
 
-def progress_line(desc: str, done: int, total: int, current: str, started: float, done_at_start: int,
+def progress_line(desc: str, done: int, total: int, current: str, started: float, done_at_start: int, *,
                   now: float | None = None) -> str:
     """``"<desc>: <done>/<total> runs, <current>, 3.2 min, about 5.1 min left"``: the time left extrapolates the
     runs finished since ``started`` (``time.monotonic()``) to the runs not done (none said before the first)."""

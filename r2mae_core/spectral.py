@@ -27,6 +27,7 @@ from . import masking
 from ._rng import check_seed, torch_generator
 from .losses import normalize_pixels
 from .models.blocks import images_to_tensor, patchify
+from .validation import check_int
 
 __all__ = ["component_distances", "MaskedPatches", "masked_patch_matrices", "patch_kmeans", "patch_object_mask",
            "foreground_agreement", "SpectralBound", "spectral_bound", "SpectralEmbedding",
@@ -34,12 +35,6 @@ __all__ = ["component_distances", "MaskedPatches", "masked_patch_matrices", "pat
 
 
 # ---------------------------------------------------------------------------------------------- checks
-def _positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name}={value!r} is not allowed: use an integer >= {minimum}")
-    return int(value)
-
-
 def _finite_matrix(name: str, x, ndim: int | tuple[int, ...] = 2) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().double().numpy()
@@ -100,7 +95,7 @@ def component_distances(X0, X0_hat, k: int = 5, *, min_energy: float = 0.0) -> n
     X0_hat = _finite_matrix("X0_hat", X0_hat, (2, 3))
     if X0.shape != X0_hat.shape:
         raise ValueError(f"X0_hat of shape {X0_hat.shape} is not allowed: it must have X0's shape {X0.shape}")
-    k = _positive_int("k", k)
+    k = check_int("k", k, 1)
     if isinstance(min_energy, bool) or not isinstance(min_energy, int | float) or not 0.0 <= min_energy < 1.0:
         raise ValueError(f"min_energy={min_energy!r} is not allowed: use a share of the energy in [0, 1)")
     if X0.ndim == 3:
@@ -174,7 +169,7 @@ def masked_patch_matrices(model: torch.nn.Module, images, ratio: float, *, seed:
     if patch is None or not hasattr(model, "num_patches"):
         raise ValueError(f"model={type(model).__name__} is not allowed: use a masked image model with "
                          "config.patch and num_patches (ViT/CNN/MLP-MAE)")
-    batch_size = _positive_int("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size, 1)
     x = images_to_tensor(images)
     L = int(model.num_patches)
     mask = masking.random_subset_mask(float(ratio), L, generator=torch_generator(check_seed(seed)),
@@ -224,10 +219,10 @@ def patch_kmeans(features, k: int, *, seed: int, n_init: int = 10) -> np.ndarray
     f = _finite_matrix("features", features, (2, 3))
     if f.ndim == 3:
         return np.stack([patch_kmeans(fi, k, seed=seed, n_init=n_init) for fi in f])
-    k = _positive_int("k", k, 2)
+    k = check_int("k", k, 2)
     if k > len(f):
         raise ValueError(f"k={k} is not allowed: use at most L={len(f)} clusters (one per patch)")
-    km = KMeans(n_clusters=k, n_init=_positive_int("n_init", n_init), random_state=check_seed(seed))
+    km = KMeans(n_clusters=k, n_init=check_int("n_init", n_init, 1), random_state=check_seed(seed))
     return km.fit_predict(f).astype(np.int64)
 
 
@@ -252,7 +247,7 @@ def patch_object_mask(images, patch: int, *, threshold: float = 0.0, min_fractio
     numpy.ndarray
         ``(L,)`` bool for one 2-D image, ``(N, L)`` otherwise, in :func:`models.blocks.patchify` order.
     """
-    patch = _positive_int("patch", patch)
+    patch = check_int("patch", patch, 1)
     if not 0.0 < float(min_fraction) <= 1.0:
         raise ValueError(f"min_fraction={min_fraction!r} is not allowed: use a fraction in (0, 1]")
     single = np.ndim(images) == 2
@@ -467,7 +462,7 @@ def normalized_adjacency_embedding(patch_vectors, k: int, *, kernel: str = "rbf"
         Affinity kernel and the RBF bandwidth (``None``: median heuristic).
     """
     X = _finite_matrix("patch_vectors", patch_vectors)
-    k = _positive_int("k", k)
+    k = check_int("k", k, 1)
     L = len(X)
     if k > L:
         raise ValueError(f"k={k} is not allowed: use at most L={L} (the number of patches)")
@@ -528,9 +523,9 @@ def spectral_embedding_clusters(patch_vectors, k: int, *, seed: int, kernel: str
     numpy.ndarray
         ``(L,)`` int labels.
     """
-    k = _positive_int("k", k, 2)
+    k = check_int("k", k, 2)
     emb = normalized_adjacency_embedding(patch_vectors, k, kernel=kernel, bandwidth=bandwidth).embedding
-    km = KMeans(n_clusters=k, n_init=_positive_int("n_init", n_init), random_state=check_seed(seed))
+    km = KMeans(n_clusters=k, n_init=check_int("n_init", n_init, 1), random_state=check_seed(seed))
     return km.fit_predict(emb).astype(np.int64)
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ._rng import check_seed, numpy_generator
 from .data.language import decode_text
+from .validation import check_int
 
 __all__ = ["SPECIAL_TOKENS", "PAD_ID", "CLS_ID", "SEP_ID", "MASK_ID", "N_SPECIAL", "clean_text", "train_tokenizer",
            "tokenizer_from_json", "split_documents", "split_stratified", "Sequences", "pack_documents",
@@ -53,12 +54,6 @@ def clean_text(text: str | bytes | None) -> str:
     return _WS.sub(" ", decode_text(text).replace("\x00", " ")).strip()
 
 
-def _check_int(name: str, value: int, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{name}={value!r} is not allowed: use an integer >= {low}")
-    return int(value)
-
-
 def train_tokenizer(texts: Iterable[str], vocab_size: int, *, min_frequency: int = 2):
     """Train a byte-level BPE tokenizer on ``texts`` (the caller passes training documents only).
 
@@ -78,7 +73,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, *, min_frequency: int
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    vocab_size = _check_int("vocab_size", vocab_size, 300)
+    vocab_size = check_int("vocab_size", vocab_size, 300)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tok.decoder = decoders.ByteLevel()
@@ -195,7 +190,7 @@ def _frame(rows: list[list[int]], tag_rows: list[list[int]] | None, groups: list
 
 
 def _check_seq_len(seq_len: int) -> int:
-    return _check_int("seq_len", seq_len, 4)
+    return check_int("seq_len", seq_len, 4)
 
 
 def pack_documents(tokenizer, documents: Sequence[Sequence[Sequence[str]]], seq_len: int, *,

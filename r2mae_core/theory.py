@@ -222,7 +222,7 @@ class RiskTerms:
 
 
 def ridge_equivalent(mu: np.ndarray, c: np.ndarray, pi: np.ndarray, n_eff: float, ridge: float,
-                     y_var: np.ndarray | float, test_b: np.ndarray, test_c: np.ndarray,
+                     y_var: np.ndarray | float, *, test_b: np.ndarray, test_c: np.ndarray,
                      test_y_var: float = 1.0) -> dict[str, np.ndarray | float]:
     """Deterministic equivalent of ridge(less) regression with a mixture of Gaussian row groups.
 
@@ -384,7 +384,7 @@ def pretraining_risk(cov: Covariance, train: float | RatioSampler | RatioLaw, n:
         irreducible = float(1.0 - 2.0 * tc @ beta + tb @ beta**2)
         risk = mean_risk = variance = 0.0
         for size, weight in nodes:
-            out = ridge_equivalent(loss * mu, loss * c, pi, size, ridge, law.loss_weights, tb, tc)
+            out = ridge_equivalent(loss * mu, loss * c, pi, size, ridge, law.loss_weights, test_b=tb, test_c=tc)
             risk += weight * out["risk"]
             mean_risk += weight * out["mean_risk"]
             variance += weight * out["variance"]
@@ -449,7 +449,7 @@ def mean_coefficients(view: TargetView, train: float | RatioSampler | RatioLaw, 
     mu, c = _moments(view, law.ratios)
     loss = law.loss_weights[:, None]
     out = ridge_equivalent(loss * mu, loss * c, law.size_biased(), float(n) * law.mean, ridge, law.loss_weights,
-                           mu[0], c[0])
+                           test_b=mu[0], test_c=c[0])
     return out["w_bar"]
 
 

@@ -121,7 +121,9 @@ def _old_vision(cid, text, source, metric, diffs, profile, threshold=0.0):
     diffs = np.asarray(diffs, dtype=float)
     if diffs.size == 0:
         return Claim(cid, text, source, metric, math.nan, math.nan, math.nan, 0, "inconclusive", profile)
-    return interval_claim(cid, text, source, metric, *mean_ci(diffs), diffs.size, profile, threshold=threshold)
+    value, low, high = mean_ci(diffs)
+    return interval_claim(cid, text, source, metric, value=value, ci_low=low, ci_high=high, n_seeds=diffs.size,
+                          profile=profile, threshold=threshold)
 
 
 def _old_linear_theory(cid, text, metric, diff, n, profile, allow_contradicted=True):
@@ -129,7 +131,8 @@ def _old_linear_theory(cid, text, metric, diff, n, profile, allow_contradicted=T
         value, low, high = diff["mean"], diff["ci_low"], diff["ci_high"]
     else:
         value, low, high = float(np.mean(diff)), *np.percentile(diff, [2.5, 97.5])
-    return interval_claim(cid, text, "S", metric, value, low, high, n, profile, allow_contradicted=allow_contradicted)
+    return interval_claim(cid, text, "S", metric, value=value, ci_low=low, ci_high=high, n_seeds=n, profile=profile,
+                          allow_contradicted=allow_contradicted)
 
 
 def _same(a: Claim, b: Claim) -> bool:
@@ -159,7 +162,8 @@ def test_make_claim_gives_the_verdicts_of_the_section_wrappers(shift):
     point = float(np.mean(draws))
     lo, hi = np.percentile(draws, [2.5, 97.5])
     assert _same(make_claim(cid="L", claim="t", source="S", metric="m", value=point, draws=draws, n_seeds=3,
-                            profile="smoke"), interval_claim("L", "t", "S", "m", point, lo, hi, 3, "smoke"))
+                            profile="smoke"), interval_claim("L", "t", "S", "m", value=point, ci_low=lo,
+                                                                 ci_high=hi, n_seeds=3, profile="smoke"))
     with pytest.raises(ValueError, match="exactly one"):
         make_claim(cid="L", claim="t", source="S", metric="m", diffs=diffs, draws=draws, profile="smoke")
     with pytest.raises(TypeError):

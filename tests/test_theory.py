@@ -103,8 +103,8 @@ def test_ridge_equivalent_single_isotropic_group_reproduces_ridgeless_closed_for
     q, signal, sigma2 = 60, 0.7, 0.3
     mu, c = isotropic_problem(q, signal)
     n_eff = q / gamma
-    out = T.ridge_equivalent(mu[None, :], c[None, :], np.ones(1), n_eff, 0.0, signal + sigma2, mu, c,
-                             signal + sigma2)
+    out = T.ridge_equivalent(mu[None, :], c[None, :], np.ones(1), n_eff, 0.0, signal + sigma2, test_b=mu,
+                             test_c=c, test_y_var=signal + sigma2)
     closed = T.isotropic_ridgeless_risk(gamma, sigma2=sigma2, signal=signal)
     assert out["risk"] - sigma2 == pytest.approx(closed["bias"] + closed["variance"], rel=1e-5)
     assert out["risk"] == pytest.approx(out["mean_risk"] + out["variance"], rel=1e-12)
@@ -118,8 +118,8 @@ def test_ridge_equivalent_isotropic_ridge_matches_marchenko_pastur(gamma, lam):
     # Hastie et al. (2022), isotropic ridge: B = r² λ² m'(−λ), V = σ² γ (m(−λ) − λ m'(−λ))
     q, signal, sigma2 = 80, 1.0, 0.5
     mu, c = isotropic_problem(q, signal)
-    out = T.ridge_equivalent(mu[None, :], c[None, :], np.ones(1), q / gamma, lam, signal + sigma2, mu, c,
-                             signal + sigma2)
+    out = T.ridge_equivalent(mu[None, :], c[None, :], np.ones(1), q / gamma, lam, signal + sigma2, test_b=mu,
+                             test_c=c, test_y_var=signal + sigma2)
     m, dm = mp_stieltjes(gamma, lam)
     expected = signal * lam**2 * dm + sigma2 * gamma * (m - lam * dm)
     assert out["risk"] - sigma2 == pytest.approx(expected, rel=1e-6)

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.neighbors import KNeighborsClassifier
 
+from ..validation import check_int
+
 __all__ = ["knn_accuracy", "KNN_BLOCK"]
 
 
@@ -22,8 +24,7 @@ def knn_accuracy(train_x, train_y, test_x, test_y, *, k: int = 20, metric: str =
     ``torch.topk`` and a label count per row (uniform weights, cosine metric only): the same rule, so the
     accuracy is the CPU one up to neighbours whose similarities agree to float32 rounding.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(train_x):
-        raise ValueError(f"k={k!r} is not allowed: use an integer in [1, {len(train_x)}]")
+    check_int("k", k, 1, len(train_x))
     if device is not None and torch.device(device).type != "cpu":
         if metric != "cosine" or weights != "uniform":
             raise ValueError(f"metric={metric!r}, weights={weights!r} are not allowed on device={device!s}: "

@@ -108,7 +108,7 @@ def linear_probe(train_x, train_y, test_x, test_y, *, val=None, Cs=(1e-2, 1e-1, 
         For an unknown ``solver`` or metric, ``val_fraction`` outside (0, 1), empty / non-positive ``Cs``, sparse
         features with ``standardize`` or the torch solver, or (torch) a training set with fewer than two classes.
     """
-    metrics = _check(solver, select, metrics, val_fraction, Cs, train_x, standardize)
+    metrics = _check(solver, select, metrics, val_fraction, Cs, train_x, standardize=standardize)
     seed = check_seed(seed) % 2**32  # sklearn's random_state range; the 63-bit run seeds fold into it
     train_x, test_x = _features(train_x), _features(test_x)
     train_y, test_y = np.asarray(train_y), np.asarray(test_y)
@@ -143,7 +143,7 @@ def linear_probe(train_x, train_y, test_x, test_y, *, val=None, Cs=(1e-2, 1e-1, 
                        Cs[best], bool(converged), extra, out)
 
 
-def _check(solver, select, metrics, val_fraction, Cs, train_x, standardize) -> tuple[str, ...]:
+def _check(solver, select, metrics, val_fraction, Cs, train_x, *, standardize) -> tuple[str, ...]:
     if solver not in SOLVERS:
         raise ValueError(f"solver={solver!r} is not allowed: use one of {', '.join(map(repr, SOLVERS))}")
     metrics = check_metrics(select, metrics)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,10 +20,11 @@ from ..ensemble import pretrain_ensemble
 from ..masking import make_sampler
 from ..runs import Method, Options, RunSpec, TrainConfig, fixed_method, group_checkpoint_path, reference_method
 from ..train import pretrain
+from ..validation import check_device, check_learning_rates, count, param
 
 __all__ = ["SIZES", "PROBE_CS", "PROBE_MAX_ITER", "FINETUNE_BATCH", "probe", "finetune",
            "evaluated_records", "with_threads", "train_config", "token_plan", "pretrain_run", "pretrain_group",
-           "tables", "reference_rows", "history_table", "features"]
+           "tables", "reference_rows", "history_table", "features", "TokenRunSettings"]
 
 #: Encoder sizes of the token sections (the "model size" axis): width, blocks, heads.
 SIZES: dict[str, dict] = {
@@ -199,7 +201,7 @@ def history_table(history: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def features(model, ids: np.ndarray, attn: np.ndarray, device, rows=None, cols=None, batch: int = 256):
+def features(model, ids: np.ndarray, attn: np.ndarray, device, rows=None, cols=None, *, batch: int = 256):
     """Mean-pooled features (N, D) and, if ``rows``/``cols`` are given, token features at those positions.
 
     Pooled feature of row n: ``Σ_l a_nl h_nl / max(Σ_l a_nl, 1)`` with ``a`` the attention mask and ``h`` the
@@ -218,3 +220,19 @@ def features(model, ids: np.ndarray, attn: np.ndarray, device, rows=None, cols=N
                             torch.as_tensor(cols[sel], device=device)].cpu())
     z = torch.cat(pooled).double().numpy()
     return (z, torch.cat(tokens).double().numpy()) if rows is not None else z
+
+
+@dataclass(frozen=True)
+class TokenRunSettings:
+    """The settings that 03's and 04's ``Config`` share, declared and checked once: full fine-tuning
+    (``finetune_epochs``, 0 skips it; ``finetune_lrs``, the best on validation is kept) and how the runs execute
+    (torch ``device``; ``threads`` per run, 0 keeps torch's default; ``workers`` processes; ``ensemble_size``
+    runs trained as one vmapped ensemble). A section ``Config`` subclasses it and runs
+    :func:`~r2mae_core.validation.check_fields`, which checks these fields with its own."""
+
+    finetune_epochs: int = param(0, count(0))
+    finetune_lrs: tuple[float, ...] = param((1e-4,), check_learning_rates)
+    device: str = param("cpu", check_device)
+    threads: int = param(0, count(0))
+    workers: int = param(1, count(1))
+    ensemble_size: int = param(1, count(1))

@@ -103,10 +103,11 @@ def task_difference_claim(cid: str, val_main: pd.DataFrame, test_main: pd.DataFr
     if len(config.sweep_ratios) >= 2 and a != b and val_arg[a] != val_arg[b]:
         diff = argmax_ratio(test_main, a, rng, n_boot) - argmax_ratio(test_main, b, rng, n_boot)
         point = float(argmax_ratio(test_main, a, None, 0)[0] - argmax_ratio(test_main, b, None, 0)[0])
+        low, high = np.percentile(diff, [2.5, 97.5])
         return interval_claim(cid, f"The best fixed ratio differs between tasks ({a}: {val_arg[a]:g} vs {b}: "
                               f"{val_arg[b]:g} on validation, size {config.main_size})", source,
-                              f"test argmax({a}) − argmax({b}) ({bootstrap})", point,
-                              *np.percentile(diff, [2.5, 97.5]), config.n_seeds, profile, allow_contradicted=False)
+                              f"test argmax({a}) − argmax({b}) ({bootstrap})", value=point, ci_low=low, ci_high=high,
+                              n_seeds=config.n_seeds, profile=profile, allow_contradicted=False)
     return Claim(cid, "The best fixed ratio differs between tasks (all tasks share the validation argmax "
                  f"{val_arg[a]:g})", source, "argmax ratio difference", 0.0, _NAN, _NAN, config.n_seeds,
                  "inconclusive", profile)

@@ -45,7 +45,7 @@ import torch
 
 from .. import data as datasets
 from .. import dna, evaluate, leakage
-from .._rng import check_seed, child_seeds, numpy_generator
+from .._rng import child_seeds, numpy_generator
 from ..cache import cache_key, cached
 from ..fingerprint import code_fingerprint
 from ..mlm import MLMStep
@@ -61,18 +61,25 @@ from ..runs import (
     masked_diffusion_method,
     r2mae_method,
 )
-from . import _token_runs as token_runs
-from ._checks import (
+from ..validation import (
+    NON_NEGATIVE,
+    POSITIVE,
+    WARMUP,
     check_bool,
-    check_device,
-    check_int,
-    check_learning_rates,
-    check_list,
+    check_choice,
+    check_choices,
+    check_fields,
+    check_member,
     check_number,
+    check_per,
     check_ratio,
-    check_sweep,
+    check_ratios,
+    check_seed,
+    count,
+    param,
 )
-from ._token_runs import SIZES
+from . import _token_runs as token_runs
+from ._token_runs import SIZES, TokenRunSettings
 
 __all__ = ["Config", "SIZES", "TASKS", "BASELINES", "GENOMES", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work",
            "evaluation_spec", "corpus", "data_names", "data_checksum", "data_digest", "mlm_step", "step_for",
@@ -104,7 +111,7 @@ DRY_RUN = {"n_seeds": 1, "steps": 2, "batch_size": 8, "pretrain_windows": 400, "
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(TokenRunSettings):
     """One study (smoke defaults; ``parameters/{quick,full}/04_dna.yaml`` scale it).
 
     The R²MAE interval is declared here (and in the YAML) before any run; the scheduled baseline decays
@@ -113,75 +120,40 @@ class Config:
     ``curriculum_max_span`` over training.
     """
 
-    seed: int = 0
-    n_seeds: int = 2
-    sizes: tuple[str, ...] = ("XS",)
-    main_size: str = "XS"
-    sweep_ratios: tuple[float, ...] = (0.15, 0.3)
-    baselines: tuple[str, ...] = BASELINES
-    r2mae_low: float = 0.15
-    r2mae_high: float = 0.45
-    r2mae_per: str = "batch"
-    curriculum_ratio: float = 0.15
-    curriculum_max_span: float = 6.0
-    kmer: int = 1
-    window: int = 64
-    genomes: tuple[str, ...] = ("dm_chr2r",)
-    pretrain_windows: int = 2000
-    pretrain_max_n_frac: float = 0.1
-    rc_augment: bool = False
-    steps: int = 20
-    batch_size: int = 32
-    lr: float = 2e-3
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    test_ratios: tuple[float, ...] = (0.15,)
-    mlm_eval: int = 200
-    probe_train: int = 300
-    probe_eval: int = 100
-    kmer_counts_k: int = 6
-    finetune_epochs: int = 0
-    finetune_lrs: tuple[float, ...] = (1e-4,)
-    device: str = "cpu"
-    threads: int = 0
-    workers: int = 1
-    ensemble_size: int = 1
+    seed: int = param(0, check_seed)
+    n_seeds: int = param(2, count(1))
+    sizes: tuple[str, ...] = param(("XS",), check_choices, choices=SIZES, min_len=1)
+    main_size: str = param("XS", check_choice, choices=SIZES)
+    sweep_ratios: tuple[float, ...] = param((0.15, 0.3), check_ratios)
+    baselines: tuple[str, ...] = param(BASELINES, check_choices, choices=BASELINES)
+    r2mae_low: float = param(0.15, check_ratio)
+    r2mae_high: float = param(0.45, check_ratio)
+    r2mae_per: str = param("batch", check_per)
+    curriculum_ratio: float = param(0.15, check_ratio)
+    curriculum_max_span: float = param(6.0, check_number, low=1)
+    kmer: int = param(1, count(1, 6))
+    window: int = param(64, count(16))
+    genomes: tuple[str, ...] = param(("dm_chr2r",), check_choices, choices=GENOMES, min_len=1)
+    pretrain_windows: int = param(2000, count(1))
+    pretrain_max_n_frac: float = param(0.1, check_number, low=0, high=1)
+    rc_augment: bool = param(False, check_bool)
+    steps: int = param(20, count(1))
+    batch_size: int = param(32, count(1))
+    lr: float = param(2e-3, POSITIVE)
+    warmup: float = param(0.1, WARMUP)
+    weight_decay: float = param(0.01, NON_NEGATIVE)
+    test_ratios: tuple[float, ...] = param((0.15,), check_ratios)
+    mlm_eval: int = param(200, count(1))
+    probe_train: int = param(300, count(12))
+    probe_eval: int = param(100, count(12))
+    kmer_counts_k: int = param(6, count(1))
 
     def __post_init__(self) -> None:
-        for name in ("sizes", "sweep_ratios", "baselines", "genomes", "test_ratios"):
-            object.__setattr__(self, name, check_list(name, getattr(self, name)))
-        check_seed(self.seed)
-        check_int("n_seeds", self.n_seeds, 1)
-        for name in ("steps", "batch_size", "pretrain_windows", "mlm_eval", "threads", "finetune_epochs"):
-            check_int(name, getattr(self, name), 0 if name in ("threads", "finetune_epochs") else 1)
-        check_int("workers", self.workers, 1)
-        check_int("ensemble_size", self.ensemble_size, 1)
-        check_int("probe_train", self.probe_train, 12)
-        check_int("probe_eval", self.probe_eval, 12)
-        if isinstance(self.kmer, bool) or not isinstance(self.kmer, int) or not 1 <= self.kmer <= 6:
-            raise ValueError(f"kmer={self.kmer!r} is not allowed: use an integer in [1, 6]")
-        check_int("window", self.window, 16)
+        check_fields(self)
         if self.window % self.kmer:
             raise ValueError(f"window={self.window} is not allowed: use a multiple of kmer={self.kmer}")
-        check_int("kmer_counts_k", self.kmer_counts_k, 1)
-        check_sweep(self, SIZES)
-        for name in ("r2mae_low", "r2mae_high", "curriculum_ratio"):
-            check_ratio(name, getattr(self, name))
-        check_number("curriculum_max_span", self.curriculum_max_span, low=1)
-        bad = [b for b in self.baselines if b not in BASELINES]
-        if bad:
-            raise ValueError(f"baselines={bad[0]!r} is not allowed: use methods from {BASELINES}")
-        bad = [g for g in self.genomes if g not in GENOMES]
-        if bad or not self.genomes:
-            raise ValueError(f"genomes={bad[0] if bad else ()!r} is not allowed: use a non-empty list from {GENOMES}")
-        check_number("pretrain_max_n_frac", self.pretrain_max_n_frac, low=0, high=1)
-        check_number("lr", self.lr, low=0, low_open=True)
-        check_number("weight_decay", self.weight_decay, low=0)
-        check_number("warmup", self.warmup, low=0, high=1, high_open=True)
-        check_bool("rc_augment", self.rc_augment)
-        check_device("device", self.device)
-        object.__setattr__(self, "finetune_lrs", check_learning_rates("finetune_lrs", self.finetune_lrs))
-        self.methods()  # one clear line for low > high, unknown per, ...
+        check_member("main_size", self.main_size, "sizes", self.sizes)
+        self.methods()  # one clear line for low > high
 
     def methods(self) -> list[Method]:
         """Pretraining methods at the main size (records: name, kind, sampler, group, mask options)."""

@@ -114,7 +114,7 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
             out.append(interval_claim(
                 label, f"R²MAE U[{config.r2mae_low:g}, {config.r2mae_high:g}] ≥ {against} ({row.comparator}, chosen "
                 f"on validation) on {where} (MCC)", SOURCE, f"test MCC(R²MAE) − MCC({row.comparator}), {row.task}",
-                row.mean, row.ci_low, row.ci_high, row.n, profile))
+                value=row.mean, ci_low=row.ci_low, ci_high=row.ci_high, n_seeds=row.n, profile=profile))
     out.append(task_difference_claim("D3", _main(sc, config, "val"), _main(sc, config, "test"), TASKS,
                                      config=config, source=SOURCE, profile=profile, rng=rng, n_boot=n_boot,
                                      bootstrap="bootstrap over seeds"))
@@ -123,8 +123,8 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
         out.append(interval_claim(
             "S1", f"Sanity: pretrained (R²MAE) features beat the randomly initialised encoder on exon/intron by more "
             f"than {SANITY_MARGIN:g} MCC (size {config.main_size})", SOURCE,
-            "test MCC(R²MAE) − MCC(random init), exon_intron", row.mean, row.ci_low, row.ci_high, row.n, profile,
-            threshold=SANITY_MARGIN))
+            "test MCC(R²MAE) − MCC(random init), exon_intron", value=row.mean, ci_low=row.ci_low,
+            ci_high=row.ci_high, n_seeds=row.n, profile=profile, threshold=SANITY_MARGIN))
     if "leakage" in results:
         out.append(leakage_claim(results["leakage"], profile))
     return out

@@ -41,7 +41,7 @@ from ..fingerprint import code_fingerprint
 from ..masking import make_sampler
 from ..runs import Method, Options, RunSpec, TrainConfig, execute, group_checkpoint_path, reference_method
 from ..train import HISTORY_COLUMNS, TrainResult, history_frame, pretrain, run_fingerprint, save_finished
-from ._checks import check_int, check_ratio
+from ..validation import check_int, check_ratio
 
 __all__ = ["AUTO_TORCH_MAX_DIM", "AUTO_TORCH_MIN_TRAIN", "SIZES", "NAMESPACE", "PIXELS", "EvalSpec", "Splits",
            "Analysis", "check_dataset", "load_images", "splits", "data_digest", "image_schedule", "image_spec",

@@ -22,7 +22,7 @@ import torch
 
 from .. import data as datasets
 from .. import evaluate, text
-from .._rng import check_seed, child_seeds, numpy_generator
+from .._rng import child_seeds, numpy_generator
 from ..cache import cache_key, cached
 from ..data.language import BROWN_GENRES
 from ..fingerprint import code_fingerprint
@@ -39,17 +39,24 @@ from ..runs import (
     masked_diffusion_method,
     r2mae_method,
 )
-from . import _token_runs as token_runs
-from ._checks import (
-    check_device,
-    check_int,
-    check_learning_rates,
-    check_list,
-    check_number,
+from ..validation import (
+    NON_NEGATIVE,
+    POSITIVE,
+    WARMUP,
+    check_choice,
+    check_choices,
+    check_fields,
+    check_intervals,
+    check_member,
+    check_per,
     check_ratio,
-    check_sweep,
+    check_ratios,
+    check_seed,
+    count,
+    param,
 )
-from ._token_runs import SIZES
+from . import _token_runs as token_runs
+from ._token_runs import SIZES, TokenRunSettings
 
 __all__ = ["Config", "SIZES", "TASKS", "NAMESPACE", "DRY_RUN", "run", "methods", "plan", "work", "evaluation_spec",
            "corpus", "data_names", "data_checksum", "data_digest", "mlm_step", "step_for"]
@@ -70,83 +77,44 @@ DRY_RUN = {"n_seeds": 1, "steps": 2, "batch_size": 8, "probe_train": 60, "probe_
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(TokenRunSettings):
     """One study (smoke defaults; ``parameters/{quick,full}/03_language.yaml`` scale it).
 
     The R²MAE interval is declared here (and in the YAML) before any run; the scheduled baseline decays
     linearly over the same interval, from ``r2mae_high`` to ``r2mae_low``.
     """
 
-    seed: int = 0
-    n_seeds: int = 3
-    sizes: tuple[str, ...] = ("S",)
-    main_size: str = "S"
-    sweep_ratios: tuple[float, ...] = (0.15, 0.4)
-    baselines: tuple[str, ...] = BASELINES
-    ablations: tuple[str, ...] = ()
-    ablation_intervals: tuple[tuple[float, float], ...] = ()
-    r2mae_low: float = 0.15
-    r2mae_high: float = 0.45
-    r2mae_per: str = "batch"
-    primary_task: str = "downstream"
-    vocab_size: int = 1024
-    seq_len: int = 64
-    steps: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    test_ratios: tuple[float, ...] = (0.15, 0.4)
-    probe_train: int = 400
-    probe_eval: int = 200
-    pos_train_tokens: int = 3000
-    pos_eval_tokens: int = 1500
-    spam_train: int = 300
-    spam_eval: int = 150
-    finetune_epochs: int = 0
-    finetune_lrs: tuple[float, ...] = (1e-4,)
-    device: str = "cpu"
-    threads: int = 0
-    workers: int = 1
-    ensemble_size: int = 1
+    seed: int = param(0, check_seed)
+    n_seeds: int = param(3, count(1))
+    sizes: tuple[str, ...] = param(("S",), check_choices, choices=SIZES, min_len=1)
+    main_size: str = param("S", check_choice, choices=SIZES)
+    sweep_ratios: tuple[float, ...] = param((0.15, 0.4), check_ratios)
+    baselines: tuple[str, ...] = param(BASELINES, check_choices, choices=BASELINES)
+    ablations: tuple[str, ...] = param((), check_choices, choices=ABLATIONS)
+    ablation_intervals: tuple[tuple[float, float], ...] = param((), check_intervals)
+    r2mae_low: float = param(0.15, check_ratio)
+    r2mae_high: float = param(0.45, check_ratio)
+    r2mae_per: str = param("batch", check_per)
+    primary_task: str = param("downstream", check_choice, choices=(*TASKS, "downstream"))
+    vocab_size: int = param(1024, count(300))
+    seq_len: int = param(64, count(8))
+    steps: int = param(30, count(1))
+    batch_size: int = param(32, count(1))
+    lr: float = param(1e-3, POSITIVE)
+    warmup: float = param(0.1, WARMUP)
+    weight_decay: float = param(0.01, NON_NEGATIVE)
+    test_ratios: tuple[float, ...] = param((0.15, 0.4), check_ratios)
+    probe_train: int = param(400, count(1))
+    probe_eval: int = param(200, count(1))
+    pos_train_tokens: int = param(3000, count(1))
+    pos_eval_tokens: int = param(1500, count(1))
+    spam_train: int = param(300, count(1))
+    spam_eval: int = param(150, count(1))
 
     def __post_init__(self) -> None:
-        for name in ("sizes", "sweep_ratios", "baselines", "ablations", "test_ratios", "ablation_intervals"):
-            object.__setattr__(self, name, check_list(name, getattr(self, name)))
-        for pair in self.ablation_intervals:
-            if not isinstance(pair, list | tuple) or len(pair) != 2 \
-                    or any(isinstance(v, bool) or not isinstance(v, int | float) for v in pair):
-                raise ValueError(f"ablation_intervals={list(self.ablation_intervals)!r} is not allowed: use "
-                                 "[low, high] pairs of mask ratios")
-        object.__setattr__(self, "ablation_intervals", tuple(tuple(p) for p in self.ablation_intervals))
-        check_seed(self.seed)
-        check_int("n_seeds", self.n_seeds, 1)
-        for name in ("vocab_size",):
-            check_int(name, getattr(self, name), 300)
-        check_int("seq_len", self.seq_len, 8)
-        check_int("threads", self.threads, 0)
-        check_int("workers", self.workers, 1)
-        check_int("ensemble_size", self.ensemble_size, 1)
-        check_int("finetune_epochs", self.finetune_epochs, 0)
-        object.__setattr__(self, "finetune_lrs", check_learning_rates("finetune_lrs", self.finetune_lrs))
-        for name in ("steps", "batch_size", "probe_train", "probe_eval", "pos_train_tokens", "pos_eval_tokens",
-                     "spam_train", "spam_eval"):
-            check_int(name, getattr(self, name), 1)
-        check_sweep(self, SIZES)
-        for name in ("r2mae_low", "r2mae_high"):
-            check_ratio(name, getattr(self, name))
-        bad = [b for b in self.baselines if b not in BASELINES] + [a for a in self.ablations if a not in ABLATIONS]
-        if bad:
-            raise ValueError(f"method={bad[0]!r} is not allowed: baselines from {BASELINES}, ablations from "
-                             f"{ABLATIONS}")
-        if self.primary_task not in (*TASKS, "downstream"):
-            raise ValueError(f"primary_task={self.primary_task!r} is not allowed: use one of "
-                             f"{[*TASKS, 'downstream']}")
-        check_number("lr", self.lr, low=0, low_open=True)
-        check_number("weight_decay", self.weight_decay, low=0)
-        check_number("warmup", self.warmup, low=0, high=1, high_open=True)
-        check_device("device", self.device)
-        self.methods()  # one clear line for low > high, unknown per, ...
+        check_fields(self)
+        check_member("main_size", self.main_size, "sizes", self.sizes)
+        self.methods()  # one clear line for low > high
 
     def methods(self) -> list[Method]:
         """Pretraining methods at the main size (records: name, kind, sampler, group)."""

@@ -40,7 +40,7 @@ from ..cache import cached
 from ..covariances import Covariance, make_covariance
 from ..masking import make_sampler
 from ..stats import mean_ci
-from ._checks import check_int, check_number
+from ..validation import check_int, check_number
 
 __all__ = ["PhaseSettings", "fixed_optimum", "interval_optimum", "criterion_risk", "phase_cell", "phase_table",
            "phase_points_to_check", "phase_monte_carlo", "CRITERIA"]
@@ -171,7 +171,7 @@ def criterion_risk(settings: PhaseSettings, cov: Covariance, n: int, ridge: floa
     return lambda law: theory.pretraining_risk(cov, law, n, test=test, ridge=ridge).risk
 
 
-def _expansion(risk, settings: PhaseSettings, cov: Covariance, n: int, ridge: float, criterion: str,
+def _expansion(risk, settings: PhaseSettings, cov: Covariance, n: int, ridge: float, criterion: str, *,
                m_star: float) -> dict[str, float]:
     """Second-order coefficient ΔR/δ² of the two-point law {m* ± δ} and its row-count part (module docstring)."""
     if not _DELTA < m_star < 1 - _DELTA:
@@ -210,7 +210,7 @@ def _phase_cell(settings: PhaseSettings, family: str, gamma: float, ridge: float
                 "fixed_ratio": m_star, "fixed_risk": r_fixed, "grid_low": top[0][0], "grid_high": top[0][1],
                 "grid_risk": top[0][2],
                 "diffusion_risk": float(risk(diffusion)),
-                **_expansion(risk, settings, cov, n, ridge, criterion, m_star)}
+                **_expansion(risk, settings, cov, n, ridge, criterion, m_star=m_star)}
         if "sample" in settings.pers:
             rows.append({**base, "per": "sample", "low": a, "high": b, "interval_risk": r_int,
                          "equivalent_ratio": m_eq, "equivalent_risk": float(risk(m_eq)), "interval_se": 0.0})

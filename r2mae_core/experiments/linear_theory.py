@@ -8,19 +8,33 @@ training samples); one target's fit has aspect ratio γ_eff = (p − 1)/(n E[m])
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import downstream, simulate, theory
-from .._rng import check_seed
 from ..cache import cached
 from ..covariances import Covariance, make_covariance
 from ..masking import make_sampler
+from ..validation import (
+    NON_NEGATIVE,
+    POSITIVE,
+    check_choice,
+    check_fields,
+    check_list,
+    check_mapping,
+    check_member,
+    check_numbers,
+    check_per,
+    check_ratio,
+    check_ratios,
+    check_seed,
+    count,
+    param,
+)
 from . import linear_phase
-from ._checks import check_int, check_list, check_number, check_ratio
 from .linear_phase import PhaseSettings
 
 __all__ = ["Config", "run", "covariance", "equivalent_label", "FAMILY_SPECS", "TASK_SPECS", "LOCAL_FAMILIES"]
@@ -42,12 +56,6 @@ TASK_SPECS: tuple[tuple[str, float, float], ...] = (
 
 
 
-def _check_ratios(name: str, values: tuple[float, ...]) -> None:
-    if len(values) < 2 or any(isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1
-                              for v in values):
-        raise ValueError(f"{name}={values!r} is not allowed: use at least two mask ratios in the open interval (0, 1)")
-
-
 @dataclass(frozen=True)
 class Config:
     """One study (smoke defaults; ``parameters/{quick,full}/01_linear_theory.yaml`` scale it).
@@ -56,41 +64,42 @@ class Config:
     are declared here before any run; C4's primary criterion is ``primary_criterion``.
     """
 
-    seed: int = 0
-    p: int = 120
-    gammas: tuple[float, ...] = (0.5, 1.0, 2.0)
-    families: tuple[str, ...] = ("ar1", "two_scale", "spiked", "power_law")
-    theory_ratios: int = 39
-    mc_ratios: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
-    reps: int = 3
-    ridge: float = 0.0
-    n_targets: int = 4
-    optimum_gammas: int = 12
-    signal_rhos: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+    seed: int = param(0, check_seed)
+    p: int = param(120, count(20))
+    gammas: tuple[float, ...] = param((0.5, 1.0, 2.0), check_numbers, low=0, low_open=True,
+                                      what="model-size ratios p/n")
+    families: tuple[str, ...] = param(("ar1", "two_scale", "spiked", "power_law"), check_list)
+    theory_ratios: int = param(39, count(5))
+    mc_ratios: tuple[float, ...] = param((0.1, 0.3, 0.5, 0.7, 0.9), check_ratios, min_len=2)
+    reps: int = param(3, count(2))
+    ridge: float = param(0.0, NON_NEGATIVE)
+    n_targets: int = param(4, count(1))
+    optimum_gammas: int = param(12, count(3))
+    signal_rhos: tuple[float, ...] = param((0.5, 0.7, 0.8, 0.9, 0.95, 0.98), check_ratios, min_len=2)
     focus_family: str = "ar1"
-    focus_gamma: float = 1.0
+    focus_gamma: float = param(1.0, POSITIVE)
     downstream_family: str = "two_scale"
-    n_pretrain_gamma: float = 0.25
-    n_down: int = 60
-    probe_ridge: float = 0.0
-    task_noise: float = 0.1
-    r2mae_low: float = 0.1
-    r2mae_high: float = 0.9
-    r2mae_per: str = "sample"
-    test_ratio: float = 0.75
-    universal_low: float = 0.1
-    universal_high: float = 0.9
-    interval_grid: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
-    primary_criterion: str = "universal"
-    scale_reps: int = 6
-    c4_reps: int = 6
-    batch_size: int = 32
-    phase_p: int = 40
-    phase_gammas: tuple[float, ...] = (1.0, 4.0)
-    phase_families: tuple[str, ...] = ("two_scale",)
-    phase_ridges: tuple[float, ...] = (0.0,)
-    phase_pers: tuple[str, ...] = ("sample", "batch")
-    phase_criteria: tuple[str, ...] = ("test_ratio", "universal", "downstream")
+    n_pretrain_gamma: float = param(0.25, POSITIVE)
+    n_down: int = param(60, count(1))
+    probe_ridge: float = param(0.0, NON_NEGATIVE)
+    task_noise: float = param(0.1, NON_NEGATIVE)
+    r2mae_low: float = param(0.1, check_ratio)
+    r2mae_high: float = param(0.9, check_ratio)
+    r2mae_per: str = param("sample", check_per)
+    test_ratio: float = param(0.75, check_ratio)
+    universal_low: float = param(0.1, check_ratio)
+    universal_high: float = param(0.9, check_ratio)
+    interval_grid: tuple[float, ...] = param((0.1, 0.3, 0.5, 0.7, 0.9), check_ratios, min_len=2)
+    primary_criterion: str = param("universal", check_choice, choices=("universal", "test_ratio", "downstream"))
+    scale_reps: int = param(6, count(2))
+    c4_reps: int = param(6, count(2))
+    batch_size: int = param(32, count(1))
+    phase_p: int = param(40, count(20))
+    phase_gammas: tuple[float, ...] = param((1.0, 4.0), check_list)
+    phase_families: tuple[str, ...] = param(("two_scale",), check_list)
+    phase_ridges: tuple[float, ...] = param((0.0,), check_list)
+    phase_pers: tuple[str, ...] = param(("sample", "batch"), check_list)
+    phase_criteria: tuple[str, ...] = param(("test_ratio", "universal", "downstream"), check_list)
     phase_fixed_step: float = 0.02
     phase_interval_step: float = 0.2
     phase_batch_draws: int = 3
@@ -98,45 +107,20 @@ class Config:
     phase_tolerance: float = 1e-4
     phase_mc_points: int = 2
     diffusion_eps: float = 1e-3
-    families_params: dict = field(default_factory=lambda: {k: dict(v) for k, v in FAMILY_SPECS.items()})
+    families_params: dict = param({k: dict(v) for k, v in FAMILY_SPECS.items()}, check_mapping)
 
     def __post_init__(self) -> None:
-        for name in ("gammas", "families", "mc_ratios", "signal_rhos", "interval_grid", "phase_gammas",
-                     "phase_families", "phase_ridges", "phase_pers", "phase_criteria"):
-            object.__setattr__(self, name, check_list(name, getattr(self, name)))  # tuples: hashable, cached
-        check_seed(self.seed)
-        check_int("p", self.p, 20)
-        for name in ("reps", "scale_reps", "c4_reps"):
-            check_int(name, getattr(self, name), 2)
-        check_int("n_targets", self.n_targets, 1)
-        check_int("theory_ratios", self.theory_ratios, 5)
-        check_int("optimum_gammas", self.optimum_gammas, 3)
-        check_int("n_down", self.n_down, 1)
-        check_int("batch_size", self.batch_size, 1)
-        if not self.gammas or any(isinstance(g, bool) or not isinstance(g, int | float) or not 0 < g < float("inf")
-                                  for g in self.gammas):
-            raise ValueError(f"gammas={self.gammas!r} is not allowed: use model-size ratios p/n > 0")
-        for name in ("focus_gamma", "n_pretrain_gamma"):
-            check_number(name, getattr(self, name), low=0, low_open=True)
-        _check_ratios("mc_ratios", self.mc_ratios)
-        _check_ratios("interval_grid", self.interval_grid)
-        _check_ratios("signal_rhos", self.signal_rhos)
-        for name in ("test_ratio", "r2mae_low", "r2mae_high", "universal_low", "universal_high"):
-            check_ratio(name, getattr(self, name))
-        unknown = [f for f in (*self.families, self.focus_family, self.downstream_family)
-                   if f not in self.families_params]
+        """The declared checks of the fields (:func:`~r2mae_core.validation.check_fields`; the phase diagram's
+        ``phase_*`` settings are checked by :class:`~r2mae_core.experiments.linear_phase.PhaseSettings`), then
+        the rules that join fields and the declared laws (one clear line for low > high, ...)."""
+        check_fields(self)
+        unknown = [f for f in self.families if f not in self.families_params]
         if unknown:
             raise ValueError(f"family={unknown[0]!r} is not allowed: use one of {', '.join(self.families_params)}")
-        if self.focus_gamma not in self.gammas:
-            raise ValueError(f"focus_gamma={self.focus_gamma!r} is not allowed: use one of gammas {self.gammas}")
-        if self.focus_family not in self.families:
-            raise ValueError(f"focus_family={self.focus_family!r} is not allowed: use one of families {self.families}")
-        if self.primary_criterion not in ("universal", "test_ratio", "downstream"):
-            raise ValueError(f"primary_criterion={self.primary_criterion!r} is not allowed: use universal, "
-                             "test_ratio or downstream")
-        for name in ("ridge", "probe_ridge", "task_noise"):
-            check_number(name, getattr(self, name), low=0)
-        # validate the declared laws now (one clear line for low > high, unknown per, ...)
+        for name in ("focus_family", "downstream_family"):
+            check_choice(name, getattr(self, name), self.families_params)
+        check_member("focus_gamma", self.focus_gamma, "gammas", self.gammas)
+        check_member("focus_family", self.focus_family, "families", self.families)
         self.r2mae_sampler()
         self.universal_sampler()
         make_covariance(self.downstream_family, self.p, **self._params(self.downstream_family))
@@ -195,7 +179,7 @@ def _tests(config: Config) -> dict:
     return {"test_ratio": config.test_ratio, "universal": config.universal_sampler()}
 
 
-def _mc(config: Config, family: str, law, n: int, tests: dict, reps: int, seed: int, keep_weights=False,
+def _mc(config: Config, family: str, law, n: int, tests: dict, reps: int, *, seed: int, keep_weights=False,
         ridge: float | None = None, loss_weight: str | None = None, **override):
     """Cached Monte Carlo of one (family, law, n) point (ridge: ``config.ridge`` unless given)."""
     ridge = config.ridge if ridge is None else float(ridge)
@@ -237,7 +221,7 @@ def _fixed_curves(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
                                     **asdict(terms)})
             for ratio in config.mc_ratios:
                 frame, _ = _mc(config, family, float(ratio), n, {"train_ratio": float(ratio)}, config.reps,
-                               _seed(config, 1, fi, gi))
+                               seed=_seed(config, 1, fi, gi))
                 terms = theory.pretraining_risk(cov, float(ratio), n, test=float(ratio), ridge=config.ridge)
                 mc_frames.append(frame.assign(family=family, gamma=gamma, n=n, ratio=float(ratio),
                                               theory=terms.risk, gamma_eff=terms.gamma_eff))
@@ -348,7 +332,7 @@ def _c4_monte_carlo(config: Config) -> pd.DataFrame:
                 for label, law, group, _, _ in list(methods) if group in ("r2mae", "interval")]
     for split, tag in (("validation", 41), ("test", 42)):
         for label, law, group, low, high in methods:
-            frame, _ = _mc(config, config.focus_family, law, n, tests, config.c4_reps, _seed(config, tag))
+            frame, _ = _mc(config, config.focus_family, law, n, tests, config.c4_reps, seed=_seed(config, tag))
             theory_risk = {name: theory.pretraining_risk(cov, law, n, test=t, ridge=config.ridge)
                            for name, t in tests.items()}
             frames.append(frame.assign(method=label, group=group, ratio_low=float(low), ratio_high=float(high),
@@ -399,7 +383,7 @@ def _diffusion(config: Config) -> pd.DataFrame:
         for label, theory_law, mc_law, weight, only in methods:
             names = [only] if only else list(tests)
             frame, _ = _mc(config, config.focus_family, mc_law, n, {k: tests[k] for k in names}, config.c4_reps,
-                           _seed(config, 61), ridge=ridge, loss_weight=weight)
+                           seed=_seed(config, 61), ridge=ridge, loss_weight=weight)
             theory_risk = {k: theory.pretraining_risk(cov, theory_law, n, test=tests[k], ridge=ridge).risk
                            for k in names}
             rows.append(frame[["rep", "test", "risk"]].rename(columns={"test": "criterion"}).assign(
@@ -435,7 +419,7 @@ def _scales(config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
     mc_laws = [(f"{m:.4g}", float(m)) for m in config.mc_ratios] + [("R²MAE", config.r2mae_sampler())]
     for label, law in mc_laws:
         _, weights = _mc(config, config.downstream_family, law, n_pre, {"train": config.test_ratio},
-                         config.scale_reps, _seed(config, 5), keep_weights=True)
+                         config.scale_reps, seed=_seed(config, 5), keep_weights=True)
         h = np.fft.fft(np.concatenate([[0.0], view.basis @ weights[0]])).real
         for band, (lo, hi) in bands.items():
             mc_rows.append({"law": label, "ratio": law if isinstance(law, float) else float("nan"), "band": band,

@@ -14,16 +14,16 @@ It also draws block masks (BEiT's blockwise masking) on the patch grid next to r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .. import masking
-from .._rng import check_seed, child_seeds, torch_generator
+from .._rng import child_seeds, torch_generator
 from ..claims import Claim, verdict_from_bool
-from ._checks import check_list, check_number
+from ..validation import check_choice, check_fields, check_list, check_number, check_seed, count, param
 
 __all__ = ["Config", "run", "claims", "key_numbers", "diffusion_check", "SAMPLER_SPECS", "BLOCK_RATIOS"]
 
@@ -64,24 +64,17 @@ class Config:
         Sampler specs (see :data:`SAMPLER_SPECS`).
     """
 
-    seed: int = 0
-    n_batches: int = 400
-    batch_size: int = 64
-    patch: int = 4
-    n_images: int = 6
-    mean_span: float = 3.0
-    samplers: tuple[dict, ...] = field(default_factory=lambda: SAMPLER_SPECS)
+    seed: int = param(0, check_seed)
+    n_batches: int = param(400, count(2))
+    batch_size: int = param(64, count(2))
+    patch: int = param(4, check_choice, choices=(1, 2, 4, 7, 14))
+    n_images: int = param(6, count(2))
+    mean_span: float = param(3.0, check_number, low=1)
+    samplers: tuple[dict, ...] = param(SAMPLER_SPECS, check_list)
 
     def __post_init__(self) -> None:
-        check_seed(self.seed)
-        for name in ("n_batches", "batch_size", "n_images"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise ValueError(f"{name}={value!r} is not allowed: use an integer >= 2")
-        if isinstance(self.patch, bool) or self.patch not in (1, 2, 4, 7, 14):
-            raise ValueError(f"patch={self.patch!r} is not allowed: use a divisor of 28 (1, 2, 4, 7, 14)")
-        check_number("mean_span", self.mean_span, low=1)
-        if not check_list("samplers", self.samplers):
+        check_fields(self)
+        if not self.samplers:
             raise ValueError("samplers=[] is not allowed: give at least one sampler spec")
         for spec in self.samplers:
             masking.make_sampler(spec)  # fails early, with the sampler's own message

@@ -39,7 +39,6 @@ from threadpoolctl import threadpool_limits
 
 from .. import data as datasets
 from .. import evaluate, single_cell
-from .._rng import check_seed
 from ..cache import cache_key
 from ..fingerprint import code_fingerprint
 from ..masking import make_sampler
@@ -57,7 +56,22 @@ from ..runs import (
     r2mae_method,
     reference_method,
 )
-from ._checks import check_int, check_list, check_number
+from ..validation import (
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    check_choice,
+    check_choices,
+    check_fields,
+    check_list,
+    check_numbers,
+    check_per,
+    check_ratio,
+    check_ratios,
+    check_seed,
+    count,
+    param,
+)
 
 __all__ = ["Config", "run", "plan", "work", "DATASET_SPECS", "MODELS", "NAMESPACE", "load_dataset", "load_arrays",
            "arrays_path", "methods", "select_methods", "annotation_cv", "clustering_scores",
@@ -76,12 +90,6 @@ NAMESPACE = "single_cell_runs"
 CHECKPOINTS = "single_cell_models"
 
 
-def _check_ratios(name: str, values: tuple, min_len: int = 1) -> None:
-    if len(values) < min_len or any(isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1
-                                    for v in values):
-        raise ValueError(f"{name}={values!r} is not allowed: use at least {min_len} mask ratio(s) in (0, 1)")
-
-
 @dataclass(frozen=True)
 class Config:
     """One study (smoke defaults; ``parameters/{quick,full}/05_single_cell.yaml`` scale it).
@@ -92,47 +100,46 @@ class Config:
     first dataset and model, first seed.
     """
 
-    seed: int = 0
-    n_seeds: int = 2
-    datasets: tuple[str, ...] = ("pbmc68k_reduced",)
-    models: tuple[str, ...] = ("mlp",)
-    transformer_datasets: tuple[str, ...] = ("pbmc68k_reduced",)
-    fixed_ratios: tuple[float, ...] = (0.15, 0.5)
-    transformer_fixed_ratios: tuple[float, ...] = (0.15, 0.5)
-    choice_values: tuple[float, ...] = (0.25, 0.5, 0.75)
-    r2mae_low: float = 0.1
-    r2mae_high: float = 0.9
-    r2mae_per: str = "batch"
-    schedule_shape: str = "linear"
-    steps: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    mlp_width: int = 64
-    mlp_depth: int = 1
-    mlp_latent: int = 16
-    transformer_steps: int = 30
-    transformer_genes: int = 32
-    transformer_dim: int = 32
-    transformer_depth: int = 1
-    transformer_heads: int = 4
-    hsmm_genes: int = 1000
-    pca_comps: int = 50
-    cv_folds: int = 3
-    cv_repeats: int = 2
-    probe_cs: tuple[float, ...] = (0.1, 1.0)
-    val_fraction: float = 0.25
-    n_neighbors: int = 15
-    neighbors_method: str = "umap"
-    leiden_resolutions: tuple[float, ...] = (1.0,)
-    recon_ratios: tuple[float, ...] = (0.15, 0.5)
-    holdout: float = 0.1
-    umap_methods: tuple[str, ...] = ("PCA", "choice", "r2mae")
-    device: str = "cpu"
+    seed: int = param(0, check_seed)
+    n_seeds: int = param(2, count(2))
+    datasets: tuple[str, ...] = param(("pbmc68k_reduced",), check_choices, choices=DATASET_SPECS, min_len=1)
+    models: tuple[str, ...] = param(("mlp",), check_choices, choices=MODELS, min_len=1)
+    transformer_datasets: tuple[str, ...] = param(("pbmc68k_reduced",), check_choices, choices=DATASET_SPECS)
+    fixed_ratios: tuple[float, ...] = param((0.15, 0.5), check_ratios)
+    transformer_fixed_ratios: tuple[float, ...] = param((0.15, 0.5), check_ratios)
+    choice_values: tuple[float, ...] = param((0.25, 0.5, 0.75), check_ratios)
+    r2mae_low: float = param(0.1, check_ratio)
+    r2mae_high: float = param(0.9, check_ratio)
+    r2mae_per: str = param("batch", check_per)
+    schedule_shape: str = param("linear", check_choice, choices=("linear", "cosine"))
+    steps: int = param(30, count(1))
+    batch_size: int = param(64, count(1))
+    lr: float = param(1e-3, POSITIVE)
+    weight_decay: float = param(0.05, NON_NEGATIVE)
+    mlp_width: int = param(64, count(1))
+    mlp_depth: int = param(1, count(1))
+    mlp_latent: int = param(16, count(1))
+    transformer_steps: int = param(30, count(1))
+    transformer_genes: int = param(32, count(1))
+    transformer_dim: int = param(32, count(1))
+    transformer_depth: int = param(1, count(1))
+    transformer_heads: int = param(4, count(1))
+    hsmm_genes: int = param(1000, count(10))
+    pca_comps: int = param(50, count(1))
+    cv_folds: int = param(3, count(2))
+    cv_repeats: int = param(2, count(1))
+    probe_cs: tuple[float, ...] = param((0.1, 1.0), check_numbers, low=0, low_open=True)
+    val_fraction: float = param(0.25, FRACTION)
+    n_neighbors: int = param(15, count(2))
+    neighbors_method: str = param("umap", check_choice, choices=("umap", "gauss"))
+    leiden_resolutions: tuple[float, ...] = param((1.0,), check_numbers, low=0, low_open=True)
+    recon_ratios: tuple[float, ...] = param((0.15, 0.5), check_ratios)
+    holdout: float = param(0.1, FRACTION)
+    umap_methods: tuple[str, ...] = param(("PCA", "choice", "r2mae"), check_list)
+    device: str = param("cpu", check_choice, choices=("cpu", "cuda"))
 
     def __post_init__(self) -> None:
-        self._check_sizes()
-        self._check_choices()
+        check_fields(self)
         for model in MODELS:  # one clear line for sizes the model refuses (dim % heads, ...)
             try:
                 model_config(single_cell.MODEL_ALIASES[model], n_genes=1, **self.model_kwargs(model))
@@ -144,51 +151,6 @@ class Config:
             raise ValueError("umap_methods=() is not allowed: name at least one method")
         select_methods(self, self.models[0], self.umap_methods)  # one clear line for an unknown method
 
-    def _check_sizes(self) -> None:
-        """Lists to tuples; the seed and every count (seeds, steps, widths, folds, neighbours)."""
-        for name in ("datasets", "models", "transformer_datasets", "fixed_ratios", "transformer_fixed_ratios",
-                     "choice_values", "probe_cs", "leiden_resolutions", "recon_ratios", "umap_methods"):
-            object.__setattr__(self, name, check_list(name, getattr(self, name)))  # tuples: hashable
-        check_seed(self.seed)
-        check_int("n_seeds", self.n_seeds, 2)
-        for name in ("steps", "transformer_steps", "batch_size", "mlp_width", "mlp_depth", "mlp_latent",
-                     "transformer_genes", "transformer_dim", "transformer_depth", "transformer_heads", "pca_comps"):
-            check_int(name, getattr(self, name), 1)
-        check_int("hsmm_genes", self.hsmm_genes, 10)
-        check_int("cv_folds", self.cv_folds, 2)
-        check_int("cv_repeats", self.cv_repeats, 1)
-        check_int("n_neighbors", self.n_neighbors, 2)
-
-    def _check_choices(self) -> None:
-        """Datasets and models by name, ratios, fractions, probe and clustering grids, device and optimiser."""
-        bad = [d for d in self.datasets if d not in DATASET_SPECS]
-        if not self.datasets or bad:
-            raise ValueError(f"datasets={list(self.datasets)!r} is not allowed: use some of {list(DATASET_SPECS)}")
-        bad = [d for d in self.transformer_datasets if d not in DATASET_SPECS]
-        if bad:
-            raise ValueError(f"transformer_datasets={list(self.transformer_datasets)!r} is not allowed: use some of "
-                             f"{list(DATASET_SPECS)}")
-        bad = [m for m in self.models if m not in MODELS]
-        if not self.models or bad:
-            raise ValueError(f"models={list(self.models)!r} is not allowed: use some of {list(MODELS)}")
-        _check_ratios("fixed_ratios", self.fixed_ratios)
-        _check_ratios("transformer_fixed_ratios", self.transformer_fixed_ratios)
-        _check_ratios("choice_values", self.choice_values)
-        _check_ratios("recon_ratios", self.recon_ratios)
-        for name in ("val_fraction", "holdout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-                raise ValueError(f"{name}={value!r} is not allowed: use a fraction in (0, 1)")
-        for name in ("probe_cs", "leiden_resolutions"):
-            values = getattr(self, name)
-            if not values or any(isinstance(v, bool) or not isinstance(v, int | float) or not v > 0 for v in values):
-                raise ValueError(f"{name}={list(values)!r} is not allowed: use a non-empty list of numbers > 0")
-        if self.neighbors_method not in ("umap", "gauss"):
-            raise ValueError(f"neighbors_method={self.neighbors_method!r} is not allowed: use 'umap' or 'gauss'")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device={self.device!r} is not allowed: use 'cpu' or 'cuda'")
-        check_number("lr", self.lr, low=0, low_open=True)
-        check_number("weight_decay", self.weight_decay, low=0)
     def methods(self, model: str) -> list[Method]:
         """The masking methods of ``model`` (records): the fixed sweep (group ``fixed``), scGPT's per-batch choice
         (``choice``), the schedule (``scheduled``) and the declared R²MAE (``r2mae``)."""

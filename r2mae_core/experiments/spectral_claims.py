@@ -136,7 +136,7 @@ def _paired(df: pd.DataFrame, col: str, key: str, a, b) -> np.ndarray:
     return (wide[a] - wide[b]).to_numpy() if {a, b} <= set(wide.columns) else np.array([])
 
 
-def _combined(cid: str, text: str, metric: str, gap_a: np.ndarray, gap_b: np.ndarray, parts: list[Claim],
+def _combined(cid: str, text: str, metric: str, gap_a: np.ndarray, gap_b: np.ndarray, parts: list[Claim], *,
               profile: str) -> Claim:
     verdicts = {c.verdict for c in parts}
     verdict = ("contradicted" if "contradicted" in verdicts else
@@ -171,7 +171,7 @@ def claims(results: dict, config: Config, profile: str) -> list[Claim]:
                                "above 0", f"{PROBES[a]} − {PROBES[b]}", gaps[cid], profile))
     out.append(_combined("T3", "LP < BN+LP < partial FT (head + last qkv projection); rule: T3a and T3b both "
                          "supported", "min(BN+LP − LP, partial FT − BN+LP)", gaps["T3a"], gaps["T3b"], parts,
-                         profile))
+                         profile=profile))
     out += parts
 
     heads = results["heads"]
@@ -184,7 +184,7 @@ def claims(results: dict, config: Config, profile: str) -> list[Claim]:
                                gaps[cid], profile))
     out.append(_combined("T4", f"more attention heads ({many} vs {few} at equal width) give better LP and FT; "
                          "rule: T4a and T4b both supported", "min(LP gap, FT gap)", gaps["T4a"], gaps["T4b"],
-                         parts, profile))
+                         parts, profile=profile))
     out += parts
 
     batches = results["batches"]

@@ -31,11 +31,23 @@ import pandas as pd
 import torch
 
 from .. import evaluate, models, spectral
-from .._rng import check_seed, child_seeds
+from .._rng import child_seeds
 from ..models.blocks import images_to_tensor, patchify
 from ..runs import Options, RunSpec, fixed_method
+from ..validation import (
+    POSITIVE,
+    check_choice,
+    check_fields,
+    check_list,
+    check_number,
+    check_ratio,
+    check_ratios,
+    check_seed,
+    count,
+    is_int,
+    param,
+)
 from . import image_runs
-from ._checks import check_int, check_list, check_number, check_ratio
 from .image_runs import (
     SIZES,
     EvalSpec,
@@ -87,79 +99,57 @@ class Config:
         Fig. 3 and spectral clustering: clusters per image, test images scored, images drawn, k-means restarts.
     """
 
-    seed: int = 0
-    n_seeds: int = 2
+    seed: int = param(0, check_seed)
+    n_seeds: int = param(2, count(1))
     dataset: str = "fashion_mnist"
-    n_val: int = 10000
-    n_pretrain: int = 1000
-    steps: int = 10
-    batch_size: int = 64
-    lr: float = 1.5e-3
-    vit_size: str = "S"
-    vit_patch: int = 4
-    vit_pool: str = "mean"
-    ratios: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
-    ratio_seeds: int = 1
-    n_components: int = 5
-    min_energy: float = 1e-4
-    n_test_images: int = 32
-    bound_batch: int = 16
-    probe_ratio: float = 0.8
-    n_probe_train: int = 300
-    n_probe_eval: int = 200
+    n_val: int = param(10000, count(1))
+    n_pretrain: int = param(1000, count(0))
+    steps: int = param(10, count(1))
+    batch_size: int = param(64, count(1))
+    lr: float = param(1.5e-3, POSITIVE)
+    vit_size: str = param("S", check_choice, choices=SIZES["vit"])
+    vit_patch: int = param(4, count(1))
+    vit_pool: str = param("mean", check_choice, choices=("cls", "mean"))
+    ratios: tuple[float, ...] = param((0.5, 0.6, 0.7, 0.8, 0.9), check_ratios, min_len=2)
+    ratio_seeds: int = param(1, count(1))
+    n_components: int = param(5, count(2))
+    min_energy: float = param(1e-4, check_number, low=0, high=1, high_open=True)
+    n_test_images: int = param(32, count(1))
+    bound_batch: int = param(16, count(1))
+    probe_ratio: float = param(0.8, check_ratio)
+    n_probe_train: int = param(300, count(10))
+    n_probe_eval: int = param(200, count(1))
     knn_k: int = 20
-    bn_lp_epochs: int = 2
-    ft_epochs: int = 1
-    test_ratios: tuple[float, ...] = (0.75,)
-    head_counts: tuple[int, ...] = (2, 4)
-    heads_dim: int = 0
-    seg_ks: tuple[int, ...] = (2, 3, 4)
-    n_seg_images: int = 16
-    n_show: int = 4
-    kmeans_init: int = 4
+    bn_lp_epochs: int = param(2, count(1))
+    ft_epochs: int = param(1, count(0))
+    test_ratios: tuple[float, ...] = param((0.75,), check_ratios)
+    head_counts: tuple[int, ...] = param((2, 4), check_list)
+    heads_dim: int = param(0, count(0))
+    seg_ks: tuple[int, ...] = param((2, 3, 4), check_list)
+    n_seg_images: int = param(16, count(1))
+    n_show: int = param(4, count(1))
+    kmeans_init: int = param(4, count(1))
 
     def __post_init__(self) -> None:
-        for name in ("ratios", "test_ratios", "head_counts", "seg_ks"):
-            object.__setattr__(self, name, check_list(name, getattr(self, name)))
-        check_seed(self.seed)
-        for name, low in (("n_seeds", 1), ("ratio_seeds", 1), ("n_pretrain", 0), ("steps", 1), ("batch_size", 1),
-                          ("n_components", 2), ("n_test_images", 1), ("bound_batch", 1), ("n_probe_train", 10),
-                          ("n_probe_eval", 1), ("bn_lp_epochs", 1), ("ft_epochs", 0),
-                          ("heads_dim", 0), ("n_seg_images", 1), ("n_show", 1), ("kmeans_init", 1),
-                          ("vit_patch", 1)):
-            check_int(name, getattr(self, name), low)
+        check_fields(self)
+        check_dataset(self.dataset)
         if self.ratio_seeds > self.n_seeds:
             raise ValueError(f"ratio_seeds={self.ratio_seeds!r} is not allowed: use at most n_seeds={self.n_seeds}")
         if self.n_show > self.n_seg_images:
             raise ValueError(f"n_show={self.n_show!r} is not allowed: use at most n_seg_images={self.n_seg_images}")
-        for name in ("ratios", "test_ratios"):
-            if len(getattr(self, name)) < (2 if name == "ratios" else 1):
-                raise ValueError(f"{name}={list(getattr(self, name))!r} is not allowed: give at least "
-                                 f"{2 if name == 'ratios' else 1} mask ratios")
-            for v in getattr(self, name):
-                check_ratio(name, v)
         if len(set(self.ratios)) != len(self.ratios) or list(self.ratios) != sorted(self.ratios):
             raise ValueError(f"ratios={list(self.ratios)!r} is not allowed: use distinct increasing mask ratios")
-        check_ratio("probe_ratio", self.probe_ratio)
-        if isinstance(self.min_energy, bool) or not isinstance(self.min_energy, int | float) \
-                or not 0 <= self.min_energy < 1:
-            raise ValueError(f"min_energy={self.min_energy!r} is not allowed: use a share of the energy in [0, 1)")
-        if len(self.head_counts) != 2 or any(isinstance(h, bool) or not isinstance(h, int) for h in self.head_counts) \
+        if len(self.head_counts) != 2 or not all(is_int(h) for h in self.head_counts) \
                 or not 0 < self.head_counts[0] < self.head_counts[1]:
             raise ValueError(f"head_counts={list(self.head_counts)!r} is not allowed: use two increasing positive "
                              "integers [fewer, more]")
-        if self.vit_size not in SIZES["vit"]:
-            raise ValueError(f"vit_size={self.vit_size!r} is not allowed: use one of {', '.join(SIZES['vit'])}")
-        check_dataset(self.dataset)
-        check_number("lr", self.lr, low=0, low_open=True)
         width = self.width
         for h in self.head_counts:
             if width % h or width % 4:
                 raise ValueError(f"heads_dim={width!r} is not allowed with head_counts={list(self.head_counts)}: "
                                  "use a width divisible by 4 and by both head counts")
         L = (28 // self.vit_patch) ** 2
-        if not self.seg_ks or any(isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= L
-                                  for k in self.seg_ks):
+        if not self.seg_ks or not all(is_int(k) and 2 <= k <= L for k in self.seg_ks):
             raise ValueError(f"seg_ks={list(self.seg_ks)!r} is not allowed: use integers in 2..{L} (patches)")
         self.evaluation()
         self.spec(self.probe_ratio, 0)  # one clear line for a bad model setting

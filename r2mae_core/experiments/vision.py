@@ -12,19 +12,35 @@ with the highest mean **validation** LP accuracy; every reported accuracy is on 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .. import evaluate
-from .._rng import check_seed, child_seeds
+from .._rng import child_seeds
 from ..masking import make_sampler, random_subset_mask
 from ..models.blocks import as_token_mask, images_to_tensor
 from ..runs import Method, Options, RunSpec, fixed_method, r2mae_method, r2mae_name
+from ..validation import (
+    NON_NEGATIVE,
+    POSITIVE,
+    check_bool,
+    check_choice,
+    check_choices,
+    check_fields,
+    check_int,
+    check_intervals,
+    check_member,
+    check_per,
+    check_ratio,
+    check_ratios,
+    check_seed,
+    count,
+    param,
+)
 from . import image_runs
-from ._checks import check_bool, check_int, check_list, check_number, check_ratio
 from .image_runs import (
     SIZES,
     EvalSpec,
@@ -51,6 +67,30 @@ FAMILIES = tuple(SIZES)
 DRY_RUN = {"n_pretrain": 600, "batch_size": 16, "method_steps": 2, "n_probe_train": 200, "n_probe_eval": 100,
            "bn_lp_epochs": 1, "ft_epochs": 1, "n_recon_images": 2, "device": "cpu",
            "sweep": lambda sweep: {family: {**entry, "steps": 2} for family, entry in sweep.items()}}
+
+#: The scheduled baselines of the method comparison: ``linear``/``cosine`` (decay over the R²MAE interval),
+#: ``maskgit`` (MaskGIT cosine), ``truncnorm`` (MAGE's truncated Gaussian).
+BASELINES = ("linear", "cosine", "maskgit", "truncnorm")
+
+
+def check_sweep(name: str, sweep: object) -> dict:
+    """Experiment 1's sweep: a mapping architecture -> ``{"sizes": [...], "steps": n}`` of known architectures
+    and sizes (one ``ValueError`` line otherwise)."""
+    if not isinstance(sweep, dict):
+        raise ValueError(f"{name}={sweep!r} is not allowed: use a mapping architecture -> "
+                         "{'sizes': [...], 'steps': n}")
+    for family, entry in sweep.items():
+        if family not in FAMILIES:
+            raise ValueError(f"{name} family {family!r} is not allowed: use some of {', '.join(FAMILIES)}")
+        if not isinstance(entry, dict) or set(entry) != {"sizes", "steps"}:
+            raise ValueError(f"{name}[{family!r}]={entry!r} is not allowed: use {{'sizes': [...], 'steps': n}}")
+        check_int(f"{name}[{family!r}]['steps']", entry["steps"], 1)
+        sizes = list(entry["sizes"]) if isinstance(entry["sizes"], list | tuple) else [entry["sizes"]]
+        if not sizes or any(size not in SIZES[family] for size in sizes):
+            raise ValueError(f"{name}[{family!r}]['sizes']={entry['sizes']!r} is not allowed: use some of "
+                             f"{', '.join(SIZES[family])}")
+    return sweep
+
 
 @dataclass(frozen=True)
 class Config:
@@ -97,128 +137,63 @@ class Config:
         Experiment 4: the test ratios and number of validation images of the reconstruction figure.
     """
 
-    seed: int = 0
-    n_seeds: int = 2
+    seed: int = param(0, check_seed)
+    n_seeds: int = param(2, count(1))
     dataset: str = "fashion_mnist"
-    n_val: int = 10000
-    n_pretrain: int = 4000
-    batch_size: int = 128
-    lr: float = 1.5e-3
+    n_val: int = param(10000, count(1))
+    n_pretrain: int = param(4000, count(0))
+    batch_size: int = param(128, count(1))
+    lr: float = param(1.5e-3, POSITIVE)
     n_probe_train: int = 2000
     n_probe_eval: int = 1000
     knn_k: int = 20
     bn_lp_epochs: int = 0
     ft_epochs: int = 0
-    test_ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
-    sweep: dict = field(default_factory=lambda: {"mlp": {"sizes": ["S"], "steps": 40},
-                                                 "cnn": {"sizes": ["S"], "steps": 10},
-                                                 "vit": {"sizes": ["S"], "steps": 30}})
-    sweep_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
-    sweep_seeds: int = 1
-    vit_size: str = "S"
-    vit_pool: str = "mean"
-    vit_patch: int = 4
-    method_steps: int = 30
-    fixed_ratios: tuple[float, ...] = (0.5, 0.75)
-    r2mae_low: float = 0.5
-    r2mae_high: float = 0.9
-    r2mae_per: str = "batch"
-    baselines: tuple[str, ...] = ("linear",)
-    ablation_intervals: tuple = ()
-    ablation_per_sample: bool = False
-    ablation_blocks: bool = False
-    block_fixed_ratios: tuple[float, ...] = ()
-    umae_weight: float = 0.01
-    umae_ratio: float = 0.75
-    umae_r2mae: bool = True
-    recon_ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
-    n_recon_images: int = 4
+    test_ratios: tuple[float, ...] = param((0.25, 0.5, 0.75, 0.9), check_ratios)
+    sweep: dict = param({"mlp": {"sizes": ["S"], "steps": 40}, "cnn": {"sizes": ["S"], "steps": 10},
+                         "vit": {"sizes": ["S"], "steps": 30}}, check_sweep)
+    sweep_ratios: tuple[float, ...] = param((0.25, 0.5, 0.75), check_ratios)
+    sweep_seeds: int = param(1, count(1))
+    vit_size: str = param("S", check_choice, choices=SIZES["vit"])
+    vit_pool: str = param("mean", check_choice, choices=("cls", "mean"))
+    vit_patch: int = param(4, count(1))
+    method_steps: int = param(30, count(1))
+    fixed_ratios: tuple[float, ...] = param((0.5, 0.75), check_ratios)
+    r2mae_low: float = param(0.5, check_ratio)
+    r2mae_high: float = param(0.9, check_ratio)
+    r2mae_per: str = param("batch", check_per)
+    baselines: tuple[str, ...] = param(("linear",), check_choices, choices=BASELINES)
+    ablation_intervals: tuple = param((), check_intervals)
+    ablation_per_sample: bool = param(False, check_bool)
+    ablation_blocks: bool = param(False, check_bool)
+    block_fixed_ratios: tuple[float, ...] = param((), check_ratios, min_len=0)
+    umae_weight: float = param(0.01, NON_NEGATIVE)
+    umae_ratio: float = param(0.75, check_ratio)
+    umae_r2mae: bool = param(True, check_bool)
+    recon_ratios: tuple[float, ...] = param((0.25, 0.5, 0.75, 0.9), check_ratios)
+    n_recon_images: int = param(4, count(1))
 
     def __post_init__(self) -> None:
-        self._normalise()
-        self._check_schedule()
-        self._check_ratios()
-        self._check_choices()
-        self.evaluation()  # one clear line for a bad evaluation setting
-        self.run_spec("vit", self.vit_size, fixed_method(self.fixed_ratios[0]), 0, 1)
-        methods(self)  # one clear line for an unknown r2mae_per
-
-    def _normalise(self) -> None:
-        """Lists to tuples, the sweep to plain dicts, ablation intervals to float pairs (shapes checked)."""
-        for name in ("test_ratios", "sweep_ratios", "fixed_ratios", "baselines", "recon_ratios", "ablation_intervals",
-                     "block_fixed_ratios"):
-            object.__setattr__(self, name, check_list(name, getattr(self, name)))
-        if not isinstance(self.sweep, dict):
-            raise ValueError(f"sweep={self.sweep!r} is not allowed: use a mapping architecture -> "
-                             "{'sizes': [...], 'steps': n}")
-        for ab in self.ablation_intervals:
-            if not isinstance(ab, list | tuple) or len(ab) != 2 or not all(
-                    isinstance(v, int | float) and not isinstance(v, bool) for v in ab):
-                raise ValueError(f"ablation_intervals={ab!r} is not allowed: use pairs [a, b] of numbers with "
-                                 "0 < a < b < 1")
-        object.__setattr__(self, "ablation_intervals", tuple(tuple(map(float, ab)) for ab in self.ablation_intervals))
-        object.__setattr__(self, "sweep", {f: dict(v) if isinstance(v, dict) else v for f, v in self.sweep.items()})
-
-    def _check_schedule(self) -> None:
-        """Seeds, sizes of the data and the schedule, the dataset, the learning rate and the switches."""
-        check_seed(self.seed)
-        check_int("n_seeds", self.n_seeds, 1)
-        check_int("sweep_seeds", self.sweep_seeds, 1)
+        """The declared checks of the fields (:func:`~r2mae_core.validation.check_fields`), then the rules that
+        join fields; the evaluation settings are checked by :class:`~r2mae_core.experiments.image_runs.EvalSpec`
+        and the ViT's by its model config."""
+        check_fields(self)
+        object.__setattr__(self, "sweep", {f: dict(v) for f, v in self.sweep.items()})
+        check_dataset(self.dataset)
         if self.sweep_seeds > self.n_seeds:
             raise ValueError(f"sweep_seeds={self.sweep_seeds!r} is not allowed: use at most n_seeds={self.n_seeds}")
-        check_int("n_pretrain", self.n_pretrain, 0)
-        for name in ("method_steps", "batch_size", "n_recon_images"):
-            check_int(name, getattr(self, name), 1)
-        check_dataset(self.dataset)
-        check_number("lr", self.lr, low=0, low_open=True)
-        for name in ("ablation_per_sample", "umae_r2mae", "ablation_blocks"):
-            check_bool(name, getattr(self, name))
-
-    def _check_ratios(self) -> None:
-        """Every mask ratio, R²MAE's interval and U-MAE's ratio and λ."""
         for ratio in self.block_fixed_ratios:
             if ratio not in self.fixed_ratios:
                 raise ValueError(f"block_fixed_ratios={list(self.block_fixed_ratios)!r} is not allowed: use ratios "
                                  f"of fixed_ratios {list(self.fixed_ratios)} (each block run has its random-position "
                                  "twin)")
-        for name in ("r2mae_low", "r2mae_high", "umae_ratio"):
-            check_ratio(name, getattr(self, name))
-        if isinstance(self.umae_weight, bool) or not isinstance(self.umae_weight, int | float) or not (
-                0 <= self.umae_weight < float("inf")):
-            raise ValueError(f"umae_weight={self.umae_weight!r} is not allowed: use a number >= 0 (U-MAE's λ)")
         if not self.r2mae_low < self.r2mae_high:
             raise ValueError(f"r2mae_low={self.r2mae_low!r}, r2mae_high={self.r2mae_high!r} is not allowed: "
                              "use r2mae_low < r2mae_high")
-        for name in ("test_ratios", "sweep_ratios", "fixed_ratios", "recon_ratios"):
-            values = getattr(self, name)
-            if not values:
-                raise ValueError(f"{name}=() is not allowed: give at least one mask ratio")
-            for v in values:
-                check_ratio(name, v)
+        check_member("umae_ratio", self.umae_ratio, "fixed_ratios", self.fixed_ratios)
+        self.evaluation()  # one clear line for a bad evaluation setting
+        self.run_spec("vit", self.vit_size, fixed_method(self.fixed_ratios[0]), 0, 1)
 
-    def _check_choices(self) -> None:
-        """Names that must come from a list: sweep families and sizes, the ViT size, baselines, ablations."""
-        for family, entry in self.sweep.items():
-            if family not in FAMILIES:
-                raise ValueError(f"sweep family {family!r} is not allowed: use some of {', '.join(FAMILIES)}")
-            if not isinstance(entry, dict) or set(entry) != {"sizes", "steps"}:
-                raise ValueError(f"sweep[{family!r}]={entry!r} is not allowed: use {{'sizes': [...], 'steps': n}}")
-            check_int(f"sweep[{family!r}]['steps']", entry["steps"], 1)
-            sizes = list(entry["sizes"]) if isinstance(entry["sizes"], list | tuple) else [entry["sizes"]]
-            if not sizes or any(size not in SIZES[family] for size in sizes):
-                raise ValueError(f"sweep[{family!r}]['sizes']={entry['sizes']!r} is not allowed: use some of "
-                                 f"{', '.join(SIZES[family])}")
-        if self.vit_size not in SIZES["vit"]:
-            raise ValueError(f"vit_size={self.vit_size!r} is not allowed: use one of {', '.join(SIZES['vit'])}")
-        bad = [b for b in self.baselines if b not in _BASELINES]
-        if bad:
-            raise ValueError(f"baselines={bad[0]!r} is not allowed: use some of {', '.join(_BASELINES)}")
-        if self.umae_ratio not in self.fixed_ratios:
-            raise ValueError(f"umae_ratio={self.umae_ratio!r} is not allowed: use one of fixed_ratios "
-                             f"{self.fixed_ratios} (its MAE run is the U-MAE pair's baseline)")
-        for ab in self.ablation_intervals:
-            if len(ab) != 2 or not 0 < ab[0] < ab[1] < 1:
-                raise ValueError(f"ablation_intervals={ab!r} is not allowed: use pairs [a, b] with 0 < a < b < 1")
     @property
     def seeds(self) -> list[int]:
         """The run seeds (children of ``seed``), shared by every method."""
@@ -261,7 +236,6 @@ class Config:
         return out
 
 
-_BASELINES = ("linear", "cosine", "maskgit", "truncnorm")
 #: The mask options of the positions ablation's methods (:attr:`r2mae_core.runs.Method.mask`).
 BLOCK_MASKS = {"generator": "block"}
 

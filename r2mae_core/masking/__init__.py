@@ -19,7 +19,7 @@ state gives the same output bit for bit. Without torch installed the samplers st
 ``numpy.random.Generator`` and give their laws (what :mod:`r2mae_core.theory` needs); the generators need torch.
 """
 
-from ._checks import torch
+from ._backend import torch
 from .samplers import (
     R2MAE,
     SAMPLER_REGISTRY,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._checks import check_ratio, is_int, is_real, torch_generator
+from ..validation import check_ratio, check_torch_generator, is_int, is_real
 
 __all__ = ["SubsetMask", "random_subset_mask", "gather_visible", "restore", "bernoulli_mask", "span_mask",
            "BlockMask", "block_mask", "BLOCK_PATIENCE", "bert_corruption", "IGNORE_INDEX", "COUNT_RULES"]
@@ -32,7 +32,7 @@ def _ratios_and_eligible(owner: str, ratios: torch.Tensor | np.ndarray | float, 
         raise ValueError(f"{owner}: n_tokens={n_tokens!r} is not allowed: use an integer >= 2")
     if is_real(ratios) or isinstance(ratios, float):
         if not is_int(batch_size) or batch_size < 1:
-            check_ratio(owner, "ratios", ratios)  # a bad ratio is named before the missing batch size
+            check_ratio("ratios", ratios, owner=owner)  # a bad ratio is named before the missing batch size
             raise ValueError(f"{owner}: batch_size={batch_size!r} is not allowed: a scalar ratio needs an "
                              "integer batch_size >= 1")
         ratios = torch.full((int(batch_size),), float(ratios), dtype=torch.float64)
@@ -149,7 +149,7 @@ def random_subset_mask(ratios: torch.Tensor | np.ndarray | float, n_tokens: int,
     """
     if count not in COUNT_RULES:
         raise ValueError(f"random_subset_mask: count={count!r} is not allowed: use one of {', '.join(COUNT_RULES)}")
-    gen = torch_generator("random_subset_mask", generator)
+    gen = check_torch_generator("generator", generator, owner="random_subset_mask")
     ratios, eligible = _ratios_and_eligible("random_subset_mask", ratios, n_tokens, batch_size, eligible, gen)
     n_keep = n_tokens - _mask_counts(ratios, n_tokens, eligible, count)  # (B,)
     noise = torch.rand((ratios.numel(), n_tokens), generator=gen, device=gen.device)  # (B, L)
@@ -246,7 +246,7 @@ def bernoulli_mask(ratios: torch.Tensor | np.ndarray | float, n_tokens: int, *, 
     torch.Tensor
         (B, L) bool, True = masked.
     """
-    gen = torch_generator("bernoulli_mask", generator)
+    gen = check_torch_generator("generator", generator, owner="bernoulli_mask")
     ratios, eligible = _ratios_and_eligible("bernoulli_mask", ratios, n_tokens, batch_size, eligible, gen)
     mask = torch.rand((ratios.numel(), n_tokens), generator=gen, device=gen.device, dtype=ratios.dtype) \
         < ratios[:, None]  # (B, L)
@@ -291,7 +291,7 @@ def span_mask(ratios: torch.Tensor | np.ndarray | float, n_tokens: int, *, mean_
     torch.Tensor
         (B, L) bool, True = masked.
     """
-    gen = torch_generator("span_mask", generator)
+    gen = check_torch_generator("generator", generator, owner="span_mask")
     if not is_real(mean_span) or not mean_span >= 1:
         raise ValueError(f"span_mask: mean_span={mean_span!r} is not allowed: use a number >= 1 (tokens)")
     ratios, eligible = _ratios_and_eligible("span_mask", ratios, n_tokens, batch_size, eligible, gen)
@@ -414,7 +414,7 @@ def block_mask(ratios: torch.Tensor | np.ndarray | float, grid: Sequence[int], *
     BlockMask
         ``mask`` (B, H·W) bool (True = masked) and the rectangles placed.
     """
-    gen = torch_generator("block_mask", generator)
+    gen = check_torch_generator("generator", generator, owner="block_mask")
     h_grid, w_grid = _check_block_args(grid, min_block, max_block, aspect, exact)
     n = h_grid * w_grid
     ratios, _ = _ratios_and_eligible("block_mask", ratios, n, batch_size, None, gen)
@@ -550,7 +550,7 @@ def bert_corruption(tokens: torch.Tensor, mask: torch.Tensor, *, mask_token_id: 
     tuple of torch.Tensor
         ``(corrupted, labels)``, both (B, L) with the dtype of ``tokens``.
     """
-    gen = torch_generator("bert_corruption", generator)
+    gen = check_torch_generator("generator", generator, owner="bert_corruption")
     if not isinstance(tokens, torch.Tensor) or tokens.dtype.is_floating_point or tokens.dtype == torch.bool \
             or tokens.is_complex():
         got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from ._checks import check_per, check_progress, check_ratio, is_int, is_real, quad, torch, work_dtype
+from ..validation import check_per, check_progress, check_ratio, is_int, is_real
+from ._backend import quad, torch, work_dtype
 
 __all__ = ["RatioSampler", "Fixed", "R2MAE", "Scheduled", "MaskGITCosine", "TruncatedGaussian", "Choice",
            "MaskedDiffusion", "masking_ratio_decay", "make_sampler", "SAMPLER_REGISTRY"]
@@ -66,7 +67,7 @@ class RatioSampler(ABC):
         """
         if not is_int(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} is not allowed: use an integer >= 1")
-        t = check_progress(progress)
+        t = check_progress("progress", progress)
         n = 1 if self.per == "batch" else int(batch_size)
         if torch is not None and isinstance(generator, torch.Generator):
             # float32 rounding must not reach 0 or 1 (e.g. high = 1 - 1e-9): keep the open interval
@@ -120,7 +121,7 @@ class RatioSampler(ABC):
         if not is_int(n_points) or n_points < 2:
             raise ValueError(f"n_points={n_points!r} is not allowed: use an integer >= 2")
         if progress is not None or not self.time_dependent:
-            m, w = self._nodes(0.0 if progress is None else check_progress(progress), int(n_points))
+            m, w = self._nodes(0.0 if progress is None else check_progress("progress", progress), int(n_points))
         else:
             ts, wt = quad(0.0, 1.0, int(n_points), self._t_breaks())
             parts = [self._nodes(float(t), int(n_points)) for t in ts]
@@ -168,8 +169,8 @@ class Fixed(RatioSampler):
     per: str = "batch"
 
     def __post_init__(self) -> None:
-        check_ratio("Fixed", "ratio", self.ratio)
-        check_per("Fixed", self.per)
+        check_ratio("ratio", self.ratio, owner="Fixed")
+        check_per("per", self.per, owner="Fixed")
 
     def _draw_torch(self, n: int, t: float, gen: torch.Generator) -> torch.Tensor:
         return torch.full((n,), float(self.ratio), device=gen.device)
@@ -200,11 +201,11 @@ class R2MAE(RatioSampler):
     per: str = "batch"
 
     def __post_init__(self) -> None:
-        lo, hi = check_ratio("R2MAE", "low", self.low), check_ratio("R2MAE", "high", self.high)
+        lo, hi = check_ratio("low", self.low, owner="R2MAE"), check_ratio("high", self.high, owner="R2MAE")
         if not lo < hi:
             raise ValueError(f"R2MAE: low={self.low!r} must be < high={self.high!r} (interval [low, high] "
                              "inside (0, 1); for a single ratio use Fixed)")
-        check_per("R2MAE", self.per)
+        check_per("per", self.per, owner="R2MAE")
 
     def _draw_torch(self, n: int, t: float, gen: torch.Generator) -> torch.Tensor:
         return self.low + (self.high - self.low) * _rand(gen, n)
@@ -254,11 +255,11 @@ class Scheduled(RatioSampler):
                              "ratio lies in (0, 1)")
         if self.shape not in ("linear", "cosine"):
             raise ValueError(f"Scheduled: shape={self.shape!r} is not allowed: use 'linear' or 'cosine'")
-        check_per("Scheduled", self.per)
+        check_per("per", self.per, owner="Scheduled")
 
     def ratio(self, progress: float) -> float:
         """m(t) at training progress ``progress`` (formula in the class docstring)."""
-        t = check_progress(progress)
+        t = check_progress("progress", progress)
         if self.shape == "linear":
             raw = self.start + (self.end - self.start) * t
         else:
@@ -325,7 +326,7 @@ class MaskGITCosine(RatioSampler):
     def __post_init__(self) -> None:
         if not is_real(self.eps) or not 0.0 < self.eps < 0.5:
             raise ValueError(f"MaskGITCosine: eps={self.eps!r} is not allowed: use a clip in (0, 0.5)")
-        check_per("MaskGITCosine", self.per)
+        check_per("per", self.per, owner="MaskGITCosine")
 
     def _draw_torch(self, n: int, t: float, gen: torch.Generator) -> torch.Tensor:
         return torch.cos(math.pi / 2 * _rand(gen, n)).clamp(self.eps, 1.0 - self.eps)
@@ -370,7 +371,8 @@ class TruncatedGaussian(RatioSampler):
             raise ValueError(f"TruncatedGaussian: mean={mean!r} is not allowed: use a finite number")
         if not is_real(std) or not std > 0:
             raise ValueError(f"TruncatedGaussian: std={std!r} is not allowed: use a finite number > 0")
-        lo, hi = check_ratio("TruncatedGaussian", "low", low), check_ratio("TruncatedGaussian", "high", high)
+        lo = check_ratio("low", low, owner="TruncatedGaussian")
+        hi = check_ratio("high", high, owner="TruncatedGaussian")
         if not lo < hi:
             raise ValueError(f"TruncatedGaussian: low={low!r} must be < high={high!r} (interval inside "
                              "(0, 1))")
@@ -379,7 +381,7 @@ class TruncatedGaussian(RatioSampler):
         if not mass > 1e-12:
             raise ValueError(f"TruncatedGaussian: [low, high]=[{lo:g}, {hi:g}] has mass {mass:.3g} under "
                              f"N({mean:g}, {std:g}²): use an interval with mass > 1e-12")
-        check_per("TruncatedGaussian", per)
+        check_per("per", per, owner="TruncatedGaussian")
 
     def _ab(self) -> tuple[float, float]:
         return (self.low - self.loc) / self.scale, (self.high - self.loc) / self.scale
@@ -424,11 +426,11 @@ class Choice(RatioSampler):
                 or len(self.values) == 0:
             raise ValueError(f"Choice: values={self.values!r} is not allowed: use a non-empty list of ratios "
                              "in (0, 1)")
-        values = tuple(check_ratio("Choice", f"values[{i}]", v) for i, v in enumerate(self.values))
+        values = tuple(check_ratio(f"values[{i}]", v, owner="Choice") for i, v in enumerate(self.values))
         if len(set(values)) != len(values):
             raise ValueError(f"Choice: values={list(values)!r} is not allowed: use distinct ratios")
         object.__setattr__(self, "values", values)  # a hashable tuple even when YAML gives a list
-        check_per("Choice", self.per)
+        check_per("per", self.per, owner="Choice")
 
     def _draw_torch(self, n: int, t: float, gen: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(self.values), (n,), generator=gen, device=gen.device)
@@ -468,7 +470,7 @@ class MaskedDiffusion(RatioSampler):
         if not is_real(self.eps) or not 0.0 < float(self.eps) < 1.0:
             raise ValueError(f"MaskedDiffusion: eps={self.eps!r} is not allowed: use a lower clamp of the noise "
                              "level t in the open interval (0, 1) (MDLM and LLaDA use 1e-3)")
-        check_per("MaskedDiffusion", self.per)
+        check_per("per", self.per, owner="MaskedDiffusion")
 
     def _draw_torch(self, n: int, t: float, gen: torch.Generator) -> torch.Tensor:
         return self.eps + (1.0 - self.eps) * _rand(gen, n)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..losses import mae_loss
+from ..validation import check_int
 from .blocks import MAEOutput, PatchGrid, as_bool_mask, init_weights_, patchify, token_mask_to_pixels, unpatchify
 from .mlp_mae import ACTIVATIONS
 
@@ -53,9 +54,7 @@ class CNNMAEConfig(PatchGrid):
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(self.channels))  # YAML gives lists
         for name in ("img_size", "in_chans", "patch", "kernel", "dilation"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}={v!r} is not allowed: use a positive integer")
+            check_int(name, getattr(self, name), 1)
         if not self.channels or any(isinstance(ch, bool) or not isinstance(ch, int) or ch < 1
                                     for ch in self.channels):
             raise ValueError(f"channels={self.channels!r} is not allowed: "

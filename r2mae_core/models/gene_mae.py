@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ..losses import mae_loss
+from ..validation import check_int
 from .blocks import Block, MAEOutput, as_bool_mask, init_weights_
 from .mlp_mae import ACTIVATIONS
 
@@ -36,9 +37,7 @@ __all__ = ["GeneMLPConfig", "GeneMLPMAE", "GeneTransformerConfig", "GeneTransfor
 
 def _check_positive(config, *names: str) -> None:
     for name in names:
-        v = getattr(config, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name}={v!r} is not allowed: use a positive integer")
+        check_int(name, getattr(config, name), 1)
 
 
 def _check_input(x: Tensor, n_genes: int) -> None:

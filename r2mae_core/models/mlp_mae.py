@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..losses import mae_loss
+from ..validation import check_int
 from .blocks import MAEOutput, PatchGrid, as_bool_mask, init_weights_, patchify, token_mask_to_pixels, unpatchify
 
 __all__ = ["MLPMAEConfig", "MLPMAE", "ACTIVATIONS"]
@@ -51,9 +52,7 @@ class MLPMAEConfig(PatchGrid):
 
     def __post_init__(self):
         for name in ("img_size", "in_chans", "patch", "width", "depth"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}={v!r} is not allowed: use a positive integer")
+            check_int(name, getattr(self, name), 1)
         self.check_patch_grid()
         if self.act not in ACTIVATIONS:
             raise ValueError(f"act={self.act!r} is not allowed: use one of {sorted(ACTIVATIONS)}")

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..losses import mlm_loss, weighted_mlm_loss
 from ..masking import IGNORE_INDEX
+from ..validation import check_int
 from .blocks import Block, MAEOutput
 
 __all__ = ["TextEncoderConfig", "TextEncoder", "MLMTargets", "mlm_targets"]
@@ -87,9 +88,7 @@ class TextEncoderConfig:
 
     def __post_init__(self):
         for name, low in (("vocab_size", 2), ("max_len", 1), ("dim", 1), ("depth", 1), ("heads", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}={value!r} is not allowed: use an integer >= {low}")
+            check_int(name, getattr(self, name), low)
         if self.dim % self.heads:
             raise ValueError(f"heads={self.heads} is not allowed: dim={self.dim} must be divisible by heads")
         if isinstance(self.mlp_ratio, bool) or not self.mlp_ratio > 0:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..losses import mae_loss
+from ..validation import check_int
 from .blocks import (
     Block,
     MAEOutput,
@@ -69,9 +70,7 @@ class ViTMAEConfig(PatchGrid):
     def __post_init__(self):
         for name in ("img_size", "in_chans", "patch", "dim", "depth", "heads", "dec_dim", "dec_depth",
                      "dec_heads"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}={v!r} is not allowed: use a positive integer")
+            check_int(name, getattr(self, name), 1)
         self.check_patch_grid()
         for d, h, tag in ((self.dim, self.heads, ""), (self.dec_dim, self.dec_heads, "dec_")):
             if d % h:
