@@ -160,9 +160,11 @@ def equivalent_fixed_method(method: Method, *, group: str = "equivalent", name: 
     r"""The fixed ratio of equal population effect as ``method``'s random ratio law: the equal-effect control.
 
     In the linear model's population limit a ratio law P with loss weight w trains exactly the predictor of the
-    fixed ratio m_eq = E[w m²(1−m)] / E[w m(1−m)] (:func:`r2mae_core.theory.equivalent_fixed_ratio`; w = 1 for
-    R²MAE, w = 1/m for masked diffusion, whose m_eq is 1/3). A random ratio that beats the grid's best fixed ratio
-    but not m_eq wins by its *effective* ratio, not by being random; this control separates the two.
+    fixed ratio m_eq = E[w m²(1−m)] / E[w m(1−m)] (derived in :func:`r2mae_core.theory.equivalent_fixed_ratio`;
+    w = 1 for R²MAE, w = 1/m for masked diffusion, whose m_eq is 1/3). A random ratio that beats the grid's best
+    fixed ratio but not m_eq wins by its *effective* ratio, not by being random; this control separates the two.
+    The moments are the sampler's Gauss-Legendre quadrature (exact for these polynomial integrands), the nodes
+    the theory uses, so the run engine does not import the theory layer.
 
     Parameters
     ----------
@@ -171,14 +173,13 @@ def equivalent_fixed_method(method: Method, *, group: str = "equivalent", name: 
     group, name
         The control's group (default ``equivalent``) and display name (default ``fixed m_eq <m> (<method>)``).
     """
-    from . import theory  # the theory layer is needed only here
-
     if method.sampler is None or method.kind == "fixed":
         raise ValueError(f"method={method.name!r} is not allowed: the equal-effect control needs a random ratio "
                          "law (e.g. R²MAE or masked diffusion), not a fixed ratio or a reference")
-    sampler = make_sampler(method.sampler)
-    law = theory.weighted_law(sampler, "inverse") if is_masked_diffusion(method) else sampler
-    m_eq = float(theory.equivalent_fixed_ratio(law))
+    ratios, weights = make_sampler(method.sampler).quadrature(n_points=24)
+    if is_masked_diffusion(method):
+        weights = weights / ratios  # the 1/t loss weight
+    m_eq = float((weights * ratios**2 * (1 - ratios)).sum() / (weights * ratios * (1 - ratios)).sum())
     return fixed_method(m_eq, group=group, uniformity_weight=method.uniformity_weight,
                         name=name or f"fixed m_eq {m_eq:.3f} ({method.name})")
 

@@ -193,6 +193,11 @@ def test_equal_effect_control_is_the_fixed_ratio_of_the_laws_moments(method, wei
     assert control.kind == "fixed" and control.group == "equivalent"
     assert control.ratio == pytest.approx(m_eq, abs=1e-12)
     assert method.name in control.name
+    from r2mae_core import masking, theory
+
+    law = masking.make_sampler(spec)
+    law = theory.weighted_law(law, "inverse") if runs.is_masked_diffusion(method) else law
+    assert control.ratio == pytest.approx(theory.equivalent_fixed_ratio(law), abs=1e-12)
 
 
 def test_equal_effect_control_keeps_the_uniformity_weight_and_refuses_fixed_ratios(raises_one_line):
