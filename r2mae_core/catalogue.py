@@ -61,7 +61,7 @@ CATALOGUE: dict[str, dict[str, Output]] = {
         "fig1_ratio_sweep": Output("ratio sweep (LP, reconstruction)", ("V1",)),
         "fig2_best_ratio_vs_size": Output("best ratio vs size", ("V1",)),
         "fig3_method_comparison": Output("method comparison (LP, BN+LP, FT, k-NN, effective rank)",
-                                         ("V0", "V2", "V3")),
+                                         ("V0", "V2", "V3", "V6")),
         "fig4_recon_vs_test_ratio": Output("reconstruction loss vs test ratio"),
         "fig5_umae_rank": Output("U-MAE effective rank and spectrum", ("V4a", "V4b", "V4c", "V4d")),
         "fig6_reconstructions": Output("reconstructions"),
@@ -69,6 +69,8 @@ CATALOGUE: dict[str, dict[str, Output]] = {
         "tab1_ratio_sweep": Output("sweep"),
         "tab2_methods": Output("methods with reference rows"),
         "tab3_block_ablation": Output("block vs random positions (paired differences)", ("V5",)),
+        "tab4_equal_effect": Output("R²MAE vs the best fixed ratio and the fixed ratio of equal population effect",
+                                    ("V6",)),
     },
     "03_language": {
         "fig1_ratio_sweep": Output("score vs fixed ratio per size", ("L1", "L2")),
@@ -96,8 +98,8 @@ CATALOGUE: dict[str, dict[str, Output]] = {
     },
     "05_single_cell": {
         "fig1_ratio_sweep": Output("fixed-ratio sweep (macro-F1, NMI)"),
-        "fig2_method_scores": Output("every method on every metric", ("S1", "S2", "S3")),
-        "fig3_paired_differences": Output("paired differences R²MAE − baseline", ("S1", "S2", "S3")),
+        "fig2_method_scores": Output("every method on every metric", ("S1", "S2", "S3", "S4")),
+        "fig3_paired_differences": Output("paired differences R²MAE − baseline", ("S1", "S2", "S3", "S4")),
         "fig4_reconstruction": Output("masked-gene reconstruction on held-out cells"),
         "fig5_loss_curves": Output("pretraining loss"),
         "fig6_umap": Output("UMAPs by cell type"),
@@ -105,6 +107,8 @@ CATALOGUE: dict[str, dict[str, Output]] = {
         "tab2_summary": Output("summary (mean, 95% CI)"),
         "tab3_paired_differences": Output("paired differences"),
         "tab4_reconstruction": Output("reconstruction"),
+        "tab5_equal_effect": Output("R²MAE vs the best fixed ratio and the fixed ratio of equal population effect",
+                                    ("S4",)),
     },
     "06_spectral_clustering": {
         "fig1_component_distances": Output("component distances per ratio", ("T1", "T2")),

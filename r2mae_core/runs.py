@@ -37,7 +37,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -53,7 +53,8 @@ from .records import RecordError, load_record, save_record
 from .train import TrainConfig
 
 __all__ = ["Method", "TrainConfig", "RunSpec", "Options", "fixed_method", "r2mae_method", "r2mae_name",
-           "reference_method", "masked_diffusion_method", "equivalent_fixed_method", "is_masked_diffusion",
+           "reference_method", "masked_diffusion_method", "equivalent_fixed_method", "equivalent_control",
+           "is_masked_diffusion",
            "MASKED_DIFFUSION", "group_key",
            "MEMBER_MASK_OPTIONS", "groups", "shard_runs", "result_path", "group_checkpoint_path", "ledger_path",
            "ledger_code", "execute", "parse_shard"]
@@ -182,6 +183,31 @@ def equivalent_fixed_method(method: Method, *, group: str = "equivalent", name: 
     m_eq = float((weights * ratios**2 * (1 - ratios)).sum() / (weights * ratios * (1 - ratios)).sum())
     return fixed_method(m_eq, group=group, uniformity_weight=method.uniformity_weight,
                         name=name or f"fixed m_eq {m_eq:.3f} ({method.name})")
+
+
+def equivalent_control(method: Method, grid: Sequence[Method] = (), *, tol: float = 1e-9) -> Method:
+    """The equal-effect control of ``method`` within a section's fixed-ratio grid: the method of ``grid`` whose
+    fixed ratio is m_eq (:func:`equivalent_fixed_method`) within ``tol`` and whose U-MAE λ and mask options are
+    ``method``'s, when there is one (the control *is* that grid run: it is not trained twice); else the new
+    fixed-ratio method at m_eq (group ``equivalent``) with ``method``'s mask options.
+
+    Parameters
+    ----------
+    method
+        A method with a random ratio law (R²MAE, masked diffusion, ...).
+    grid
+        The section's other methods (any kinds; only fixed ratios can be the control).
+    tol
+        How close a grid ratio must be to m_eq (m_eq is a ratio of quadratures, so U[0.1, 0.9]'s 0.5 comes out
+        0.5 up to rounding).
+    """
+    control = equivalent_fixed_method(method)
+    mask = {} if is_masked_diffusion(method) else dict(method.mask)
+    for candidate in grid:
+        if (candidate.kind == "fixed" and abs(candidate.ratio - control.ratio) <= tol and candidate.mask == mask
+                and candidate.uniformity_weight == control.uniformity_weight):
+            return candidate
+    return replace(control, mask=mask)
 
 
 def reference_method(name: str = "random init") -> Method:

@@ -206,3 +206,23 @@ def test_equal_effect_control_keeps_the_uniformity_weight_and_refuses_fixed_rati
     needles = ("needs a random ratio law", "method=")
     raises_one_line(lambda: runs.equivalent_fixed_method(fixed_method(0.5)), needles)
     raises_one_line(lambda: runs.equivalent_fixed_method(runs.reference_method()), needles)
+
+
+def test_equal_effect_control_is_the_grid_run_when_one_lies_at_m_eq():
+    from dataclasses import replace
+
+    symmetric = r2mae_method(0.1, 0.9)  # m_eq = 0.5 up to quadrature rounding
+    grid = [fixed_method(0.15), fixed_method(0.5), symmetric]
+    assert runs.equivalent_control(symmetric, grid) is grid[1]  # the sweep's run: not trained twice
+    off_grid = runs.equivalent_control(r2mae_method(0.5, 0.9), grid)
+    assert off_grid.group == "equivalent" and off_grid not in grid
+    assert off_grid.ratio == pytest.approx(0.67288, abs=1e-5)
+    blocks = {"generator": "block"}
+    block_r2 = replace(symmetric, mask=blocks)
+    assert runs.equivalent_control(block_r2, grid).mask == blocks  # positions differ: a run of its own
+    block_fixed = replace(fixed_method(0.5), mask=blocks, name="fixed 0.5 blocks")
+    assert runs.equivalent_control(block_r2, [*grid, block_fixed]) is block_fixed
+    umae = r2mae_method(0.1, 0.9, uniformity_weight=0.01)
+    assert runs.equivalent_control(umae, grid).uniformity_weight == 0.01  # λ differs: not the plain fixed 0.5
+    diffusion = runs.equivalent_control(runs.masked_diffusion_method(), grid)
+    assert diffusion.mask == {} and diffusion.ratio == pytest.approx(1 / 3, abs=1e-3)  # plain masks, no 1/t weight

@@ -236,12 +236,31 @@ def _results(delta: float, n_seeds: int = 4) -> dict:
 def test_claim_rules_follow_the_paired_interval(delta, verdict):
     config = exp.Config(n_seeds=4)
     claims = sc_claims.claims(_results(delta), config, "smoke")
-    assert [c.id for c in claims] == ["S1", "S2", "S3", "S3-ARI"]
+    assert [c.id for c in claims] == ["S1", "S2", "S3", "S3-ARI", "S4"]
     for claim in claims:
         assert claim.verdict == verdict and claim.n_seeds == 4
         assert claim.ci_low <= claim.value <= claim.ci_high
     key = sc_claims.key_numbers(_results(delta), claims)
     assert key["S1_value"] == pytest.approx(delta, abs=1e-3)
+    s4 = claims[-1]  # against the sweep's fixed 0.5, U[0.1, 0.9]'s ratio of equal population effect
+    assert s4.value == pytest.approx(delta + 0.01) and "m_eq = 0.500" in s4.claim and "sweep's own run" in s4.claim
+    table = sc_claims.equal_effect_table(_results(delta), config).set_index("role")
+    assert list(table.index) == ["R²MAE", "best fixed (val)", "equal-effect fixed"]
+    control = table.loc["equal-effect fixed"]
+    assert control["method"] == "fixed 0.5" and control["note"].startswith("the sweep's fixed 0.5")
+    assert control["diff"] == pytest.approx(s4.value) and control["diff_low"] == pytest.approx(s4.ci_low)
+    assert table.loc["best fixed (val)", "diff"] == pytest.approx(claims[0].value)
+
+
+def test_an_off_grid_equal_effect_control_is_trained_once_per_model():
+    config = exp.Config(fixed_ratios=[0.15, 0.5], r2mae_low=0.3, r2mae_high=0.9)
+    recipes = exp.methods(config, "mlp")
+    control = exp.equal_effect_control(config, "mlp")
+    assert control.group == "equivalent" and control.ratio == pytest.approx(0.571429, abs=1e-6)
+    assert [m.name for m in recipes].count(control.name) == 1 and recipes[-3] == control  # before the references
+    symmetric = exp.Config(fixed_ratios=[0.15, 0.5])
+    assert exp.equal_effect_control(symmetric, "transformer").name == "fixed 0.5"  # the sweep's own run
+    assert "equivalent" not in {m.group for m in exp.methods(symmetric, "mlp")}
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -156,3 +156,81 @@ def test_v1_compares_the_largest_and_smallest_size_per_seed():
     table = vision_claims.sweep_table(sweep)
     assert len(table) == 2 * 3 * 3 and (table["n_seeds"] == 3).all()
     assert np.isfinite(table["lp_val_low"]).all()
+
+
+def test_every_r2mae_law_gets_its_equal_effect_control_in_the_same_ensemble():
+    from r2mae_core import runs
+
+    config = vision.Config(fixed_ratios=(0.5, 0.75), ablation_intervals=[[0.1, 0.9]], ablation_per_sample=True,
+                           ablation_blocks=True, block_fixed_ratios=(0.75,))
+    recipes = {m.name: m for m in vision.methods(config)}
+    assert len(recipes) == len(vision.methods(config))  # names stay unique
+    control = recipes["fixed m_eq 0.673 (R²MAE U[0.5,0.9])"]
+    assert control.group == "equivalent" and control.ratio == pytest.approx(0.672881, abs=1e-6)
+    assert [m.group for m in recipes.values()].count("equivalent") == 1  # per sample: the same law, one control
+    block_control = recipes["fixed m_eq 0.673 (R²MAE U[0.5,0.9]) blocks"]
+    assert block_control.group == "blocks" and block_control.mask == vision.BLOCK_MASKS
+    table = vision.controls(config).set_index("r2mae")
+    assert table.loc["R²MAE U[0.1,0.9]", "control"] == "fixed 0.5" and table.loc["R²MAE U[0.1,0.9]", "in_grid"]
+    assert table.loc["R²MAE U[0.5,0.9] per sample", "control"] == control.name
+    assert table.loc["R²MAE U[0.5,0.9] blocks", "control"] == block_control.name
+    assert not table["in_grid"].drop("R²MAE U[0.1,0.9]").any()
+    seed = config.seeds[0]
+    spec = vision.method_spec(config, control, seed)
+    assert runs.group_key(spec) == runs.group_key(vision.method_spec(config, recipes["R²MAE U[0.5,0.9]"], seed))
+    later = config.seeds[-1]  # analyses (reconstructions) are the first seed's
+    assert vision.method_spec(config, control, later).evaluation == vision.method_spec(
+        config, recipes["fixed 0.5"], later).evaluation
+    assert vision.method_spec(config, block_control, seed).evaluation["bn_lp_epochs"] == 0  # scored as the blocks
+
+
+def _control_results(r2_gain: list[float], eq_gain: list[float]) -> dict:
+    """Method rows of the fixed grid, R²MAE and its control (random positions and blocks), with their controls."""
+    names = {"fixed 0.5": fixed_method(0.5), "fixed 0.75": fixed_method(0.75),
+             "R²MAE U[0.5,0.9]": r2mae_method(0.5, 0.9),
+             "fixed m_eq 0.673 (R²MAE U[0.5,0.9])": fixed_method(0.673, group="equivalent",
+                                                                  name="fixed m_eq 0.673 (R²MAE U[0.5,0.9])")}
+    gains = {"fixed 0.5": [0.0, 0.0, 0.0], "fixed 0.75": [0.05, 0.05, 0.06], "R²MAE U[0.5,0.9]": r2_gain,
+             "fixed m_eq 0.673 (R²MAE U[0.5,0.9])": eq_gain}
+    rows = []
+    for name, per_seed in gains.items():
+        for blocks in (False, True):
+            if blocks and name == "fixed 0.5":
+                continue
+            method = names[name]
+            cols = {**method.columns(), "method": name + " blocks" * blocks, "group": "blocks" if blocks
+                    else method.group}
+            for seed, g in enumerate(per_seed):
+                rows.append({**cols, "seed": seed, "lp_test": 0.8 + g - 0.02 * blocks,
+                             "lp_val": 0.8 + g + 0.001 * seed, "knn_test": 0.7 + g, "effective_rank": 20 + 100 * g})
+    mdf = pd.concat([pd.DataFrame(rows), _methods_frame({"U-MAE fixed 0.75": [0.05, 0.05, 0.06]})],
+                    ignore_index=True)
+    controls = pd.DataFrame([{"r2mae": "R²MAE U[0.5,0.9]", "positions": "random", "m_eq": 0.673,
+                              "control": "fixed m_eq 0.673 (R²MAE U[0.5,0.9])", "in_grid": False},
+                             {"r2mae": "R²MAE U[0.5,0.9] blocks", "positions": "blocks", "m_eq": 0.673,
+                              "control": "fixed m_eq 0.673 (R²MAE U[0.5,0.9]) blocks", "in_grid": False}])
+    others = _results({"fixed 0.5": [0.0, 0.0, 0.0]})
+    return {"methods": mdf, "best_fixed": vision.best_fixed(mdf), "controls": controls,
+            "references": others["references"], "sweep": others["sweep"]}
+
+
+@pytest.mark.parametrize("eq_gain, verdict", [([0.06, 0.07, 0.07], "supported"), ([0.12, 0.13, 0.14], "contradicted"),
+                                              ([0.07, 0.11, 0.09], "inconclusive")])
+def test_the_equal_effect_claim_pairs_r2mae_with_its_control(eq_gain, verdict):
+    results = _control_results([0.09, 0.1, 0.11], eq_gain)
+    table = vision_claims.equal_effect_table(results).set_index(["positions", "role"])
+    assert table.loc[("random", "best fixed (val)"), "method"] == "fixed 0.75"  # chosen on validation
+    assert table.loc[("blocks", "best fixed (val)"), "method"] == "fixed 0.75 blocks"  # the control is no candidate
+    assert table.loc[("random", "best fixed (val)"), "diff"] == pytest.approx(0.1 - 0.16 / 3)
+    eq = table.loc[("random", "equal-effect fixed")]
+    assert eq["ratio"] == 0.673 and eq["diff"] == pytest.approx(0.1 - np.mean(eq_gain)) and eq["n"] == 3
+    assert eq["diff_low"] <= eq["diff"] <= eq["diff_high"]
+    every = vision_claims.claims(results, vision.Config(n_seeds=3, baselines=[], umae_r2mae=False), "quick")
+    claims = {c.id: c for c in every if c.id.startswith("V6")}
+    assert set(claims) == {"V6", "V6-blocks"} and claims["V6"].verdict == verdict
+    assert claims["V6"].value == pytest.approx(eq["diff"]) and "0.673" in claims["V6"].claim
+    assert claims["V6-blocks"].value == pytest.approx(claims["V6"].value)  # the same shift for both: same gap
+    ablation = vision_claims.block_ablation(results["methods"])
+    best = ablation[ablation["comparison"] == "R²MAE − best fixed"].set_index("positions")
+    assert best.loc["blocks", "b"] == "fixed 0.75 blocks"
+    assert "fixed m_eq 0.673 (R²MAE U[0.5,0.9]) blocks" in set(ablation["a"])  # its blocks − random row

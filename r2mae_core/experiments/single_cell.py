@@ -50,6 +50,7 @@ from ..runs import (
     Options,
     RunSpec,
     TrainConfig,
+    equivalent_control,
     execute,
     fixed_method,
     group_checkpoint_path,
@@ -74,7 +75,7 @@ from ..validation import (
 )
 
 __all__ = ["Config", "run", "plan", "work", "DATASET_SPECS", "MODELS", "NAMESPACE", "load_dataset", "load_arrays",
-           "arrays_path", "methods", "select_methods", "annotation_cv", "clustering_scores",
+           "arrays_path", "methods", "equal_effect_control", "select_methods", "annotation_cv", "clustering_scores",
            "umap_adata", "pretrain_unit", "pretrain_units", "score_unit", "campaign_plan", "campaign_work",
            "ledger_record", "carry_paths", "data_names", "data_checksum", "spec_data_digest", "DRY_RUN"]
 
@@ -176,8 +177,21 @@ class Config:
 
 
 def methods(config: Config, model: str) -> list[Method]:
-    """Every method of ``model`` in table order: the masking schemes, then the references (group ``reference``)."""
-    return [*config.methods(model), *(reference_method(name) for name in REFERENCES)]
+    """Every method of ``model`` in table order: the masking schemes, the declared R²MAE's equal-effect control
+    when no fixed ratio of the sweep is it (:func:`equal_effect_control`), then the references (group
+    ``reference``)."""
+    recipes = config.methods(model)
+    control = equal_effect_control(config, model)
+    return [*recipes, *([] if control in recipes else [control]), *(reference_method(name) for name in REFERENCES)]
+
+
+def equal_effect_control(config: Config, model: str) -> Method:
+    """The fixed ratio of equal population effect of ``model``'s declared R²MAE, m_eq = E[m²(1−m)] / E[m(1−m)]
+    for m ~ U[r2mae_low, r2mae_high] (:func:`r2mae_core.runs.equivalent_control`; 0.5 for any interval symmetric
+    about 0.5): the sweep's fixed run at m_eq when there is one (trained once), else a run of group
+    ``equivalent`` with the same seeds, steps and ensemble."""
+    recipes = config.methods(model)
+    return equivalent_control(next(m for m in recipes if m.group == "r2mae"), recipes)
 
 
 def select_methods(config: Config, model: str, keys) -> list[Method]:

@@ -1,4 +1,4 @@
-"""05_single_cell: summaries, paired differences, the claims S1–S3 and the notebook's key numbers.
+"""05_single_cell: summaries, paired differences, the claims S1–S4 and the notebook's key numbers.
 
 Decision rules (fixed before any run; ``claims`` implements exactly these). Every downstream number is an outer
 test fold of repeated stratified CV; a seed's value is the mean over its folds and repeats; each claim is a
@@ -12,9 +12,15 @@ paired difference over seeds (every method of a seed shares the CV splits and th
 - **S2** R²MAE ≥ scGPT's per-batch random choice from {0.25, 0.5, 0.75} on annotation macro-F1.
 - **S3** R²MAE embeddings are at least as good as PCA (``pca_comps`` components of the same input) for leiden
   clustering: NMI (row S3) and ARI (row S3-ARI).
+- **S4** (the equal-effect control) R²MAE beats the fixed ratio of equal population effect on annotation
+  macro-F1: m_eq = E[m²(1−m)] / E[m(1−m)] of its law (01's linear theory: in the population limit U[a, b] trains
+  the predictor of this one fixed ratio; 0.5 for U[0.1, 0.9], where the control is the sweep's fixed 0.5 run,
+  :func:`r2mae_core.experiments.single_cell.equal_effect_control`). Interval above 0 → supported (the gain is
+  the randomness, not the effective ratio), below 0 → contradicted, else inconclusive.
+  :func:`equal_effect_table` sets the control next to the best fixed ratio.
 
 The R²MAE interval is the profile's declared default (never tuned). The primary rows (ids ``S1``, ``S2``, ``S3``,
-``S3-ARI``) are the first dataset and model of the config; other (dataset, model) pairs get ids
+``S3-ARI``, ``S4``) are the first dataset and model of the config; other (dataset, model) pairs get ids
 ``S1-<dataset>-<model>`` etc.
 """
 
@@ -23,12 +29,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..claims import Claim, verdict_from_interval
+from ..claims import Claim, make_claim, verdict_from_interval
 from ..stats import mean_ci, paired_difference, summarise
-from .single_cell import DATASET_SPECS, Config
+from .single_cell import DATASET_SPECS, Config, equal_effect_control
 
-__all__ = ["BEST_FIXED", "with_best_fixed", "per_seed", "summary", "best_ratio_table", "differences", "claims",
-           "key_numbers", "SOURCE"]
+__all__ = ["BEST_FIXED", "with_best_fixed", "per_seed", "summary", "best_ratio_table", "differences",
+           "equal_effect_table", "claims", "key_numbers", "SOURCE"]
 
 SOURCE = "Dong, Wang & Kluger (NeurIPS 2025), single-cell R²MAE; our reimplementation"
 BEST_FIXED = "best fixed (val)"
@@ -102,8 +108,9 @@ COMPARISONS = (("S1", "best fixed", "test_f1"), ("S2", "choice", "test_f1"), ("S
 
 
 def _baseline_methods(g: pd.DataFrame, key: str) -> list[str]:
-    """The method names of ``g`` that ``key`` names: a reference's name or a group."""
-    if key in set(g.loc[g["group"] == "reference", "method"]):
+    """The method names of ``g`` that ``key`` names: a reference's name, a group or a method's name."""
+    if key in set(g.loc[g["group"] == "reference", "method"]) or key not in set(g["group"]) and key in set(
+            g["method"]):
         return [key]
     return list(dict.fromkeys(g.loc[g["group"] == key, "method"]))
 
@@ -133,6 +140,39 @@ def differences(results: dict[str, pd.DataFrame], baselines: tuple[str, ...] | N
     return pd.DataFrame(rows)
 
 
+_EQUAL_COLUMNS = ["dataset", "model", "role", "method", "ratio", "note", "value", "value_low", "value_high", "diff",
+                  "diff_low", "diff_high", "n"]
+
+
+def equal_effect_table(results: dict[str, pd.DataFrame], config: Config, metric: str = "test_f1") -> pd.DataFrame:
+    """The equal-effect control next to the best fixed ratio, per (dataset, model): three rows (``role``) — the
+    declared R²MAE, the best fixed ratio chosen fold by fold on inner validation (S1's "best fixed (val)") and the
+    fixed ratio of equal population effect m_eq (:func:`r2mae_core.experiments.single_cell.equal_effect_control`;
+    ``note`` says whether it is the sweep's own run). ``value``: mean and 95% Student-t interval over seeds of the
+    CV-mean ``metric``; ``diff``: R²MAE − that row, paired by seed (:func:`r2mae_core.stats.paired_difference`)."""
+    seeds = per_seed(results)
+    rows = []
+    for (dataset, model), g in seeds.groupby(["dataset", "model"], sort=False):
+        r2 = list(dict.fromkeys(g.loc[g["group"] == "r2mae", "method"]))
+        if len(r2) != 1:
+            continue
+        control = equal_effect_control(config, model)
+        note = (f"the sweep's {control.name} (m_eq = {control.ratio:.3f})" if control.group == "fixed"
+                else f"trained as the control (m_eq = {control.ratio:.3f})")
+        for role, name, ratio, text in (("R²MAE", r2[0], np.nan, ""), ("best fixed (val)", BEST_FIXED, np.nan,
+                                                                          "chosen per fold on inner validation"),
+                                        ("equal-effect fixed", control.name, control.ratio, note)):
+            values = g.loc[g["method"] == name, metric].dropna().to_numpy(float)
+            if not values.size:
+                continue
+            diff = (paired_difference(g, method_col="method", a=r2[0], b=name, value=metric, pair_on="seed")
+                    if name != r2[0] else {"mean": np.nan, "ci_low": np.nan, "ci_high": np.nan})
+            rows.append(dict(zip(_EQUAL_COLUMNS, (dataset, model, role, name, ratio, text, *mean_ci(values),
+                                                  diff["mean"], diff["ci_low"], diff["ci_high"], int(values.size)),
+                                 strict=True)))
+    return pd.DataFrame(rows, columns=_EQUAL_COLUMNS)
+
+
 def _claim_text(cid: str, base: str, metric: str, dataset: str, model: str, config: Config) -> str:
     interval = f"R²MAE U[{config.r2mae_low:g}, {config.r2mae_high:g}] (declared)"
     where = f"{dataset}, {model}"
@@ -142,18 +182,24 @@ def _claim_text(cid: str, base: str, metric: str, dataset: str, model: str, conf
     if cid.startswith("S2"):
         values = ", ".join(f"{v:g}" for v in config.choice_values)
         return f"{interval} ≥ scGPT's per-batch random choice from {{{values}}} on annotation macro-F1 ({where})"
+    if cid.startswith("S4"):
+        control = equal_effect_control(config, model)
+        run = "the sweep's own run" if control.group == "fixed" else "trained as a control"
+        return (f"{interval} beats the fixed ratio of equal population effect (m_eq = {control.ratio:.3f}: "
+                f"{base}, {run}) on annotation macro-F1 ({where})")
     return (f"{interval} embeddings at least as good as PCA ({config.pca_comps} comps) on leiden {metric.upper()} "
             f"({where})")
 
 
 def claims(results: dict[str, pd.DataFrame], config: Config, profile: str) -> list[Claim]:
-    """S1–S3 with the rules of the module docstring, for the primary (dataset, model) and the others."""
-    diffs = differences(results, baselines=tuple(dict.fromkeys(b for _, b, _ in COMPARISONS)),
-                        metrics=("test_f1", "nmi", "ari"))
+    """S1–S4 with the rules of the module docstring, for the primary (dataset, model) and the others."""
+    controls = {model: equal_effect_control(config, model).name for model in config.models}
+    keys = tuple(dict.fromkeys([*(b for _, b, _ in COMPARISONS), *controls.values()]))
+    diffs = differences(results, baselines=keys, metrics=("test_f1", "nmi", "ari"))
     primary = (DATASET_SPECS[config.datasets[0]]["short"], config.models[0])
     out = []
     for (dataset, model), g in diffs.groupby(["dataset", "model"], sort=False):
-        for cid, key, metric in COMPARISONS:
+        for cid, key, metric in (*COMPARISONS, ("S4", controls[model], "test_f1")):
             row = g[((g["baseline_group"] == key) | (g["baseline"] == key)) & (g["metric"] == metric)]
             if row.empty:
                 continue
@@ -162,10 +208,10 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str) -> li
             if (dataset, model) != primary:
                 cid = f"{cid}-{dataset}-{model}"
             label = "macro-F1" if metric == "test_f1" else metric.upper()
-            out.append(Claim(cid, _claim_text(cid, base, metric, dataset, model, config), SOURCE,
-                             f"{label}(R²MAE) - {label}({base}), paired over seeds", float(row["mean"]),
-                             float(row["ci_low"]), float(row["ci_high"]), int(row["n"]),
-                             verdict_from_interval(float(row["ci_low"]), float(row["ci_high"])), profile))
+            out.append(make_claim(cid=cid, claim=_claim_text(cid, base, metric, dataset, model, config),
+                                  source=SOURCE, metric=f"{label}(R²MAE) - {label}({base}), paired over seeds",
+                                  value=float(row["mean"]), ci_low=float(row["ci_low"]),
+                                  ci_high=float(row["ci_high"]), n_seeds=int(row["n"]), profile=profile))
     return out
 
 

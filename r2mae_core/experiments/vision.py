@@ -1,8 +1,8 @@
 """02_vision: masked autoencoders on real images — the mask ratio across architectures and sizes, R²MAE against
-fixed, scheduled and other random-ratio baselines, and U-MAE.
+fixed, scheduled and other random-ratio baselines and the fixed ratio of equal population effect, and U-MAE.
 
 ``run(config)`` trains (resumably, cached) every run the config names and returns tidy tables;
-:mod:`r2mae_core.experiments.vision_claims` turns them into the claims V0–V4. One run = one
+:mod:`r2mae_core.experiments.vision_claims` turns them into the claims V0–V6. One run = one
 :class:`~r2mae_core.experiments.image_runs.RunSpec`; runs shared between experiments (e.g. the ViT fixed-ratio
 runs of the sweep and of the method comparison) have the same spec, so they are trained once.
 
@@ -22,7 +22,16 @@ from .. import evaluate
 from .._rng import child_seeds
 from ..masking import make_sampler, random_subset_mask
 from ..models.blocks import as_token_mask, images_to_tensor
-from ..runs import Method, Options, RunSpec, fixed_method, r2mae_method, r2mae_name
+from ..runs import (
+    Method,
+    Options,
+    RunSpec,
+    equivalent_control,
+    equivalent_fixed_method,
+    fixed_method,
+    r2mae_method,
+    r2mae_name,
+)
 from ..validation import (
     NON_NEGATIVE,
     POSITIVE,
@@ -54,7 +63,7 @@ from .image_runs import (
     splits,
 )
 
-__all__ = ["Config", "methods", "sweep_specs", "method_specs", "reference_run_specs", "plan", "work", "run",
+__all__ = ["Config", "methods", "controls", "sweep_specs", "method_specs", "reference_run_specs", "plan", "work", "run",
            "best_fixed", "spectrum", "reconstruction_examples", "FAMILIES", "ANALYSES", "DRY_RUN", "BLOCK_MASKS",
            "data_names",
            "data_checksum", "data_digest"]
@@ -243,10 +252,11 @@ BLOCK_MASKS = {"generator": "block"}
 def methods(config: Config) -> list[Method]:
     """Every recipe of experiments 2–3, in table order (names are the row labels).
 
-    Groups: ``fixed`` (the candidates), ``r2mae`` (declared interval), ``baseline`` (scheduled decay over
-    the declared interval, MaskGIT cosine, truncated Gaussian), ``ablation`` (other intervals, per sample),
-    ``blocks`` (the declared R²MAE and fixed candidates with block masks: ``mask = {"generator": "block"}``),
-    ``umae`` (U-MAE at ``umae_ratio`` and R²MAE + U-MAE).
+    Groups: ``fixed`` (the candidates), ``r2mae`` (declared interval), ``equivalent`` (the fixed ratio of equal
+    population effect of each R²MAE law that no candidate already trains: :func:`controls`), ``baseline``
+    (scheduled decay over the declared interval, MaskGIT cosine, truncated Gaussian), ``ablation`` (other
+    intervals, per sample), ``blocks`` (the declared R²MAE, fixed candidates and the declared R²MAE's control with
+    block masks: ``mask = {"generator": "block"}``), ``umae`` (U-MAE at ``umae_ratio`` and R²MAE + U-MAE).
     """
     low, high, per = config.r2mae_low, config.r2mae_high, config.r2mae_per
     out = [fixed_method(r) for r in config.fixed_ratios]
@@ -254,18 +264,21 @@ def methods(config: Config) -> list[Method]:
     specs = {"linear": {"kind": "scheduled", "start": high, "end": low, "shape": "linear", "per": per},
              "cosine": {"kind": "scheduled", "start": high, "end": low, "shape": "cosine", "per": per},
              "maskgit": {"kind": "maskgit", "per": per}, "truncnorm": {"kind": "truncnorm", "per": per}}
+    baselines = []
     for name in config.baselines:
         spec = specs[name]
-        out.append(Method(make_sampler(spec).describe(), spec["kind"], spec, "baseline"))
+        baselines.append(Method(make_sampler(spec).describe(), spec["kind"], spec, "baseline"))
     for a, b in config.ablation_intervals:
         if (a, b) != (low, high):
-            out.append(r2mae_method(a, b, per, group="ablation"))
+            baselines.append(r2mae_method(a, b, per, group="ablation"))
     if config.ablation_per_sample:
-        out.append(r2mae_method(low, high, "sample" if per == "batch" else "batch", group="ablation"))
+        baselines.append(r2mae_method(low, high, "sample" if per == "batch" else "batch", group="ablation"))
+    out += _new_controls(out + baselines) + baselines
     if config.ablation_blocks:
-        out += [replace(m, name=f"{m.name} blocks", group="blocks", mask=dict(BLOCK_MASKS))
-                for m in [fixed_method(r) for r in config.block_fixed_ratios or config.fixed_ratios]
-                + [r2mae_method(low, high, per)]]
+        blocks = [replace(m, name=f"{m.name} blocks", group="blocks", mask=dict(BLOCK_MASKS))
+                  for m in [fixed_method(r) for r in config.block_fixed_ratios or config.fixed_ratios]
+                  + [r2mae_method(low, high, per)]]
+        out += blocks + _new_controls(blocks, rename=True)
     lam = config.umae_weight
     out.append(fixed_method(config.umae_ratio, group="umae", uniformity_weight=lam,
                             name=f"U-MAE fixed {config.umae_ratio:g}"))
@@ -273,6 +286,43 @@ def methods(config: Config) -> list[Method]:
         out.append(r2mae_method(low, high, per, group="umae", uniformity_weight=lam,
                                 name=f"{r2mae_name(low, high, per)} + U-MAE"))
     return out
+
+
+def _new_controls(recipes: list[Method], *, rename: bool = False) -> list[Method]:
+    """The equal-effect controls of the R²MAE laws of ``recipes`` that no fixed ratio of ``recipes`` (nor an
+    earlier control) already trains, once each; ``rename``: block-mask controls, named ``<random-position
+    control> blocks`` in group ``blocks`` (the positions ablation's naming)."""
+    out: list[Method] = []
+    for method in recipes:
+        if method.kind != "r2mae":
+            continue
+        control = equivalent_control(method, recipes + out)
+        if control in recipes + out:
+            continue
+        if rename:
+            plain = equivalent_fixed_method(replace(method, mask={}, name=method.name.removesuffix(" blocks")))
+            control = replace(control, name=f"{plain.name} blocks", group="blocks")
+        out.append(control)
+    return out
+
+
+def controls(config: Config) -> pd.DataFrame:
+    """The equal-effect control of every R²MAE law of the comparison (the declared interval, the ablations, the
+    declared interval with block masks), one row each: ``r2mae`` (its name), ``positions`` (``random`` or
+    ``blocks``), ``m_eq`` (:func:`r2mae_core.runs.equivalent_fixed_method`), ``control`` (the method trained at
+    m_eq with the same positions) and ``in_grid`` (whether the control is a fixed candidate of the grid, trained
+    once for both roles). U-MAE's R²MAE has none."""
+    every = methods(config)
+    grid = {m.name for m in every if m.group == "fixed"}
+    rows = []
+    for method in every:
+        if method.kind != "r2mae" or method.group not in ("r2mae", "ablation", "blocks"):
+            continue
+        control = equivalent_control(method, [m for m in every if m.group in ("fixed", "equivalent", "blocks")])
+        rows.append({"r2mae": method.name, "positions": "blocks" if method.mask else "random",
+                     "m_eq": equivalent_fixed_method(method).ratio, "control": control.name,
+                     "in_grid": control.name.removesuffix(" blocks" if method.mask else "") in grid})
+    return pd.DataFrame(rows, columns=["r2mae", "positions", "m_eq", "control", "in_grid"])
 
 
 def sweep_specs(config: Config) -> list[RunSpec]:
@@ -419,7 +469,7 @@ def run(config: Config, *, device: str = "cpu", progress: bool = True, compile: 
         ``method``, ``group``, ``kind``, ``ratio``, ...), ``references`` (raw pixels and random inits, per seed
         for the comparison ViT), ``best_fixed`` (its name, chosen on validation LP), ``vit_size``, ``spectra``
         (normalised singular values of the U-MAE experiment's test features, first seed), ``reconstructions``
-        (best fixed and R²MAE, first seed).
+        (best fixed and R²MAE, first seed), ``controls`` (each R²MAE law's equal-effect control, :func:`controls`).
     """
     options = Options(device=device, compile=compile)
     runs = plan(config)
@@ -437,4 +487,5 @@ def run(config: Config, *, device: str = "cpu", progress: bool = True, compile: 
                          if "spectrum" in found], ignore_index=True)
     reconstructions = {name: reconstruction_panels(by_name[name]["reconstructions"]) for name in (best, r2)}
     return {"sweep": parts["sweep"], "methods": method_df, "references": parts["references"], "best_fixed": best,
-            "vit_size": config.vit_size, "spectra": spectra, "reconstructions": reconstructions}
+            "vit_size": config.vit_size, "spectra": spectra, "reconstructions": reconstructions,
+            "controls": controls(config)}

@@ -1,4 +1,4 @@
-"""02_vision: summary tables, the claims V0–V4 and the notebook's key numbers.
+"""02_vision: summary tables, the claims V0–V6 and the notebook's key numbers.
 
 Decision rules (fixed before any run; ``claims`` implements exactly these). Every difference is paired by seed
 (the runs of one seed share initialisation, data order and masks) and summarised by its mean and 95% Student-t
@@ -20,6 +20,13 @@ All accuracies compared are on the official **test** set.
   LP(R²MAE blocks) − LP(best fixed blocks), the best among the fixed candidates trained with blocks chosen on
   validation LP; same rule. :func:`block_ablation` also gives blocks − random at each ratio law and the same
   R²MAE − best fixed difference with random positions over the same candidates.
+- **V6** (the equal-effect control) R²MAE beats the fixed ratio of equal population effect
+  m_eq = E[m²(1−m)] / E[m(1−m)] of its law (01's linear theory: in the population limit U[a, b] trains the
+  predictor of this one fixed ratio; :func:`r2mae_core.runs.equivalent_fixed_method`; 0.673 for U[0.5, 0.9]):
+  LP(R²MAE) − LP(fixed m_eq), the control trained with the same seeds, steps and ensemble as the comparison;
+  interval above 0 → supported (the gain is the randomness, not the effective ratio), below 0 → contradicted,
+  else inconclusive. **V6-blocks**: the same with block masks for both. :func:`equal_effect_table` sets the
+  control next to the best fixed ratio for every R²MAE law (the ablation intervals too).
 - **V4a** U-MAE raises the effective rank over MAE at the same fixed ratio: erank(U-MAE) − erank(MAE) > 0 by the
   interval rule; **V4b** the same for LP accuracy; V4c/V4d the same pair with R²MAE (R²MAE + U-MAE − R²MAE),
   when ``umae_r2mae`` trains it.
@@ -34,8 +41,8 @@ from ..claims import Claim, make_claim
 from ..stats import mean_ci, summarise
 from .vision import Config
 
-__all__ = ["sweep_table", "method_table", "best_ratios", "block_ablation", "claims", "key_numbers",
-           "training_minutes", "SOURCE", "METRICS"]
+__all__ = ["sweep_table", "method_table", "best_ratios", "block_ablation", "equal_effect_table", "claims",
+           "key_numbers", "training_minutes", "SOURCE", "METRICS"]
 
 SOURCE = "Dong, Wang & Kluger (NeurIPS 2025), R²MAE; our formulation"
 SOURCE_UMAE = "Zhang, Wang & Wang (NeurIPS 2022), U-MAE"
@@ -120,18 +127,67 @@ def block_ablation(methods_df: pd.DataFrame, metric: str = "lp_test") -> pd.Data
     blocks = list(dict.fromkeys(mdf.loc[mdf["group"] == "blocks", "method"]))
     if not blocks:
         return pd.DataFrame(columns=_BLOCK_COLUMNS)
-    rows = [_difference_row("blocks − random", "-", name, name.removesuffix(" blocks"),
-                            _paired(mdf, name, name.removesuffix(" blocks"), metric)) for name in blocks]
-    fixed_blocks = [n for n in blocks if (mdf.loc[mdf["method"] == n, "kind"] == "fixed").all()]
-    r2_blocks = [n for n in blocks if n not in fixed_blocks]
+    groups = mdf.drop_duplicates("method").set_index("method")["group"]
+    twins = {name: name.removesuffix(" blocks") for name in blocks if name.removesuffix(" blocks") in groups.index}
+    rows = [_difference_row("blocks − random", "-", name, twin, _paired(mdf, name, twin, metric))
+            for name, twin in twins.items()]
+    fixed_blocks = _block_candidates(mdf)
+    r2_blocks = [n for n in blocks if (mdf.loc[mdf["method"] == n, "kind"] == "r2mae").all()]
     for positions, candidates, r2 in (
-            ("random", [n.removesuffix(" blocks") for n in fixed_blocks], _one(mdf, mdf["group"] == "r2mae", "R²MAE")),
+            ("random", [twins[n] for n in fixed_blocks], _one(mdf, mdf["group"] == "r2mae", "R²MAE")),
             ("blocks", fixed_blocks, r2_blocks[0] if r2_blocks else "")):
         if not candidates or not r2:
             continue
-        best = str(mdf[mdf["method"].isin(candidates)].groupby("method")["lp_val"].mean().idxmax())
+        best = _best_on_validation(mdf, candidates)
         rows.append(_difference_row("R²MAE − best fixed", positions, r2, best, _paired(mdf, r2, best, metric)))
     return pd.DataFrame(rows, columns=_BLOCK_COLUMNS)
+
+
+def _block_candidates(mdf: pd.DataFrame) -> list[str]:
+    """The fixed candidates trained with block masks: block runs of a fixed ratio whose random-position twin is a
+    fixed candidate of the grid (the equal-effect control's block run is not a candidate)."""
+    groups = mdf.drop_duplicates("method").set_index("method")["group"]
+    blocks = mdf[(mdf["group"] == "blocks") & (mdf["kind"] == "fixed")]
+    return [n for n in dict.fromkeys(blocks["method"]) if groups.get(n.removesuffix(" blocks")) == "fixed"]
+
+
+def _best_on_validation(mdf: pd.DataFrame, candidates: list[str]) -> str:
+    """The method of ``candidates`` with the highest mean validation LP over seeds."""
+    return str(mdf[mdf["method"].isin(candidates)].groupby("method")["lp_val"].mean().idxmax())
+
+
+_EQUAL_COLUMNS = ["r2mae", "positions", "role", "method", "ratio", "value", "value_low", "value_high", "diff",
+                  "diff_low", "diff_high", "n"]
+
+
+def equal_effect_table(results: dict, metric: str = "lp_test") -> pd.DataFrame:
+    """The equal-effect control next to the best fixed ratio, for every R²MAE law that has one
+    (``results["controls"]``, :func:`r2mae_core.experiments.vision.controls`).
+
+    Three rows per law (``role``): the R²MAE law itself, the best fixed ratio (chosen on validation LP among the
+    candidates with the same positions: the grid with random positions, ``block_fixed_ratios`` with blocks) and
+    the fixed ratio of equal population effect m_eq = E[m²(1−m)] / E[m(1−m)] (:func:`r2mae_core.theory.
+    equivalent_fixed_ratio`; ``method`` names the run, a grid candidate when one lies at m_eq). ``value`` is the
+    mean and 95% Student-t interval of ``metric`` over seeds; ``diff`` is R²MAE − that row, paired by seed.
+    """
+    mdf = results["methods"]
+    rows = []
+    for ctl in results.get("controls", pd.DataFrame(columns=["r2mae"])).itertuples():
+        if ctl.positions == "blocks":
+            candidates = _block_candidates(mdf)
+            best = _best_on_validation(mdf, candidates) if candidates else ""
+        else:
+            best = results["best_fixed"]
+        for role, name in (("R²MAE", ctl.r2mae), ("best fixed (val)", best), ("equal-effect fixed", ctl.control)):
+            values = mdf.loc[mdf["method"] == name, metric].to_numpy(float)
+            if not values.size:
+                continue
+            ratio = ctl.m_eq if role == "equal-effect fixed" else float(mdf.loc[mdf["method"] == name, "ratio"].iloc[0])
+            diffs = _paired(mdf, ctl.r2mae, name, metric) if name != ctl.r2mae else np.array([])
+            diff = mean_ci(diffs) if diffs.size else (_NAN, _NAN, _NAN)
+            rows.append(dict(zip(_EQUAL_COLUMNS, (ctl.r2mae, ctl.positions, role, name, ratio, *mean_ci(values),
+                                                  *diff, int(values.size)), strict=True)))
+    return pd.DataFrame(rows, columns=_EQUAL_COLUMNS)
 
 
 def _one(rows: pd.DataFrame, select: pd.Series, what: str) -> str:
@@ -222,6 +278,27 @@ def _block_claims(mdf: pd.DataFrame, profile: str) -> list[Claim]:
         ci_high=row.ci_high, n_seeds=row.n, profile=profile) for row in rows.itertuples()]
 
 
+def _equal_effect_claims(results: dict, profile: str) -> list[Claim]:
+    """V6 (declared interval, random positions) and V6-blocks (with block masks): R²MAE against the fixed ratio
+    of equal population effect, in test LP."""
+    table = equal_effect_table(results)
+    declared = _one(results["methods"], results["methods"]["group"] == "r2mae", "the declared R²MAE")
+    controls = table[(table["role"] == "equal-effect fixed")
+                     & ((table["r2mae"] == declared) | (table["positions"] == "blocks"))]
+    out = []
+    for row in controls.itertuples():
+        blocks = row.positions == "blocks"
+        out.append(make_claim(
+            cid="V6-blocks" if blocks else "V6",
+            claim=f"{row.r2mae} beats the fixed ratio of equal population effect (m_eq = {row.ratio:.3f}: "
+            f"{row.method}) in test LP{' with block masks' if blocks else ''}; rule: paired interval above 0 "
+            "supported, below 0 contradicted, else inconclusive",
+            source=SOURCE + "; m_eq = E[m²(1−m)]/E[m(1−m)] from 01's linear theory",
+            metric="LP(R²MAE) − LP(fixed m_eq)", diffs=_paired(results["methods"], row.r2mae, row.method, "lp_test"),
+            profile=profile))
+    return out
+
+
 def _umae_claims(mdf: pd.DataFrame, r2: str, config: Config, profile: str) -> list[Claim]:
     """V4a–V4d: U-MAE against MAE (and R²MAE + U-MAE against R²MAE) in effective rank and test LP."""
     fixed_at = (mdf["kind"] == "fixed") & (mdf["ratio"] == config.umae_ratio)
@@ -237,11 +314,13 @@ def _umae_claims(mdf: pd.DataFrame, r2: str, config: Config, profile: str) -> li
 
 
 def claims(results: dict, config: Config, profile: str) -> list[Claim]:
-    """The claims V0–V5 (rules in the module docstring), in the order V0, V1, V2, V3, V5, V4."""
+    """The claims V0–V6 (rules in the module docstring), in the order V0, V1, V2, V6, V3, V5, V4."""
     mdf, best = results["methods"], results["best_fixed"]
     r2 = _one(mdf, (mdf["group"] == "r2mae"), "the declared R²MAE")
+    r2mae = _r2mae_claims(mdf, r2, best, profile)
     return [_sanity_claim(mdf, results["references"], best, config, profile),
-            *_size_claims(results["sweep"], profile), *_r2mae_claims(mdf, r2, best, profile),
+            *_size_claims(results["sweep"], profile), *[c for c in r2mae if c.id.startswith("V2")],
+            *_equal_effect_claims(results, profile), *[c for c in r2mae if not c.id.startswith("V2")],
             *_block_claims(mdf, profile), *_umae_claims(mdf, r2, config, profile)]
 
 

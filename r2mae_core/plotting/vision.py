@@ -16,7 +16,7 @@ __all__ = ["ratio_sweep", "best_ratio_vs_size", "method_comparison", "umae_rank"
            "recon_vs_test_ratio", "block_ablation"]
 
 _FAMILY_LABEL = {"mlp": "MLP-MAE", "cnn": "CNN-MAE", "vit": "ViT-MAE"}
-_GROUP_ORDER = ("fixed", "r2mae", "baseline", "ablation", "blocks", "umae", "reference")
+_GROUP_ORDER = ("fixed", "r2mae", "equivalent", "baseline", "ablation", "blocks", "umae", "reference")
 
 
 def _errorbar(ax, x, table: pd.DataFrame, value: str, **kw) -> None:
