@@ -265,8 +265,8 @@ def test_an_off_grid_equal_effect_control_is_trained_once_per_model():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"r2mae_low": 0.8, "r2mae_high": 0.2}, "low=0.8 must be < high=0.2"),
-    ({"datasets": ["pbmc3k"]}, "datasets=\\['pbmc3k'\\] is not allowed"),
-    ({"models": ["cnn"]}, "models=\\['cnn'\\] is not allowed"),
+    ({"datasets": ["pbmc3k"]}, "datasets='pbmc3k' is not allowed"),
+    ({"models": ["cnn"]}, "models='cnn' is not allowed"),
     ({"fixed_ratios": [0.0, 0.5]}, "fixed_ratios"),
     ({"n_seeds": 1}, "n_seeds=1 is not allowed"),
     ({"holdout": 1.5}, "holdout=1.5 is not allowed"),
