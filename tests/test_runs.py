@@ -199,4 +199,5 @@ def test_equal_effect_control_keeps_the_uniformity_weight_and_refuses_fixed_rati
     umae = r2mae_method(0.2, 0.8, uniformity_weight=0.01)
     assert runs.equivalent_fixed_method(umae).uniformity_weight == 0.01
     raises_one_line(lambda: runs.equivalent_fixed_method(fixed_method(0.5)), ("needs a random ratio law", "method="))
-    raises_one_line(lambda: runs.equivalent_fixed_method(runs.reference_method()), ("needs a random ratio law", "method="))
+    raises_one_line(lambda: runs.equivalent_fixed_method(runs.reference_method()),
+                    ("needs a random ratio law", "method="))
