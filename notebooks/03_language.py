@@ -26,10 +26,13 @@
 # **Methods.** Fixed ratios (BERT's 15%, Wettig et al. 2023's 40%, and a sweep), Masking Ratio Decay (Yang et
 # al. 2023: cosine $m(t)=0.15(1+\cos\pi t)+0.02$, linear $m(t)=\max(0.30(1-t),\,0.02)$), a linear decay over the
 # R²MAE interval, **R²MAE**: $m\sim\mathcal U[a,b]$ drawn afresh at every step, with the default interval
-# declared in the profile's YAML before any run, and **masked diffusion** (MDLM, Sahoo et al. 2024; LLaDA, Nie et
-# al. 2025): a noise level $t\sim\mathcal U[\varepsilon,1)$ per sequence ($\varepsilon=10^{-3}$), every token
-# masked independently with probability $t$ (all shown as `[MASK]`) and the loss weighted by $1/t$, an unbiased
-# estimate of the masked-diffusion likelihood bound (`r2mae_core.losses.masked_diffusion_loss`). Every model is
+# declared in the profile's YAML before any run, its **equal-effect control**: the fixed ratio
+# $m_{eq}=\mathbb E[m^2(1-m)]/\mathbb E[m(1-m)]$ of R²MAE's law, which in the linear theory of 01 trains exactly the
+# population predictor of R²MAE (`r2mae_core.runs.equivalent_fixed_method`), and **masked diffusion** (MDLM, Sahoo
+# et al. 2024; LLaDA, Nie et al. 2025): a noise level $t\sim\mathcal U[\varepsilon,1)$ per sequence
+# ($\varepsilon=10^{-3}$), every token masked independently with probability $t$ (all shown as `[MASK]`) and the
+# loss weighted by $1/t$, an unbiased estimate of the masked-diffusion likelihood bound
+# (`r2mae_core.losses.masked_diffusion_loss`). Every model is
 # evaluated the same way (BERT-style corruption at the test ratios).
 #
 # **Data and splits.** A byte-level BPE tokenizer (vocabulary size a parameter) is trained on the *training
@@ -47,6 +50,9 @@
 # **What the theory of 01 predicts.** In the linear model the optimal fixed ratio grows with model size relative
 # to the data ($\gamma=p/n$), and it depends on which scales the downstream task needs. L1 and L2 test the same
 # directions on Transformers; L3 and L4 test R²MAE against the best fixed ratio and against Masking Ratio Decay.
+# In the linear model a random ratio acts on the population as its fixed ratio $m_{eq}$ does, so L5 asks whether
+# R²MAE beats that fixed ratio: a gain over the grid (L3) without one over $m_{eq}$ (L5) is the gain of R²MAE's
+# effective ratio, not of drawing the ratio at random.
 
 # %% tags=["parameters"]
 profile: str = "smoke"  # which results/<profile>/ to write; build.sh sets it
@@ -114,8 +120,10 @@ out.save_figure(fig, "fig1_ratio_sweep")
 # %% [markdown]
 # ## 2 · R²MAE against fixed and scheduled ratios
 # Every method at the main size on every task (test split), and the paired differences of R²MAE against the
-# best fixed ratio and the better Masking Ratio Decay, both chosen on the validation split, against masked
-# diffusion, and against the randomly initialised encoder (the sanity check S1).
+# best fixed ratio and the better Masking Ratio Decay, both chosen on the validation split, against its
+# equal-effect fixed ratio $m_{eq}$, against masked diffusion, and against the randomly initialised encoder (the
+# sanity check S1). Table 5 sets R²MAE next to the grid's best fixed ratio (chosen on validation) and its
+# equal-effect control: test scores, then R²MAE − each (paired over seeds, 95% intervals).
 
 # %%
 fig = plots.method_comparison(scores, main_size=main_size)
@@ -124,7 +132,12 @@ comparisons = language_claims.comparisons(scores, config)
 out.save_table(comparisons, "tab2_paired_differences")
 fig = plots.paired_differences(comparisons)
 out.save_figure(fig, "fig3_paired_differences")
+equal_effect = language_claims.equal_effect(scores, config)
+out.save_table(equal_effect, "tab5_equal_effect_control")
 comparisons.round(4)
+
+# %%
+equal_effect.round(4)
 
 # %% [markdown]
 # ## 3 · Training curves
@@ -143,7 +156,8 @@ table[table["task"].isin(["genre", "spam", "pos"])].round(4)
 # %% [markdown]
 # ## Claims
 # L1 the best fixed ratio grows with model size; L2 it differs between tasks; L3 R²MAE ≥ the best fixed ratio
-# (chosen on validation); L4 R²MAE ≥ Masking Ratio Decay; S1 (sanity) pretrained features beat the randomly
+# (chosen on validation); L4 R²MAE ≥ Masking Ratio Decay; L5 R²MAE beats the fixed ratio of equal population
+# effect $m_{eq}$; S1 (sanity) pretrained features beat the randomly
 # initialised encoder on genre macro-F1. Each verdict follows the rule written in `language_claims` (paired
 # differences over seeds with 95% intervals: above 0 supported, below 0 contradicted, covering 0 inconclusive).
 

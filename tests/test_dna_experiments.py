@@ -175,20 +175,25 @@ def test_bad_config_fails_with_one_line(kwargs, match):
     _one_line(excinfo)
 
 
-def _metrics(r2_gain: float, n_seeds: int = 4, best_ratio_by_task=None) -> pd.DataFrame:
-    """Synthetic tidy metrics at size S: fixed 0.15 / 0.5, scheduled, curriculum, R²MAE, random init."""
+EQ = "fixed m_eq 0.315 (R²MAE U[0.15,0.45])"
+
+
+def _metrics(r2_gain: float, n_seeds: int = 4, best_ratio_by_task=None, equal_effect: float = 0.55) -> pd.DataFrame:
+    """Synthetic tidy metrics at size S: fixed 0.15 / 0.5, scheduled, curriculum, R²MAE, its equal-effect control
+    at ``equal_effect``, random init."""
     rng = np.random.default_rng(0)
     best_ratio_by_task = best_ratio_by_task or {t: 0.5 for t in exp.TASKS}
     rows = []
     base = {"fixed 0.15": ("fixed", 0.15), "fixed 0.5": ("fixed", 0.5), "scheduled": ("scheduled", np.nan),
-            "curriculum": ("curriculum", np.nan), "R²MAE": ("r2mae", np.nan), "random init": ("reference", np.nan)}
+            "curriculum": ("curriculum", np.nan), "R²MAE": ("r2mae", np.nan), EQ: ("equivalent", 0.85 / 2.7),
+            "random init": ("reference", np.nan)}
     for seed in range(n_seeds):
         noise = rng.normal(0, 0.002)
         for method, (kind, ratio) in base.items():
             for split in ("val", "test"):
                 for task in exp.TASKS:
-                    level = {"scheduled": 0.52, "curriculum": 0.51, "R²MAE": 0.55 + r2_gain, "random init": 0.3}.get(
-                        method, 0.55 if ratio == best_ratio_by_task[task] else 0.50)
+                    level = {"scheduled": 0.52, "curriculum": 0.51, "R²MAE": 0.55 + r2_gain, "random init": 0.3,
+                             EQ: equal_effect}.get(method, 0.55 if ratio == best_ratio_by_task[task] else 0.50)
                     rows.append({"method": method, "group": kind, "ratio": ratio, "size": "S", "seed": seed,
                                  "split": split, "task": task, "metric": "mcc",
                                  "value": level + noise + rng.normal(0, 0.0005)})
@@ -205,6 +210,29 @@ def test_claim_rules(gain, verdict):
         assert claims["D2"].verdict == verdict
     assert claims["S1"].verdict == "supported"  # 0.25 above random init, margin 0.05
     assert claims["D3"].verdict == "inconclusive"  # every task peaks at 0.5
+    assert claims["D5"].verdict == verdict  # the control sits at the best fixed ratio's level here
+
+
+@pytest.mark.parametrize("equal_effect, verdict", [(0.50, "supported"), (0.65, "contradicted"),
+                                                   (0.60, "inconclusive")])
+def test_d5_pairs_r2mae_with_its_equal_effect_control_on_the_task_average(equal_effect, verdict):
+    """D5 reads R²MAE against its equal-effect control only (D1 stays supported at a 0.05 gain over the grid);
+    the table sets R²MAE, the best fixed ratio and the control side by side with both paired differences."""
+    config = exp.Config(sizes=("S",), main_size="S", sweep_ratios=(0.15, 0.5))
+    metrics = _metrics(0.05, equal_effect=equal_effect)
+    claims = {c.id: c for c in dna_claims.claims({"metrics": metrics}, config, "smoke", n_boot=200)}
+    d5 = claims["D5"]
+    assert claims["D1"].verdict == "supported" and d5.verdict == verdict
+    assert "m_eq" in d5.claim and "MCC" in d5.metric and d5.metric.endswith(", mean")
+    assert {f"D5-{t}" for t in exp.TASKS} <= set(claims)
+    sc = dna_claims.scores(metrics)
+    test = sc[sc["split"] == "test"].set_index(["seed", "method"])["mean"].unstack()
+    assert d5.value == pytest.approx((test["R²MAE"] - test[EQ]).mean())
+    table = dna_claims.equal_effect(sc, config).query("task == 'mean'").set_index("row")
+    assert table.loc["equal-effect fixed", "ratio"] == pytest.approx(0.85 / 2.7)
+    assert table.loc["best fixed", "method"] == "fixed 0.5"
+    assert table.loc["R²MAE − equal-effect fixed", "mean"] == pytest.approx(d5.value)
+    assert table.loc["R²MAE − best fixed", "mean"] == pytest.approx(claims["D1"].value)
 
 
 def test_d3_supported_when_tasks_peak_at_different_ratios():
@@ -226,8 +254,9 @@ def test_run_smoke_is_cached_and_reproducible(tmp_path, monkeypatch):
     b = exp.run(config, progress=False)  # from the cache
     pd.testing.assert_frame_equal(a["metrics"], b["metrics"])
     m = a["metrics"]
-    assert set(m["method"]) == {"fixed 0.15", "span curriculum 1→6", r2mae_name(config.r2mae_low, config.r2mae_high),
-                                "random init", "k-mer counts + LR"}
+    r2 = r2mae_name(config.r2mae_low, config.r2mae_high)
+    assert set(m["method"]) == {"fixed 0.15", "span curriculum 1→6", r2, f"fixed m_eq 0.315 ({r2})", "random init",
+                                "k-mer counts + LR"}
     assert m.loc[m.metric == "mcc", "value"].between(-1, 1).all()
     assert (a["tasks"]["test_overlap_pretraining"] == 0).all()
     leak = a["leakage"]  # the near-copy audit of the split used: nothing at or above the threshold is left
@@ -239,20 +268,22 @@ def test_run_smoke_is_cached_and_reproducible(tmp_path, monkeypatch):
 
 
 def test_runs_trained_as_one_ensemble_match_the_runs_one_by_one(tmp_path, monkeypatch):
-    """``ensemble_size`` groups the runs of one size and schedule (fixed ratios and R²MAE of one seed) into one
-    vmapped ensemble; their histories and masked-token metrics equal the runs one by one to float tolerance."""
+    """``ensemble_size`` groups the runs of one size and schedule (fixed ratios, R²MAE and its equal-effect control
+    of one seed) into one vmapped ensemble; their histories and masked-token metrics equal the runs one by one to
+    float tolerance."""
     config = dict(n_seeds=1, sweep_ratios=(0.15, 0.5), baselines=("r2mae",), steps=6, pretrain_windows=300,
                   probe_train=60, probe_eval=24, mlm_eval=40, threads=1)
     out = {}
-    for size in (1, 3):
+    for size in (1, 4):
         monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / str(size)))
         exp._corpus_cached.cache_clear()
         out[size] = exp.run(exp.Config(**config, ensemble_size=size), progress=False)
     exp._corpus_cached.cache_clear()
-    a, b = out[1]["history"], out[3]["history"]
+    a, b = out[1]["history"], out[4]["history"]
     assert len(a) == len(b) and (a["loss"] - b["loss"]).abs().max() < 1e-5
     mlm = [m[m.task.str.startswith("mlm") & (m.group != "reference")].reset_index(drop=True)
-           for m in (out[1]["metrics"], out[3]["metrics"])]
+           for m in (out[1]["metrics"], out[4]["metrics"])]
     assert len(mlm[0]) >= 6 and (mlm[0]["value"] - mlm[1]["value"]).abs().max() < 1e-4
-    trained = out[3]["runs"].query("tokens > 0")["seconds"]
-    assert len(trained) == 3 and trained.nunique() == 1  # one ensemble: the members share its clock
+    trained = out[4]["runs"].query("tokens > 0")["seconds"]
+    # fixed 0.15 and 0.5, R²MAE and its equal-effect control: one ensemble, whose members share its clock
+    assert len(trained) == 4 and trained.nunique() == 1

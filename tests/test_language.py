@@ -234,14 +234,17 @@ def test_bad_model_and_text_inputs_fail_with_one_line(tok):
         _one_line(excinfo)
 
 
-def _metrics(r2_gain: float, n_seeds: int = 4, random_init: float = 0.45) -> pd.DataFrame:
-    """Synthetic tidy metrics at size S: fixed 0.15 / 0.4, MRD cosine, R²MAE, random init; R²MAE ahead of the
-    best fixed / MRD by ``r2_gain``."""
+EQ = "fixed m_eq 0.315 (R²MAE U[0.15,0.45])"
+
+
+def _metrics(r2_gain: float, n_seeds: int = 4, random_init: float = 0.45, equal_effect: float = 0.55) -> pd.DataFrame:
+    """Synthetic tidy metrics at size S: fixed 0.15 / 0.4, MRD cosine, R²MAE, its equal-effect control at
+    ``equal_effect``, random init; R²MAE ahead of the best fixed / MRD by ``r2_gain``."""
     rng = np.random.default_rng(0)
     rows = []
     base = {"fixed 0.15": ("fixed", 0.15, 0.50), "fixed 0.4": ("fixed", 0.4, 0.55),
             "MRD cosine": ("mrd", np.nan, 0.52), "R²MAE": ("r2mae", np.nan, 0.55 + r2_gain),
-            "random init": ("reference", np.nan, random_init)}
+            EQ: ("equivalent", 0.85 / 2.7, equal_effect), "random init": ("reference", np.nan, random_init)}
     for seed in range(n_seeds):
         noise = rng.normal(0, 0.002)
         for method, (kind, ratio, level) in base.items():
@@ -262,7 +265,62 @@ def test_claim_rules(gain, verdict):
     if gain:
         assert claims["L4"].verdict == verdict
     assert "fixed 0.4" in claims["L3"].claim  # best fixed chosen on validation
+    assert claims["L5"].verdict == verdict  # the control sits at the best fixed ratio's level here
     assert claims["S1"].verdict == "supported"  # random init 0.45 is below every pretrained run
+
+
+@pytest.mark.parametrize("equal_effect, verdict", [(0.50, "supported"), (0.65, "contradicted"),
+                                                   (0.60, "inconclusive")])
+def test_equal_effect_claim_pairs_r2mae_with_its_control_on_the_primary_task(equal_effect, verdict):
+    """L5 reads R²MAE against its equal-effect control only (R²MAE beats the grid by 0.05 throughout, so L3 stays
+    supported); the table sets R²MAE, the best fixed ratio and the control side by side with both differences."""
+    config = language.Config(sizes=("S",), main_size="S", baselines=("mrd_cosine", "r2mae"))
+    metrics = _metrics(0.05, equal_effect=equal_effect)
+    claims = {c.id: c for c in language_claims.claims({"metrics": metrics}, config, "smoke", n_boot=200)}
+    l5 = claims["L5"]
+    assert claims["L3"].verdict == "supported" and l5.verdict == verdict
+    assert "m_eq" in l5.claim and "0.315" in l5.claim and "downstream" in l5.metric
+    assert {f"L5-{t}" for t in ("genre", "spam", "pos", "mlm")} <= set(claims)
+    sc = language_claims.scores(metrics)
+    test = sc[sc["split"] == "test"].set_index(["seed", "method"])["downstream"].unstack()
+    assert l5.value == pytest.approx((test["R²MAE"] - test[EQ]).mean())
+    table = language_claims.equal_effect(sc, config)
+    rows = table[table["task"] == "downstream"].set_index("row")
+    assert list(rows.index) == ["R²MAE", "best fixed", "equal-effect fixed", "R²MAE − best fixed",
+                                "R²MAE − equal-effect fixed"]
+    assert rows.loc["best fixed", "method"] == "fixed 0.4" and rows.loc["equal-effect fixed", "method"] == EQ
+    assert rows.loc["R²MAE − equal-effect fixed", ["mean", "ci_low", "ci_high"]].tolist() == pytest.approx(
+        [l5.value, l5.ci_low, l5.ci_high])
+    assert rows.loc["R²MAE − best fixed", "mean"] == pytest.approx(claims["L3"].value)
+    assert rows.loc["R²MAE", "mean"] - rows.loc["equal-effect fixed", "mean"] == pytest.approx(l5.value)
+
+
+def _uniform_m_eq(a: float, b: float) -> float:
+    """m_eq = (E[m²] − E[m³]) / (E[m] − E[m²]) for m ~ U[a, b], from the moments E[m^k] = (b^(k+1) − a^(k+1)) /
+    ((k + 1)(b − a))."""
+    mom = [(b ** (k + 1) - a ** (k + 1)) / ((k + 1) * (b - a)) for k in (1, 2, 3)]
+    return (mom[1] - mom[2]) / (mom[0] - mom[1])
+
+
+def test_every_r2mae_interval_trains_its_equal_effect_control_with_r2mae():
+    """The declared interval's control (group ``equivalent``) and an ablation interval's (group ``ablation``) are
+    the fixed ratios m_eq = E[m²(1−m)]/E[m(1−m)] of their laws; R²MAE per sample shares the declared law and its
+    control; each control runs at the main size with R²MAE's seeds and schedule, in R²MAE's ensemble group."""
+    from r2mae_core.runs import group_key
+
+    config = language.Config(sizes=("XS", "S"), main_size="S", ablations=("r2mae_sample",),
+                             ablation_intervals=((0.1, 0.3),), n_seeds=2)
+    controls = [m for m in config.methods() if m.name.startswith("fixed m_eq")]
+    assert [(m.group, m.ratio) for m in controls] == [("equivalent", pytest.approx(_uniform_m_eq(0.15, 0.45))),
+                                                      ("ablation", pytest.approx(_uniform_m_eq(0.1, 0.3)))]
+    assert controls[0].ratio == pytest.approx(0.06375 / 0.2025)
+    runs = language.plan(config)
+    declared = [r for r in runs if r.method.group == "r2mae"]
+    control = [r for r in runs if r.method.group == "equivalent"]
+    assert [(r.size, r.seed, r.train) for r in control] == [(r.size, r.seed, r.train) for r in declared]
+    assert {group_key(r) for r in control} == {group_key(r) for r in declared}
+    without = language.Config(sizes=("S",), main_size="S", baselines=("mrd_cosine",))
+    assert not [m for m in without.methods() if m.kind == "fixed" and m.group != "fixed"]
 
 
 @pytest.mark.parametrize("random_init, verdict", [(0.50, "supported"), (0.60, "contradicted"),
@@ -323,12 +381,13 @@ def test_parallel_sweep_gives_the_same_tables_as_one_worker(tmp_path, monkeypatc
     serial = language.run(language.Config(**kwargs, workers=1), progress=False)
     shutil.rmtree(tmp_path / "cache" / "language_runs")  # the corpus stays cached; every run is recomputed
     parallel = language.run(language.Config(**kwargs, workers=2), progress=False)
-    assert len(list((tmp_path / "cache" / "language_runs").glob("*.npz"))) == 2 * 3  # 2 seeds x (fixed, R²MAE, random)
+    # 2 seeds x (fixed, R²MAE, its equal-effect control, random init)
+    assert len(list((tmp_path / "cache" / "language_runs").glob("*.npz"))) == 2 * 4
     pd.testing.assert_frame_equal(serial["metrics"], parallel["metrics"])
     pd.testing.assert_frame_equal(serial["history"], parallel["history"])
     chosen = serial["metrics"].query("metric == 'lr'")
     assert set(chosen["task"]) == {"genre_ft", "spam_ft"} and set(chosen["value"]) <= {1e-4, 1e-3}
-    assert len(chosen) == 2 * 3 * 2  # every run (random init included) fine-tunes both tasks
+    assert len(chosen) == 2 * 4 * 2  # every run (random init included) fine-tunes both tasks
     with pytest.raises(ValueError, match="workers=0"):
         language.Config(workers=0)
 

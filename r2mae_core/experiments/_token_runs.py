@@ -18,13 +18,22 @@ from .. import evaluate
 from ..cache import cache_key, cache_root
 from ..ensemble import pretrain_ensemble
 from ..masking import make_sampler
-from ..runs import Method, Options, RunSpec, TrainConfig, fixed_method, group_checkpoint_path, reference_method
+from ..runs import (
+    Method,
+    Options,
+    RunSpec,
+    TrainConfig,
+    equivalent_fixed_method,
+    fixed_method,
+    group_checkpoint_path,
+    reference_method,
+)
 from ..train import pretrain
 from ..validation import check_device, check_learning_rates, count, param
 
 __all__ = ["SIZES", "PROBE_CS", "PROBE_MAX_ITER", "FINETUNE_BATCH", "probe", "finetune",
-           "evaluated_records", "with_threads", "train_config", "token_plan", "pretrain_run", "pretrain_group",
-           "tables", "reference_rows", "history_table", "features", "TokenRunSettings"]
+           "evaluated_records", "with_threads", "train_config", "equal_effect_controls", "token_plan", "pretrain_run",
+           "pretrain_group", "tables", "reference_rows", "history_table", "features", "TokenRunSettings"]
 
 #: Encoder sizes of the token sections (the "model size" axis): width, blocks, heads.
 SIZES: dict[str, dict] = {
@@ -95,6 +104,31 @@ def train_config(config) -> TrainConfig:
     every ``max(500, steps // 4)`` steps."""
     return TrainConfig(steps=config.steps, batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
                        weight_decay=config.weight_decay, grad_clip=1.0, checkpoint_every=max(500, config.steps // 4))
+
+
+def equal_effect_controls(methods: list[Method]) -> list[Method]:
+    r"""The equal-effect control of every R²MAE interval among ``methods``.
+
+    For R²MAE with ratios m ~ P the control is the fixed ratio of equal population effect
+    (:func:`r2mae_core.runs.equivalent_fixed_method`; the linear theory of 01 and
+    :func:`r2mae_core.theory.equivalent_fixed_ratio`)
+
+    .. math:: m_{eq} = \frac{\mathbb E_P[m^2(1-m)]}{\mathbb E_P[m(1-m)]},
+
+    about 0.315 for U[0.15, 0.45]. The declared R²MAE (group ``r2mae``) gets its control in group ``equivalent``,
+    an R²MAE ablation its control in its own group (``ablation``). One control per distinct m_eq: R²MAE per
+    sample draws from the law of R²MAE per batch and shares its control. Masked diffusion (kind
+    ``masked_diffusion``) gets none here.
+    """
+    out, seen = [], set()
+    for method in methods:
+        if method.kind != "r2mae":
+            continue
+        control = equivalent_fixed_method(method, group="equivalent" if method.group == "r2mae" else method.group)
+        if control.ratio not in seen:
+            seen.add(control.ratio)
+            out.append(control)
+    return out
 
 
 def token_plan(config, methods: list[Method], *, namespace: str, models: dict[str, dict], data: dict,

@@ -1,20 +1,24 @@
 """Score tables and claim helpers shared by the token-MLM sections (03_language, 04_dna): the wide score table,
 the summary table, the argmax fixed ratio (with its bootstrap over seeds), the comparator chosen on validation,
-the paired comparisons of R²MAE and the "best ratio differs between tasks" claim."""
+the paired comparisons of R²MAE, the equal-effect control's table and claim, and the "best ratio differs between
+tasks" claim."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..claims import Claim, interval_claim
+from ..claims import Claim, interval_claim, make_claim
 from ..stats import mean_ci, paired_difference
 
-__all__ = ["RUN_KEYS", "pivot_scores", "summary_table", "main_rows", "argmax_ratio", "best_method",
-           "comparisons", "task_difference_claim", "claim_values"]
+__all__ = ["RUN_KEYS", "EQUAL_EFFECT", "pivot_scores", "summary_table", "main_rows", "argmax_ratio", "best_method",
+           "comparison_pools", "comparisons", "equal_effect_table", "equal_effect_claims", "task_difference_claim",
+           "claim_values"]
 
 #: Columns that identify one run and split in the wide score table.
 RUN_KEYS = ["method", "group", "ratio", "size", "seed", "split"]
+#: The comparison of R²MAE against its equal-effect control (the method of group ``equivalent``).
+EQUAL_EFFECT = "equal-effect fixed"
 _NAN = float("nan")
 
 
@@ -88,6 +92,62 @@ def comparisons(val: pd.DataFrame, test: pd.DataFrame, tasks, pools: dict, *, on
             d = paired_difference(test, method_col="method", a=declared[0], b=other, value=task, pair_on="seed")
             rows.append({"task": task, "against": against, "comparator": other, **d})
     return pd.DataFrame(rows)
+
+
+def comparison_pools(val: pd.DataFrame, baselines: dict[str, tuple[str, ...]]) -> dict:
+    """The comparator pools of a token section, in table order: ``best fixed`` (the sweep, group ``fixed``),
+    :data:`EQUAL_EFFECT` (group ``equivalent``), then each of ``baselines`` (pool name → groups) and ``random
+    init``; each pool lists the methods of its groups found in ``val``."""
+    def of(groups) -> list[str]:
+        return list(val.loc[val["group"].isin(list(groups)), "method"].unique())
+
+    return {"best fixed": of(["fixed"]), EQUAL_EFFECT: of(["equivalent"]),
+            **{name: of(groups) for name, groups in baselines.items()}, "random init": ["random init"]}
+
+
+def equal_effect_table(test: pd.DataFrame, comp: pd.DataFrame) -> pd.DataFrame:
+    """R²MAE next to the grid's best fixed ratio (chosen on validation) and its equal-effect control, per task.
+
+    Rows per task of ``comp`` (:func:`comparisons`, which has the pools ``best fixed`` and :data:`EQUAL_EFFECT`):
+    the test score of R²MAE, of the best fixed ratio and of the control (mean and 95% t-interval over seeds),
+    then R²MAE − best fixed and R²MAE − control (paired over seeds). Columns: task, row, method, ratio (the
+    comparator's fixed ratio), mean, ci_low, ci_high, n_seeds.
+    """
+    declared = test.loc[test["group"] == "r2mae", "method"]
+    rows = []
+    for task, g in comp[comp["against"].isin(["best fixed", EQUAL_EFFECT])].groupby("task", sort=False):
+        scored = [("R²MAE", declared.iloc[0])] + [(r.against, r.comparator) for r in g.itertuples()]
+        for role, method in scored:
+            sub = test[test["method"] == method]
+            mean, low, high = mean_ci(sub[task].to_numpy(dtype=float))
+            rows.append({"task": task, "row": role, "method": method, "ratio": sub["ratio"].iloc[0], "mean": mean,
+                         "ci_low": low, "ci_high": high, "n_seeds": len(sub)})
+        rows += [{"task": task, "row": f"R²MAE − {r.against}", "method": r.comparator,
+                  "ratio": test.loc[test["method"] == r.comparator, "ratio"].iloc[0], "mean": r.mean,
+                  "ci_low": r.ci_low, "ci_high": r.ci_high, "n_seeds": r.n} for r in g.itertuples()]
+    return pd.DataFrame(rows, columns=["task", "row", "method", "ratio", "mean", "ci_low", "ci_high", "n_seeds"])
+
+
+def equal_effect_claims(comp: pd.DataFrame, test: pd.DataFrame, *, cid: str, primary: str, interval: str,
+                        score: str, source: str, profile: str) -> list[Claim]:
+    """The claim "R²MAE beats the fixed ratio of equal population effect", one per task of ``comp``'s
+    :data:`EQUAL_EFFECT` rows, ``cid`` for the ``primary`` task and ``<cid>-<task>`` for the others.
+
+    Rule: the paired difference over seeds score(R²MAE) − score(control) on ``test`` (the control is the fixed
+    ratio m_eq = E[m²(1−m)]/E[m(1−m)] of R²MAE's law, :func:`r2mae_core.runs.equivalent_fixed_method`); its
+    95% t-interval above 0 → supported, below 0 → contradicted, covering 0 → inconclusive. ``interval`` names
+    R²MAE's law in the claim, ``score`` the score in the metric (e.g. ``MCC``).
+    """
+    out = []
+    for row in comp[comp["against"] == EQUAL_EFFECT].itertuples():
+        m_eq = float(test.loc[test["method"] == row.comparator, "ratio"].iloc[0])
+        out.append(make_claim(
+            cid=cid if row.task == primary else f"{cid}-{row.task}",
+            claim=f"R²MAE {interval} beats the fixed ratio of equal population effect (m_eq = E[m²(1−m)]/E[m(1−m)] "
+            f"= {m_eq:.3f}) on {row.task}", source=source,
+            metric=f"test {score}(R²MAE) − {score}(fixed m_eq {m_eq:.3f}), {row.task}", value=row.mean,
+            ci_low=row.ci_low, ci_high=row.ci_high, n_seeds=row.n, profile=profile))
+    return out
 
 
 def task_difference_claim(cid: str, val_main: pd.DataFrame, test_main: pd.DataFrame, tasks, *, config, source: str,

@@ -1,7 +1,7 @@
 """04_dna: masked DNA language models — fixed mask ratios vs model size, R²MAE vs fixed, scheduled and
 curriculum masking; exon/intron, promoter and species classification by linear probes on frozen features.
 
-``run(config)`` returns tidy tables; :mod:`r2mae_core.experiments.dna_claims` turns them into the claims D1–D3
+``run(config)`` returns tidy tables; :mod:`r2mae_core.experiments.dna_claims` turns them into the claims D1–D5
 and the sanity check S1. Every pretraining run (and its evaluation) is cached per (run spec, seed, data).
 
 Data (:mod:`r2mae_core.dna`, all built with the fixed split seed 0, independent of the run seed):
@@ -174,10 +174,13 @@ class Config(TokenRunSettings):
 
 
 def methods(config: Config) -> list[Method]:
-    """Fixed ratios of the sweep, then the declared baselines. Groups: ``fixed``, ``scheduled``, ``curriculum``
-    (a fixed ratio masked in spans whose mean length grows over training: ``mask`` holds ``span_start`` and
-    ``span_end``), ``r2mae`` (the declared interval, named by :func:`r2mae_core.runs.r2mae_name`) and
-    ``diffusion`` (masked diffusion, :func:`r2mae_core.runs.masked_diffusion_method`)."""
+    """Fixed ratios of the sweep, then the declared baselines, then R²MAE's equal-effect control
+    (:func:`r2mae_core.experiments._token_runs.equal_effect_controls`). Groups: ``fixed``, ``scheduled``,
+    ``curriculum`` (a fixed ratio masked in spans whose mean length grows over training: ``mask`` holds
+    ``span_start`` and ``span_end``), ``r2mae`` (the declared interval, named by
+    :func:`r2mae_core.runs.r2mae_name`), ``diffusion`` (masked diffusion,
+    :func:`r2mae_core.runs.masked_diffusion_method`) and ``equivalent`` (the fixed ratio of equal population effect
+    of the declared interval)."""
     a, b = config.r2mae_low, config.r2mae_high
     out = [fixed_method(r) for r in config.sweep_ratios]
     named = {"scheduled": Method(f"scheduled {b:g}→{a:g}", "scheduled",
@@ -187,7 +190,8 @@ def methods(config: Config) -> list[Method]:
                                   mask={"span_start": 1.0, "span_end": float(config.curriculum_max_span)}),
              "r2mae": r2mae_method(a, b, config.r2mae_per),
              "masked_diffusion": masked_diffusion_method()}
-    return out + [named[m] for m in config.baselines]
+    out += [named[m] for m in config.baselines]
+    return out + token_runs.equal_effect_controls(out)
 
 
 # ------------------------------------------------------------------------------------------ masking step

@@ -1,4 +1,4 @@
-"""04_dna: task scores, best ratios, comparison tables, the claims D1–D3 and S1, and the notebook's key numbers.
+"""04_dna: task scores, best ratios, comparison tables, the claims D1–D5 and S1, and the notebook's key numbers.
 
 Scores (higher is better): the linear-probe Matthews correlation coefficient (MCC; Matthews 1975, multiclass form
 of Gorodkin 2004) of each task — the metric the Nucleotide Transformer benchmark reports (Dalla-Torre et al.
@@ -25,6 +25,12 @@ Decision rules (fixed before any run; :func:`claims` implements exactly these; 9
   masked-nucleotide evaluation and both references, is at most ``LEAK_MAX_FRACTION`` = 1% → supported, else
   contradicted. It speaks of the split used: near-copies found in the split as built are dropped before the
   subsets are drawn, and the audit measures the windows that remain.
+- **D5** R²MAE beats the fixed ratio of equal population effect: the rule of D1 against the equal-effect
+  control, the fixed ratio m_eq = E[m²(1−m)]/E[m(1−m)] of R²MAE's law (0.315 for U[0.15, 0.45];
+  :func:`r2mae_core.runs.equivalent_fixed_method`), trained with the same seeds and schedule: paired difference
+  MCC(R²MAE) − MCC(control) on the test split, 95% interval above 0 → supported, below 0 → contradicted, else
+  inconclusive; ``D5`` is the task average, rows ``D5-<task>`` each task. D1 supported with D5 not supported
+  reads: R²MAE's gain over the grid is that of its effective ratio, not of drawing the ratio at random.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ from ._token_sections import (
     RUN_KEYS,
     argmax_ratio,
     claim_values,
+    comparison_pools,
+    equal_effect_claims,
+    equal_effect_table,
     main_rows,
     pivot_scores,
     summary_table,
@@ -46,7 +55,7 @@ from ._token_sections import (
 from ._token_sections import comparisons as paired_comparisons
 from .dna import LEAK_K, LEAK_THRESHOLD, TASKS, Config
 
-__all__ = ["scores", "summary_table", "best_ratios", "comparisons", "claims", "key_numbers", "SOURCE",
+__all__ = ["scores", "summary_table", "best_ratios", "comparisons", "equal_effect", "claims", "key_numbers", "SOURCE",
            "SCORE_TASKS", "SANITY_MARGIN", "LEAK_MAX_FRACTION", "leakage_claim"]
 
 SOURCE = ("Dong, Wang & Kluger (NeurIPS 2025), R²MAE on DNA; Dalla-Torre et al. 2024 (Nucleotide Transformer); "
@@ -91,18 +100,23 @@ def _main(sc: pd.DataFrame, config: Config, split: str) -> pd.DataFrame:
 
 
 def comparisons(sc: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """Per score: R²MAE − best fixed, R²MAE − best of scheduled/curriculum (both chosen on val), R²MAE − random
-    init; paired over seeds on the test split at the main size."""
+    """Per score: R²MAE − best fixed, R²MAE − its equal-effect control, R²MAE − best of scheduled/curriculum (both
+    chosen on val), R²MAE − masked diffusion, R²MAE − random init; paired over seeds on the test split at the
+    main size."""
     val, test = _main(sc, config, "val"), _main(sc, config, "test")
-    pools = {"best fixed": val.loc[val["group"] == "fixed", "method"].unique(),
-             "best scheduled/curriculum": val.loc[val["group"].isin(["scheduled", "curriculum"]), "method"].unique(),
-             "masked diffusion": val.loc[val["group"] == "diffusion", "method"].unique(),
-             "random init": ["random init"]}
+    pools = comparison_pools(val, {"best scheduled/curriculum": ("scheduled", "curriculum"),
+                                   "masked diffusion": ("diffusion",)})
     return paired_comparisons(val, test, SCORE_TASKS, pools, on_test=("random init",), require_in_test=True)
 
 
+def equal_effect(sc: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """R²MAE, the best fixed ratio (chosen on val) and the equal-effect control at the main size, per score: test
+    MCC and the paired differences (:func:`r2mae_core.experiments._token_sections.equal_effect_table`)."""
+    return equal_effect_table(_main(sc, config, "test"), comparisons(sc, config))
+
+
 def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_boot: int = 4000) -> list[Claim]:
-    """D1–D3, S1 and (with a ``leakage`` table in ``results``) D4, with the rules of the module docstring."""
+    """D1–D3, D5, S1 and (with a ``leakage`` table in ``results``) D4, with the rules of the module docstring."""
     rng = numpy_generator(config.seed)
     sc = scores(results["metrics"])
     comp = comparisons(sc, config)
@@ -115,6 +129,9 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
                 label, f"R²MAE U[{config.r2mae_low:g}, {config.r2mae_high:g}] ≥ {against} ({row.comparator}, chosen "
                 f"on validation) on {where} (MCC)", SOURCE, f"test MCC(R²MAE) − MCC({row.comparator}), {row.task}",
                 value=row.mean, ci_low=row.ci_low, ci_high=row.ci_high, n_seeds=row.n, profile=profile))
+    out += equal_effect_claims(comp, _main(sc, config, "test"), cid="D5", primary="mean",
+                               interval=f"U[{config.r2mae_low:g}, {config.r2mae_high:g}]", score="MCC", source=SOURCE,
+                               profile=profile)
     out.append(task_difference_claim("D3", _main(sc, config, "val"), _main(sc, config, "test"), TASKS,
                                      config=config, source=SOURCE, profile=profile, rng=rng, n_boot=n_boot,
                                      bootstrap="bootstrap over seeds"))
@@ -154,8 +171,9 @@ def key_numbers(results: dict[str, pd.DataFrame], claims_list: list[Claim], conf
     test = sc[(sc["split"] == "test") & sc["size"].isin([config.main_size, "-"])]
     out = {}
     names = {"random init": "random_init", "k-mer counts + LR": "kmer_LR"}
+    groups = {"r2mae": "R2MAE", "equivalent": "equal_effect_fixed"}
     for (method, group), g in test.groupby(["method", "group"], sort=False):
-        name = "R2MAE" if group == "r2mae" else names.get(method, method.replace(" ", "_").replace("→", "to"))
+        name = groups.get(group) or names.get(method, method.replace(" ", "_").replace("→", "to"))
         for t in (*SCORE_TASKS, "mlm_acc"):
             if t in g and g[t].notna().any():
                 out[f"{name}_{t}"] = g[t].mean()

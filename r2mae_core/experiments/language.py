@@ -2,7 +2,7 @@
 scheduled ratios; downstream genre (15-way), spam vs ham and POS tagging by linear probes on frozen features.
 
 ``run(config)`` returns tidy tables; :mod:`r2mae_core.experiments.language_claims` turns them into the claims
-L1–L4 and S1. Every pretraining run (and its evaluation) is cached per (run spec, seed, evaluation spec, data).
+L1–L5 and S1. Every pretraining run (and its evaluation) is cached per (run spec, seed, evaluation spec, data).
 
 Data (:mod:`r2mae_core.text`): byte-level BPE trained on the training documents of Brown; Brown split by
 document (stratified by genre, fixed seed 0: 352 / 74 / 74 documents train / val / test); pretraining sees the
@@ -126,9 +126,11 @@ class Config(TokenRunSettings):
 
 
 def methods(config: Config) -> list[Method]:
-    """Fixed ratios of the sweep, then the declared baselines and ablations. Groups: ``fixed``, ``mrd``,
+    """Fixed ratios of the sweep, then the declared baselines and ablations, then the equal-effect control of each
+    R²MAE interval (:func:`r2mae_core.experiments._token_runs.equal_effect_controls`). Groups: ``fixed``, ``mrd``,
     ``scheduled``, ``r2mae`` (the declared interval, named by :func:`r2mae_core.runs.r2mae_name`), ``diffusion``
-    (masked diffusion, :func:`r2mae_core.runs.masked_diffusion_method`) and ``ablation``."""
+    (masked diffusion, :func:`r2mae_core.runs.masked_diffusion_method`), ``equivalent`` (the fixed ratio of equal
+    population effect of the declared interval) and ``ablation`` (with the controls of the ablation intervals)."""
     a, b, per = config.r2mae_low, config.r2mae_high, config.r2mae_per
     out = [fixed_method(r) for r in config.sweep_ratios]
     named = {"mrd_cosine": Method("MRD cosine", "mrd", {"kind": "mrd", "shape": "cosine"}, "mrd"),
@@ -140,7 +142,7 @@ def methods(config: Config) -> list[Method]:
              "masked_diffusion": masked_diffusion_method()}
     out += [named[m] for m in config.baselines] + [named[m] for m in config.ablations]
     out += [r2mae_method(lo, hi, per, group="ablation") for lo, hi in config.ablation_intervals]
-    return out
+    return out + token_runs.equal_effect_controls(out)
 
 
 # ----------------------------------------------------------------------------------------------- data

@@ -1,4 +1,4 @@
-"""03_language: task scores, comparison tables, the claims L1–L4 and S1 and the notebook's key numbers.
+"""03_language: task scores, comparison tables, the claims L1–L5 and S1 and the notebook's key numbers.
 
 Scores (higher is better): genre macro-F1, spam F1, POS accuracy, ``mlm`` = − MLM loss averaged over the test
 ratios, and ``downstream`` = the mean of the genre, spam and POS scores (the declared primary task).
@@ -17,6 +17,11 @@ Decision rules (fixed before any run; ``claims`` implements exactly these; 95% i
   above 0 → supported, below 0 → contradicted, covering 0 → inconclusive. ``L3`` is the primary task, rows
   ``L3-<task>`` the others.
 - **L4** R²MAE ≥ Masking Ratio Decay: the same, against the better of MRD cosine / linear chosen on validation.
+- **L5** R²MAE beats the fixed ratio of equal population effect: the same paired rule on the test split against
+  the equal-effect control, the fixed ratio m_eq = E[m²(1−m)]/E[m(1−m)] of R²MAE's law (0.315 for U[0.15, 0.45];
+  :func:`r2mae_core.runs.equivalent_fixed_method`), trained with the same seeds and schedule; ``L5`` is the
+  primary task, rows ``L5-<task>`` the others. L3 supported with L5 not supported reads: R²MAE's gain over the
+  grid is that of its effective ratio, not of drawing the ratio at random.
 - **S1** (sanity) pretrained features beat the randomly initialised encoder on genre: paired difference
   over seeds macro-F1(R²MAE) − macro-F1(random init), test split, main size; interval above 0 → supported, below
   0 → contradicted, else inconclusive. The value and its interval are the report; no margin beyond 0 is
@@ -29,11 +34,21 @@ import pandas as pd
 
 from .._rng import numpy_generator
 from ..claims import Claim, make_claim
-from ._token_sections import argmax_ratio, claim_values, main_rows, pivot_scores, summary_table, task_difference_claim
+from ._token_sections import (
+    argmax_ratio,
+    claim_values,
+    comparison_pools,
+    equal_effect_claims,
+    equal_effect_table,
+    main_rows,
+    pivot_scores,
+    summary_table,
+    task_difference_claim,
+)
 from ._token_sections import comparisons as paired_comparisons
 from .language import TASKS, Config
 
-__all__ = ["scores", "summary_table", "comparisons", "claims", "key_numbers", "SOURCE", "SCORE_TASKS"]
+__all__ = ["scores", "summary_table", "comparisons", "equal_effect", "claims", "key_numbers", "SOURCE", "SCORE_TASKS"]
 
 SOURCE = "Dong, Wang & Kluger (NeurIPS 2025), R²MAE on language; Wettig et al. 2023; Yang et al. 2023"
 SCORE_TASKS = ("downstream", "genre", "spam", "pos", "mlm")
@@ -54,18 +69,21 @@ def _main(sc: pd.DataFrame, config: Config, split: str) -> pd.DataFrame:
 
 
 def comparisons(sc: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """Per task: R²MAE − best fixed and R²MAE − best MRD (comparators chosen on val), and R²MAE − random init;
-    paired over seeds on test."""
+    """Per task: R²MAE − best fixed, R²MAE − its equal-effect control, R²MAE − best MRD (comparators chosen on
+    val), R²MAE − masked diffusion and R²MAE − random init; paired over seeds on test."""
     val, test = _main(sc, config, "val"), _main(sc, config, "test")
-    pools = {"best fixed": val.loc[val["group"] == "fixed", "method"].unique(),
-             "best MRD": val.loc[val["group"] == "mrd", "method"].unique(),
-             "masked diffusion": val.loc[val["group"] == "diffusion", "method"].unique(),
-             "random init": ["random init"]}
+    pools = comparison_pools(val, {"best MRD": ("mrd",), "masked diffusion": ("diffusion",)})
     return paired_comparisons(val, test, SCORE_TASKS, pools, on_test=("random init",), require_in_test=True)
 
 
+def equal_effect(sc: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """R²MAE, the best fixed ratio (chosen on val) and the equal-effect control at the main size, per task: test
+    scores and the paired differences (:func:`r2mae_core.experiments._token_sections.equal_effect_table`)."""
+    return equal_effect_table(_main(sc, config, "test"), comparisons(sc, config))
+
+
 def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_boot: int = 4000) -> list[Claim]:
-    """L1–L4 and S1 with the rules of the module docstring."""
+    """L1–L5 and S1 with the rules of the module docstring."""
     rng = numpy_generator(config.seed)
     sc = scores(results["metrics"])
     out = []
@@ -101,6 +119,9 @@ def claims(results: dict[str, pd.DataFrame], config: Config, profile: str, *, n_
                 f"({row.comparator}, chosen on validation) on {row.task}", source=SOURCE,
                 metric=f"test score(R²MAE) − score({row.comparator}), {row.task}", value=row.mean, ci_low=row.ci_low,
                 ci_high=row.ci_high, n_seeds=row.n, profile=profile))
+    out += equal_effect_claims(comp, _main(sc, config, "test"), cid="L5", primary=task,
+                               interval=f"U[{config.r2mae_low:g}, {config.r2mae_high:g}]", score="score", source=SOURCE,
+                               profile=profile)
     for row in comp[(comp["against"] == "random init") & (comp["task"] == "genre")].itertuples():
         out.append(make_claim(
             cid="S1", claim="Sanity: pretrained (R²MAE) features beat the randomly initialised encoder on genre "
