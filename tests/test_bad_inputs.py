@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from r2mae_core import covariances, masking, models, notebook_params, paths, records, simulate, theory
+from r2mae_core import masking, models, notebook_params, paths, records, theory
 from r2mae_core.experiments import (
     dna,
     image_runs,
@@ -34,6 +34,7 @@ from r2mae_core.experiments import (
     spectral_clustering,
     vision,
 )
+from r2mae_core.theory import covariances, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 

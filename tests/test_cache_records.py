@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from r2mae_core import simulate, single_cell
+from r2mae_core import single_cell
 from r2mae_core.experiments import dna, language
 from r2mae_core.experiments import linear_theory as lt
+from r2mae_core.theory import simulate
 
 LANGUAGE = language.Config(vocab_size=300, seq_len=16, probe_train=40, probe_eval=20, pos_train_tokens=20,
                            pos_eval_tokens=10, spam_train=24, spam_eval=12)

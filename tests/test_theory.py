@@ -1,5 +1,5 @@
-"""Tests of the linear theory of masked pretraining (:mod:`r2mae_core.theory`, :mod:`r2mae_core.covariances`,
-:mod:`r2mae_core.simulate`, :mod:`r2mae_core.downstream`).
+"""Tests of the linear theory of masked pretraining (:mod:`r2mae_core.theory`, :mod:`r2mae_core.theory.covariances`,
+:mod:`r2mae_core.theory.simulate`, :mod:`r2mae_core.theory.downstream`).
 
 What is pinned:
 
@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from r2mae_core import covariances as C
-from r2mae_core import downstream as D
 from r2mae_core import masking as M
-from r2mae_core import simulate as S
 from r2mae_core import theory as T
+from r2mae_core.theory import covariances as C
+from r2mae_core.theory import downstream as D
+from r2mae_core.theory import simulate as S
 
 R2MAE_SPEC = {"kind": "r2mae", "low": 0.2, "high": 0.8, "per": "sample"}
 

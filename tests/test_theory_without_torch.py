@@ -8,8 +8,9 @@ import sys
 
 import numpy as np
 
-from r2mae_core import covariances, downstream, masking, theory
+from r2mae_core import masking, theory
 from r2mae_core.paths import REPO_ROOT
+from r2mae_core.theory import covariances, downstream
 
 SCRIPT = r"""
 import importlib.abc, json, sys
@@ -22,7 +23,8 @@ class NoTorch(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, NoTorch())
 import numpy as np
-from r2mae_core import covariances, downstream, masking, theory
+from r2mae_core import masking, theory
+from r2mae_core.theory import covariances, downstream
 
 cov = covariances.make_covariance("ar1", 40, rho=0.8)
 law = masking.R2MAE(0.1, 0.9)

@@ -21,7 +21,7 @@ two-point law {m* ± δ},
 the first term from the row count n E[m] = n m_eq − n (1 − 2m*) δ² / (m*(1 − m*)) + O(δ⁴) of a law with the
 population effect of m_eq, the second (H) from the rows' heterogeneity (the remainder).
 
-Monte Carlo (:mod:`r2mae_core.simulate`) checks every point the theory calls a win, its γ-neighbours (the
+Monte Carlo (:mod:`r2mae_core.theory.simulate`) checks every point the theory calls a win, its γ-neighbours (the
 boundary), and when the theory calls none, the ``mc_points`` points closest to a win: paired repetitions of the
 best fixed ratio and the best interval, risk(fixed) − risk(interval) with a 95% t interval.
 """
@@ -34,12 +34,13 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from .. import downstream, simulate, theory
+from .. import theory
 from .._rng import check_seed, child_seeds
 from ..cache import cached
-from ..covariances import Covariance, make_covariance
 from ..masking import make_sampler
 from ..stats import mean_ci
+from ..theory import downstream, simulate
+from ..theory.covariances import Covariance, make_covariance
 from ..validation import check_int, check_number
 
 __all__ = ["PhaseSettings", "fixed_optimum", "interval_optimum", "criterion_risk", "phase_cell", "phase_table",

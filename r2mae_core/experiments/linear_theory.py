@@ -1,5 +1,5 @@
 """01_linear_theory: masked pretraining as minimum-norm regression, theory (deterministic equivalents of
-:mod:`r2mae_core.theory`) against exact Monte Carlo (:mod:`r2mae_core.simulate`).
+:mod:`r2mae_core.theory`) against exact Monte Carlo (:mod:`r2mae_core.theory.simulate`).
 
 ``run(config)`` returns tidy tables; :mod:`r2mae_core.experiments.linear_theory_claims` turns them into the
 error table and the claims C1–C4. Sizes: ``gamma`` = p/n is the model size relative to the data (n = p/γ
@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .. import downstream, simulate, theory
+from .. import theory
 from ..cache import cached
-from ..covariances import Covariance, make_covariance
 from ..masking import make_sampler
+from ..theory import downstream, simulate
+from ..theory.covariances import Covariance, make_covariance
 from ..validation import (
     NON_NEGATIVE,
     POSITIVE,
@@ -39,7 +40,7 @@ from .linear_phase import PhaseSettings
 
 __all__ = ["Config", "run", "covariance", "equivalent_label", "FAMILY_SPECS", "TASK_SPECS", "LOCAL_FAMILIES"]
 
-#: Covariance families of the study: name -> parameters (see :func:`r2mae_core.covariances.make_covariance`).
+#: Covariance families of the study: name -> parameters (see :func:`r2mae_core.theory.covariances.make_covariance`).
 FAMILY_SPECS: dict[str, dict] = {
     "ar1": {"rho": 0.9},
     "two_scale": {"rho_fine": 0.5, "rho_coarse": 0.98, "coarse_weight": 0.5},

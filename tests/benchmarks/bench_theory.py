@@ -10,7 +10,8 @@ Also timed: one R²MAE point (a 24-node mixture fixed point) and one exact Monte
 
 import numpy as np
 
-from r2mae_core import covariances, masking, simulate, theory
+from r2mae_core import masking, theory
+from r2mae_core.theory import covariances, simulate
 
 P = 1000
 RATIOS = np.linspace(0.05, 0.95, 20)

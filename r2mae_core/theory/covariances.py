@@ -31,8 +31,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ._rng import check_seed, numpy_generator
-from .validation import check_int
+from .._rng import check_seed, numpy_generator
+from ..validation import check_int
 
 __all__ = ["Covariance", "TargetView", "make_covariance", "FAMILIES", "check_correlation"]
 

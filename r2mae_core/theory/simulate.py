@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 
-from ._rng import check_seed, child_seeds, numpy_generator
+from .._rng import check_seed, child_seeds, numpy_generator
+from ..masking import Fixed, RatioSampler
 from .covariances import Covariance, TargetView
-from .masking import Fixed, RatioSampler
-from .theory import RatioLaw, as_law, check_sizes
+from .risk import RatioLaw, as_law, check_sizes
 
 __all__ = ["masked_design", "min_norm_fit", "fit_masked_target", "masked_risk", "simulate_pretraining",
            "simulate_probe"]

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..masking import RatioSampler
 from .covariances import Covariance
-from .masking import RatioSampler
-from .theory import RatioLaw, check_sizes, mean_coefficients, population_coefficients, ridge_equivalent
+from .risk import RatioLaw, check_sizes, mean_coefficients, population_coefficients, ridge_equivalent
 
 __all__ = ["Task", "band_task", "frequency_bands", "representation_filter", "probe_inputs", "probe_risk",
            "band_gain"]

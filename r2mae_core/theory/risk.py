@@ -46,9 +46,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from ._rng import check_seed, child_seeds, numpy_generator
+from .._rng import check_seed, child_seeds, numpy_generator
+from ..masking import Fixed, RatioSampler
 from .covariances import Covariance, TargetView
-from .masking import Fixed, RatioSampler
 
 __all__ = ["RatioLaw", "as_law", "weighted_law", "masked_diffusion_law", "per_batch_risk",
            "ridge_equivalent", "RiskTerms", "pretraining_risk", "population_coefficients",
@@ -404,7 +404,7 @@ def per_batch_risk(cov: Covariance, train: RatioSampler, n: int, *, batch_size: 
 
     With B = ⌈n / batch_size⌉ batches the rows form B groups (batch b: ratio m_b, about batch_size·m_b rows), so
     the empirical law P̂ = (1/B) Σ_b δ_{m_b} replaces P in :func:`pretraining_risk`; per-sample draws are the
-    B → ∞ limit. The draws follow :func:`r2mae_core.simulate.masked_design` (progress t = b / (B − 1)).
+    B → ∞ limit. The draws follow :func:`r2mae_core.theory.simulate.masked_design` (progress t = b / (B − 1)).
 
     Returns
     -------
