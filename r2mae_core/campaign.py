@@ -204,7 +204,8 @@ def carry(notebook: str, profile: str = "full") -> tuple[list[str], int]:
     Raises
     ------
     ValueError
-        A dataset that is not prepared here (run ``./build.sh data`` first), or more than
+        A dataset that is not prepared here (run ``./build.sh data`` first), prepared outside the checkout
+        (``R2MAE_DATA_DIR`` elsewhere: the GPU machine gets only paths inside it), or more than
         :data:`CARRY_LIMIT_PATHS` paths or :data:`CARRY_LIMIT_BYTES` bytes.
     """
     return _carry(section(notebook, profile))
@@ -222,7 +223,11 @@ def _carry(sec: Section) -> tuple[list[str], int]:
                else [registry.cache_dir(name) for name in sec.module.data_names(sec.config)])
     paths, total = [], 0
     for folder in folders:
-        paths.append(str(folder.relative_to(REPO_ROOT)) if folder.is_relative_to(REPO_ROOT) else str(folder))
+        if not folder.is_relative_to(REPO_ROOT):
+            raise ValueError(f"R2MAE_DATA_DIR={os.environ.get('R2MAE_DATA_DIR', '')!r} is not allowed for a GPU "
+                             f"shard: {folder} is outside the checkout {REPO_ROOT}, and a GPU command carries only "
+                             "paths inside it; unset it (the checkout's data/) or point it inside the checkout")
+        paths.append(str(folder.relative_to(REPO_ROOT)))
         total += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     if len(paths) > CARRY_LIMIT_PATHS or total > CARRY_LIMIT_BYTES:
         raise ValueError(f"{notebook} needs {len(paths)} paths of {total / 2**20:.1f} MiB: a GPU command carries "

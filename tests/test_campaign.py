@@ -153,6 +153,20 @@ def test_carry_lists_the_prepared_data_within_the_gpu_limits(notebook, monkeypat
         campaign.carry(notebook)
 
 
+def test_carry_refuses_data_prepared_outside_the_checkout(tmp_path, monkeypatch, raises_one_line):
+    import shutil
+
+    from r2mae_core.data import registry
+
+    sec = campaign.section("05_single_cell")
+    outside = tmp_path / "data"
+    for name in sec.module.data_names(sec.config):  # 05's prepared data is about 1 MiB
+        shutil.copytree(registry.cache_dir(name), outside / registry.cache_dir(name).name)
+    monkeypatch.setenv("R2MAE_DATA_DIR", str(outside))
+    raises_one_line(lambda: campaign.carry("05_single_cell"),
+                    ("R2MAE_DATA_DIR=", "is not allowed", "outside the checkout", "unset it"))
+
+
 @pytest.mark.parametrize("notebook", list(campaign.SECTIONS))
 def test_shards_are_whole_ensemble_groups_covering_the_plan_once(notebook):
     """A shard never splits an architecture's runs into small ensembles: every group of the engine (at the
