@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from ..runs import (
     Options,
     RunSpec,
     TrainConfig,
-    equivalent_fixed_method,
+    equivalent_control,
     fixed_method,
     group_checkpoint_path,
     reference_method,
@@ -110,24 +110,23 @@ def equal_effect_controls(methods: list[Method]) -> list[Method]:
     r"""The equal-effect control of every R²MAE interval among ``methods``.
 
     For R²MAE with ratios m ~ P the control is the fixed ratio of equal population effect
-    (:func:`r2mae_core.runs.equivalent_fixed_method`; the linear theory of 01 and
+    (:func:`r2mae_core.runs.equivalent_control`; the linear theory of 01 and
     :func:`r2mae_core.theory.equivalent_fixed_ratio`)
 
     .. math:: m_{eq} = \frac{\mathbb E_P[m^2(1-m)]}{\mathbb E_P[m(1-m)]},
 
     about 0.315 for U[0.15, 0.45]. The declared R²MAE (group ``r2mae``) gets its control in group ``equivalent``,
     an R²MAE ablation its control in its own group (``ablation``). One control per distinct m_eq: R²MAE per
-    sample draws from the law of R²MAE per batch and shares its control. Masked diffusion (kind
-    ``masked_diffusion``) gets none here.
+    sample draws from the law of R²MAE per batch and shares its control, and a grid run at m_eq is the control.
+    Masked diffusion (kind ``masked_diffusion``) gets none here.
     """
-    out, seen = [], set()
+    out = []
     for method in methods:
         if method.kind != "r2mae":
             continue
-        control = equivalent_fixed_method(method, group="equivalent" if method.group == "r2mae" else method.group)
-        if control.ratio not in seen:
-            seen.add(control.ratio)
-            out.append(control)
+        control = equivalent_control(method, [*methods, *out])
+        if control not in methods and control not in out:
+            out.append(replace(control, group="equivalent" if method.group == "r2mae" else method.group))
     return out
 
 
