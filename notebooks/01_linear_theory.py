@@ -251,7 +251,9 @@ diffusion.round(4)
 # per-sample intervals) and criterion, figure 7 shows $\Delta$ = risk of the best interval (grid + Nelder–Mead)
 # minus the best fixed ratio (fine grid + Brent). Monte Carlo checks every theory win, its $\gamma$-neighbours
 # (the boundary, with the winning interval) and, when the theory calls none, the points closest to a win
-# (Table 6: paired repetitions, 95% intervals). Claim C5 states the region.
+# (Table 6: paired repetitions; 95% intervals per point, and Bonferroni intervals over the checked points, which
+# the markers and claim C5 use: a win found somewhere among many points must survive the search). Claim C5 states
+# the region.
 
 # %%
 fig = plots.phase_diagram(results["phase"], results["phase_mc"], tolerance=phase_tolerance)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from r2mae_core import theory
 from r2mae_core.experiments import linear_phase as P
@@ -93,11 +94,35 @@ def test_phase_claim_follows_its_rule(deltas, mc, verdict):
     phase = _synthetic(deltas)
     phase_mc = pd.DataFrame([{"family": "ar1", "gamma": 1.0, "ridge": 0.0, "per": "sample",
                               "criterion": "test_ratio", "reason": reason, "low": 0.1, "high": 0.5,
-                              "mc_gain": (lo + hi) / 2, "ci_low": lo, "ci_high": hi, "reps": 8}
+                              "mc_gain": (lo + hi) / 2, "ci_low": lo, "ci_high": hi, "fw_low": lo, "fw_high": hi,
+                              "reps": 8}
                              for reason, lo, hi in mc])
     claim = linear_theory_claims.phase_claim(phase, phase_mc, linear_theory.Config(), "smoke")
     assert claim.id == "C5" and claim.verdict == verdict
     assert claim.value == pytest.approx(phase_mc["mc_gain"].max())
+
+
+def test_phase_claim_confirms_a_win_only_on_the_bonferroni_interval():
+    """A 95% interval above 0 at one of many checked points is what chance gives; C5 needs the familywise one."""
+    phase = _synthetic([0.0, -0.01, 0.0])
+    row = {"family": "ar1", "gamma": 1.0, "ridge": 0.0, "per": "sample", "criterion": "test_ratio",
+           "reason": "win", "low": 0.1, "high": 0.5, "mc_gain": 0.01, "ci_low": 0.002, "ci_high": 0.018,
+           "fw_low": -0.003, "fw_high": 0.023, "reps": 200}
+    claim = linear_theory_claims.phase_claim(phase, pd.DataFrame([row]), linear_theory.Config(), "smoke")
+    assert claim.verdict == "inconclusive" and (claim.ci_low, claim.ci_high) == (-0.003, 0.023)
+
+
+def test_phase_monte_carlo_bonferroni_intervals_widen_with_the_number_of_points():
+    settings = _settings(reps=4)
+    point = P.phase_points_to_check(P.phase_table(settings), settings).head(1)
+    points = pd.concat([point] * 3, ignore_index=True)  # three checks of one point, each with its own seed
+    one, every = P.phase_monte_carlo(settings, points.head(1)), P.phase_monte_carlo(settings, points)
+    first = every.iloc[0]
+    assert one.iloc[0]["fw_low"] == pytest.approx(one.iloc[0]["ci_low"], rel=1e-12)  # k = 1: the 95% interval
+    t95, tfw = stats.t.ppf(0.975, 3), stats.t.ppf(1 - 0.025 / len(points), 3)
+    half = (first["ci_high"] - first["ci_low"]) / 2
+    assert (first["fw_high"] - first["fw_low"]) / 2 == pytest.approx(half * tfw / t95, rel=1e-9)
+    assert list(every.columns) == P._PHASE_MC_COLUMNS
 
 
 def test_phase_monte_carlo_pairs_fixed_and_interval_and_reports_the_theory_gain():
@@ -114,3 +139,18 @@ def test_phase_monte_carlo_pairs_fixed_and_interval_and_reports_the_theory_gain(
     assert row["reps"] == 3 and row["ci_low"] <= row["mc_gain"] <= row["ci_high"]
     assert row["mc_gain"] == pytest.approx(row["mc_fixed"] - row["mc_interval"], rel=1e-10)
     assert theory.equivalent_fixed_ratio(P._law(row["low"], row["high"])) > 0
+
+
+def test_phase_claim_names_a_few_points_and_summarises_many():
+    phase = _synthetic([0.0, -0.01, 0.0])
+    rows = [{"family": f, "gamma": g, "ridge": 0.0, "per": "sample", "criterion": "test_ratio", "reason": "win",
+             "low": 0.01, "high": h, "mc_gain": 0.0, "ci_low": -0.01, "ci_high": 0.01, "fw_low": -0.02,
+             "fw_high": 0.02, "reps": 8}
+            for f, g, h in [("ar1", 0.32, 0.1), ("ar1", 0.56, 0.2), ("two_scale", 1.0, 0.4), ("spiked", 0.56, 0.3),
+                            ("two_scale", 0.56, 0.25)]]
+    config = linear_theory.Config()
+    few = linear_theory_claims.phase_claim(phase, pd.DataFrame(rows[:2]), config, "smoke").claim
+    many = linear_theory_claims.phase_claim(phase, pd.DataFrame(rows), config, "smoke").claim
+    assert "ar1 γ=0.32 λ=0 sample test_ratio [0.01, 0.10]; ar1 γ=0.56" in few
+    assert ("5 points (Table 6): families ar1, spiked, two_scale; γ 0.32-1; λ 0; per sample; criteria test_ratio; "
+            "intervals from [0.01, 0.10] to [0.01, 0.40]") in many

@@ -316,8 +316,9 @@ def phase_diagram(phase: pd.DataFrame, phase_mc: pd.DataFrame, *, tolerance: flo
     Panels: rows = criterion, columns = (ridge λ, per-sample / per-batch ratios). In each panel rows are
     covariance families and columns model sizes γ = p/n; colour is Δ on a symmetric-log diverging scale centred
     at 0 (blue = the interval wins), a cell with Δ < −``tolerance`` is outlined (a theory win). Monte Carlo
-    checks: a filled black dot where the paired 95% interval of risk(fixed) − risk(interval) lies above 0 (a
-    measured win), a hollow dot where it covers 0, a cross where it lies below 0.
+    checks: a filled black dot where the paired interval of risk(fixed) − risk(interval) lies above 0 (a
+    measured win), a hollow dot where it covers 0, a cross where it lies below 0; the intervals are claim C5's,
+    Bonferroni over the checked points (``fw_low``, ``fw_high``).
     """
     criteria = [c for c in ("test_ratio", "universal", "downstream") if c in set(phase["criterion"])]
     columns = sorted({(float(r), p) for r, p in zip(phase["ridge"], phase["per"], strict=True)},
@@ -345,9 +346,9 @@ def phase_diagram(phase: pd.DataFrame, phase_mc: pd.DataFrame, *, tolerance: flo
                           & (phase_mc["per"] == per)] if len(phase_mc) else phase_mc
             for row in mc.itertuples():
                 x, y = gammas.index(row.gamma), families.index(row.family)
-                if row.ci_low > 0:
+                if row.fw_low > 0:
                     ax.plot(x, y, "o", color="black", markersize=4)
-                elif row.ci_high < 0:
+                elif row.fw_high < 0:
                     ax.plot(x, y, "x", color="black", markersize=4)
                 else:
                     ax.plot(x, y, "o", markerfacecolor="none", markeredgecolor="black", markersize=4)
@@ -362,7 +363,7 @@ def phase_diagram(phase: pd.DataFrame, phase_mc: pd.DataFrame, *, tolerance: flo
         ticks = [-bound, -bound / 100, 0.0, bound / 100, bound]
         bar.set_ticks(ticks, labels=[f"{t:.1g}" for t in ticks])
         bar.minorticks_off()
-    handles = [Line2D([], [], marker="o", linestyle="", color="black", label="MC: interval wins (95% CI > 0)"),
+    handles = [Line2D([], [], marker="o", linestyle="", color="black", label="MC: interval wins (Bonferroni CI > 0)"),
                Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="black",
                       label="MC: CI covers 0"),
                Line2D([], [], marker="x", linestyle="", color="black", label="MC: fixed wins (CI < 0)"),
