@@ -7,15 +7,19 @@ plan) and the notebooks replay on the CPU from the results:
 
 1. ``python -m r2mae_core.campaign run NB i/n OUT`` plans the section's profile (``full`` unless told), trains and
    evaluates the runs of shard ``i`` of ``n`` (whole ensemble groups, :func:`shard_groups`) that the ledger does
-   not hold yet, group by group, and after each group appends the group's results to ``OUT/NB-iofn.tar``: a
-   command killed at its time limit still brings back every finished group.
+   not hold yet, group by group, and after each group appends the group's results to ``OUT/NB-iofn.tar``, with
+   the command's log (:mod:`r2mae_core.shard_log`: device, versions, matmul peak measured at the start,
+   each group's wall time and achieved training FLOP/s), in one atomic write per group: a command killed at its
+   time limit still brings back every finished group and what it measured, and a group that raises is logged
+   while the shard goes on with the next.
 2. ``python -m r2mae_core.campaign unpack OUT ...`` checks every result of the archives against this machine's
    plan of the same section and profile (an entry that is not a run of that plan is refused: the source or the
    data differ) and against the corpus built here (each record carries the digest of the corpus it was trained
    and evaluated on: a tokenizer that trains otherwise on the GPU image is caught here), completes it where the
    section finishes its runs here (``ledger_record``: 05 scores the embeddings with scanpy, which the GPU
    image lacks), and writes it to the ledger, ``results/full/runs/<namespace>/<key>.npz``
-   (:func:`r2mae_core.runs.ledger_path`), which is committed.
+   (:func:`r2mae_core.runs.ledger_path`), which is committed, with the command's log in
+   ``results/full/runs/_shards/`` (the README's table of where the full numbers came from).
 3. ``python -m r2mae_core.campaign next`` names the first shard with runs missing from the ledger; ``status``
    counts them per section; ``estimate NB`` prints each shard's estimated H200 minutes
    (:mod:`r2mae_core.shard_time`); ``carry NB`` lists the prepared datasets a shard needs on the GPU machine (the
@@ -44,6 +48,7 @@ import importlib
 import io
 import json
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -54,17 +59,20 @@ from types import ModuleType
 from typing import Any
 from unittest import mock
 
-from . import runs
+import torch
+
+from . import runs, shard_log
 from .fingerprint import fingerprint_of
-from .io import atomic_write_text
+from .io import atomic_write_text, partial_path
 from .notebook_params import load_profile_parameters, read_parameters
 from .paths import REPO_ROOT, ledger_root
 from .records import RecordError, load_record, save_record
 from .runs import Options, RunSpec, execute, groups, ledger_path, parse_shard, result_path
+from .shard_time import member_flops
 
 __all__ = ["SECTIONS", "CARRY_LIMIT_BYTES", "CARRY_LIMIT_PATHS", "Section", "section", "shard_groups", "shard_runs",
-           "code_paths", "carry", "pack", "estimate_lines", "measured_eval_seconds", "run_shard", "unpack",
-           "missing", "next_shard", "main"]
+           "code_paths", "carry", "pack", "estimate_lines", "measured_eval_seconds", "run_shard", "append_entries",
+           "failed_groups", "unpack", "missing", "next_shard", "main"]
 
 #: What a GPU command may carry beside the tracked files: at most 64 MiB in at most 8 paths.
 CARRY_LIMIT_BYTES, CARRY_LIMIT_PATHS = 64 * 2**20, 8
@@ -244,19 +252,34 @@ def _work(sec: Section):
     return getattr(sec.module, "campaign_work", sec.module.work)
 
 
-def _append(archive: Path, sec: Section, group: list[RunSpec]) -> None:
-    """Append the stored results of ``group`` to ``archive`` as ``<namespace>/<ledger key>.npz`` entries, and a
-    manifest entry per run (its label, identity and the fingerprint of the code that made it)."""
+def _result_entries(sec: Section, group: list[RunSpec]) -> list[tuple[str, bytes]]:
+    """The stored results of ``group`` as ``<namespace>/<ledger key>.npz`` entries, each with a manifest entry
+    (its label, identity and the fingerprint of the code that made it)."""
     code = fingerprint_of(_work(sec))
-    with tarfile.open(archive, "a") as tar:
-        for spec in group:
-            name = f"{spec.namespace}/{ledger_path(spec, sec.data_checksum).name}"
-            tar.add(result_path(spec, sec.data_checksum, code=code), arcname=name)
-            doc = json.dumps({"label": spec.label(), "identity": spec.identity(), "code": code},
-                             sort_keys=True).encode()
-            info = tarfile.TarInfo(name.removesuffix(".npz") + ".json")
-            info.size, info.mtime = len(doc), int(time.time())
-            tar.addfile(info, io.BytesIO(doc))
+    entries = []
+    for spec in group:
+        name = f"{spec.namespace}/{ledger_path(spec, sec.data_checksum).name}"
+        doc = json.dumps({"label": spec.label(), "identity": spec.identity(), "code": code}, sort_keys=True)
+        entries += [(name, result_path(spec, sec.data_checksum, code=code).read_bytes()),
+                    (name.removesuffix(".npz") + ".json", doc.encode())]
+    return entries
+
+
+def append_entries(archive: Path, entries: list[tuple[str, bytes]]) -> None:
+    """Append ``(name, data)`` entries to ``archive`` atomically: a copy with them appended replaces it, so a
+    command killed while writing leaves the archive as it was after the previous write, never cut off."""
+    partial = partial_path(archive)
+    try:
+        if archive.exists():
+            shutil.copyfile(archive, partial)
+        with tarfile.open(partial, "a") as tar:
+            for name, data in entries:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime = len(data), int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+        os.replace(partial, archive)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def run_shard(notebook: str, shard: tuple[int, int], out: Path, *, profile: str = "full", device: str = "cuda",
@@ -268,8 +291,11 @@ def run_shard(notebook: str, shard: tuple[int, int], out: Path, *, profile: str 
     (None: a temporary folder, removed at the end), never under ``out``: only the archive comes back. A
     ``scratch`` kept between two commands on one machine lets the second resume the first's checkpoints. With
     ``dry_run`` the device is the CPU and the section's ``DRY_RUN`` applies; with ``paths`` (dry runs only) the
-    shard's runs are :func:`code_paths` of the whole plan instead.
+    shard's runs are :func:`code_paths` of the whole plan instead. A group that raises on the GPU is recorded in
+    the log (:func:`failed_groups`) and the shard goes on with the next group, so one failing code path does
+    not cost the others their GPU time; a dry run raises at once.
     """
+    began = time.time()
     if paths and not dry_run:
         raise ValueError("paths=True is not allowed without dry_run: it leaves runs of the plan out")
     sec = section(notebook, profile, dry_run=dry_run)
@@ -280,26 +306,66 @@ def run_shard(notebook: str, shard: tuple[int, int], out: Path, *, profile: str 
     group_size = group_size or SECTIONS[notebook]["group_size"]
     options = Options(device="cpu" if dry_run else device, compile=compile,
                       threads=getattr(sec.config, "threads", 0), progress=False)
+    if options.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} is not allowed here: torch sees no CUDA device; use --device cpu, or "
+                         "--dry-run for the CPU check of the shard's code paths")
+    log = shard_log.start(notebook, shard, profile, options.device, compile, began)
+    append_entries(archive, [shard_log.entry(log)])  # nothing missing: an archive with the log alone says so
+    flops: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="r2mae-campaign-") as tmp:
         cache = Path(scratch) if scratch is not None else Path(tmp)
         with mock.patch.dict(os.environ, {"R2MAE_CACHE_DIR": str(cache)}):
             for k, group in enumerate(groups(todo, group_size)):
-                t0 = time.perf_counter()
-                execute(group, _work(sec), options=options,
-                        group_size=group_size, data_checksum=sec.data_checksum, progress=False)
-                _append(archive, sec, group)
+                row = _run_group(sec, group, archive, log, options=options, group_size=group_size, flops=flops,
+                                 raise_errors=dry_run)
                 if progress:
                     print(f"{notebook} shard {shard[0]}/{shard[1]}: group {k + 1} ({len(group)} runs, "
-                          f"{group[0].label()}) in {time.perf_counter() - t0:.1f} s", flush=True)
-            if not archive.exists():
-                with tarfile.open(archive, "w"):
-                    pass  # nothing was missing: an empty archive says so
+                          f"{group[0].label()}) {_outcome(row, log)}", flush=True)
     return archive
+
+
+def _run_group(sec: Section, group: list[RunSpec], archive: Path, log: dict, *, options: Options, group_size: int,
+               flops: dict[str, float], raise_errors: bool) -> dict:
+    """Train and evaluate one group and append its results with the log and the group's row to ``archive`` in
+    one write; return the row (:func:`r2mae_core.shard_log.group_row`, or the group's label, runs, wall time and
+    ``error``)."""
+    t0 = time.perf_counter()
+    entries = []
+    try:
+        results = execute(group, _work(sec), options=options, group_size=group_size,
+                          data_checksum=sec.data_checksum, progress=False)
+    except Exception as err:  # noqa: BLE001 - recorded; the shard's other groups go on
+        if raise_errors:
+            raise
+        row = {"label": group[0].label(), "runs": len(group), "wall_s": round(time.perf_counter() - t0, 3),
+               "error": repr(err)[:400]}
+    else:
+        wall = time.perf_counter() - t0
+        entries = _result_entries(sec, group)
+        row = shard_log.group_row(group, results, wall, member_flops(group[0], flops), log["peak"])
+    log["groups"].append(row)
+    append_entries(archive, [*entries, shard_log.entry(log)])
+    return row
+
+
+def _outcome(row: dict, log: dict) -> str:
+    if "error" in row:
+        return f"FAILED after {row['wall_s']:.1f} s: {row['error']}"
+    rate = "" if row["frac_peak"] is None else f", {100 * row['frac_peak']:.1f}% of the {log['peak_dtype']} matmul peak"
+    return f"in {row['wall_s']:.1f} s{rate}"
+
+
+def failed_groups(archive: Path) -> list[dict]:
+    """The log rows of the groups of ``archive`` that raised (label, runs, wall time, ``error``)."""
+    with tarfile.open(archive) as tar:
+        log = shard_log.read(tar)
+    return [] if log is None else [row for row in log["groups"] if "error" in row]
 
 
 def unpack(archives: list[Path], *, profile: str = "full") -> dict[str, int]:
     """Check every result of ``archives`` against this machine's plan of its section and write it to the
-    ledger (module docstring, step 2). Returns the number of results written per notebook.
+    ledger (module docstring, step 2), and the command's log (:mod:`r2mae_core.shard_log`: device, peak, time
+    and rate per group) beside it. Returns the number of results written per notebook.
 
     Raises
     ------
@@ -321,6 +387,10 @@ def unpack(archives: list[Path], *, profile: str = "full") -> dict[str, int]:
         sec = section(notebook, profile)
         expected = {f"{s.namespace}/{ledger_path(s, sec.data_checksum).name}": s for s in sec.plan}
         with tarfile.open(archive) as tar, tempfile.TemporaryDirectory() as tmp:
+            try:
+                log = shard_log.read(tar)
+            except ValueError as err:
+                raise ValueError(f"{archive.name}: {err}") from None
             entries = [m for m in tar.getmembers() if m.name.endswith(".npz")]
             checked = []
             for member in entries:
@@ -347,6 +417,8 @@ def unpack(archives: list[Path], *, profile: str = "full") -> dict[str, int]:
             save_record(ledger, result if finish is None else finish(sec.config, spec, result))
             atomic_write_text(ledger.with_suffix(".json"),
                               json.dumps({**manifest, "archive": archive.name}, indent=1, sort_keys=True) + "\n")
+        if log is not None:
+            shard_log.save(log, archive.name, len(checked))
         written[notebook] = written.get(notebook, 0) + len(checked)
     return written
 
@@ -476,6 +548,11 @@ def main(argv: list[str] | None = None) -> int:
             with tarfile.open(archive) as tar:
                 n = sum(m.name.endswith(".npz") for m in tar.getmembers())
             print(f"{archive}: {n} results")
+            failed = failed_groups(archive)
+            for row in failed:
+                print(f"campaign: group {row['label']} ({row['runs']} runs) failed: {row['error']}", file=sys.stderr)
+            if failed:
+                return 1
         elif args.command == "unpack":
             for notebook, n in unpack(args.archives, profile=args.profile).items():
                 print(f"{notebook}: {n} results written to {ledger_root()}")

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import shard_log
 from .catalogue import caption, evidence_for_claim
 from .claims import Claim, claims_to_markdown
 from .io import atomic_write_text, load_claims
@@ -192,11 +193,15 @@ def write_report(profile: str, *, exclude_input: bool = False, notebooks_html: b
 
 
 def readme_ledger(profile: str = "full") -> str:
-    """The README's ledger block: the CLAIMS.md tables of ``profile`` with their headings one level down."""
+    """The README's ledger block: the CLAIMS.md tables of ``profile`` with their headings one level down, then
+    the GPU shard commands whose results the ledger holds (:func:`r2mae_core.shard_log.provenance_markdown`)."""
     runs = collect(profile)
     md = claims_to_markdown({name: r["claims"] for name, r in runs.items() if r["complete"]}, profile)
     lines = md.splitlines()[4:]  # drop the page title and the generated-by paragraph
-    return "\n".join(f"#{line}" if line.startswith("## ") else line for line in lines) + "\n"
+    claims = "\n".join(f"#{line}" if line.startswith("## ") else line for line in lines) + "\n"
+    return (f"{claims}\n### GPU shard commands behind these numbers\n\nEach command of the GPU route whose "
+            "results the ledger holds, as its log (`results/full/runs/_shards/`) records it.\n\n"
+            f"{shard_log.provenance_markdown(profile)}")
 
 
 def update_readme(readme: Path, profile: str = "full") -> bool:

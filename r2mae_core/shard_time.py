@@ -32,8 +32,8 @@ from .models import build_model
 from .runs import RunSpec, groups
 
 __all__ = ["H200", "EVAL_ALLOWANCE_S", "HEAD_STEP_S", "FEATURE_BATCH_S", "LP_S", "ANALYSIS_S", "TOKEN_PROBE_S",
-           "TOKEN_PASSES_S", "TOKEN_TASK_ROWS", "KMEANS_RUN_S", "Estimate", "step_flops", "group_seconds",
-           "eval_seconds", "estimate"]
+           "TOKEN_PASSES_S", "TOKEN_TASK_ROWS", "KMEANS_RUN_S", "Estimate", "step_flops", "member_flops",
+           "group_seconds", "eval_seconds", "estimate"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,15 @@ def step_flops(spec: RunSpec, batch: int = 8) -> float:
     return float(counter.get_total_flops()) * spec.train.batch_size / batch
 
 
+def member_flops(spec: RunSpec, memo: dict[str, float]) -> float:
+    """:func:`step_flops` of ``spec``, counted once per architecture and schedule in ``memo`` (the training
+    identity without method and seed)."""
+    key = repr({k: v for k, v in spec.training_identity().items() if k not in ("method", "seed")})
+    if key not in memo:
+        memo[key] = step_flops(spec)
+    return memo[key]
+
+
 def group_seconds(group: list[RunSpec], member_flops: float, rates: Throughput = H200) -> float:
     """Training seconds of one ensemble group whose members' steps cost ``member_flops`` each (0 for a group
     that does not train): ``compile + steps × max(floor, k F / R)``."""
@@ -206,12 +215,7 @@ def estimate(notebook: str, todo: list[RunSpec], group_size: int, rates: Through
     on the GPU (None: :func:`eval_seconds`)."""
     chunks = groups(todo, group_size)
     flops: dict[str, float] = {}
-    train = 0.0
-    for group in chunks:
-        key = repr({k: v for k, v in group[0].training_identity().items() if k not in ("method", "seed")})
-        if key not in flops:
-            flops[key] = step_flops(group[0])
-        train += group_seconds(group, flops[key], rates)
+    train = sum(group_seconds(group, member_flops(group[0], flops), rates) for group in chunks)
     evaluation = (sum(eval_seconds(notebook, spec, rates) for spec in todo) if eval_s is None
                   else eval_s * len(todo))
     return Estimate(len(todo), len(chunks), train, evaluation, rates.start_s)

@@ -7,10 +7,10 @@ import tarfile
 
 import pytest
 
-from r2mae_core import campaign
+from r2mae_core import campaign, shard_log
 from r2mae_core.experiments import dna, language
 from r2mae_core.records import load_record, save_record
-from r2mae_core.runs import ledger_path
+from r2mae_core.runs import groups, ledger_path
 
 
 @pytest.fixture
@@ -36,14 +36,29 @@ def test_a_smoke_shard_comes_back_and_the_engine_then_trains_nothing(ledger, tmp
                                  progress=False)
     runs = campaign.shard_runs(sec, shard)
     assert archive.name == "04_dna-1of3.tar" and len(_entries(archive)) == len(runs) > 0
+    with tarfile.open(archive) as tar:  # the command's log: device, peak and a row per group, the last copy read
+        log = shard_log.read(tar)
+        assert sum(m.name == shard_log.MEMBER for m in tar.getmembers()) == 1 + len(log["groups"])
+    assert log["device"] == "cpu" and log["notebook"] == "04_dna" and log["shard"] == [1, 3]
+    assert log["peak"] > 0 and log["peak_dtype"] == "float32" and len(log["groups"]) == len(groups(runs, 2))
+    trained = [g for g in log["groups"] if g["steps"] > 0]
+    assert trained and all(g["wall_s"] > 0 and g["pretrain_s"] > 0 and g["eval_s"] > 0 for g in trained)
+    assert all(g["achieved_flops"] > 0 and 0 < g["frac_peak"] for g in trained)
+    assert sum(g["runs"] for g in log["groups"]) == len(runs)
     assert campaign.missing(sec, shard) == runs  # nothing is in the ledger before unpack
     assert campaign.unpack([archive], profile="smoke") == {"04_dna": len(runs)}
     assert campaign.missing(sec, shard) == []
+    (kept,) = shard_log.saved("smoke")  # the log is kept beside the ledger, with what was taken in
+    assert kept["results"] == len(runs) and kept["archive"] == archive.name and kept["groups"] == log["groups"]
+    assert shard_log.saved("full") == []
+    assert "| 04_dna | 1/3 | cpu |" in shard_log.provenance_markdown("smoke")
     for spec in runs:
         assert "metrics" in load_record(ledger_path(spec, sec.data_checksum))
     # a second run of the shard finds every run in the ledger: an empty archive
     again = campaign.run_shard("04_dna", shard, tmp_path / "again", profile="smoke", device="cpu", progress=False)
     assert _entries(again) == []
+    with tarfile.open(again) as tar:
+        assert shard_log.read(tar)["groups"] == []
     # the engine reads the ledger: with an empty cache, the shard's runs are not trained again
     monkeypatch.setenv("R2MAE_CACHE_DIR", str(tmp_path / "empty-cache"))
 
@@ -53,6 +68,38 @@ def test_a_smoke_shard_comes_back_and_the_engine_then_trains_nothing(ledger, tmp
     from r2mae_core.runs import execute
     results = execute(runs, no_training, data_checksum=sec.data_checksum, progress=False)
     assert all(r is not None for r in results)
+
+
+def test_a_group_that_fails_on_the_gpu_is_logged_and_the_shard_goes_on(ledger, tmp_path, monkeypatch, capsys):
+    """The first group raises (as a CUDA error would): the others still train and come back, the log records
+    the failure, ``run`` exits 1 naming the group, and unpack takes in what finished; a dry run stops there."""
+    sec = campaign.section("04_dna", "smoke")
+    runs = campaign.shard_runs(sec, (1, 3))
+    chunks = groups(runs, 2)
+    work, every_group = campaign._work(sec), {"fails": False}
+
+    def fails_first(group, options):
+        if group[0] == chunks[0][0] or every_group["fails"]:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return work(group, options)
+
+    monkeypatch.setattr(campaign, "_work", lambda sec: fails_first)
+    argv = ["run", "04_dna", "1/3", str(tmp_path / "out"), "--profile", "smoke", "--device", "cpu", "--group-size", "2"]
+    assert campaign.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"campaign: group {chunks[0][0].label()} ({len(chunks[0])} runs) failed: "
+                   "RuntimeError('CUDA error: an illegal memory access was encountered')"]
+    archive = tmp_path / "out" / "04_dna-1of3.tar"
+    assert len(_entries(archive)) == len(runs) - len(chunks[0]) > 0
+    (failed,) = campaign.failed_groups(archive)
+    assert failed["runs"] == len(chunks[0]) and "illegal memory access" in failed["error"]
+    assert campaign.unpack([archive], profile="smoke") == {"04_dna": len(runs) - len(chunks[0])}
+    assert campaign.missing(sec, (1, 3)) == chunks[0]
+    assert f"| {len(chunks) - 1} (1 failed) | {len(runs) - len(chunks[0])} |" in shard_log.provenance_markdown("smoke")
+    every_group["fails"] = True
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        campaign.run_shard("04_dna", (1, 3), tmp_path / "dry", profile="smoke", dry_run=True, group_size=2,
+                           progress=False)
 
 
 def test_an_image_shard_brings_back_the_analyses_and_the_notebook_then_replays(ledger, tmp_path, monkeypatch):
@@ -110,6 +157,7 @@ def test_next_names_the_first_shard_with_missing_runs(ledger):
     (["run", "01_linear_theory", "0/2", "OUT"], "notebook='01_linear_theory' is not allowed"),
     (["run", "04_dna", "3/2", "OUT"], "3/2"),
     (["unpack", "notes.tar"], "archive 'notes.tar' is not allowed"),
+    (["run", "04_dna", "0/1", "OUT", "--device", "cuda"], "device='cuda' is not allowed here"),
 ])
 def test_bad_input_is_one_line_and_exit_2(ledger, tmp_path, capsys, argv, match):
     argv = [str(tmp_path / a) if a in ("OUT", "notes.tar") else a for a in argv]
@@ -140,6 +188,40 @@ def test_a_result_made_from_other_data_is_refused(ledger, tmp_path):
             tar.addfile(info, io.BytesIO(data))
     with pytest.raises(ValueError, match="was made from other data"):
         campaign.unpack([forged], profile="smoke")
+    assert not ledger.exists() or not any(ledger.rglob("*.npz")) and not any(ledger.rglob("*.json"))
+
+
+def test_an_append_cut_off_midway_leaves_the_archive_as_it_was(tmp_path, monkeypatch):
+    """A command killed while writing a group (here: the second entry raises) leaves the archive of the previous
+    write, readable, and no partial file beside it."""
+    archive = tmp_path / "04_dna-0of1.tar"
+    campaign.append_entries(archive, [("a.json", b"{}")])
+    before = archive.read_bytes()
+    real = tarfile.TarFile.addfile
+    calls = []
+
+    def killed_midway(self, info, fileobj=None):
+        calls.append(info.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real(self, info, fileobj)
+
+    monkeypatch.setattr(tarfile.TarFile, "addfile", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        campaign.append_entries(archive, [("b.npz", b"x" * 10000), ("b.json", b"{}")])
+    assert archive.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [archive.name]
+    with tarfile.open(archive) as tar:
+        assert tar.getnames() == ["a.json"]
+
+
+def test_an_archive_whose_log_is_of_another_format_is_refused_in_one_line(ledger, tmp_path, raises_one_line):
+    archive = campaign.run_shard("04_dna", (0, 4), tmp_path / "out", profile="smoke", device="cpu",
+                                 progress=False)
+    with tarfile.open(archive) as tar:
+        log = shard_log.read(tar)
+    campaign.append_entries(archive, [shard_log.entry({**log, "format": shard_log.LOG_FORMAT + 1})])
+    raises_one_line(lambda: campaign.unpack([archive], profile="smoke"),
+                    [archive.name, shard_log.MEMBER, f"format={shard_log.LOG_FORMAT + 1}", "is not allowed"])
     assert not ledger.exists() or not any(ledger.rglob("*.npz"))
 
 
