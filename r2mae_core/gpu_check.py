@@ -39,6 +39,8 @@ from .paths import REPO_ROOT, check_notebook
 from .runs import RunSpec, fixed_method
 from .train import TrainConfig, pretrain
 
+#: The ``(n, reps)`` of the matmul peak on a GPU: the mean FLOP/s of ``reps`` ``n × n`` products.
+PEAK_MATMUL_SIZE = (8192, 10)
 #: The share of ``--budget-s`` after which no new micro-benchmark row starts (the evaluation rows get a tenth
 #: more; the notebooks' code paths the rest: at the default 240 s, about two minutes).
 BENCH_SHARE = 0.45
@@ -256,7 +258,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def _device_info(dev: str, quick: bool) -> dict:
     """Versions, the device's name and its measured matmul peaks (bf16, fp32 and, on CUDA, tf32)."""
-    n, reps = (256, 2) if quick else (8192, 10)
+    n, reps = (256, 2) if quick else PEAK_MATMUL_SIZE
     cuda = dev.startswith("cuda")
     info = {"torch": torch.__version__, "python": sys.version.split()[0], "device": dev,
             "name": torch.cuda.get_device_name(0) if cuda else "cpu",

@@ -30,10 +30,13 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .io import atomic_write_text
 from .paths import ledger_root
-from .runs import RunSpec
+
+if TYPE_CHECKING:
+    from .runs import RunSpec
 
 __all__ = ["MEMBER", "LOG_FORMAT", "start", "group_row", "entry", "read", "save", "saved", "summary",
            "provenance_markdown"]
@@ -42,8 +45,9 @@ __all__ = ["MEMBER", "LOG_FORMAT", "start", "group_row", "entry", "read", "save"
 MEMBER = "_shard.json"
 #: The log's format number (a reader refuses other formats).
 LOG_FORMAT = 1
-#: The peak's matmul ``(dtype name, n, reps)`` on CUDA (as the GPU check) and on a CPU (a dry run's code path).
-PEAK_MATMUL = {"cuda": ("bfloat16", 8192, 10), "cpu": ("float32", 1024, 3)}
+#: The peak's matmul ``(n, reps)`` on a CPU (a dry run's code path; on CUDA the GPU check's
+#: :data:`r2mae_core.gpu_check.PEAK_MATMUL_SIZE`).
+DRY_RUN_MATMUL_SIZE = (1024, 3)
 
 
 def _utc(seconds: float) -> str:
@@ -56,14 +60,14 @@ def start(notebook: str, shard: tuple[int, int], profile: str, device: str, comp
     error recorded where the measurement fails: the shard goes on without it)."""
     import torch
 
-    from .gpu_check import matmul_peak
+    from .gpu_check import PEAK_MATMUL_SIZE, matmul_peak
 
     cuda = device.startswith("cuda")
     log = {"format": LOG_FORMAT, "notebook": notebook, "shard": list(shard), "profile": profile,
            "device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
            "cuda": torch.version.cuda if cuda else None, "python": sys.version.split()[0],
            "cpus": os.cpu_count(), "compile": compile, "started": _utc(began), "groups": []}
-    dtype, n, reps = PEAK_MATMUL["cuda" if cuda else "cpu"]
+    dtype, (n, reps) = ("bfloat16", PEAK_MATMUL_SIZE) if cuda else ("float32", DRY_RUN_MATMUL_SIZE)
     log["peak_dtype"] = dtype
     try:
         log["peak"] = matmul_peak(device, getattr(torch, dtype), n, reps)
