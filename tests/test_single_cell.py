@@ -171,6 +171,39 @@ def test_annotation_probe_uses_no_test_information():
     assert res.scores["test_acc"] > 0.8
 
 
+def _blobs(seed: int = 0, n_per: int = 40, k: int = 4):
+    """Well-separated Gaussian clusters in 6 dimensions and their labels."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(k), n_per)
+    return (rng.normal(size=(len(y), 6)) * 0.3 + 4.0 * np.eye(k, 6)[y]).astype(np.float32), y
+
+
+def test_clustering_halves_are_a_seeded_partition():
+    first, second = exp.clustering_halves(61, seed=3)
+    assert (len(first), len(second)) == (30, 31)
+    assert sorted(np.concatenate([first, second])) == list(range(61))
+    assert np.array_equal(first, exp.clustering_halves(61, seed=3)[0])
+    assert not np.array_equal(first, exp.clustering_halves(61, seed=4)[0])
+
+
+def test_leiden_resolution_is_chosen_on_the_other_half_only():
+    """Each half is scored at the resolution the *other* half's labels chose: scrambling the labels of half 1
+    leaves the resolution half 1 is scored at unchanged (and moves the one half 2 is scored at, chosen on them)."""
+    z, y = _blobs()
+    kw = dict(resolutions=(0.5, 8.0), n_neighbors=10, seed=5, method="gauss")  # 4 clusters; about 30
+    clean = exp.clustering_scores(z, y, **kw)
+    assert clean["nmi"] > 0.9 and clean["ari"] > 0.9 and clean["nmi_optimal"] > 0.9
+    assert clean["resolution_half1"] == clean["resolution_half2"] == clean["resolution_optimal"] == 0.5
+    assert clean["n_clusters_optimal"] == 4 and clean["silhouette"] > 0.5
+    first, _ = exp.clustering_halves(len(y), seed=5)
+    scrambled = y.copy()
+    scrambled[first] = np.random.default_rng(0).integers(0, 40, size=len(first))  # many labels: favour 8.0
+    noisy = exp.clustering_scores(z, scrambled, **kw)
+    assert noisy["resolution_half1"] == clean["resolution_half1"]
+    assert noisy["resolution_half2"] != clean["resolution_half2"]
+    assert noisy["nmi"] < clean["nmi"]
+
+
 def test_best_fixed_is_chosen_on_validation_never_on_test():
     rows = []
     for seed in range(3):
