@@ -502,8 +502,9 @@ def work(group: list[RunSpec], options: Options) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------- the GPU route
-#: The GPU route's dry run (:mod:`r2mae_core.campaign`): the profile's units with two steps on the CPU.
-DRY_RUN = {"steps": 2, "transformer_steps": 2, "device": "cpu"}
+#: The GPU route's dry run (:mod:`r2mae_core.campaign`): the profile's units with two steps of batch 16 on the CPU,
+#: the Transformer reading the 32 most variable genes (every code path; attention over 256 genes is slow on a CPU).
+DRY_RUN = {"steps": 2, "transformer_steps": 2, "batch_size": 16, "transformer_genes": 32, "device": "cpu"}
 
 
 def campaign_plan(config: Config) -> list[RunSpec]:
