@@ -11,7 +11,8 @@ paired difference over seeds (every method of a seed shares the CV splits and th
   among the model's fixed-ratio sweep; its test macro-F1 is the "best fixed (val)" method.
 - **S2** R²MAE ≥ scGPT's per-batch random choice from {0.25, 0.5, 0.75} on annotation macro-F1.
 - **S3** R²MAE embeddings are at least as good as PCA (``pca_comps`` components of the same input) for leiden
-  clustering: NMI (row S3) and ARI (row S3-ARI).
+  clustering: NMI (row S3) and ARI (row S3-ARI), each at the resolution the other half of the cells' labels
+  chose (:func:`r2mae_core.experiments.single_cell.clustering_scores`).
 - **S4** (the equal-effect control) R²MAE beats the fixed ratio of equal population effect on annotation
   macro-F1: m_eq = E[m²(1−m)] / E[m(1−m)] of its law (01's linear theory: in the population limit U[a, b] trains
   the predictor of this one fixed ratio; 0.5 for U[0.1, 0.9], where the control is the sweep's fixed 0.5 run,
