@@ -366,8 +366,8 @@ def clustering_scores(z: np.ndarray, y: np.ndarray, *, resolutions=(0.5, 1.0), n
     resolution with the best NMI on every cell, which is optimistic by its selection. The two are not on one
     scale: NMI's chance level rises as the sample shrinks, so a half's NMI tends to exceed the NMI of every cell
     at the same partition; compare ``nmi`` between methods (every method of a seed shares the halves) and
-    ``nmi_optimal`` with scIB's tables. ``silhouette`` is the silhouette of the
-    *labels* on the embedding (sklearn, Euclidean, in [-1, 1]; scIB rescales it to (s + 1)/2).
+    ``nmi_optimal`` with scIB's tables. ``silhouette`` is the silhouette of the *labels* on the embedding
+    (sklearn, Euclidean, in [-1, 1]; scIB rescales it to (s + 1)/2).
 
     Returns
     -------
@@ -392,15 +392,14 @@ def clustering_scores(z: np.ndarray, y: np.ndarray, *, resolutions=(0.5, 1.0), n
             partitions.append(ad.obs["leiden"].to_numpy())
     resolutions = [float(r) for r in resolutions]
     halves = clustering_halves(len(y), seed)
-    out = {}
-    for name, scored, chooser in (("half1", halves[0], halves[1]), ("half2", halves[1], halves[0])):
+    per_half = []
+    for scored, chooser in (halves, halves[::-1]):
         pick = int(np.argmax([normalized_mutual_info_score(y[chooser], c[chooser]) for c in partitions]))
-        out[f"resolution_{name}"] = resolutions[pick]
-        out[f"nmi_{name}"] = normalized_mutual_info_score(y[scored], partitions[pick][scored])
-        out[f"ari_{name}"] = adjusted_rand_score(y[scored], partitions[pick][scored])
+        per_half.append((resolutions[pick], normalized_mutual_info_score(y[scored], partitions[pick][scored]),
+                         adjusted_rand_score(y[scored], partitions[pick][scored])))
+    (res1, nmi1, ari1), (res2, nmi2, ari2) = per_half
     best = int(np.argmax([normalized_mutual_info_score(y, c) for c in partitions]))
-    scores = {"nmi": (out.pop("nmi_half1") + out.pop("nmi_half2")) / 2,
-              "ari": (out.pop("ari_half1") + out.pop("ari_half2")) / 2, **out,
+    scores = {"nmi": (nmi1 + nmi2) / 2, "ari": (ari1 + ari2) / 2, "resolution_half1": res1, "resolution_half2": res2,
               "nmi_optimal": normalized_mutual_info_score(y, partitions[best]),
               "ari_optimal": adjusted_rand_score(y, partitions[best]),
               "resolution_optimal": resolutions[best], "n_clusters_optimal": len(set(partitions[best]))}
