@@ -12,10 +12,12 @@
 #   ./build.sh pair [--seeds N] [NN_slug ...]
 #                                   smoke references (N seeds) + re-execute the committed notebooks/*.ipynb
 #   ./build.sh bench                the benchmarks under tests/benchmarks/ (not part of `test`)
-#   ./build.sh gpu next|status|estimate|pack|run|unpack ...
+#   ./build.sh gpu next|status|estimate|pack|rehearse|run|unpack ...
 #                                   the GPU route (r2mae_core.campaign): the next shard, the ledger's state, each
-#                                   shard's estimated H200 minutes, what a shard's GPU command carries, run a
-#                                   shard into an archive (--dry-run: on this CPU, small), take archives into the ledger
+#                                   shard's estimated H200 minutes, what a shard's GPU command carries, its dry run
+#                                   as the GPU machine would run it (carried data only, the image's packages only),
+#                                   run a shard into an archive (--dry-run: on this CPU, small), take archives into
+#                                   the ledger
 #   ./build.sh sweep NN_slug [--profile P] [--shard i/n] [--group-size K] [--workers W] [--compile]
 #                                   train and evaluate (a shard of) a section's plan into R2MAE_CACHE_DIR
 #                                   (r2mae_core.sweep): several machines sharing one cache fill one sweep; on

@@ -37,6 +37,11 @@ evaluation, so that a config, shape or key error shows here first; ``--dry-run -
 distinct code path of the whole plan (:func:`code_paths`, minutes: the tests run it for every section). Its
 results never enter the ledger.
 
+``rehearse NB i/n OUT`` is that dry run as the GPU machine would run it (:func:`rehearse`): in a fresh process
+whose data folder holds only the paths the command carries, with the packages the GPU image lacks refused
+(:mod:`r2mae_core.gpu_image`), so that a missing carry path or an import of scanpy or jupytext on the shard's
+path shows here and not after a GPU machine has started.
+
 ``pack NB i/n`` prints what one GPU command of a shard needs: the paths to carry, the command, the shard's
 estimate and a time limit with room for it.
 """
@@ -49,6 +54,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -65,14 +71,14 @@ from . import runs, shard_log
 from .fingerprint import fingerprint_of
 from .io import atomic_write_text, partial_path
 from .notebook_params import load_profile_parameters, read_parameters
-from .paths import REPO_ROOT, ledger_root
+from .paths import REPO_ROOT, data_root, ledger_root
 from .records import RecordError, load_record, save_record
 from .runs import Options, RunSpec, execute, groups, ledger_path, parse_shard, result_path
 from .shard_time import member_flops
 
 __all__ = ["SECTIONS", "CARRY_LIMIT_BYTES", "CARRY_LIMIT_PATHS", "Section", "section", "shard_groups", "shard_runs",
-           "code_paths", "carry", "pack", "estimate_lines", "measured_eval_seconds", "run_shard", "append_entries",
-           "failed_groups", "unpack", "missing", "next_shard", "main"]
+           "code_paths", "carry", "rehearse", "pack", "estimate_lines", "measured_eval_seconds", "run_shard",
+           "append_entries", "failed_groups", "unpack", "missing", "next_shard", "main"]
 
 #: What a GPU command may carry beside the tracked files: at most 64 MiB in at most 8 paths.
 CARRY_LIMIT_BYTES, CARRY_LIMIT_PATHS = 64 * 2**20, 8
@@ -241,6 +247,51 @@ def _carry(sec: Section) -> tuple[list[str], int]:
         raise ValueError(f"{notebook} needs {len(paths)} paths of {total / 2**20:.1f} MiB: a GPU command carries "
                          f"at most {CARRY_LIMIT_PATHS} paths of {CARRY_LIMIT_BYTES / 2**20:.0f} MiB")
     return paths, total
+
+
+def rehearse(notebook: str, shard: tuple[int, int], out: Path, *, profile: str = "full", paths: bool = False,
+             group_size: int | None = None, python: str | None = None) -> Path:
+    """The shard's dry run (:func:`run_shard` with ``dry_run``) as the GPU machine would run it, and its archive.
+
+    A new Python process runs ``python -m r2mae_core.gpu_image -m r2mae_core.campaign run NB i/n OUT --dry-run``
+    (the packages of :data:`r2mae_core.gpu_image.ABSENT` refused) with ``R2MAE_DATA_DIR`` a temporary folder that
+    holds only links to the paths :func:`carry` names for the dry run's config and ``R2MAE_CACHE_DIR`` an empty
+    one: the GPU machine gets the tracked files, the carried paths and nothing this machine prepared or cached.
+
+    ``python`` is the interpreter of the new process (default: this one); one with the GPU image's torch (a
+    virtual environment of ``torch==2.11.0`` and the packages the image holds) imitates the machine more closely.
+    The process prints to this one's standard output and error.
+
+    Raises
+    ------
+    ValueError
+        A carried path outside the data folder, or a rehearsal that exits with a non-zero status.
+    """
+    carried, _ = _carry(section(notebook, profile, dry_run=True))
+    data = data_root()
+    out = Path(out).resolve()
+    with tempfile.TemporaryDirectory(prefix="r2mae-rehearsal-") as tmp:
+        root = Path(tmp) / "data"
+        for rel in carried:
+            folder = (REPO_ROOT / rel).resolve()
+            if not folder.is_relative_to(data):
+                raise ValueError(f"carry path {rel!r} is not allowed in a rehearsal: it is outside the data folder "
+                                 f"{data}, where the GPU machine's code looks for data")
+            link = root / folder.relative_to(data)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(folder, target_is_directory=True)
+        (Path(tmp) / "cache").mkdir()
+        env = {**os.environ, "R2MAE_DATA_DIR": str(root), "R2MAE_CACHE_DIR": str(Path(tmp) / "cache"),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        env.pop("R2MAE_SOURCES_DIR", None)
+        cmd = [python or sys.executable, "-m", "r2mae_core.gpu_image", "-m", "r2mae_core.campaign", "run", notebook,
+               f"{shard[0]}/{shard[1]}", str(out), "--dry-run", "--profile", profile,
+               *(["--paths"] if paths else []), *(["--group-size", str(group_size)] if group_size else [])]
+        status = subprocess.run(cmd, env=env, cwd=REPO_ROOT).returncode
+    if status != 0:
+        raise ValueError(f"the rehearsal of {notebook} {shard[0]}/{shard[1]} exited with status {status} (its "
+                         "output is above)")
+    return out / _archive_name(notebook, shard)
 
 
 def _archive_name(notebook: str, shard: tuple[int, int]) -> str:
@@ -518,6 +569,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--paths", action="store_true", help="with --dry-run: one run per code path of the whole plan")
     run.add_argument("--scratch", type=Path, default=None,
                      help="the engine's cache folder (default: a temporary one); keep it to resume checkpoints")
+    reh = sub.add_parser("rehearse", help="the shard's dry run as the GPU machine would run it: a new process with "
+                         "only the carried data and without the packages the GPU image lacks")
+    reh.add_argument("notebook")
+    reh.add_argument("shard", help="i/n")
+    reh.add_argument("out", type=Path)
+    reh.add_argument("--profile", default="full")
+    reh.add_argument("--paths", action="store_true", help="one run per code path of the whole plan")
+    reh.add_argument("--group-size", type=int, default=None)
+    reh.add_argument("--python", default=None, help="the interpreter to rehearse with (default: this one), e.g. "
+                     "a virtual environment with the GPU image's torch")
     unp = sub.add_parser("unpack", help="check the archives and write their results to the ledger")
     unp.add_argument("archives", nargs="+", type=Path)
     unp.add_argument("--profile", default="full")
@@ -553,6 +614,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"campaign: group {row['label']} ({row['runs']} runs) failed: {row['error']}", file=sys.stderr)
             if failed:
                 return 1
+        elif args.command == "rehearse":
+            archive = rehearse(args.notebook, parse_shard(args.shard), args.out, profile=args.profile,
+                               paths=args.paths, group_size=args.group_size, python=args.python)
+            print(f"rehearsal of {args.notebook} {args.shard}: passed ({archive})")
         elif args.command == "unpack":
             for notebook, n in unpack(args.archives, profile=args.profile).items():
                 print(f"{notebook}: {n} results written to {ledger_root()}")

@@ -4,11 +4,17 @@ A notebook declares its parameters in exactly one cell tagged ``parameters``: on
 literal per line, each with a trailing comment (the smoke defaults). A profile YAML
 (``parameters/<profile>/NN_slug.yaml``) may only set declared parameters, with values of the declared
 type. Papermill would only warn about an unknown key; here it is an error, caught before any work.
+
+The parameters cell is read from the notebook's jupytext percent-format script with the standard library alone
+(the GPU image that runs the campaign's shards has no jupytext): ``tests/test_notebook_conventions.py`` checks
+that it is the cell jupytext reads, for every notebook.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +44,34 @@ def _notebook_source(notebook: str) -> Path:
     return REPO_ROOT / "notebooks" / f"{check_notebook(notebook)}.py"
 
 
-def _parameters_cells(path: Path) -> list[str]:
-    import jupytext  # heavy import, only when needed
+#: A cell marker of jupytext's percent format: ``# %%``, an optional title, an optional cell type in brackets
+#: (``[markdown]``), then ``key=value`` metadata such as ``tags=["parameters"]``
+#: (https://jupytext.readthedocs.io/en/latest/formats-scripts.html#the-percent-format).
+_CELL_MARKER = re.compile(r"^# %%(?P<rest>.*)$")
+_CELL_TYPE = re.compile(r"\[(?P<type>\w+)\]")
+_TAGS = re.compile(r"\btags=(?P<tags>\[[^\]]*\])")
 
-    nb = jupytext.read(path)
-    return [c.source for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+
+def _marker_is_parameters_code_cell(rest: str) -> bool:
+    cell_type = _CELL_TYPE.search(rest.split("tags=")[0])
+    tags = _TAGS.search(rest)
+    return cell_type is None and tags is not None and "parameters" in json.loads(tags["tags"])
+
+
+def _parameters_cells(path: Path) -> list[str]:
+    """The sources of the code cells tagged ``parameters`` in a percent-format script: a cell runs from its
+    ``# %%`` marker to the next marker or the end, without the blank lines at its end (as jupytext reads it)."""
+    cells: list[list[str]] = []
+    current: list[str] | None = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        marker = _CELL_MARKER.match(line)
+        if marker:
+            current = [] if _marker_is_parameters_code_cell(marker["rest"]) else None
+            if current is not None:
+                cells.append(current)
+        elif current is not None:
+            current.append(line)
+    return ["\n".join(cell).rstrip("\n") for cell in cells]
 
 
 def read_parameters(notebook: str, *, path: Path | None = None) -> dict[str, Parameter]:

@@ -123,15 +123,16 @@ def test_an_image_shard_brings_back_the_analyses_and_the_notebook_then_replays(l
 @pytest.mark.parametrize("notebook", list(campaign.SECTIONS))
 def test_a_dry_run_takes_every_code_path_of_the_full_plan_and_never_enters_the_ledger(ledger, tmp_path, notebook):
     """One run per code path of the full plan on the CPU (two steps, small data; every run of the plan:
-    ``campaign run NB 0/1 OUT --dry-run``); its results are not runs of the full plan, so unpack refuses them."""
+    ``campaign run NB 0/1 OUT --dry-run``), rehearsed as the GPU machine runs it (a new process with only the
+    carried data and without the packages the GPU image lacks); its results are not runs of the full plan, so
+    unpack refuses them."""
     sec = campaign.section(notebook, "full", dry_run=True)
     paths = campaign.code_paths(sec.plan)
     kinds = {(s.family, s.size, s.method.kind, s.method.uniformity_weight > 0,
               tuple(sorted(s.evaluation.get("analyses", {})))) for s in sec.plan}
     assert {(s.family, s.size, s.method.kind, s.method.uniformity_weight > 0,
              tuple(sorted(s.evaluation.get("analyses", {})))) for s in paths} == kinds
-    archive = campaign.run_shard(notebook, (0, 1), tmp_path / "out", dry_run=True, paths=True, group_size=4,
-                                 progress=False)
+    archive = campaign.rehearse(notebook, (0, 1), tmp_path / "out", paths=True, group_size=4)
     assert len(_entries(archive)) == len(paths) > 0
     with pytest.raises(ValueError, match=f"is not a run of {notebook}'s full plan here"):
         campaign.unpack([archive])

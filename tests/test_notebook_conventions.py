@@ -9,7 +9,7 @@ import nbformat
 import papermill
 import pytest
 
-from r2mae_core.notebook_params import load_profile_parameters, read_parameters
+from r2mae_core.notebook_params import _parameters_cells, load_profile_parameters, read_parameters
 from r2mae_core.paths import PROFILES, REPO_ROOT, notebook_names
 from r2mae_core.pipeline import _inputs
 
@@ -41,6 +41,23 @@ def test_parameters_cell_is_typed_commented_and_has_profile_and_seed(name):
     for p in params.values():
         assert p.annotation, f"{name}: parameter {p.name} has no type annotation"
         assert p.comment, f"{name}: parameter {p.name} has no comment"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_the_parameters_cell_read_without_jupytext_is_the_one_jupytext_reads(name):
+    path = REPO_ROOT / "notebooks" / f"{name}.py"
+    tagged = [c.source for c in jupytext.read(path).cells
+              if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    assert _parameters_cells(path) == tagged and len(tagged) == 1
+
+
+def test_a_markdown_cell_or_another_tag_is_not_a_parameters_cell(tmp_path):
+    path = tmp_path / "nb.py"
+    path.write_text('# %% [markdown] tags=["parameters"]\n# text\n\n# %% tags=["other"]\nx = 1\n\n'
+                    '# %% tags=["x", "parameters"]\n\nseed: int = 0  # s\n\n# %%\ny = 2\n', encoding="utf-8")
+    tagged = [c.source for c in jupytext.read(path).cells
+              if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    assert _parameters_cells(path) == tagged == ["\nseed: int = 0  # s"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -364,3 +364,22 @@ def test_a_killed_gene_model_resumes_from_its_checkpoint(tmp_path, monkeypatch, 
         assert hist_a[cols].equals(hist_b[cols])
         sa, sb = net_a.state_dict(), net_b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_the_arrays_record_follows_the_prepared_dataset_and_stands_in_for_it_where_only_it_is_carried(
+        tmp_path, monkeypatch):
+    """Where the dataset is prepared, a stale arrays record is rewritten from it; where only the record was
+    carried (the GPU machine: no prepared dataset, no scanpy), the record is what a unit reads."""
+    path = tmp_path / "arrays.npz"
+    monkeypatch.setattr(exp, "arrays_path", lambda *args: path)
+    monkeypatch.setattr(exp, "_ARRAYS_MEMO", {})
+    fresh = exp.load_dataset("pbmc68k_reduced", transformer_genes=16)
+    stale = {"x": np.zeros((2, 2), np.float32), "y": np.zeros(2, np.int64), "labels": ["a"],
+             "tf_genes": np.arange(2), "checksum": "stale"}
+    exp.save_record(path, stale)
+    assert exp.load_arrays("pbmc68k_reduced", transformer_genes=16)["checksum"] == fresh["checksum"] != "stale"
+    assert exp.load_record(path)["checksum"] == fresh["checksum"]
+    exp.save_record(path, stale)
+    monkeypatch.setattr(exp, "_ARRAYS_MEMO", {})
+    monkeypatch.setattr(exp.registry, "is_prepared", lambda name: False)
+    assert exp.load_arrays("pbmc68k_reduced", transformer_genes=16)["checksum"] == "stale"

@@ -41,6 +41,7 @@ from threadpoolctl import threadpool_limits
 from .. import data as datasets
 from .. import evaluate, single_cell
 from ..cache import cache_key
+from ..data import registry
 from ..fingerprint import code_fingerprint
 from ..masking import make_sampler
 from ..models import model_config
@@ -259,15 +260,22 @@ def arrays_path(name: str, hsmm_genes: int, transformer_genes: int) -> Path:
 
 
 def load_arrays(name: str, *, hsmm_genes: int = 1000, transformer_genes: int = 128) -> dict:
-    """What a unit's pretraining reads of a dataset, without scanpy: ``x``, ``y``, ``labels``, ``tf_genes`` and
-    ``checksum`` of :func:`load_dataset`, kept as a data-only record (:func:`arrays_path`) the first time they are
-    built here, so that a machine without scanpy or anndata (the GPU machine) reads the same arrays."""
+    """What a unit reads of a dataset, without scanpy: ``x``, ``y``, ``labels``, ``tf_genes`` and ``checksum`` of
+    :func:`load_dataset`, kept as a data-only record (:func:`arrays_path`) that a machine without scanpy or
+    anndata (the GPU machine, which is carried the record and not the dataset) reads instead.
+
+    Where the dataset is prepared (or not yet carried as a record) the arrays are built from it and the record
+    is rewritten when it differs (:func:`r2mae_core.records.record_digest`), so a record never outlives a change
+    of the dataset or of :func:`load_dataset`; elsewhere the record is read as it is.
+    """
     key = (name, hsmm_genes, transformer_genes)
     if key not in _ARRAYS_MEMO:
         path = arrays_path(name, hsmm_genes, transformer_genes)
-        if not path.exists():
+        if registry.is_prepared(name) or not path.exists():
             ds = load_dataset(name, hsmm_genes=hsmm_genes, transformer_genes=transformer_genes)
-            save_record(path, {k: ds[k] for k in ("x", "y", "labels", "tf_genes", "checksum")})
+            arrays = {k: ds[k] for k in ("x", "y", "labels", "tf_genes", "checksum")}
+            if not path.exists() or record_digest(load_record(path)) != record_digest(arrays):
+                save_record(path, arrays)
         _ARRAYS_MEMO[key] = load_record(path)
     return _ARRAYS_MEMO[key]
 
@@ -420,7 +428,7 @@ def _pca(x: np.ndarray, n_comps: int) -> np.ndarray:
 def _unit_spec(config: Config, dataset: str, model: str, method: Method, s: int) -> RunSpec:
     """One (dataset, model, method, seed index) unit as a run; PCA is one run per dataset and seed (tagged with
     each model it is listed under)."""
-    ds = load_dataset(dataset, hsmm_genes=config.hsmm_genes, transformer_genes=config.transformer_genes)
+    ds = load_arrays(dataset, hsmm_genes=config.hsmm_genes, transformer_genes=config.transformer_genes)
     family = "pca" if method.name == "PCA" else model
     data = {"dataset": dataset, "hsmm_genes": config.hsmm_genes, "transformer_genes": config.transformer_genes,
             "holdout": config.holdout, "holdout_seed": config.seed_of(9), "checksum": ds["checksum"]}
