@@ -387,7 +387,8 @@ def pretrain(model: nn.Module, data, *, sampler, train: TrainConfig, seed: int =
         ``compile_kwargs`` go to ``torch.compile`` (default ``dynamic=False``).
     checkpoint_path, resume
         Save model/optimizer/scheduler/generator state/history every ``train.checkpoint_every`` steps and at the
-        end (written to a temporary file, then renamed). With ``resume`` an existing checkpoint of the same run
+        end (written to a temporary file, then renamed; under data parallelism by rank 0, every rank waiting for
+        the write). With ``resume`` an existing checkpoint of the same run
         (same seed, sizes, schedule and sampler) is continued, or returned as is if finished; a checkpoint of
         another run is an error.
     progress
@@ -445,6 +446,7 @@ def pretrain(model: nn.Module, data, *, sampler, train: TrainConfig, seed: int =
                          "model": model.state_dict(), "optimizer": opt.state_dict(),
                          "scheduler": sched.state_dict(), "mask_generator": mask_gen.get_state(),
                          "history": history.rows})
+        distributed.barrier()  # no rank goes on (and may resume from the file) before it is written
 
     t0 = time.perf_counter()
     perm_epoch, perm = -1, None

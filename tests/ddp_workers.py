@@ -9,6 +9,7 @@ tokens for the text encoder (no ``N`` and no short window, so that every row has
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +49,11 @@ def _outcome(res) -> dict:
 
 def vit_umae(folder: Path, interrupt: bool) -> dict:
     """ViT-MAE, R²MAE U[0.1, 0.9] per batch, U-MAE λ = 0.1; with ``interrupt`` stopped after step 3 (its
-    checkpoint) and resumed. Counts the checkpoint writes of this process."""
+    checkpoint) and resumed. Counts the checkpoint writes of this process. The write takes a second longer than
+    it does alone, so a rank that resumed before rank 0 had written would start from step 0 and leave the
+    ranks' collectives out of step (a hang)."""
     writes, save = [], train._save
-    train._save = lambda path, state: (writes.append(int(state["step"])), save(path, state))
+    train._save = lambda path, state: (writes.append(int(state["step"])), time.sleep(1.0), save(path, state))
     try:
         kw = dict(sampler=masking.R2MAE(0.1, 0.9), train=SCHEDULE, seed=3, uniformity_weight=0.1, progress=False,
                   checkpoint_path=folder / "vit.pt")
