@@ -254,6 +254,19 @@ def save_finished(path: str | Path, fingerprint: dict, model: nn.Module, history
                        "optimizer": None, "scheduler": None, "mask_generator": None, "history": hist})
 
 
+def _write_checkpoint(path: Path, history: _History, *, fingerprint: dict, step: int, seconds: float,
+                      model: nn.Module, opt: torch.optim.Optimizer, sched, mask_gen: torch.Generator) -> None:
+    """Save a run's state after ``step`` steps for :func:`pretrain` to resume. Under data parallelism the ranks'
+    states are equal and rank 0 writes; every rank waits for the write, so that none goes on (and may resume
+    from the file) before it is there."""
+    history.flush()
+    if distributed.is_main():
+        _save(path, {"format": 1, "fingerprint": fingerprint, "step": step, "seconds": seconds,
+                     "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "mask_generator": mask_gen.get_state(), "history": history.rows})
+    distributed.barrier()
+
+
 def _save(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
@@ -439,15 +452,6 @@ def pretrain(model: nn.Module, data, *, sampler, train: TrainConfig, seed: int =
     run_model = distributed.wrap(model, _compiler(compile, compile_kwargs))
     step_fn = step_fn or _default_step(model, compile, compile_buckets, mask_generator)
 
-    def checkpoint(step_done: int, elapsed: float):
-        history.flush()
-        if distributed.is_main():  # the ranks' states are equal: one writes
-            _save(ckpt, {"format": 1, "fingerprint": fingerprint, "step": step_done, "seconds": elapsed,
-                         "model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "scheduler": sched.state_dict(), "mask_generator": mask_gen.get_state(),
-                         "history": history.rows})
-        distributed.barrier()  # no rank goes on (and may resume from the file) before it is written
-
     t0 = time.perf_counter()
     perm_epoch, perm = -1, None
     bar = tqdm(total=total, initial=start, disable=not (progress and distributed.is_main()), desc="pretrain",
@@ -471,7 +475,8 @@ def pretrain(model: nn.Module, data, *, sampler, train: TrainConfig, seed: int =
         bar.update(1)
         due = step + 1 == total or (train.checkpoint_every and (step + 1) % train.checkpoint_every == 0)
         if ckpt is not None and due:
-            checkpoint(step + 1, elapsed)
+            _write_checkpoint(ckpt, history, fingerprint=fingerprint, step=step + 1, seconds=elapsed, model=model,
+                              opt=opt, sched=sched, mask_gen=mask_gen)
         if callback is not None:
             history.flush()
             callback(step, history.last())
