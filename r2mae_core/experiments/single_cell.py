@@ -271,12 +271,14 @@ def load_arrays(name: str, *, hsmm_genes: int = 1000, transformer_genes: int = 1
     key = (name, hsmm_genes, transformer_genes)
     if key not in _ARRAYS_MEMO:
         path = arrays_path(name, hsmm_genes, transformer_genes)
-        if registry.is_prepared(name) or not path.exists():
+        stored = load_record(path) if path.exists() else None
+        if stored is None or registry.is_prepared(name):
             ds = load_dataset(name, hsmm_genes=hsmm_genes, transformer_genes=transformer_genes)
             arrays = {k: ds[k] for k in ("x", "y", "labels", "tf_genes", "checksum")}
-            if not path.exists() or record_digest(load_record(path)) != record_digest(arrays):
+            if stored is None or record_digest(stored) != record_digest(arrays):
                 save_record(path, arrays)
-        _ARRAYS_MEMO[key] = load_record(path)
+                stored = load_record(path)
+        _ARRAYS_MEMO[key] = stored
     return _ARRAYS_MEMO[key]
 
 
