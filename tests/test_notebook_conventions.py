@@ -43,11 +43,15 @@ def test_parameters_cell_is_typed_commented_and_has_profile_and_seed(name):
         assert p.comment, f"{name}: parameter {p.name} has no comment"
 
 
+def _jupytext_parameters_cells(path):
+    return [c.source for c in jupytext.read(path).cells
+            if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_the_parameters_cell_read_without_jupytext_is_the_one_jupytext_reads(name):
     path = REPO_ROOT / "notebooks" / f"{name}.py"
-    tagged = [c.source for c in jupytext.read(path).cells
-              if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    tagged = _jupytext_parameters_cells(path)
     assert _parameters_cells(path) == tagged and len(tagged) == 1
 
 
@@ -55,8 +59,7 @@ def test_a_markdown_cell_or_another_tag_is_not_a_parameters_cell(tmp_path):
     path = tmp_path / "nb.py"
     path.write_text('# %% [markdown] tags=["parameters"]\n# text\n\n# %% tags=["other"]\nx = 1\n\n'
                     '# %% tags=["x", "parameters"]\n\nseed: int = 0  # s\n\n# %%\ny = 2\n', encoding="utf-8")
-    tagged = [c.source for c in jupytext.read(path).cells
-              if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    tagged = _jupytext_parameters_cells(path)
     assert _parameters_cells(path) == tagged == ["\nseed: int = 0  # s"]
 
 
