@@ -76,12 +76,18 @@ from .records import RecordError, load_record, save_record
 from .runs import Options, RunSpec, execute, groups, ledger_path, parse_shard, result_path
 from .shard_time import member_flops
 
-__all__ = ["SECTIONS", "CARRY_LIMIT_BYTES", "CARRY_LIMIT_PATHS", "Section", "section", "shard_groups", "shard_runs",
-           "code_paths", "carry", "rehearse", "pack", "estimate_lines", "measured_eval_seconds", "run_shard",
-           "append_entries", "failed_groups", "unpack", "missing", "next_shard", "main"]
+__all__ = ["SECTIONS", "CARRY_LIMIT_BYTES", "CARRY_LIMIT_PATHS", "SHARD_TIMEOUT_S", "Section", "section",
+           "shard_groups", "shard_runs", "code_paths", "carry", "rehearse", "pack", "estimate_lines",
+           "measured_eval_seconds", "run_shard", "append_entries", "failed_groups", "unpack", "missing",
+           "next_shard", "main"]
 
 #: What a GPU command may carry beside the tracked files: at most 64 MiB in at most 8 paths.
 CARRY_LIMIT_BYTES, CARRY_LIMIT_PATHS = 64 * 2**20, 8
+
+#: The longest time limit ``pack`` gives one shard's command: a loan is 900 s of device time, start-up included,
+#: so a shard stopped at 540 s still leaves time for a second call on the warm machine (a rerun, or part of the
+#: next shard); a stopped shard loses no finished group.
+SHARD_TIMEOUT_S = 540
 
 #: The sections whose every run goes through the engine: their shard counts at ``full`` and the most runs trained
 #: as one ensemble. Small models are bound by the step floor (on one H200, 32 ViT-S members step in 23.7 ms
@@ -526,8 +532,8 @@ def estimate_lines(notebook: str, profile: str = "full") -> list[str]:
 def pack(notebook: str, shard: tuple[int, int], profile: str = "full") -> dict:
     """What one GPU command of ``shard`` needs: ``carry`` (the ignored paths, :func:`carry`) and their ``mib``,
     ``command`` (run in the repository root with the output folder in ``$OUT``), ``estimate_s`` of the runs
-    still missing and ``timeout_s``: the estimate with half again as much room, at most the 600 s a command may
-    run (a command stopped at its limit still returns its finished groups)."""
+    still missing and ``timeout_s``: the estimate with half again as much room, at most :data:`SHARD_TIMEOUT_S`
+    (a command stopped at its limit still returns its finished groups)."""
     from .shard_time import estimate
 
     sec = section(notebook, profile)
@@ -538,7 +544,8 @@ def pack(notebook: str, shard: tuple[int, int], profile: str = "full") -> dict:
     return {"carry": paths, "mib": round(total / 2**20, 1),
             "command": (f"PYTHONPATH=$PWD python3 -m r2mae_core.campaign run {notebook} {shard[0]}/{shard[1]} $OUT "
                         f"--compile{flags}"),
-            "runs": found.runs, "estimate_s": round(found.total), "timeout_s": min(600, round(1.5 * found.total))}
+            "runs": found.runs, "estimate_s": round(found.total),
+            "timeout_s": min(SHARD_TIMEOUT_S, round(1.5 * found.total))}
 
 
 def measured_eval_seconds(sec: Section) -> float | None:

@@ -145,7 +145,13 @@ def test_pack_names_what_a_gpu_command_needs(ledger):
     packed = campaign.pack("06_spectral_clustering", (1, 4))
     assert packed["carry"] == ["data/fashion_mnist"] and 0 < packed["mib"] <= 64
     assert packed["command"].endswith("campaign run 06_spectral_clustering 1/4 $OUT --compile")
-    assert packed["runs"] > 0 and 0 < packed["timeout_s"] <= 600
+    assert packed["runs"] > 0 and 0 < packed["timeout_s"] <= campaign.SHARD_TIMEOUT_S
+
+
+def test_pack_caps_a_long_shard_at_the_shard_time_limit(ledger):
+    packed = campaign.pack("02_vision", (0, 2))
+    assert 1.5 * packed["estimate_s"] > campaign.SHARD_TIMEOUT_S
+    assert packed["timeout_s"] == campaign.SHARD_TIMEOUT_S <= 540
 
 
 def test_next_names_the_first_shard_with_missing_runs(ledger):
